@@ -1,0 +1,1 @@
+"""Benchmarks of skyshare; ``python -m benchmarks.run`` (``make bench``) writes BENCHMARKS.md."""

@@ -1,0 +1,231 @@
+"""Validated configuration models and YAML presets.
+
+Every config is a pydantic model derived from :class:`StrictModel`: unknown keys are rejected,
+values are range-checked, and units are spelled out in field names (``p_max_dbm``,
+``isd_m``, ``fc_ghz``). Invalid input raises :class:`~skyshare.errors.ConfigError` whose message
+names each bad field, the value given and the allowed range, e.g.::
+
+    catn config is invalid:
+      - p_max_dbm = -5.0: must be >= 0 (allowed range: [0, inf))
+      - foo: unknown key (allowed keys: seed, n_bs, ...)
+
+Presets are YAML files shipped in ``skyshare/configs/<scenario>/<preset>.yaml``; ``paper`` holds
+the seed paper's parameters and ``quick`` a reduced setting that runs in seconds.
+"""
+
+from __future__ import annotations
+
+import math
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+import annotated_types as at
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from skyshare.errors import ConfigError, UnknownNameError
+
+M = TypeVar("M", bound="StrictModel")
+
+
+class StrictModel(BaseModel):
+    """Base of all skyshare configs: frozen, unknown keys forbidden, values validated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    @classmethod
+    def from_dict(cls: type[M], data: dict[str, Any], *, what: str | None = None) -> M:
+        """Validate ``data``; raise :class:`ConfigError` naming every bad field."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as err:
+            raise ConfigError(format_validation_error(cls, err, what=what)) from None
+
+    def replace(self: M, **changes: Any) -> M:
+        """A validated copy with ``changes`` applied (nested keys as ``a.b=value`` strings)."""
+        data = self.model_dump()
+        for key, value in changes.items():
+            set_dotted(data, key, value)
+        return type(self).from_dict(data)
+
+
+# --------------------------------------------------------------------------------------------
+# Error messages
+# --------------------------------------------------------------------------------------------
+
+
+def _bounds(metadata: list[Any]) -> tuple[str, str] | None:
+    """Render the numeric bounds of a pydantic field as interval ends, or None."""
+    lo, hi = "-inf", "inf"
+    lo_bracket, hi_bracket = "(", ")"
+    found = False
+    for item in metadata:
+        for attr, kind in (("gt", "lo_open"), ("ge", "lo"), ("lt", "hi_open"), ("le", "hi")):
+            value = getattr(item, attr, None)
+            if value is None or not isinstance(item, at.BaseMetadata):
+                continue
+            found = True
+            if kind.startswith("lo"):
+                lo, lo_bracket = f"{value:g}", "(" if kind == "lo_open" else "["
+            else:
+                hi, hi_bracket = f"{value:g}", ")" if kind == "hi_open" else "]"
+    if not found:
+        return None
+    return f"{lo_bracket}{lo}", f"{hi}{hi_bracket}"
+
+
+def _model_at(model: type[BaseModel], path: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The (nested) model class reached by walking the field names in ``path``."""
+    current: Any = model
+    for key in path:
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        if key not in current.model_fields:
+            return None
+        current = current.model_fields[key].annotation
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _field_info(model: type[BaseModel], loc: tuple[Any, ...]):
+    """FieldInfo of the field at ``loc`` (nested models walked), or None."""
+    parent = _model_at(model, loc[:-1])
+    if parent is None or not loc or loc[-1] not in parent.model_fields:
+        return None
+    return parent.model_fields[loc[-1]]
+
+
+def format_validation_error(
+    model: type[BaseModel], err: ValidationError, *, what: str | None = None
+) -> str:
+    """One line per problem: field path, value given, what is allowed."""
+    title = what or model.__name__
+    lines = [f"{title} config is invalid:"]
+    for problem in err.errors():
+        loc = tuple(problem["loc"])
+        path = ".".join(str(p) for p in loc) or "<root>"
+        kind = problem["type"]
+        if kind == "extra_forbidden":
+            parent = _model_at(model, loc[:-1])
+            allowed = ", ".join(parent.model_fields) if parent is not None else "?"
+            lines.append(f"  - {path}: unknown key (allowed keys: {allowed})")
+            continue
+        given = problem.get("input")
+        message = problem["msg"]
+        ctx = problem.get("ctx") or {}
+        for op, word in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
+            if op in ctx and kind.startswith(("greater", "less")):
+                message = f"must be {word} {ctx[op]}"
+        info = _field_info(model, loc)
+        bounds = _bounds(info.metadata) if info is not None else None
+        range_text = f" (allowed range: {bounds[0]}, {bounds[1]})" if bounds else ""
+        description = f" [{info.description}]" if info is not None and info.description else ""
+        lines.append(f"  - {path} = {given!r}: {message}{range_text}{description}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# YAML presets and overrides
+# --------------------------------------------------------------------------------------------
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse ``key.sub=value`` (value read as YAML, so ``3``, ``1e-3``, ``[1, 2]`` work)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key=value (e.g. p_max_dbm=40)")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})") from None
+    if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string; numbers are meant
+        for kind in (int, float):
+            try:
+                value = kind(value)
+                break
+            except ValueError:
+                pass
+    if isinstance(value, float) and math.isnan(value):
+        raise ConfigError(f"override {text!r}: NaN is not a valid value")
+    return key, value
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``data[a][b] = value`` for ``key = "a.b"``, creating dicts along the way."""
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping from ``path`` (a clear error if missing or malformed)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping, got {type(data).__name__}")
+    return data
+
+
+def preset_names(scenario: str) -> list[str]:
+    """Names of the presets shipped for ``scenario``."""
+    folder = resources.files("skyshare") / "configs" / scenario
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")
+    )
+
+
+def load_preset(scenario: str, preset: str) -> dict[str, Any]:
+    """The raw mapping of preset ``preset`` of ``scenario``."""
+    names = preset_names(scenario)
+    if preset not in names:
+        raise UnknownNameError(
+            f"unknown preset {preset!r} for {scenario}; available: {', '.join(names) or 'none'}"
+        )
+    with resources.as_file(resources.files("skyshare") / "configs" / scenario) as folder:
+        return load_yaml(Path(folder) / f"{preset}.yaml")
+
+
+def build_config(
+    model: type[M],
+    scenario: str,
+    *,
+    preset: str | None = "paper",
+    file: str | Path | None = None,
+    overrides: list[str] | dict[str, Any] | None = None,
+) -> M:
+    """Preset (or file) + overrides -> validated config.
+
+    Precedence: model defaults < preset < file < overrides.
+    """
+    data: dict[str, Any] = {}
+    if preset is not None:
+        data.update(load_preset(scenario, preset))
+    if file is not None:
+        for key, value in load_yaml(file).items():
+            data[key] = value
+    items = (
+        overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides or [])
+    )
+    for key, value in items:
+        set_dotted(data, key, value)
+    return model.from_dict(data, what=scenario)

@@ -1,0 +1,288 @@
+"""The SINR kernel and everything derived from it.
+
+One kernel serves every system in skyshare. Channels ``H`` and beamformers ``W`` give the
+effective gain matrix
+
+    A[b, k, j] = sum_t h_{t,k}^H w_{t,j}                                    (DESIGN.md)
+
+(receiver k, stream j, transmitters t), from which the desired power ``|A_kk|^2``, the
+interference ``sum_{j != k} |A_kj|^2``, the SINR and the rate follow. The special cases:
+
+- single-BS association (seed 000): ``w_{t,j} = 0`` unless t serves j. :func:`associated_gains`
+  builds A from per-user beamformers ``w (B, K, M)`` and the serving index without materialising
+  the zeros;
+- cell-free coherent joint transmission (seed 003): every ``w_{t,j}`` non-zero;
+- per-cell zero-forcing (seed 004): one subchannel axis F, ZF columns per cell;
+- scalar OFDM subchannels (seed 001): M = 1 and a subchannel axis F, ``w = sqrt(p)``.
+
+Axis order everywhere: batch, receiver, transmitter, subchannel, antenna. Shapes:
+
+    H: (B, K, T, M) or (B, K, T, F, M) complex     channel from transmitter t to receiver k
+    W: (B, T, J, M) or (B, T, J, F, M) complex     beamformer of transmitter t for stream j
+    A: (B, K, J)    or (B, K, J, F)    complex     effective gains
+
+Quantities are whatever units the caller uses; skyshare's scenarios hand out noise-normalised
+channels (noise power 1), so ``|A|^2`` with W in sqrt(watts) is directly an SNR.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from skyshare.errors import ShapeError
+
+__all__ = [
+    "SinrResult",
+    "associated_gains",
+    "channel_strength",
+    "effective_gains",
+    "handover_count",
+    "jain_fairness",
+    "per_transmitter_gains",
+    "primary_interference",
+    "proportional_fair_utility",
+    "received_power",
+    "sinr",
+    "split_by_transmitter",
+    "strongest_transmitter",
+    "sum_rate",
+]
+
+
+def _check_complex(name: str, x: torch.Tensor, ndims: tuple[int, ...]) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise ShapeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.ndim not in ndims:
+        raise ShapeError(f"{name} must have {' or '.join(map(str, ndims))} dims, got {x.ndim}")
+
+
+def effective_gains(H: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+    """Effective gain matrix ``A[b,k,j(,f)] = sum_t h_{t,k(,f)}^H w_{t,j(,f)}``.
+
+    Args:
+        H: (B, K, T, M) or (B, K, T, F, M) complex channels.
+        W: (B, T, J, M) or (B, T, J, F, M) complex beamformers (zero where t does not serve j).
+
+    Returns:
+        A: (B, K, J) or (B, K, J, F) complex.
+    """
+    _check_complex("H", H, (4, 5))
+    _check_complex("W", W, (4, 5))
+    if H.ndim != W.ndim:
+        raise ShapeError(
+            f"H and W must both have a subchannel axis or neither: {H.shape} vs {W.shape}"
+        )
+    if H.shape[2] != W.shape[1] or H.shape[-1] != W.shape[-1]:
+        raise ShapeError(
+            f"H (B,K,T,..,M) and W (B,T,J,..,M) disagree on T or M: "
+            f"{tuple(H.shape)} vs {tuple(W.shape)}"
+        )
+    if H.ndim == 4:
+        return torch.einsum("bktm,btjm->bkj", H.conj(), W)
+    if H.shape[3] != W.shape[3]:
+        raise ShapeError(f"H and W disagree on the subchannel axis F: {H.shape[3]} vs {W.shape[3]}")
+    return torch.einsum("bktfm,btjfm->bkjf", H.conj(), W)
+
+
+def associated_gains(H: torch.Tensor, w: torch.Tensor, serving: torch.Tensor) -> torch.Tensor:
+    """Effective gains for single-BS association: ``A[b,k,j] = h_{serving_j, k}^H w_j``.
+
+    Args:
+        H: (B, R, N, M) complex channels from the N BSs to R receivers (users, or primary
+            receivers such as aerial users).
+        w: (B, J, M) complex beamformer of each stream j (transmitted by BS ``serving[b, j]``).
+        serving: (B, J) long, index of the BS serving stream j, in [0, N).
+
+    Returns:
+        A: (B, R, J) complex. Equals :func:`effective_gains` with W zero outside the serving BS.
+    """
+    _check_complex("H", H, (4,))
+    _check_complex("w", w, (3,))
+    B, R, _, M = H.shape
+    if w.shape[-1] != M or serving.shape != w.shape[:2]:
+        raise ShapeError(
+            f"expected w (B, J, M={M}) and serving (B, J); got w {tuple(w.shape)}, "
+            f"serving {tuple(serving.shape)}"
+        )
+    J = w.shape[1]
+    index = serving[:, None, :, None].expand(B, R, J, M)
+    H_serving = torch.gather(H, 2, index)  # (B, R, J, M): channel from stream j's BS to r
+    return (H_serving.conj() * w[:, None]).sum(-1)
+
+
+def per_transmitter_gains(H: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+    """Gains split by transmitter, ``A_t[b,k,t,j] = h_{t,k}^H w_{t,j}`` (no sum over t).
+
+    Args:
+        H: (B, K, T, M) complex. W: (B, T, J, M) complex.
+
+    Returns:
+        (B, K, T, J) complex.
+    """
+    _check_complex("H", H, (4,))
+    _check_complex("W", W, (4,))
+    return torch.einsum("bktm,btjm->bktj", H.conj(), W)
+
+
+@dataclass(frozen=True)
+class SinrResult:
+    """Output of :func:`sinr`. Shapes use (B, K) or (B, K, F) with a subchannel axis.
+
+    Attributes:
+        gain_power: (B, K, J[, F]) ``|A_kj|^2``, power of stream j at receiver k.
+        signal: (B, K[, F]) desired power ``|A_kk|^2``.
+        interference: (B, K[, F]) ``sum_{j != k} |A_kj|^2`` (without noise).
+        noise: noise power broadcastable to ``signal``.
+        sinr: (B, K[, F]) ``signal / (interference + noise)``.
+        rate: (B, K[, F]) ``log2(1 + sinr)`` in bit/s/Hz.
+    """
+
+    gain_power: torch.Tensor
+    signal: torch.Tensor
+    interference: torch.Tensor
+    noise: torch.Tensor
+    sinr: torch.Tensor
+    rate: torch.Tensor
+
+
+def sinr(A: torch.Tensor, noise: float | torch.Tensor = 1.0) -> SinrResult:
+    """SINR and rate of every receiver from the effective gain matrix (seed 000 eq. (1)).
+
+    Receiver k decodes stream k, so A must be square in (K, J).
+
+    Args:
+        A: (B, K, K) or (B, K, K, F) complex effective gains.
+        noise: noise power, a float or a tensor broadcastable to (B, K[, F]).
+    """
+    if A.ndim not in (3, 4) or A.shape[1] != A.shape[2]:
+        raise ShapeError(f"A must be (B, K, K) or (B, K, K, F), got {tuple(A.shape)}")
+    gain_power = A.real**2 + A.imag**2
+    signal = torch.diagonal(gain_power, dim1=1, dim2=2)  # (B, [F,] K)
+    if A.ndim == 4:
+        signal = signal.transpose(1, 2)  # (B, K, F)
+    interference = gain_power.sum(2) - signal
+    interference = interference.clamp_min(0.0)  # exact zero when rounding makes it negative
+    noise_t = torch.as_tensor(noise, dtype=signal.dtype, device=signal.device)
+    if bool((noise_t < 0).any()):
+        raise ValueError("noise power must be >= 0")
+    ratio = signal / (interference + noise_t)
+    return SinrResult(
+        gain_power=gain_power,
+        signal=signal,
+        interference=interference,
+        noise=noise_t,
+        sinr=ratio,
+        rate=torch.log2(1.0 + ratio),
+    )
+
+
+def received_power(A: torch.Tensor) -> torch.Tensor:
+    """Total received power ``sum_j |A_rj|^2`` at each receiver r.
+
+    Args:
+        A: (B, R, J[, F]) effective gains to receivers that decode none of the streams
+            (primary/aerial users).
+
+    Returns:
+        (B, R[, F]) real.
+    """
+    return (A.real**2 + A.imag**2).sum(2)
+
+
+def primary_interference(
+    G: torch.Tensor, w: torch.Tensor, serving: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Interference power at primary receivers, seed 000 eq. (2c): ``rho_l = sum_k |g^H w_k|^2``.
+
+    Args:
+        G: (B, L, N, M) complex channels from the N transmitters to the L primary receivers.
+        w: (B, K, M) per-user beamformers with ``serving`` (B, K), or (B, N, K, M) full W when
+            ``serving`` is None.
+
+    Returns:
+        (B, L) real.
+    """
+    A = associated_gains(G, w, serving) if serving is not None else effective_gains(G, w)
+    return received_power(A)
+
+
+def split_by_transmitter(
+    power: torch.Tensor, serving: torch.Tensor, n_tx: int, *, exclude_own: bool = False
+) -> torch.Tensor:
+    """Split received stream powers by the transmitter that sends them.
+
+    ``out[b, n, r] = sum_{j : serving_j = n, (j != r if exclude_own)} power[b, r, j]``.
+
+    With ``power = |associated_gains(H, w, serving)|^2`` and ``exclude_own=True`` this is the
+    per-interferer split ``beta_{n,k}`` of seed 000 §V-C-2 (interference from BS n at TU k, its
+    own stream excluded; ``sum_n beta_{n,k} + sigma^2 = beta_k``). With primary channels and
+    ``exclude_own=False`` it is ``rho_{n,l}``, BS n's share of the interference at AU l.
+
+    Args:
+        power: (B, R, J) real, power of stream j at receiver r.
+        serving: (B, J) long, transmitter of stream j.
+        n_tx: number of transmitters N.
+
+    Returns:
+        (B, N, R) real.
+    """
+    if power.ndim != 3 or serving.shape != (power.shape[0], power.shape[2]):
+        raise ShapeError(
+            f"expected power (B, R, J) and serving (B, J); got {tuple(power.shape)}, "
+            f"{tuple(serving.shape)}"
+        )
+    if exclude_own:
+        if power.shape[1] != power.shape[2]:
+            raise ShapeError("exclude_own needs receivers == streams (R == J)")
+        eye = torch.eye(power.shape[1], dtype=torch.bool, device=power.device)
+        power = power.masked_fill(eye, 0.0)
+    owner = torch.nn.functional.one_hot(serving, n_tx).to(power.dtype)  # (B, J, N)
+    return torch.einsum("brj,bjn->bnr", power, owner)
+
+
+def sum_rate(rate: torch.Tensor, *, bandwidth_hz: float | None = None) -> torch.Tensor:
+    """Sum over users (and subchannels) of ``rate`` (B, K[, F]) -> (B,).
+
+    In bit/s/Hz, or bit/s when ``bandwidth_hz`` (per subchannel, if F is present) is given.
+    """
+    total = rate.flatten(1).sum(1)
+    return total * bandwidth_hz if bandwidth_hz is not None else total
+
+
+def proportional_fair_utility(rate: torch.Tensor, *, floor: float = 1e-9) -> torch.Tensor:
+    """Proportional-fair utility ``sum_k log(R_k)`` of per-user rates (B, K) -> (B,).
+
+    Rates are floored at ``floor`` so that a starved user gives a large finite penalty.
+    """
+    return torch.log(rate.clamp_min(floor)).sum(-1)
+
+
+def jain_fairness(x: torch.Tensor) -> torch.Tensor:
+    """Jain's index ``(sum x)^2 / (K sum x^2)`` over the last axis: (B, K) -> (B,), in [1/K, 1]."""
+    K = x.shape[-1]
+    denominator = K * (x**2).sum(-1)
+    return torch.where(denominator > 0, x.sum(-1) ** 2 / denominator, torch.ones_like(denominator))
+
+
+def handover_count(previous: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
+    """Number of users whose serving BS changed: (B, K) long, (B, K) long -> (B,) long."""
+    if previous.shape != current.shape:
+        raise ShapeError(
+            f"association shapes differ: {tuple(previous.shape)} vs {tuple(current.shape)}"
+        )
+    return (previous != current).sum(-1)
+
+
+def channel_strength(H: torch.Tensor) -> torch.Tensor:
+    """Channel strength ``||h_{n,k}||^2``: (B, K, N, M) complex -> (B, K, N) real."""
+    return H.real.square().sum(-1) + H.imag.square().sum(-1)
+
+
+def strongest_transmitter(H: torch.Tensor) -> torch.Tensor:
+    """Index of the transmitter with the largest ``||h_{n,k}||^2`` per receiver: (B, K) long.
+
+    This is the strongest-channel (SC) association of seed 000 §VI.
+    """
+    return channel_strength(H).argmax(-1)

@@ -1,0 +1,33 @@
+"""One module per seed system; :data:`SCENARIOS` maps CLI names to scenario classes."""
+
+from __future__ import annotations
+
+from skyshare.errors import UnknownNameError
+from skyshare.scenarios.base import LinkBudget, LinkBudgetRow, Scenario
+from skyshare.scenarios.catn import CatnConfig, CatnScenario, CatnState
+
+SCENARIOS: dict[str, type[Scenario]] = {
+    CatnScenario.name: CatnScenario,
+}
+
+
+def get_scenario(name: str) -> type[Scenario]:
+    """The scenario class registered as ``name`` (clear error listing the names otherwise)."""
+    try:
+        return SCENARIOS[name]
+    except KeyError:
+        raise UnknownNameError(
+            f"unknown scenario {name!r}; available: {', '.join(sorted(SCENARIOS))}"
+        ) from None
+
+
+__all__ = [
+    "SCENARIOS",
+    "CatnConfig",
+    "CatnScenario",
+    "CatnState",
+    "LinkBudget",
+    "LinkBudgetRow",
+    "Scenario",
+    "get_scenario",
+]

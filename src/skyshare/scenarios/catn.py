@@ -1,0 +1,502 @@
+"""Cognitive aerial-terrestrial network (CATN), seed 000 §III and §VI.
+
+N terrestrial BSs with M = M_h x M_v uniform rectangular arrays serve K single-antenna
+terrestrial users (TUs, the secondary network) on the spectrum of L aerial users (AUs,
+airplanes: the primary network), whose received interference must stay below I_max.
+
+Channels (seed 000 §III-B), per slot t of length 0.02 s:
+
+    h_{n,k}(t) = sqrt(1/L_UMa,n,k(t)) h^NLoS_{n,k}(t)                        BS n -> TU k
+    g_{n,l}(t) = sqrt(1/L_FSP,n,l(t)) ( sqrt(kappa/(kappa+1)) e^{-j 2 pi d/lambda} a(theta, phi)
+                                      + sqrt(1/(kappa+1)) g^NLoS_{n,l}(t) )   BS n -> AU l
+    x^NLoS(t+1) = alpha x^NLoS(t) + sqrt(1 - alpha^2) e(t),  e ~ CN(0, I_M)   (Gauss-Markov)
+
+L_UMa is 3GPP TR 38.901 UMa with a LoS/NLoS state drawn per link from the LoS probability
+and frozen for the whole simulation (§VI); L_FSP is free-space path loss (TR 38.876); a is the
+URA steering vector of §III-B. Path losses and angles follow the positions every slot.
+
+Layout choices (the seed shows its layout only as Fig. 3, without coordinates; each is a config
+field): BSs on a hexagonal grid with the UMa inter-site distance 500 m (TR 38.901 Table 7.8-1);
+TUs dropped uniformly in the hexagonal cells at >= 35 m from the site (same table), an equal
+number per cell, moving on smooth random trajectories at 3 km/h (the 38.901 pedestrian speed);
+the airplanes fly straight tracks at 10 km and 250 m/s that cross the network mid-simulation,
+laterally offset by 2 km from one another.
+
+All channels are returned noise-normalised (divided by sigma, so noise power is 1 and
+``|h^H w|^2`` with w in sqrt(W) is an SNR); ``scenario.noise_w`` converts back.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from pydantic import Field, model_validator
+
+from skyshare import metrics
+from skyshare.beamforming import mrt_equal_power
+from skyshare.channels.arrays import los_phase, ura_steering
+from skyshare.channels.fading import GaussMarkovFading
+from skyshare.channels.pathloss import (
+    draw_los,
+    fspl_db,
+    lognormal_shadowing_db,
+    uma_los_probability,
+    uma_pathloss_db,
+    uma_shadow_fading_std_db,
+)
+from skyshare.config import StrictModel
+from skyshare.errors import ConfigError
+from skyshare.geometry import (
+    distances_2d,
+    distances_3d,
+    drop_in_hexagon,
+    hex_grid,
+    hex_ring_count,
+    smooth_random_trajectories,
+    with_height,
+    zenith_azimuth,
+)
+from skyshare.scenarios.base import LinkBudget, Scenario
+from skyshare.units import db_to_linear, linear_to_db, mw_to_dbm, noise_power_w, watt_to_dbm
+
+
+class CatnConfig(StrictModel):
+    """CATN parameters; defaults are seed 000 §VI unless the description says "choice"."""
+
+    seed: int = Field(0, ge=0, description="random seed of layout, trajectories and fading")
+    n_au: int = Field(2, ge=0, le=64, description="L, aerial (primary) users")
+    n_bs: int = Field(7, ge=1, description="N, terrestrial BSs on a hexagonal grid (1, 7, 19..)")
+    n_tu: int = Field(21, ge=1, le=4096, description="K, terrestrial users")
+    ura_rows: int = Field(4, ge=1, le=64, description="M_v, vertical URA elements")
+    ura_cols: int = Field(4, ge=1, le=64, description="M_h, horizontal URA elements")
+    antenna_spacing_wavelengths: float = Field(
+        0.5, gt=0, le=10, description="Delta d / lambda (choice: half wavelength)"
+    )
+    fc_ghz: float = Field(2.0, ge=0.5, le=100, description="carrier (38.901 range 0.5-100 GHz)")
+    bandwidth_mhz: float = Field(10.0, gt=0, le=2000)
+    noise_dbm_per_mhz: float = Field(-114.0, ge=-200, le=0)
+    noise_figure_db: float = Field(0.0, ge=0, le=30, description="added to the noise density")
+    p_max_w: float = Field(20.0, gt=0, le=1000, description="P_max per BS")
+    i_max_mw: float = Field(1.6e-10, gt=0, description="I_max, AU interference temperature limit")
+    ar1_alpha: float = Field(0.64, ge=0, le=1, description="Gauss-Markov correlation alpha")
+    rician_k_db: float = Field(15.0, ge=-50, le=60, description="kappa of the BS-AU channels")
+    au_steering_normalized: bool = Field(
+        True, description="1/sqrt(M) in a(theta, phi) as written in §III-B"
+    )
+    isd_m: float = Field(500.0, gt=0, le=20000, description="inter-site distance (choice)")
+    min_distance_m: float = Field(35.0, ge=0, description="min BS-TU 2D distance (choice)")
+    bs_height_m: float = Field(30.0, gt=1, le=150)
+    tu_height_m: float = Field(1.5, ge=1, le=22.5, description="UMa UT height range 1-22.5 m")
+    tu_speed_kmh: float = Field(3.0, ge=0, le=200, description="TU speed (choice: 38.901 3 km/h)")
+    tu_turn_rate_std_deg_s: float = Field(
+        20.0, ge=0, le=360, description="std of the TU heading turn rate (choice)"
+    )
+    trajectory_step_s: float = Field(
+        1.0, gt=0, le=60, description="TU trajectory knot spacing; positions interpolated"
+    )
+    au_altitude_m: float = Field(10_000.0, gt=0, le=30_000)
+    au_speed_m_s: float = Field(250.0, ge=0, le=1000)
+    au_track_spacing_m: float = Field(
+        2000.0, ge=0, description="lateral offset between AU ground tracks (choice)"
+    )
+    slot_s: float = Field(0.02, gt=0, le=10)
+    n_slots: int = Field(6000, ge=1, le=10_000_000)
+    los_frozen: bool = Field(True, description="keep each TU link's LoS state for the run (§VI)")
+    shadow_fading: bool = Field(False, description="add 38.901 UMa log-normal shadowing 4/6 dB")
+
+    @model_validator(mode="after")
+    def _check_layout(self) -> CatnConfig:
+        rings = (math.isqrt(max(12 * self.n_bs - 3, 0)) - 3) // 6
+        if 1 + 3 * rings * (rings + 1) != self.n_bs:
+            valid = ", ".join(str(1 + 3 * r * (r + 1)) for r in range(5))
+            raise ValueError(
+                f"n_bs must fill whole hexagonal rings ({valid}, ...), got {self.n_bs}"
+            )
+        if self.min_distance_m >= self.isd_m / math.sqrt(3):
+            raise ValueError(
+                f"min_distance_m must be < isd_m/sqrt(3) = {self.isd_m / math.sqrt(3):.1f} m "
+                "(the cell's circumradius)"
+            )
+        return self
+
+    @property
+    def n_antennas(self) -> int:
+        return self.ura_rows * self.ura_cols
+
+    @property
+    def duration_s(self) -> float:
+        return self.n_slots * self.slot_s
+
+
+@dataclass
+class CatnState:
+    """Channels and geometry of one slot for all B realizations (noise-normalised channels).
+
+    Attributes:
+        t: slot index (0 after reset).
+        H: (B, K, N, M) complex, BS n -> TU k, divided by sigma.
+        G: (B, L, N, M) complex, BS n -> AU l, divided by sigma.
+        G_los: (B, L, N, M) complex, the unit LoS part ``e^{-j2pi d/lambda} a(theta, phi)``.
+        pathloss_tu_db: (B, K, N) UMa path loss (+ shadowing when enabled).
+        pathloss_au_db: (B, L, N) free-space path loss.
+        los: (B, K, N) bool LoS state of each TU link.
+        tu_positions: (B, K, 3), au_positions: (B, L, 3), bs_positions: (B, N, 3) metres.
+        au_distance_m, au_zenith_rad, au_azimuth_rad: (B, L, N), AU l seen from BS n.
+    """
+
+    t: int
+    H: torch.Tensor
+    G: torch.Tensor
+    G_los: torch.Tensor
+    pathloss_tu_db: torch.Tensor
+    pathloss_au_db: torch.Tensor
+    los: torch.Tensor
+    tu_positions: torch.Tensor
+    au_positions: torch.Tensor
+    bs_positions: torch.Tensor
+    au_distance_m: torch.Tensor
+    au_zenith_rad: torch.Tensor
+    au_azimuth_rad: torch.Tensor
+
+
+class CatnScenario(Scenario[CatnConfig]):
+    """Seed 000's CATN as a batched, time-stepping channel process.
+
+    Args:
+        config: :class:`CatnConfig` (``paper`` preset when omitted).
+        batch_size: B realizations (independent layouts, trajectories and fading).
+        device, dtype: where and in which precision tensors live.
+    """
+
+    name = "catn"
+    title = "Cognitive aerial-terrestrial network (seed 000)"
+    source = "Zhou, Ge, Liang, arXiv:2502.13663, §III and §VI"
+    Config = CatnConfig
+
+    def __init__(self, config: CatnConfig | None = None, **kwargs) -> None:
+        super().__init__(config, **kwargs)
+        cfg = self.config
+        self.fc_hz = cfg.fc_ghz * 1e9
+        self.noise_w = noise_power_w(
+            cfg.bandwidth_mhz * 1e6,
+            noise_dbm_per_mhz=cfg.noise_dbm_per_mhz,
+            noise_figure_db=cfg.noise_figure_db,
+        )
+        self.i_max_w = cfg.i_max_mw * 1e-3
+        self.i_max_normalized = self.i_max_w / self.noise_w
+        self.state: CatnState | None = None
+
+    # ----------------------------------------------------------------------------------------
+    # Realizations
+    # ----------------------------------------------------------------------------------------
+
+    def reset(self, seed: int | None = None) -> CatnState:
+        """Draw layouts, trajectories, LoS states and initial fading; return slot 0."""
+        self._seed(seed)
+        cfg, B, g = self.config, self.batch_size, self.generator
+        opts = {"device": self.device, "dtype": self.dtype}
+        K, N, L, M = cfg.n_tu, cfg.n_bs, cfg.n_au, cfg.n_antennas
+
+        bs_xy = hex_grid(N, cfg.isd_m, **opts)  # (N, 2)
+        self.bs_positions = with_height(bs_xy.expand(B, N, 2), cfg.bs_height_m)
+
+        # TUs: ceil(K/N) per cell, users interleaved over cells, first K kept.
+        per_cell = -(-K // N)
+        drops = drop_in_hexagon(
+            B, per_cell, bs_xy, g, isd_m=cfg.isd_m, min_distance_m=cfg.min_distance_m
+        )  # (B, N, per_cell, 2)
+        tu_xy = drops.transpose(1, 2).reshape(B, N * per_cell, 2)[:, :K]
+        tu_start = with_height(tu_xy, cfg.tu_height_m)
+        n_knots = math.ceil(cfg.duration_s / cfg.trajectory_step_s) + 2
+        half = self._network_half_width()
+        self.tu_knots = smooth_random_trajectories(
+            tu_start,
+            n_knots,
+            cfg.trajectory_step_s,
+            cfg.tu_speed_kmh / 3.6,
+            g,
+            turn_rate_std_deg_s=cfg.tu_turn_rate_std_deg_s,
+            bounds=(-half, half, -half, half),
+        )  # (B, S_knots, K, 3)
+
+        # AUs: straight tracks through the network centre at mid-simulation.
+        # Even AUs fly east, odd AUs west (choice; the seed gives no coordinates).
+        heading = (torch.arange(L, **opts) % 2) * math.pi
+        self.au_direction = torch.stack([torch.cos(heading), torch.sin(heading)], -1)  # (L, 2)
+        lateral = (torch.arange(L, **opts) - (L - 1) / 2) * cfg.au_track_spacing_m
+        normal = torch.stack([-self.au_direction[:, 1], self.au_direction[:, 0]], -1)
+        half_track = cfg.au_speed_m_s * cfg.duration_s / 2
+        self.au_start_xy = -half_track * self.au_direction + lateral[:, None] * normal  # (L, 2)
+
+        # Per-link large-scale state drawn at t = 0.
+        tu0 = self._tu_positions(0)
+        d2d = distances_2d(tu0, self.bs_positions)
+        self.los = draw_los(uma_los_probability(d2d, cfg.tu_height_m), g)  # (B, K, N)
+        self.shadowing_db = (
+            lognormal_shadowing_db((B, K, N), uma_shadow_fading_std_db(self.los), g, **opts)
+            if cfg.shadow_fading
+            else torch.zeros(B, K, N, **opts)
+        )
+
+        # Rayleigh NLoS components, h(0) ~ CN(0, I_M), drawn by the constructors.
+        fading = {"device": self.device, "dtype": self.cdtype}
+        self.tu_fading = GaussMarkovFading((B, K, N, M), cfg.ar1_alpha, g, **fading)
+        self.au_fading = GaussMarkovFading((B, L, N, M), cfg.ar1_alpha, g, **fading)
+        self.t = 0
+        self.state = self._state()
+        return self.state
+
+    def step(self) -> CatnState:
+        """Advance one slot: AR(1) fading, new positions, path losses and angles."""
+        if self.state is None:
+            raise RuntimeError("call reset() before step()")
+        if self.t + 1 >= self.config.n_slots:
+            raise ConfigError(
+                f"slot {self.t + 1} is past the simulated horizon n_slots={self.config.n_slots}; "
+                "raise n_slots or reset()"
+            )
+        self.t += 1
+        self.tu_fading.step()
+        self.au_fading.step()
+        if not self.config.los_frozen:
+            d2d = distances_2d(self._tu_positions(self.t), self.bs_positions)
+            self.los = draw_los(uma_los_probability(d2d, self.config.tu_height_m), self.generator)
+        self.state = self._state()
+        return self.state
+
+    # ----------------------------------------------------------------------------------------
+    # Geometry and channels of slot t
+    # ----------------------------------------------------------------------------------------
+
+    def _network_half_width(self) -> float:
+        """Half side of the square that holds every hexagonal cell (bounds for TU motion)."""
+        return (hex_ring_count(self.config.n_bs) + 0.5) * self.config.isd_m
+
+    def _tu_positions(self, t: int) -> torch.Tensor:
+        """(B, K, 3): trajectory knots linearly interpolated at time t * slot_s."""
+        u = t * self.config.slot_s / self.config.trajectory_step_s
+        i = min(int(u), self.tu_knots.shape[1] - 2)
+        frac = u - i
+        return (1 - frac) * self.tu_knots[:, i] + frac * self.tu_knots[:, i + 1]
+
+    def _au_positions(self, t: int) -> torch.Tensor:
+        """(B, L, 3): straight flight at constant speed and altitude."""
+        cfg = self.config
+        xy = self.au_start_xy + cfg.au_speed_m_s * t * cfg.slot_s * self.au_direction
+        return with_height(xy.expand(self.batch_size, *xy.shape), cfg.au_altitude_m)
+
+    def _state(self) -> CatnState:
+        cfg = self.config
+        sigma = math.sqrt(self.noise_w)
+        tu = self._tu_positions(self.t)
+        au = self._au_positions(self.t)
+        bs = self.bs_positions
+
+        d2d = distances_2d(tu, bs)
+        d3d = distances_3d(tu, bs)
+        pl_tu = uma_pathloss_db(d2d, d3d, cfg.bs_height_m, cfg.tu_height_m, self.fc_hz, self.los)
+        pl_tu = pl_tu + self.shadowing_db
+        H = self.tu_fading.h * (10.0 ** (-pl_tu / 20.0) / sigma)[..., None]
+
+        d_au = distances_3d(au, bs)  # (B, L, N)
+        zenith, azimuth = zenith_azimuth(au, bs)
+        steering = ura_steering(
+            zenith,
+            azimuth,
+            cfg.ura_rows,
+            cfg.ura_cols,
+            cfg.antenna_spacing_wavelengths,
+        )
+        if not cfg.au_steering_normalized:
+            steering = steering * math.sqrt(cfg.n_antennas)
+        G_los = los_phase(d_au, self.fc_hz)[..., None] * steering
+        kappa = db_to_linear(cfg.rician_k_db)
+        pl_au = fspl_db(d_au, self.fc_hz)
+        small = math.sqrt(kappa / (kappa + 1)) * G_los + math.sqrt(1 / (kappa + 1)) * (
+            self.au_fading.h
+        )
+        G = small * (10.0 ** (-pl_au / 20.0) / sigma)[..., None]
+        return CatnState(
+            t=self.t,
+            H=H,
+            G=G,
+            G_los=G_los,
+            pathloss_tu_db=pl_tu,
+            pathloss_au_db=pl_au,
+            los=self.los,
+            tu_positions=tu,
+            au_positions=au,
+            bs_positions=bs,
+            au_distance_m=d_au,
+            au_zenith_rad=zenith,
+            au_azimuth_rad=azimuth,
+        )
+
+    # ----------------------------------------------------------------------------------------
+    # Summary and plot
+    # ----------------------------------------------------------------------------------------
+
+    def link_budget(self) -> LinkBudget:
+        """Link budget of the current slot, averaged over the batch.
+
+        The reference transmission is strongest-channel association with each BS sending at
+        P_max, split equally over its users with maximum-ratio beams (no interference control).
+        """
+        state = self.state if self.state is not None else self.reset()
+        cfg = self.config
+        p_max = cfg.p_max_w
+        budget = LinkBudget(f"{self.title}: slot {state.t}, B={self.batch_size}")
+        budget.add(
+            "noise power sigma^2",
+            watt_to_dbm(self.noise_w),
+            "dBm",
+            f"{cfg.noise_dbm_per_mhz} dBm/MHz over {cfg.bandwidth_mhz:g} MHz",
+        )
+        budget.add(
+            "I_max",
+            mw_to_dbm(cfg.i_max_mw),
+            "dBm",
+            f"{linear_to_db(self.i_max_normalized):.2f} dB above noise",
+        )
+        budget.add("P_max per BS", watt_to_dbm(p_max), "dBm", f"{p_max:g} W")
+
+        serving = metrics.strongest_transmitter(state.H)  # (B, K)
+        pl_serving = torch.gather(state.pathloss_tu_db, 2, serving[..., None]).squeeze(-1)
+        budget.add("TU LoS links", state.los.to(self.dtype).mean() * 100, "%", "all BS-TU links")
+        budget.add("TU path loss to serving BS", pl_serving.mean(), "dB", "mean, 38.901 UMa")
+        strength = metrics.channel_strength(state.H)
+        snr_single = p_max * strength.gather(2, serving[..., None]).squeeze(-1)
+        budget.add(
+            "TU SNR, full power MRT, alone",
+            linear_to_db(snr_single).median(),
+            "dB",
+            "median over TUs",
+        )
+        load = torch.nn.functional.one_hot(serving, cfg.n_bs).sum(1).to(self.dtype)
+        budget.add("TUs per loaded BS (SC)", load[load > 0].mean(), "", "strongest channel")
+
+        w = mrt_equal_power(state.H, serving, p_max)
+        result = metrics.sinr(metrics.associated_gains(state.H, w, serving))
+        budget.add(
+            "TU SINR, SC + MRT equal power",
+            linear_to_db(result.sinr).median(),
+            "dB",
+            "median over TUs",
+        )
+        budget.add(
+            "TU sum rate, SC + MRT equal power",
+            metrics.sum_rate(result.rate).mean(),
+            "bit/s/Hz",
+            "mean over batch",
+        )
+
+        if cfg.n_au > 0:
+            budget.add(
+                "AU path loss (FSPL)",
+                state.pathloss_au_db.mean(),
+                "dB",
+                f"mean over BS-AU links, {cfg.au_altitude_m / 1000:g} km altitude",
+            )
+            rho = metrics.primary_interference(state.G, w, serving)  # (B, L), noise units
+            budget.add(
+                "AU interference-to-noise",
+                linear_to_db(rho).mean(),
+                "dB",
+                "SC + MRT at P_max, mean over AUs",
+            )
+            budget.add(
+                "AU interference / I_max",
+                linear_to_db(rho / self.i_max_normalized).mean(),
+                "dB",
+                "> 0 dB: constraint (2c) violated without coordination",
+            )
+        return budget
+
+    def plot_topology(self, path: str | Path) -> Path:
+        """Two panels like seed 000 Fig. 3: the whole area with AU ground tracks, and a zoom
+        on the terrestrial network with TU trajectories (realization 0)."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        if self.state is None:
+            self.reset()
+        cfg = self.config
+        path = Path(path)
+        bs = self.bs_positions[0, :, :2].cpu()
+        knots = self.tu_knots[0, :, :, :2].cpu()  # (S, K, 2)
+        au_track = torch.stack([self._au_positions(0)[0], self._au_positions(cfg.n_slots - 1)[0]])
+        au_track = au_track[..., :2].cpu() / 1000  # (2, L, 2) km
+
+        fig, (wide, zoom) = plt.subplots(1, 2, figsize=(12, 5.5))
+        for ax, scale in ((wide, 1000.0), (zoom, 1.0)):
+            ax.scatter(
+                bs[:, 0] / scale,
+                bs[:, 1] / scale,
+                marker="^",
+                s=80,
+                c="tab:red",
+                label="BS",
+                zorder=3,
+            )
+            ax.set_aspect("equal")
+        for n in range(cfg.n_bs):
+            zoom.add_patch(_hexagon(bs[n], cfg.isd_m))
+            zoom.annotate(str(n), bs[n] + 12, fontsize=8, color="tab:red")
+        t_end = min(knots.shape[0], math.ceil(cfg.duration_s / cfg.trajectory_step_s) + 1)
+        for k in range(cfg.n_tu):
+            zoom.plot(knots[:t_end, k, 0], knots[:t_end, k, 1], c="tab:blue", lw=1)
+            zoom.scatter(knots[0, k, 0], knots[0, k, 1], s=10, c="tab:blue")
+        zoom.plot([], [], c="tab:blue", label="TU trajectory")
+        for idx in range(cfg.n_au):
+            start, end = au_track[0, idx], au_track[1, idx]
+            wide.plot([start[0], end[0]], [start[1], end[1]], c="tab:green", ls="--", lw=1)
+            wide.annotate(
+                "",
+                xy=end.tolist(),
+                xytext=(start + 0.9 * (end - start)).tolist(),
+                arrowprops={"arrowstyle": "->", "color": "tab:green", "lw": 1.5},
+            )
+            wide.annotate(f"AU {idx}", start.tolist(), color="tab:green", fontsize=8)
+        wide.plot([], [], c="tab:green", ls="--", label="AU ground track")
+        span = 1.15 * max(float(au_track.abs().max()) if cfg.n_au else 0.0, cfg.isd_m / 500)
+        wide.set_xlim(-span, span)
+        wide.set_ylim(-span, span)
+        wide.legend(loc="upper right", fontsize=8)
+        wide.set(
+            xlabel="x (km)",
+            ylabel="y (km)",
+            title=f"AU ground tracks ({cfg.au_altitude_m / 1000:g} km, "
+            f"{cfg.au_speed_m_s:g} m/s, {cfg.duration_s:g} s)",
+        )
+        zoom.set(
+            xlabel="x (m)",
+            ylabel="y (m)",
+            title=f"{cfg.n_bs} BSs, {cfg.n_tu} TUs ({cfg.tu_speed_kmh:g} km/h)",
+        )
+        zoom.legend(loc="upper right", fontsize=8)
+        fig.suptitle(self.title)
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        return path
+
+
+def _hexagon(centre: torch.Tensor, isd_m: float):
+    """A matplotlib hexagon patch of a cell with inter-site distance ``isd_m``."""
+    from matplotlib.patches import RegularPolygon
+
+    return RegularPolygon(
+        (float(centre[0]), float(centre[1])),
+        numVertices=6,
+        radius=isd_m / math.sqrt(3),
+        orientation=math.pi / 6,  # flat-topped, as skyshare.geometry.hex_grid tiles
+        fill=False,
+        lw=0.6,
+        ec="0.6",
+    )

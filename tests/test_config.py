@@ -1,0 +1,89 @@
+"""Validated configs: field-naming error messages, YAML presets, overrides."""
+
+import pytest
+from pydantic import Field
+
+from skyshare.config import StrictModel, build_config, load_yaml, parse_override
+from skyshare.errors import ConfigError
+
+
+class Radio(StrictModel):
+    fc_ghz: float = Field(2.0, gt=0, le=100)
+    n_antennas: int = Field(4, ge=1)
+
+
+class Toy(StrictModel):
+    p_max_w: float = Field(20.0, gt=0)
+    probability: float = Field(0.5, ge=0, le=1)
+    distance_m: float = Field(10.0, ge=0)
+    radio: Radio = Radio()
+
+
+def test_defaults_validate():
+    cfg = Toy.from_dict({})
+    assert cfg.p_max_w == 20.0 and cfg.radio.n_antennas == 4
+
+
+@pytest.mark.parametrize(
+    ("data", "needles"),
+    [
+        ({"p_max_w": -1}, ["p_max_w = -1", "must be > 0", "(0, inf)"]),
+        ({"probability": 1.5}, ["probability = 1.5", "<= 1", "[0, 1]"]),
+        ({"distance_m": -3}, ["distance_m = -3", ">= 0", "[0, inf)"]),
+        ({"radio": {"n_antennas": 0}}, ["radio.n_antennas = 0", ">= 1"]),
+        ({"radio": {"fc_ghz": 200}}, ["radio.fc_ghz = 200", "(0, 100]"]),
+        ({"bogus": 1}, ["bogus: unknown key", "allowed keys: p_max_w, probability"]),
+        ({"radio": {"what": 1}}, ["radio.what: unknown key", "allowed keys: fc_ghz, n_antennas"]),
+        ({"p_max_w": "lots"}, ["p_max_w = 'lots'"]),
+    ],
+)
+def test_invalid_values_name_field_and_range(data, needles):
+    with pytest.raises(ConfigError) as info:
+        Toy.from_dict(data, what="toy")
+    message = str(info.value)
+    assert message.startswith("toy config is invalid")
+    for needle in needles:
+        assert needle in message
+
+
+def test_every_problem_reported_at_once():
+    with pytest.raises(ConfigError) as info:
+        Toy.from_dict({"p_max_w": -1, "probability": 2})
+    assert "p_max_w" in str(info.value) and "probability" in str(info.value)
+
+
+def test_overrides_parse_yaml_values():
+    assert parse_override("p_max_w=1e-3") == ("p_max_w", 1e-3)
+    assert parse_override("radio.n_antennas=8") == ("radio.n_antennas", 8)
+    assert parse_override("flag=true") == ("flag", True)
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_override("p_max_w")
+    with pytest.raises(ConfigError, match="NaN"):
+        parse_override("p_max_w=.nan")
+
+
+def test_replace_validates():
+    cfg = Toy.from_dict({})
+    assert cfg.replace(**{"radio.n_antennas": 16}).radio.n_antennas == 16
+    with pytest.raises(ConfigError, match="n_antennas"):
+        cfg.replace(**{"radio.n_antennas": -2})
+
+
+def test_load_yaml_errors(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_yaml(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_yaml(bad)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_yaml(listy)
+
+
+def test_build_config_precedence(tmp_path):
+    file = tmp_path / "mine.yaml"
+    file.write_text("p_max_w: 5\nprobability: 0.25\n")
+    cfg = build_config(Toy, "toy", preset=None, file=file, overrides=["probability=0.75"])
+    assert cfg.p_max_w == 5 and cfg.probability == 0.75
