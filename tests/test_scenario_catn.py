@@ -1,0 +1,244 @@
+"""The CATN scenario of seed 000 against hand computations from its equations."""
+
+import cmath
+import math
+
+import pytest
+import torch
+import yaml
+
+from skyshare.config import load_preset
+from skyshare.errors import ConfigError
+from skyshare.scenarios import CatnConfig, CatnScenario
+
+C = 299_792_458.0
+
+
+@pytest.fixture(scope="module")
+def scenario():
+    s = CatnScenario.from_preset("paper", batch_size=8)
+    s.reset(seed=3)
+    return s
+
+
+def test_shapes_dtypes_and_noise_normalisation(scenario):
+    state = scenario.state
+    assert state.H.shape == (8, 21, 7, 16) and state.H.dtype == torch.complex64
+    assert state.G.shape == (8, 2, 7, 16) and state.G.dtype == torch.complex64
+    assert state.los.dtype == torch.bool and state.los.shape == (8, 21, 7)
+    # -114 dBm/MHz over 10 MHz = -104 dBm; I_max = 1.6e-10 mW -> 4.02 noise units
+    assert scenario.noise_w == pytest.approx(10 ** (-104 / 10) * 1e-3)
+    assert scenario.i_max_normalized == pytest.approx(1.6e-13 / 10 ** (-13.4), rel=1e-9)
+
+
+def test_float64_option():
+    s = CatnScenario.from_preset("quick", batch_size=2, dtype=torch.float64)
+    state = s.reset()
+    assert state.H.dtype == torch.complex128 and state.pathloss_tu_db.dtype == torch.float64
+
+
+def _uma_by_hand(d2d, d3d, h_bs, h_ut, fc_ghz, los):
+    d_bp = 4 * (h_bs - 1) * (h_ut - 1) * fc_ghz * 1e9 / 3e8
+    if d2d <= d_bp:
+        pl_los = 28.0 + 22 * math.log10(d3d) + 20 * math.log10(fc_ghz)
+    else:
+        pl_los = (
+            28.0
+            + 40 * math.log10(d3d)
+            + 20 * math.log10(fc_ghz)
+            - 9 * math.log10(d_bp**2 + (h_bs - h_ut) ** 2)
+        )
+    if los:
+        return pl_los
+    pl_nlos = 13.54 + 39.08 * math.log10(d3d) + 20 * math.log10(fc_ghz) - 0.6 * (h_ut - 1.5)
+    return max(pl_los, pl_nlos)
+
+
+def test_tu_channel_is_uma_pathloss_times_rayleigh_state(scenario):
+    state = scenario.state
+    sigma = math.sqrt(scenario.noise_w)
+    for b, k, n in [(0, 0, 0), (1, 5, 3), (7, 20, 6)]:
+        tu = state.tu_positions[b, k].double()
+        bs = state.bs_positions[b, n].double()
+        d2d = float(torch.linalg.vector_norm(tu[:2] - bs[:2]))
+        d3d = float(torch.linalg.vector_norm(tu - bs))
+        pl = _uma_by_hand(d2d, d3d, 30.0, 1.5, 2.0, bool(state.los[b, k, n]))
+        assert float(state.pathloss_tu_db[b, k, n]) == pytest.approx(pl, abs=1e-3)
+        expected = scenario.tu_fading.h[b, k, n] * (10 ** (-pl / 20) / sigma)
+        torch.testing.assert_close(state.H[b, k, n], expected.to(state.H.dtype), rtol=1e-3, atol=0)
+
+
+def test_au_channel_is_rician_with_fspl_and_ura_steering(scenario):
+    state = scenario.state
+    cfg = scenario.config
+    sigma = math.sqrt(scenario.noise_w)
+    lam = C / 2e9
+    kappa = 10**1.5
+    b, l_, n = 2, 1, 4
+    au = state.au_positions[b, l_].double()
+    bs = state.bs_positions[b, n].double()
+    delta = (au - bs).tolist()
+    d = math.sqrt(sum(x * x for x in delta))
+    theta = math.acos(delta[2] / d)  # zenith angle
+    phi = math.atan2(delta[1], delta[0])
+    fspl = 20 * math.log10(4 * math.pi * d * 2e9 / C)
+    assert float(state.pathloss_au_db[b, l_, n]) == pytest.approx(fspl, abs=0.01)
+    M_h = M_v = 4
+    for m_v, m_h in [(0, 0), (1, 2), (3, 3)]:
+        m = m_v * M_h + m_h  # vertical-major element order
+        phase = 2 * math.pi * 0.5 * (m_h * math.sin(theta) * math.sin(phi) + m_v * math.cos(theta))
+        a = cmath.exp(1j * phase) / math.sqrt(M_h * M_v)
+        los = cmath.exp(-2j * math.pi * d / lam) * a
+        nlos = complex(scenario.au_fading.h[b, l_, n, m])
+        g = (
+            10 ** (-fspl / 20)
+            / sigma
+            * (math.sqrt(kappa / (kappa + 1)) * los + math.sqrt(1 / (kappa + 1)) * nlos)
+        )
+        assert complex(state.G[b, l_, n, m]) == pytest.approx(g, rel=2e-3)
+    assert cfg.au_steering_normalized
+
+
+def test_gauss_markov_correlation_and_frozen_los():
+    s = CatnScenario.from_preset("quick", batch_size=64)
+    s.reset(seed=1)
+    los0 = s.los.clone()
+    h0 = s.tu_fading.h.clone()
+    s.step()
+    h1 = s.tu_fading.h
+    rho = (h1 * h0.conj()).mean().real / (h0.abs() ** 2).mean()
+    assert float(rho) == pytest.approx(0.64, abs=0.01)  # alpha of seed 000 §VI
+    for _ in range(5):
+        s.step()
+    assert torch.equal(s.los, los0)
+
+
+def test_unfrozen_los_is_redrawn():
+    s = CatnScenario.from_preset("quick", batch_size=32, overrides=["los_frozen=false"])
+    s.reset(seed=1)
+    los0 = s.los.clone()
+    s.step()
+    assert not torch.equal(s.los, los0)
+
+
+def test_motion_airplanes_and_users(scenario):
+    s = CatnScenario.from_preset("quick", batch_size=4)
+    s0 = s.reset(seed=2)
+    for _ in range(50):
+        s1 = s.step()
+    travelled = torch.linalg.vector_norm(s1.au_positions - s0.au_positions, dim=-1)
+    torch.testing.assert_close(travelled, torch.full_like(travelled, 250.0 * 50 * 0.02))
+    assert torch.all(s1.au_positions[..., 2] == 10_000.0)
+    step = torch.linalg.vector_norm(s1.tu_positions - s0.tu_positions, dim=-1)
+    assert float(step.max()) <= 3.0 / 3.6 * 50 * 0.02 + 1e-3  # never faster than 3 km/h
+    assert float(step.max()) > 0
+    # airplanes cross the network half way through the run
+    cfg = s.config
+    mid = s._au_positions(cfg.n_slots // 2)
+    assert float(mid[..., 0].abs().max()) < 250.0 * cfg.slot_s + 1e-3
+
+
+def test_users_dropped_in_cells_beyond_min_distance(scenario):
+    state = scenario.state
+    d2d = torch.linalg.vector_norm(
+        state.tu_positions[:, :, None, :2] - state.bs_positions[:, None, :, :2], dim=-1
+    )
+    assert float(d2d.min()) >= 35.0 - 1.0  # 35 m at t = 0, users move < 1 m per second
+
+
+def test_determinism_same_seed_same_tensors_different_seed_different():
+    a = CatnScenario.from_preset("quick", batch_size=3)
+    b = CatnScenario.from_preset("quick", batch_size=3)
+    sa, sb = a.reset(seed=7), b.reset(seed=7)
+    assert torch.equal(sa.H, sb.H) and torch.equal(sa.G, sb.G)
+    assert torch.equal(a.step().H, b.step().H)
+    sc = b.reset(seed=8)
+    assert not torch.equal(sa.H, sc.H)
+
+
+def test_batch_of_b_equals_b_batches_of_one():
+    """The channel map of each realization does not depend on the rest of the batch."""
+    full = CatnScenario.from_preset("quick", batch_size=3)
+    full.reset(seed=4)
+    full.step()
+    single = CatnScenario.from_preset("quick", batch_size=1)
+    single.reset(seed=0)
+    for b in range(3):
+        single.t = full.t
+        single.bs_positions = full.bs_positions[b : b + 1]
+        single.tu_knots = full.tu_knots[b : b + 1]
+        single.los = full.los[b : b + 1]
+        single.shadowing_db = full.shadowing_db[b : b + 1]
+        single.tu_fading.h = full.tu_fading.h[b : b + 1]
+        single.au_fading.h = full.au_fading.h[b : b + 1]
+        one = single._state()
+        torch.testing.assert_close(one.H, full.state.H[b : b + 1])
+        torch.testing.assert_close(one.G, full.state.G[b : b + 1])
+
+
+def test_link_budget_matches_hand_values(scenario):
+    rows = scenario.link_budget().as_dict()
+    assert rows["noise power sigma^2"] == pytest.approx(-104.0)
+    assert rows["I_max"] == pytest.approx(10 * math.log10(1.6e-10))
+    assert rows["P_max per BS"] == pytest.approx(10 * math.log10(20e3))
+    # FSPL at >= 10 km and 2 GHz is >= 118.5 dB
+    assert rows["AU path loss (FSPL)"] >= 20 * math.log10(4 * math.pi * 1e4 * 2e9 / C)
+    assert rows["TUs per loaded BS (SC)"] >= 1.0
+    for value in rows.values():
+        assert math.isfinite(value)
+
+
+def test_paper_preset_equals_defaults():
+    assert CatnConfig.from_dict(load_preset("catn", "paper")) == CatnConfig()
+
+
+def test_paper_values():
+    cfg = CatnConfig()
+    assert (cfg.n_au, cfg.n_bs, cfg.n_tu, cfg.n_antennas) == (2, 7, 21, 16)
+    assert (cfg.fc_ghz, cfg.bandwidth_mhz, cfg.noise_dbm_per_mhz) == (2.0, 10.0, -114.0)
+    assert (cfg.ar1_alpha, cfg.rician_k_db, cfg.p_max_w, cfg.i_max_mw) == (
+        0.64,
+        15.0,
+        20.0,
+        1.6e-10,
+    )
+    assert (cfg.slot_s, cfg.n_slots, cfg.au_speed_m_s, cfg.au_altitude_m) == (0.02, 6000, 250, 1e4)
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ({"n_bs": 8}, "n_bs must fill whole hexagonal rings"),
+        ({"p_max_w": -1}, "p_max_w = -1"),
+        ({"ar1_alpha": 1.5}, "ar1_alpha = 1.5"),
+        ({"ura_rows": 0}, "ura_rows = 0"),
+        ({"tu_height_m": 30}, "tu_height_m = 30"),
+        ({"min_distance_m": 400}, "min_distance_m must be <"),
+        ({"antennas": 4}, "antennas: unknown key"),
+    ],
+)
+def test_bad_values_rejected_with_field_named(override, needle):
+    with pytest.raises(ConfigError, match=None) as info:
+        CatnScenario.config_from("paper", overrides=override)
+    assert needle in str(info.value)
+
+
+def test_step_past_horizon_and_before_reset():
+    s = CatnScenario.from_preset("quick", batch_size=1, overrides=["n_slots=2"])
+    with pytest.raises(RuntimeError, match="reset"):
+        s.step()
+    s.reset()
+    s.step()
+    with pytest.raises(ConfigError, match="n_slots"):
+        s.step()
+
+
+def test_plot_topology_writes_png(tmp_path, scenario):
+    path = scenario.plot_topology(tmp_path / "catn.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+
+
+def test_quick_preset_file_is_valid_yaml_subset():
+    quick = load_preset("catn", "quick")
+    assert set(quick) <= set(CatnConfig.model_fields)
+    assert yaml.safe_dump(quick)
