@@ -107,9 +107,11 @@ def associated_gains(H: torch.Tensor, w: torch.Tensor, serving: torch.Tensor) ->
             f"serving {tuple(serving.shape)}"
         )
     J = w.shape[1]
-    index = serving[:, None, :, None].expand(B, R, J, M)
-    H_serving = torch.gather(H, 2, index)  # (B, R, J, M): channel from stream j's BS to r
-    return (H_serving.conj() * w[:, None]).sum(-1)
+    N = H.shape[2]
+    # All h_{n,r}^H w_j in one batched matmul (BLAS beats gathering (B, R, J, M) channels
+    # by ~7x for the seed-000 network), then keep n = serving_j.
+    every_bs = torch.matmul(H.conj().reshape(B, R * N, M), w.transpose(1, 2)).view(B, R, N, J)
+    return torch.gather(every_bs, 2, serving[:, None, None, :].expand(B, R, 1, J)).squeeze(2)
 
 
 def per_transmitter_gains(H: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
