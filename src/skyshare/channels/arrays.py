@@ -15,7 +15,8 @@ import math
 
 import torch
 
-from skyshare.checks import positive_int, real_dtype
+from skyshare.checks import positive_int as _positive_int
+from skyshare.checks import real_dtype as _real_dtype
 from skyshare.errors import ConfigError, ShapeError
 from skyshare.units import wavelength_m
 
@@ -111,11 +112,11 @@ def ura_steering(
     Returns:
         ``(..., M) complex`` with ``M = n_rows * n_cols``.
     """
-    n_rows = positive_int(n_rows, "n_rows")
-    n_cols = positive_int(n_cols, "n_cols")
+    n_rows = _positive_int(n_rows, "n_rows")
+    n_cols = _positive_int(n_cols, "n_cols")
     if spacing_wavelengths <= 0:
         raise ConfigError(f"spacing_wavelengths must be > 0, got {spacing_wavelengths}")
-    theta, phi = _angles(zenith_rad, azimuth_rad, device, real_dtype(dtype))
+    theta, phi = _angles(zenith_rad, azimuth_rad, device, _real_dtype(dtype))
     wavenumber_spacing = 2.0 * math.pi * spacing_wavelengths
     phase_per_column = wavenumber_spacing * torch.sin(theta) * torch.sin(phi)
     phase_per_row = wavenumber_spacing * torch.cos(theta)
@@ -161,14 +162,14 @@ def upa_steering(
     Returns:
         ``(..., M) complex`` with ``M = n_h * n_v``.
     """
-    n_h = positive_int(n_h, "n_h")
-    n_v = positive_int(n_v, "n_v")
+    n_h = _positive_int(n_h, "n_h")
+    n_v = _positive_int(n_v, "n_v")
     if spacing_h_wavelengths <= 0 or spacing_v_wavelengths <= 0:
         raise ConfigError(
             "spacing_h_wavelengths and spacing_v_wavelengths must be > 0, got "
             f"{spacing_h_wavelengths} and {spacing_v_wavelengths}"
         )
-    theta, phi = _angles(zenith_rad, azimuth_rad, device, real_dtype(dtype))
+    theta, phi = _angles(zenith_rad, azimuth_rad, device, _real_dtype(dtype))
     phase_per_column = 2.0 * math.pi * spacing_h_wavelengths * torch.sin(theta) * torch.cos(phi)
     phase_per_row = 2.0 * math.pi * spacing_v_wavelengths * torch.cos(theta)
     return _planar_steering(phase_per_column, phase_per_row, n_v, n_h, normalize, dtype)
@@ -227,8 +228,8 @@ def dft_codebook(
     Returns:
         ``(M, C) complex``.
     """
-    n_antennas = positive_int(n_antennas, "n_antennas")
-    size = positive_int(size, "size")
+    n_antennas = _positive_int(n_antennas, "n_antennas")
+    size = _positive_int(size, "size")
     antenna = torch.arange(n_antennas, dtype=torch.float64, device=device)
     codeword = torch.arange(1, size + 1, dtype=torch.float64, device=device)  # c = 1..C
     cycles = torch.remainder(antenna[:, None] * codeword[None, :], size) / size
@@ -297,7 +298,7 @@ def compressed_features(indices: torch.Tensor, coefficients: torch.Tensor) -> to
         )
     if not coefficients.is_complex():
         raise ShapeError("coefficients must be complex")
-    real_dtype = real_dtype(coefficients.dtype)
+    real_dtype = _real_dtype(coefficients.dtype)
     triples = torch.stack(
         (indices.to(real_dtype), coefficients.real, coefficients.imag), dim=-1
     )  # (..., N_c, 3)

@@ -20,7 +20,7 @@ import math
 
 import torch
 
-from skyshare.checks import real_dtype
+from skyshare.checks import real_dtype as _real_dtype
 from skyshare.errors import ConfigError, ShapeError
 from skyshare.units import SPEED_OF_LIGHT_M_S
 
@@ -74,7 +74,7 @@ def complex_normal(
         ``(*shape) complex`` tensor.
     """
     shape = _check_shape(shape)
-    real_dtype = real_dtype(dtype)
+    real_dtype = _real_dtype(dtype)
     if isinstance(variance, torch.Tensor):
         if torch.any(variance < 0):
             raise ConfigError("variance must be >= 0 everywhere")
@@ -164,7 +164,7 @@ def rician(
         raise ShapeError("los and nlos must be complex tensors")
     dtype = torch.promote_types(los.dtype, nlos.dtype)
     k = _per_link_tensor(
-        k_factor_linear, "k_factor_linear", out_shape, los.device, real_dtype(dtype)
+        k_factor_linear, "k_factor_linear", out_shape, los.device, _real_dtype(dtype)
     )
     if torch.any(torch.isnan(k)) or torch.any(k < 0):
         raise ConfigError("k_factor_linear must be >= 0 (linear, not dB)")
@@ -249,7 +249,7 @@ def gauss_markov_step(
         raise ShapeError("h must have an antenna axis (..., M)")
     _check_alpha(alpha)
     if isinstance(alpha, torch.Tensor):
-        alpha = _per_link_tensor(alpha, "alpha", h.shape, h.device, real_dtype(h.dtype))
+        alpha = _per_link_tensor(alpha, "alpha", h.shape, h.device, _real_dtype(h.dtype))
         innovation_weight = torch.sqrt(1.0 - alpha * alpha)
     else:
         innovation_weight = math.sqrt(1.0 - alpha * alpha)
@@ -327,7 +327,7 @@ def apply_large_scale(
     """
     if not small_scale.is_complex() or small_scale.dim() < 1:
         raise ShapeError("small_scale must be a complex tensor (..., M)")
-    real_dtype = real_dtype(small_scale.dtype)
+    real_dtype = _real_dtype(small_scale.dtype)
     shape, device = small_scale.shape, small_scale.device
     loss_db = _per_link_tensor(pathloss_db, "pathloss_db", shape, device, real_dtype)
     if shadowing_db is not None:

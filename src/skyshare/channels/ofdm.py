@@ -8,7 +8,8 @@ from __future__ import annotations
 import torch
 
 from skyshare.channels.fading import complex_normal
-from skyshare.checks import positive_int
+from skyshare.checks import positive_int as _positive_int
+from skyshare.checks import real_dtype as _real_dtype
 from skyshare.errors import ConfigError, ShapeError
 from skyshare.units import db_to_linear
 
@@ -25,7 +26,7 @@ def subchannel_bandwidth_hz(total_bandwidth_hz: float, n_subchannels: int) -> fl
     """Width of one subchannel, ``W = B / F`` (seed 001 §II: 20 MHz split into F subchannels)."""
     if total_bandwidth_hz <= 0:
         raise ConfigError(f"total_bandwidth_hz must be > 0, got {total_bandwidth_hz}")
-    n_subchannels = positive_int(n_subchannels, "n_subchannels")
+    n_subchannels = _positive_int(n_subchannels, "n_subchannels")
     return total_bandwidth_hz / n_subchannels
 
 
@@ -52,7 +53,7 @@ def exponential_power_delay_profile(
     Returns:
         ``(L,) float`` summing to 1.
     """
-    n_taps = positive_int(n_taps, "n_taps")
+    n_taps = _positive_int(n_taps, "n_taps")
     if delay_decay_taps <= 0:
         raise ConfigError(f"delay_decay_taps must be > 0, got {delay_decay_taps}")
     delays = torch.arange(n_taps, device=device, dtype=dtype)
@@ -97,14 +98,14 @@ def subchannel_rayleigh(
     Returns:
         ``(*shape_prefix, F) complex``.
     """
-    n_subchannels = positive_int(n_subchannels, "n_subchannels")
+    n_subchannels = _positive_int(n_subchannels, "n_subchannels")
     shape_prefix = tuple(int(n) for n in shape_prefix)
     if n_taps is None:
         return complex_normal((*shape_prefix, n_subchannels), generator, device=device, dtype=dtype)
-    n_taps = positive_int(n_taps, "n_taps")
+    n_taps = _positive_int(n_taps, "n_taps")
     if n_taps > n_subchannels:
         raise ConfigError(f"n_taps must be <= n_subchannels ({n_subchannels}), got {n_taps}")
-    real_dtype = torch.float64 if dtype == torch.complex128 else torch.float32
+    real_dtype = _real_dtype(dtype)
     profile = exponential_power_delay_profile(
         n_taps, delay_decay_taps, device=device, dtype=real_dtype
     )
@@ -146,7 +147,7 @@ def multiband_average_gains(
     Returns:
         ``(C, C) float`` gains ``a[b~, b]`` (transmitter cell, receiver cell).
     """
-    n_cells = positive_int(n_cells, "n_cells")
+    n_cells = _positive_int(n_cells, "n_cells")
     if noise_power <= 0 or power_per_user_channel <= 0:
         raise ConfigError(
             "noise_power and power_per_user_channel must be > 0, got "
@@ -205,10 +206,10 @@ def multiband_channels(
     n_cells = gains.shape[0]
     if n_cells < 1:
         raise ShapeError("gains must have at least one cell (C >= 1)")
-    users_per_cell = positive_int(users_per_cell, "users_per_cell")
-    n_freq = positive_int(n_freq, "n_freq")
-    n_antennas = positive_int(n_antennas, "n_antennas")
-    batch = positive_int(batch, "batch")
+    users_per_cell = _positive_int(users_per_cell, "users_per_cell")
+    n_freq = _positive_int(n_freq, "n_freq")
+    n_antennas = _positive_int(n_antennas, "n_antennas")
+    batch = _positive_int(batch, "batch")
     if device is None:
         device = gains.device
     # variance[b*U + u, b~] = a[b~, b]: transpose to (receiver cell, transmitter), repeat users.
