@@ -111,11 +111,14 @@ def format_validation_error(
             lines.append(f"  - {path}: unknown key (allowed keys: {allowed})")
             continue
         given = problem.get("input")
-        message = problem["msg"]
+        message = problem["msg"].removeprefix("Value error, ")
         ctx = problem.get("ctx") or {}
         for op, word in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
             if op in ctx and kind.startswith(("greater", "less")):
                 message = f"must be {word} {ctx[op]}"
+        if not loc:  # a check across several fields: its message names them
+            lines.append(f"  - {message}")
+            continue
         info = _field_info(model, loc)
         bounds = _bounds(info.metadata) if info is not None else None
         range_text = f" (allowed range: {bounds[0]}, {bounds[1]})" if bounds else ""

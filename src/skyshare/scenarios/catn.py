@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from skyshare import metrics
 from skyshare.beamforming import mrt_equal_power
@@ -107,14 +107,17 @@ class CatnConfig(StrictModel):
     los_frozen: bool = Field(True, description="keep each TU link's LoS state for the run (§VI)")
     shadow_fading: bool = Field(False, description="add 38.901 UMa log-normal shadowing 4/6 dB")
 
+    @field_validator("n_bs")
+    @classmethod
+    def _whole_hexagonal_rings(cls, n_bs: int) -> int:
+        try:
+            hex_ring_count(n_bs)
+        except ConfigError:
+            raise ValueError("n_bs must fill whole hexagonal rings (1, 7, 19, 37, ...)") from None
+        return n_bs
+
     @model_validator(mode="after")
     def _check_layout(self) -> CatnConfig:
-        rings = (math.isqrt(max(12 * self.n_bs - 3, 0)) - 3) // 6
-        if 1 + 3 * rings * (rings + 1) != self.n_bs:
-            valid = ", ".join(str(1 + 3 * r * (r + 1)) for r in range(5))
-            raise ValueError(
-                f"n_bs must fill whole hexagonal rings ({valid}, ...), got {self.n_bs}"
-            )
         if self.min_distance_m >= self.isd_m / math.sqrt(3):
             raise ValueError(
                 f"min_distance_m must be < isd_m/sqrt(3) = {self.isd_m / math.sqrt(3):.1f} m "
