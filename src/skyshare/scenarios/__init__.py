@@ -5,9 +5,13 @@ from __future__ import annotations
 from skyshare.errors import UnknownNameError
 from skyshare.scenarios.base import LinkBudget, LinkBudgetRow, Scenario
 from skyshare.scenarios.catn import CatnConfig, CatnScenario, CatnState
+from skyshare.scenarios.multiband import MultibandConfig, MultibandScenario, MultibandState
+from skyshare.scenarios.vhetnet import VhetnetConfig, VhetnetScenario, VhetnetState
 
 SCENARIOS: dict[str, type[Scenario]] = {
     CatnScenario.name: CatnScenario,
+    MultibandScenario.name: MultibandScenario,
+    VhetnetScenario.name: VhetnetScenario,
 }
 
 
@@ -28,6 +32,12 @@ __all__ = [
     "CatnState",
     "LinkBudget",
     "LinkBudgetRow",
+    "MultibandConfig",
+    "MultibandScenario",
+    "MultibandState",
     "Scenario",
+    "VhetnetConfig",
+    "VhetnetScenario",
+    "VhetnetState",
     "get_scenario",
 ]
