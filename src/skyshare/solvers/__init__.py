@@ -1,0 +1,24 @@
+"""Optimisation baselines: pure, batched functions returning result objects.
+
+User association: strongest channel (SC) and dual coordinate descent (DCD, seed 000 Algorithm 1
+with the power control of Shen & Yu 2014). Coordinated beamforming under the interference
+temperature constraints (2b)-(2c): WMMSE (Algorithm 2), low-complexity WMMSE, direct FP.
+"""
+
+from skyshare.solvers.problem import (
+    AssociationResult,
+    BeamformingProblem,
+    BeamformingResult,
+    Evaluation,
+    evaluate,
+    initial_beamformers,
+)
+
+__all__ = [
+    "AssociationResult",
+    "BeamformingProblem",
+    "BeamformingResult",
+    "Evaluation",
+    "evaluate",
+    "initial_beamformers",
+]

@@ -1,0 +1,241 @@
+"""The coordinated-beamforming problem of seed 000 (2a)-(2c) and the result objects of solvers.
+
+All quantities are noise-normalised (noise power 1): channels divided by sigma, I_max in noise
+units, powers in watts. A problem holds B independent instances (leading batch axis).
+
+    maximize_w   sum_k log2(1 + gamma_k)                                        (2a)
+    s.t.         sum_{k in K_n} ||w_k||^2 <= P_max             for every BS n    (2b)
+                 sum_k |g_{rho_k,l}^H w_k|^2 <= I_max          for every AU l    (2c)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from skyshare import metrics
+from skyshare.errors import ShapeError
+
+__all__ = [
+    "AssociationResult",
+    "BeamformingProblem",
+    "BeamformingResult",
+    "Evaluation",
+    "evaluate",
+    "initial_beamformers",
+]
+
+
+@dataclass(frozen=True)
+class BeamformingProblem:
+    """One batch of instances of problem (2) for a fixed association.
+
+    Attributes:
+        H: (B, K, N, M) complex, BS n -> TU k, noise-normalised.
+        G: (B, L, N, M) complex, BS n -> AU l, noise-normalised (L may be 0).
+        serving: (B, K) long, the BS rho_k of each TU.
+        p_max: P_max per BS in watts (float, or (B, N) tensor).
+        i_max: I_max in noise units (float, or (B, L) tensor); ``inf`` disables (2c).
+    """
+
+    H: torch.Tensor
+    G: torch.Tensor
+    serving: torch.Tensor
+    p_max: float | torch.Tensor
+    i_max: float | torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.H.ndim != 4 or not self.H.is_complex():
+            raise ShapeError(f"H must be (B, K, N, M) complex, got {tuple(self.H.shape)}")
+        B, K, N, M = self.H.shape
+        if self.G.ndim != 4 or self.G.shape[0] != B or self.G.shape[2:] != (N, M):
+            raise ShapeError(f"G must be (B, L, N={N}, M={M}), got {tuple(self.G.shape)}")
+        if self.serving.shape != (B, K) or self.serving.dtype != torch.long:
+            raise ShapeError(f"serving must be (B, K) long, got {tuple(self.serving.shape)}")
+        if bool((self.serving < 0).any()) or bool((self.serving >= N).any()):
+            raise ShapeError(f"serving indices must lie in [0, {N})")
+        if bool((torch.as_tensor(self.p_max) <= 0).any()):
+            raise ValueError("p_max must be > 0 W")
+        if bool((torch.as_tensor(self.i_max) <= 0).any()):
+            raise ValueError("i_max must be > 0 (noise units)")
+
+    @property
+    def shape(self) -> tuple[int, int, int, int, int]:
+        """(B, K, N, M, L)."""
+        B, K, N, M = self.H.shape
+        return B, K, N, M, self.G.shape[1]
+
+    def p_max_per_bs(self) -> torch.Tensor:
+        """(B, N) real tensor of per-BS power budgets."""
+        B, _, N, _ = self.H.shape
+        return torch.as_tensor(self.p_max, dtype=self.H.real.dtype, device=self.H.device).expand(
+            B, N
+        )
+
+    def i_max_per_au(self) -> torch.Tensor:
+        """(B, L) real tensor of AU interference limits (noise units)."""
+        B, L = self.G.shape[:2]
+        return torch.as_tensor(self.i_max, dtype=self.H.real.dtype, device=self.H.device).expand(
+            B, L
+        )
+
+    def subset(self, index: torch.Tensor | slice) -> BeamformingProblem:
+        """The instances ``index`` of the batch (tensors sliced on the batch axis)."""
+
+        def pick(x: float | torch.Tensor) -> float | torch.Tensor:
+            return x[index] if isinstance(x, torch.Tensor) and x.ndim >= 1 else x
+
+        return BeamformingProblem(
+            H=self.H[index],
+            G=self.G[index],
+            serving=self.serving[index],
+            p_max=pick(self.p_max),
+            i_max=pick(self.i_max),
+        )
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Metrics of beamformers ``w`` on a problem (see :func:`evaluate`).
+
+    Attributes:
+        rates: (B, K) bit/s/Hz. sum_rate: (B,). sinr: (B, K).
+        au_interference: (B, L) noise units. bs_power: (B, N) watts.
+        power_violation: (B,) max_n (P_n - P_max,n) / P_max,n, <= 0 when (2b) holds.
+        interference_violation: (B,) max_l (rho_l - I_max,l) / I_max,l, <= 0 when (2c) holds.
+    """
+
+    rates: torch.Tensor
+    sum_rate: torch.Tensor
+    sinr: torch.Tensor
+    au_interference: torch.Tensor
+    bs_power: torch.Tensor
+    power_violation: torch.Tensor
+    interference_violation: torch.Tensor
+
+    def feasible(self, tol: float = 1e-3) -> torch.Tensor:
+        """(B,) bool: (2b) and (2c) hold within the relative tolerance ``tol``."""
+        return (self.power_violation <= tol) & (self.interference_violation <= tol)
+
+
+def evaluate(problem: BeamformingProblem, w: torch.Tensor) -> Evaluation:
+    """Rates, AU interference, per-BS power and constraint violations of ``w (B, K, M)``."""
+    B, K, N, M, L = problem.shape
+    if w.shape != (B, K, M):
+        raise ShapeError(f"w must be (B, K, M) = {(B, K, M)}, got {tuple(w.shape)}")
+    result = metrics.sinr(metrics.associated_gains(problem.H, w, problem.serving), 1.0)
+    user_power = w.real.square().sum(-1) + w.imag.square().sum(-1)  # (B, K)
+    owner = torch.nn.functional.one_hot(problem.serving, N).to(user_power.dtype)  # (B, K, N)
+    bs_power = torch.einsum("bk,bkn->bn", user_power, owner)
+    p_max = problem.p_max_per_bs()
+    power_violation = ((bs_power - p_max) / p_max).amax(-1)
+    if L > 0:
+        rho = metrics.primary_interference(problem.G, w, problem.serving)
+        i_max = problem.i_max_per_au()
+        interference_violation = ((rho - i_max) / i_max).amax(-1)
+    else:
+        rho = torch.zeros(B, 0, dtype=user_power.dtype, device=w.device)
+        interference_violation = torch.full((B,), float("-inf"), device=w.device)
+    return Evaluation(
+        rates=result.rate,
+        sum_rate=result.rate.sum(-1),
+        sinr=result.sinr,
+        au_interference=rho,
+        bs_power=bs_power,
+        power_violation=power_violation,
+        interference_violation=interference_violation,
+    )
+
+
+@dataclass
+class BeamformingResult:
+    """What every beamforming solver returns.
+
+    Attributes:
+        w: (B, K, M) complex beamformers (w_k sent by BS serving[k]).
+        evaluation: rates, sum rate, AU interference, BS power, violations of ``w``.
+        objective_trace: (B, T) sum rate (2a) after each iteration (T = iterations run).
+        iterations: iterations run (the batch stops when every instance has converged).
+        converged: (B,) bool, relative objective change below ``tol``.
+        feasible: (B,) bool, (2b) and (2c) hold within ``feasibility_tol``.
+        wall_time_s: seconds spent in the solver.
+        multipliers: named dual variables, e.g. ``{"mu": (B, L), "eta": (B, N)}``.
+    """
+
+    w: torch.Tensor
+    evaluation: Evaluation
+    objective_trace: torch.Tensor
+    iterations: int
+    converged: torch.Tensor
+    feasible: torch.Tensor
+    wall_time_s: float
+    multipliers: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def rates(self) -> torch.Tensor:
+        return self.evaluation.rates
+
+    @property
+    def sum_rate(self) -> torch.Tensor:
+        return self.evaluation.sum_rate
+
+    @property
+    def au_interference(self) -> torch.Tensor:
+        return self.evaluation.au_interference
+
+    @property
+    def bs_power(self) -> torch.Tensor:
+        return self.evaluation.bs_power
+
+
+@dataclass
+class AssociationResult:
+    """What every user-association solver returns.
+
+    Attributes:
+        serving: (B, K) long, the BS of each TU.
+        iterations: iterations run.
+        converged: (B,) bool.
+        wall_time_s: seconds spent.
+        dual_trace: (B, T) dual objective per iteration (DCD), empty for SC.
+        bs_power: (B, N) BS powers in watts used/optimised by the scheme (DCD + power control).
+        loads: (B, N) long, users per BS.
+    """
+
+    serving: torch.Tensor
+    iterations: int
+    converged: torch.Tensor
+    wall_time_s: float
+    dual_trace: torch.Tensor
+    bs_power: torch.Tensor
+    loads: torch.Tensor
+
+
+def initial_beamformers(
+    problem: BeamformingProblem, w0: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Starting point of the iterative solvers: (B, K, M) complex.
+
+    Without ``w0``: maximum-ratio beams, each BS spending P_max equally over its users (seed 000
+    Algorithm 2 line 1: ``sum_{k in K_n} ||w_k||^2 = P_max``). With ``w0`` (warm start from the
+    previous slot, §VI's dynamic setting): ``w0`` where it is non-zero, MRT for users whose
+    ``w0`` is zero (e.g. just handed over), then every BS rescaled to spend exactly P_max.
+    """
+    from skyshare.beamforming import mrt_equal_power
+
+    B, K, N, M, _ = problem.shape
+    p_max = problem.p_max_per_bs()
+    mrt = mrt_equal_power(problem.H, problem.serving, 1.0)
+    if w0 is None:
+        w = mrt
+    else:
+        if w0.shape != (B, K, M):
+            raise ShapeError(f"w0 must be (B, K, M) = {(B, K, M)}, got {tuple(w0.shape)}")
+        fresh = (w0.abs().square().sum(-1) == 0)[..., None]
+        w = torch.where(fresh, mrt, w0.to(problem.H.dtype))
+    user_power = w.real.square().sum(-1) + w.imag.square().sum(-1)  # (B, K)
+    owner = torch.nn.functional.one_hot(problem.serving, N).to(user_power.dtype)  # (B, K, N)
+    bs_power = torch.einsum("bk,bkn->bn", user_power, owner).clamp_min(1e-30)
+    scale = torch.sqrt(p_max / bs_power)  # (B, N)
+    return w * torch.gather(scale, 1, problem.serving)[..., None]
