@@ -311,3 +311,20 @@ def test_active_mask():
     ]
     with pytest.raises(ConfigError, match="n_max"):
         active_mask(torch.tensor([5]), 4)
+
+
+def test_admitted_marks_every_new_occupant_including_refills():
+    """A slot emptied and refilled in one time slot is a new user: admitted says so."""
+    from skyshare.geometry import poisson_arrivals
+
+    g = torch.Generator().manual_seed(5)
+    trace = poisson_arrivals(64, 600.0, 5.0, 0.5, 6.0, 3, g)
+    # admitted users are active at the end of their slot, and their count is the arrival count
+    # minus those who left within the same slot
+    assert not bool((trace.admitted & ~trace.active).any())
+    assert bool((trace.admitted.sum(-1) <= trace.arrivals).all())
+    was_active = torch.cat([torch.zeros_like(trace.active[:, :1]), trace.active[:, :-1]], 1)
+    refills = trace.admitted & was_active
+    assert int(refills.sum()) > 0  # short stays (mean 6 s) in 5 s slots: refills happen
+    newly_active = trace.active & ~was_active
+    assert bool((newly_active <= trace.admitted).all())

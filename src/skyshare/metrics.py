@@ -164,8 +164,12 @@ def sinr(A: torch.Tensor, noise: float | torch.Tensor = 1.0) -> SinrResult:
     signal = torch.diagonal(gain_power, dim1=1, dim2=2)  # (B, [F,] K)
     if A.ndim == 4:
         signal = signal.transpose(1, 2)  # (B, K, F)
-    interference = gain_power.sum(2) - signal
-    interference = interference.clamp_min(0.0)  # exact zero when rounding makes it negative
+    # Sum the off-diagonal terms directly: "total - signal" loses the interference to rounding
+    # in float32 when the signal is 60 dB stronger.
+    off_diagonal = ~torch.eye(A.shape[1], dtype=torch.bool, device=A.device)
+    if A.ndim == 4:
+        off_diagonal = off_diagonal[..., None]
+    interference = (gain_power * off_diagonal).sum(2)
     noise_t = torch.as_tensor(noise, dtype=signal.dtype, device=signal.device)
     if bool((noise_t < 0).any()):
         raise ValueError("noise power must be >= 0")

@@ -305,6 +305,9 @@ class ArrivalTrace:
         blocked: ``(B, S) long``, arrivals turned away during slot ``s`` because all ``P`` slots
             were occupied. Offered arrivals are ``arrivals + blocked``.
         slot_s: slot duration in seconds.
+        admitted: ``(B, S, P) bool``, a new user took population slot ``p`` during slot ``s``
+            (so a slot emptied and refilled within one time slot is told apart from a user who
+            stays).
     """
 
     active: torch.Tensor
@@ -312,6 +315,7 @@ class ArrivalTrace:
     departures: torch.Tensor
     blocked: torch.Tensor
     slot_s: float
+    admitted: torch.Tensor
 
     @property
     def population(self) -> torch.Tensor:
@@ -378,6 +382,7 @@ def poisson_arrivals(
     arrivals = torch.zeros(batch, n_slots, dtype=torch.long, device=device)
     departures = torch.zeros_like(arrivals)
     blocked = torch.zeros_like(arrivals)
+    admitted_at = torch.zeros_like(active)
 
     occupied = torch.zeros(shape, dtype=torch.bool, device=device)
     departure_time = torch.zeros(shape, dtype=torch.float64, device=device)
@@ -407,7 +412,8 @@ def poisson_arrivals(
         blocked[:, slot] = offered - n_admitted
         departures[:, slot] = leaving.sum(dim=-1) + leaves_at_once.sum(dim=-1)
         active[:, slot] = occupied
-    return ArrivalTrace(active, arrivals, departures, blocked, slot_s)
+        admitted_at[:, slot] = admitted & ~leaves_at_once
+    return ArrivalTrace(active, arrivals, departures, blocked, slot_s, admitted_at)
 
 
 def poisson_population(

@@ -6,11 +6,13 @@ from skyshare.errors import UnknownNameError
 from skyshare.scenarios.base import LinkBudget, LinkBudgetRow, Scenario
 from skyshare.scenarios.catn import CatnConfig, CatnScenario, CatnState
 from skyshare.scenarios.multiband import MultibandConfig, MultibandScenario, MultibandState
+from skyshare.scenarios.tn_ntn import TnNtnConfig, TnNtnScenario, TnNtnState
 from skyshare.scenarios.vhetnet import VhetnetConfig, VhetnetScenario, VhetnetState
 
 SCENARIOS: dict[str, type[Scenario]] = {
     CatnScenario.name: CatnScenario,
     MultibandScenario.name: MultibandScenario,
+    TnNtnScenario.name: TnNtnScenario,
     VhetnetScenario.name: VhetnetScenario,
 }
 
@@ -36,6 +38,9 @@ __all__ = [
     "MultibandScenario",
     "MultibandState",
     "Scenario",
+    "TnNtnConfig",
+    "TnNtnScenario",
+    "TnNtnState",
     "VhetnetConfig",
     "VhetnetScenario",
     "VhetnetState",

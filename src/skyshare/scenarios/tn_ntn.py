@@ -1,0 +1,881 @@
+"""Coexisting TN-NTN OFDM downlink, seed 001 §II and §IV.
+
+Terrestrial BSs (TBSs) and a UAV BS (NTBS) share one band split into F subchannels per BS;
+subchannel f of every BS occupies the same frequencies, so it interferes with subchannel f of
+every other BS and with no other subchannel. Each BS serves its own users on orthogonal
+subchannels (at most one user per subchannel, eq. (1)), and the rate of user k of BS n on
+subchannel f is eq. (3):
+
+    R_{k,n,f} = W log2(1 + |h_{k,n,f}|^2 p_{k,n,f} / (g_{k,n,f} + W N_0)),
+    g_{k,n,f} = sum_{l != n} |h_{k,l,f}|^2 p_{l,f}   (the power BS l puts on subchannel f)
+
+Channels, per 10 ms frame (§II, §IV, with the choices of ``notes/seed-001-setup.md``):
+
+    TBS -> user:   h = 10^(-(PL_C2 + X)/20) h_small,           h_small ~ CN(0, 1) per subchannel
+    NTBS -> user:  h = 10^(-PL_A2G/20) (sqrt(K/(K+1)) e^{-j 2 pi d/lambda}
+                                        + sqrt(1/(K+1)) h_small)
+    h_small(t+1) = alpha h_small(t) + sqrt(1 - alpha^2) e(t),   alpha = J0(2 pi f_D T_frame)
+
+PL_C2 is WINNER II C2 (D1.1.2 Table 4-4) with the C2 LoS probability (Table 4-7) and its
+shadowing X; PL_A2G is the air-to-ground model of Al-Hourani et al. (2014): free space plus the
+urban excess loss of the LoS state drawn from the elevation-dependent LoS probability. The
+Rician factor K is 10 dB on LoS UAV links and 0 (Rayleigh) on NLoS ones.
+
+Users: the state holds K_max user slots per BS with an active mask psi (§III-E). In training
+mode each reset draws min(Poisson(0.5 K_max), K_max) active users per BS at fresh positions. In
+the dynamic ("flexibility", Fig. 4) mode users arrive as a Poisson process, stay an exponential
+time and random-walk at 1 m/s; step() follows these traces.
+
+All channels are noise-normalised by the per-subchannel noise W N_0 (``scenario.noise_w``), so
+``|h|^2 p`` with p in watts is an SNR.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import Field, model_validator
+
+from skyshare import metrics
+from skyshare.channels.arrays import los_phase
+from skyshare.channels.fading import doppler_hz, jakes_correlation, rician
+from skyshare.channels.ofdm import subchannel_bandwidth_hz, subchannel_rayleigh
+from skyshare.channels.pathloss import (
+    a2g_los_probability,
+    a2g_pathloss_db,
+    draw_los,
+    lognormal_shadowing_db,
+    winner2_c2_los_probability,
+    winner2_c2_pathloss_db,
+    winner2_c2_shadow_fading_std_db,
+)
+from skyshare.config import StrictModel
+from skyshare.errors import ConfigError, ShapeError
+from skyshare.geometry import (
+    active_mask,
+    distances_2d,
+    distances_3d,
+    drop_in_disc,
+    drop_in_square,
+    elevation,
+    poisson_arrivals,
+    poisson_population,
+    random_walk,
+    with_height,
+)
+from skyshare.scenarios.base import LinkBudget, Scenario
+from skyshare.units import db_to_linear, dbm_to_watt, linear_to_db, noise_power_w, watt_to_dbm
+
+XY = tuple[float, float]
+
+
+class TnNtnConfig(StrictModel):
+    """TN-NTN parameters; defaults are seed 001 §IV unless the description says "choice"."""
+
+    seed: int = Field(0, ge=0, description="random seed of users, traces and fading")
+    n_subchannels: int = Field(
+        160, ge=1, le=4096, description="F per BS (paper: 80, 160, 320; 160 is the Fig. 4 setting)"
+    )
+    k_max: int = Field(
+        20, ge=1, le=1024, description="K_max user slots per BS (paper: 10, 20, 30 for F = 80..320)"
+    )
+    srb_size: int = Field(
+        40, ge=1, description="subchannels per SRB (§IV: 40); F must be a multiple"
+    )
+    bandwidth_mhz: float = Field(20.0, gt=0, le=400, description="shared band B (§IV: 20 MHz)")
+    fc_ghz: float = Field(
+        2.0, ge=2.0, le=6.0, description="carrier (choice: 2 GHz, paper gives none; C2 range 2-6)"
+    )
+    p_max_dbm: float = Field(46.0, ge=-30, le=80, description="p_max per BS (§IV: 46 dBm)")
+    noise_dbm_per_hz: float = Field(
+        -174.0, ge=-220, le=-100, description="N_0 (choice: thermal noise at 290 K)"
+    )
+    noise_figure_db: float = Field(0.0, ge=0, le=30, description="added to N_0 (choice: 0 dB)")
+    min_rate_mbps: float = Field(2.0, ge=0, le=1000, description="eta_k, QoS rate (§IV: 2 Mbps)")
+    area_side_m: float = Field(1000.0, gt=0, le=100_000, description="square area (§IV: 1 km)")
+    tbs_xy_m: tuple[XY, ...] = Field(
+        ((-250.0, 0.0), (250.0, 0.0)),
+        max_length=64,
+        description="TBS ground positions, origin at the area centre (choice: on the x axis)",
+    )
+    uav_xy_m: tuple[XY, ...] = Field(
+        ((0.0, 0.0),), max_length=64, description="NTBS ground positions (choice: centre)"
+    )
+    tbs_height_m: float = Field(
+        25.0, gt=1, le=200, description="TBS antenna height (choice: WINNER II C2 default 25 m)"
+    )
+    uav_height_m: float = Field(200.0, ge=10, le=10_000, description="NTBS altitude (§IV: 200 m)")
+    ue_height_m: float = Field(
+        1.5, gt=1, le=10, description="user antenna height (choice: WINNER II C2 default 1.5 m)"
+    )
+    tbs_user_radius_m: float = Field(
+        250.0, gt=0, description="TBS users uniform in this disc around their BS (choice)"
+    )
+    active_mean_fraction: float = Field(
+        0.5, ge=0, le=1, description="training: active users per BS ~ Poisson(this * K_max)"
+    )
+    dynamic_users: bool = Field(
+        False, description="Fig. 4 test mode: Poisson arrivals, exponential stays, random walk"
+    )
+    arrival_rate_per_min: float = Field(
+        3.0, ge=0, le=6000, description="dynamic: arrivals per BS per minute (Fig. 4: 1, 3, 5)"
+    )
+    mean_holding_s: float = Field(
+        180.0, gt=0, description="dynamic: mean exponential stay (Fig. 4: 3 minutes)"
+    )
+    user_speed_m_s: float = Field(
+        1.0, ge=0, le=50, description="random-walk speed (Fig. 4: 1 m/s), also sets the Doppler"
+    )
+    trace_step_s: float = Field(
+        1.0,
+        gt=0,
+        le=3600,
+        description="dynamic: walk direction changes and arrivals resolved every step (choice)",
+    )
+    frame_s: float = Field(0.01, gt=0, le=1, description="one step = one frame (§IV: 10 ms)")
+    horizon_slots: int = Field(
+        100,
+        ge=1,
+        le=10_000_000,
+        description="frames per run (§IV: episode of 100; Fig. 4: 30 min = 180000)",
+    )
+    shadowing: bool = Field(True, description="WINNER II C2 log-normal shadowing on TBS links")
+    a2g_environment: Literal["suburban", "urban", "dense_urban", "highrise_urban"] = Field(
+        "urban", description="Al-Hourani et al. 2014 environment of the NTBS links (choice)"
+    )
+    rician_k_db: float = Field(
+        10.0, ge=-50, le=60, description="Rician K of LoS NTBS links; NLoS ones Rayleigh (choice)"
+    )
+    n_taps: int | None = Field(
+        None, ge=1, description="None: i.i.d. subchannels; L: L-tap frequency-correlated fading"
+    )
+    delay_decay_taps: float = Field(
+        2.0, gt=0, le=1000, description="e-folding delay of the tap power profile, in taps"
+    )
+
+    @model_validator(mode="after")
+    def _check_system(self) -> TnNtnConfig:
+        if self.n_bs < 1:
+            raise ValueError("tbs_xy_m and uav_xy_m must hold at least one BS between them")
+        if self.n_subchannels % self.srb_size != 0:
+            raise ValueError(
+                f"n_subchannels = {self.n_subchannels} must be a multiple of srb_size = "
+                f"{self.srb_size} (equal-size SRBs, §III-A)"
+            )
+        if self.n_taps is not None and self.n_taps > self.n_subchannels:
+            raise ValueError(f"n_taps must be <= n_subchannels = {self.n_subchannels}")
+        half = self.area_side_m / 2
+        for name, positions in (("tbs_xy_m", self.tbs_xy_m), ("uav_xy_m", self.uav_xy_m)):
+            for x, y in positions:
+                if max(abs(x), abs(y)) > half:
+                    raise ValueError(
+                        f"{name} position ({x}, {y}) lies outside the area [-{half}, {half}]^2 m"
+                    )
+        for x, y in self.tbs_xy_m:
+            if max(abs(x), abs(y)) + self.tbs_user_radius_m > half:
+                raise ValueError(
+                    f"tbs_user_radius_m = {self.tbs_user_radius_m} m: the user disc around TBS "
+                    f"({x}, {y}) must lie inside the area [-{half}, {half}]^2 m"
+                )
+        if self.trace_step_s < self.frame_s:
+            raise ValueError(f"trace_step_s must be >= frame_s = {self.frame_s} s")
+        if self.ar1_alpha < 0:
+            raise ValueError(
+                f"the Jakes correlation J0(2 pi f_D T) = {self.ar1_alpha:.3f} is negative: lower "
+                "user_speed_m_s, fc_ghz or frame_s (2 pi v f_c T / c must stay below 2.405)"
+            )
+        return self
+
+    @property
+    def n_tbs(self) -> int:
+        return len(self.tbs_xy_m)
+
+    @property
+    def n_uav(self) -> int:
+        return len(self.uav_xy_m)
+
+    @property
+    def n_bs(self) -> int:
+        """N: TBSs first (indices 0..n_tbs-1), then NTBSs."""
+        return self.n_tbs + self.n_uav
+
+    @property
+    def n_srb(self) -> int:
+        """M, SRBs per BS."""
+        return self.n_subchannels // self.srb_size
+
+    @property
+    def ar1_alpha(self) -> float:
+        """Gauss-Markov correlation of the small-scale fading over one frame (Jakes)."""
+        return jakes_correlation(doppler_hz(self.user_speed_m_s, self.fc_ghz * 1e9), self.frame_s)
+
+    @property
+    def horizon_s(self) -> float:
+        return self.horizon_slots * self.frame_s
+
+
+@dataclass
+class TnNtnState:
+    """Channels and geometry of one frame for all B realizations (P = N * K_max user slots).
+
+    User slot ``p = n * K_max + k`` is user k of BS n; BSs are ordered TBSs first, then NTBSs.
+
+    Attributes:
+        t: frame index (0 after reset).
+        H: (B, P, N, F) complex, BS n -> user slot p on subchannel f, divided by the noise
+            standard deviation sqrt(W N_0) of one subchannel.
+        pathloss_db: (B, P, N) large-scale loss in dB: path loss plus shadowing.
+        shadowing_db: (B, P, N) the shadowing part of ``pathloss_db`` (0 on NTBS links).
+        los: (B, P, N) bool LoS state of each link.
+        active: (B, N, K_max) bool, psi of §III-E: slot k of BS n holds an active user.
+        user_positions: (B, P, 3) metres (inactive slots keep a position too).
+        bs_positions: (B, N, 3) metres.
+        serving: (P,) long, the BS of each user slot (``p // K_max``).
+        arrived: (B, P) bool, the slot's occupant is new in this frame (every active user after
+            ``reset``; in dynamic mode the arrivals of this frame, refills of a slot included).
+    """
+
+    t: int
+    H: torch.Tensor
+    pathloss_db: torch.Tensor
+    shadowing_db: torch.Tensor
+    los: torch.Tensor
+    active: torch.Tensor
+    user_positions: torch.Tensor
+    bs_positions: torch.Tensor
+    serving: torch.Tensor
+    arrived: torch.Tensor
+
+    @property
+    def H_kernel(self) -> torch.Tensor:
+        """(B, P, N, F, 1) complex: ``H`` in the SINR kernel's layout (scalar antennas)."""
+        return self.H.unsqueeze(-1)
+
+    @property
+    def user_active(self) -> torch.Tensor:
+        """(B, P) bool: ``active`` flattened to the receiver axis."""
+        return self.active.flatten(1)
+
+
+class TnNtnScenario(Scenario[TnNtnConfig]):
+    """Seed 001's coexisting TN-NTN OFDM downlink as a batched, frame-stepping channel process.
+
+    Args:
+        config: :class:`TnNtnConfig` (``paper`` preset when omitted).
+        batch_size: B realizations (independent users, traces and fading).
+        device, dtype: where and in which precision tensors live.
+
+    Attributes:
+        noise_w: noise power W N_0 NF of one subchannel, in watts.
+        subchannel_bandwidth_hz: W = B / F.
+        p_max_w: p_max per BS in watts.
+        min_rate_bps: eta_k in bit/s.
+        is_uav: (N,) bool, which BSs are NTBSs.
+    """
+
+    name = "tn_ntn"
+    title = "Coexisting TN-NTN OFDM downlink (seed 001)"
+    source = "Le, Vu, Andrenacci, Chatzinotas, constrained MARL for TN-NTN, §II and §IV"
+    Config = TnNtnConfig
+
+    def __init__(self, config: TnNtnConfig | None = None, **kwargs) -> None:
+        super().__init__(config, **kwargs)
+        cfg = self.config
+        self.fc_hz = cfg.fc_ghz * 1e9
+        self.subchannel_bandwidth_hz = subchannel_bandwidth_hz(
+            cfg.bandwidth_mhz * 1e6, cfg.n_subchannels
+        )
+        self.noise_w = noise_power_w(
+            self.subchannel_bandwidth_hz,
+            noise_dbm_per_hz=cfg.noise_dbm_per_hz,
+            noise_figure_db=cfg.noise_figure_db,
+        )
+        self.p_max_w = dbm_to_watt(cfg.p_max_dbm)
+        self.min_rate_bps = cfg.min_rate_mbps * 1e6
+        self.alpha = cfg.ar1_alpha
+        self.n_users = cfg.n_bs * cfg.k_max
+        self.is_uav = torch.arange(cfg.n_bs, device=self.device) >= cfg.n_tbs
+        self.serving = torch.arange(cfg.n_bs, device=self.device).repeat_interleave(cfg.k_max)
+        self.half_side_m = cfg.area_side_m / 2
+        self.state: TnNtnState | None = None
+
+    # ----------------------------------------------------------------------------------------
+    # Realizations
+    # ----------------------------------------------------------------------------------------
+
+    def reset(self, seed: int | None = None) -> TnNtnState:
+        """Draw users (training mode) or user traces (dynamic mode), LoS states, shadowing and
+        the initial fading; return frame 0."""
+        self._seed(seed)
+        cfg, B, g = self.config, self.batch_size, self.generator
+        N, K, P = cfg.n_bs, cfg.k_max, self.n_users
+        opts = {"device": self.device, "dtype": self.dtype}
+        bs_xy = torch.tensor([*cfg.tbs_xy_m, *cfg.uav_xy_m], **opts).reshape(N, 2)
+        heights = torch.where(self.is_uav, cfg.uav_height_m, cfg.tbs_height_m).to(self.dtype)
+        self.bs_positions = with_height(bs_xy, heights).expand(B, N, 3)
+
+        if cfg.dynamic_users:
+            # One M/M/K_max/K_max trace per BS (B*N independent traces), resolved every
+            # trace_step_s; every arrival takes a fresh drop and walks from there.
+            trace = poisson_arrivals(
+                B * N,
+                cfg.horizon_s,
+                cfg.trace_step_s,
+                cfg.arrival_rate_per_min / 60.0,
+                cfg.mean_holding_s,
+                K,
+                g,
+                device=self.device,
+            )
+            S = trace.active.shape[1]
+            self.active_trace = trace.active.reshape(B, N, S, K).transpose(1, 2).flatten(2)
+            # A new occupant of slot p at trace step s (also when the slot was vacated and
+            # refilled within the same step).
+            self.arrives = trace.admitted.reshape(B, N, S, K).transpose(1, 2).flatten(2)
+            steps = torch.arange(S, device=self.device)[None, :, None]
+            # occupant_start[b, s, p]: trace step at which the occupant of slot p arrived.
+            self.occupant_start = torch.where(self.arrives, steps, 0).cummax(dim=1).values
+            self.drops_xy = self._drop_users(S)  # (B, S, P, 2): the drop of an arrival at s
+            free_walk = random_walk(
+                torch.zeros(B, P, 3, **opts), S + 1, cfg.trace_step_s, cfg.user_speed_m_s, g
+            )
+            self.free_walk_xy = free_walk[..., :2]  # (B, S + 1, P, 2), unbounded
+        else:
+            counts = poisson_population(
+                B, K, cfg.active_mean_fraction * K, g, extra_shape=(N,), device=self.device
+            )
+            self.active = active_mask(counts, K)  # (B, N, K)
+            self.drops_xy = self._drop_users(1)  # (B, 1, P, 2)
+
+        # LoS state and shadowing of every drop, frozen for the occupant's stay.
+        drops = with_height(self.drops_xy, cfg.ue_height_m)
+        self.los_draws, self.shadowing_draws = self._draw_large_scale(drops)  # (B, S, P, N)
+
+        self.small_scale = self._draw_small_scale()  # (B, P, N, F)
+        self.t = 0
+        self.trace_index = 0
+        self.arrived = None  # _state(): every active user is new after a reset
+        self.state = self._state()
+        return self.state
+
+    def step(self) -> TnNtnState:
+        """Advance one frame: AR(1) small-scale fading; in dynamic mode also positions, the
+        active mask, path losses and LoS phases along the traces."""
+        if self.state is None:
+            raise RuntimeError("call reset() before step()")
+        cfg = self.config
+        if cfg.dynamic_users and self.t + 1 >= cfg.horizon_slots:
+            raise ConfigError(
+                f"frame {self.t + 1} is past the simulated horizon horizon_slots="
+                f"{cfg.horizon_slots}; raise horizon_slots or reset()"
+            )
+        self.t += 1
+        # Gauss-Markov step h(t+1) = alpha h(t) + sqrt(1 - alpha^2) e(t) (as gauss_markov_step),
+        # with e(t) drawn like h(0) so that a frequency correlation (n_taps) is preserved.
+        innovation = self._draw_small_scale()
+        self.small_scale = self.alpha * self.small_scale + math.sqrt(1 - self.alpha**2) * innovation
+        self.arrived = torch.zeros_like(self.state.arrived)
+        if cfg.dynamic_users:
+            index = self._trace_index(self.t)
+            if index != self.trace_index:
+                self.trace_index = index
+                arrived = self.arrives[:, index]  # (B, P): new occupants get fresh fading
+                self.arrived = arrived
+                if bool(arrived.any()):
+                    fresh = self._draw_small_scale()
+                    self.small_scale = torch.where(
+                        arrived[..., None, None], fresh, self.small_scale
+                    )
+        self.state = self._state()
+        return self.state
+
+    def _drop_users(self, n_draws: int) -> torch.Tensor:
+        """(B, n_draws, P, 2): TBS users uniform in a disc of radius ``tbs_user_radius_m``
+        around their TBS, NTBS users uniform in the whole square (choices, see the docs)."""
+        cfg, B, g = self.config, self.batch_size, self.generator
+        K, n_tbs, n_uav = cfg.k_max, cfg.n_tbs, cfg.n_uav
+        opts = {"device": self.device, "dtype": self.dtype}
+        tbs_xy = torch.tensor(cfg.tbs_xy_m, **opts).reshape(n_tbs, 1, 2)
+        tbs_users = drop_in_disc(B, n_draws * n_tbs * K, cfg.tbs_user_radius_m, g, **opts)
+        tbs_users = tbs_users.reshape(B, n_draws, n_tbs, K, 2) + tbs_xy
+        uav_users = drop_in_square(B, n_draws * n_uav * K, cfg.area_side_m, g, **opts)
+        uav_users = uav_users.reshape(B, n_draws, n_uav, K, 2)
+        return torch.cat([tbs_users, uav_users], dim=2).reshape(B, n_draws, self.n_users, 2)
+
+    def _draw_large_scale(self, users_m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """LoS states and shadowing for users ``(B, S, P, 3)`` -> two ``(B, S, P, N)`` tensors.
+
+        TBS links: WINNER II C2 LoS probability of the 2D distance (choice, as TR 38.901) and
+        C2 shadowing (4/6 dB LoS before/after the breakpoint, 8 dB NLoS). NTBS links: LoS
+        probability of the elevation (Al-Hourani et al. 2014), no shadowing (its excess losses
+        are already the environment's mean; choice).
+        """
+        cfg = self.config
+        bs = self.bs_positions[:, None]  # (B, 1, N, 3)
+        n_tbs = cfg.n_tbs
+        d2d = distances_2d(users_m, bs)
+        elevation_rad = elevation(bs[:, :, n_tbs:], users_m).transpose(-1, -2)
+        probability = torch.cat(
+            [
+                winner2_c2_los_probability(d2d[..., :n_tbs]),
+                a2g_los_probability(elevation_rad, environment=cfg.a2g_environment),
+            ],
+            dim=-1,
+        )
+        los = draw_los(probability, self.generator)
+        if not cfg.shadowing:
+            return los, torch.zeros_like(d2d)
+        d3d = distances_3d(users_m, bs)
+        std_tbs = winner2_c2_shadow_fading_std_db(
+            d3d[..., :n_tbs], cfg.tbs_height_m, cfg.ue_height_m, self.fc_hz, los[..., :n_tbs]
+        )
+        std_db = torch.cat([std_tbs, torch.zeros_like(d3d[..., n_tbs:])], dim=-1)
+        return los, lognormal_shadowing_db(d3d, std_db, self.generator)
+
+    def _draw_small_scale(self) -> torch.Tensor:
+        """(B, P, N, F) complex CN(0, 1) per subchannel (seed 001 §II, subchannel_rayleigh)."""
+        cfg = self.config
+        return subchannel_rayleigh(
+            (self.batch_size, self.n_users, cfg.n_bs),
+            cfg.n_subchannels,
+            self.generator,
+            n_taps=cfg.n_taps,
+            delay_decay_taps=cfg.delay_decay_taps,
+            device=self.device,
+            dtype=self.cdtype,
+        )
+
+    # ----------------------------------------------------------------------------------------
+    # Geometry and channels of frame t
+    # ----------------------------------------------------------------------------------------
+
+    def _trace_index(self, t: int) -> int:
+        """Trace step holding frame t (its arrivals and departures apply from its start)."""
+        return int(t * self.config.frame_s / self.config.trace_step_s + 1e-9)
+
+    def _at_occupant_start(self, draws: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+        """``draws: (B, S, P, X)`` picked at ``start: (B, P) long`` -> ``(B, P, X)``."""
+        index = start[:, None, :, None].expand(-1, 1, -1, draws.shape[-1])
+        return torch.gather(draws, 1, index).squeeze(1)
+
+    def _reflect(self, xy: torch.Tensor) -> torch.Tensor:
+        """Fold free positions into the square (specular reflection at its walls), as
+        ``skyshare.geometry.random_walk`` does for its bounds."""
+        low, width = -self.half_side_m, 2 * self.half_side_m
+        folded = torch.remainder(xy - low, 2 * width)
+        return low + width - (folded - width).abs()
+
+    def _occupants(self, t: int) -> tuple[torch.Tensor, ...]:
+        """Positions (B, P, 3), active (B, N, K), LoS and shadowing (B, P, N) of frame t."""
+        cfg = self.config
+        if not cfg.dynamic_users:
+            users = with_height(self.drops_xy[:, 0], cfg.ue_height_m)
+            return users, self.active, self.los_draws[:, 0], self.shadowing_draws[:, 0]
+        u = t * cfg.frame_s / cfg.trace_step_s
+        s = self._trace_index(t)
+        start = self.occupant_start[:, s]  # (B, P)
+        walk = self.free_walk_xy
+        walked = walk[:, s] + (u - s) * (walk[:, s + 1] - walk[:, s])
+        walked = walked - self._at_occupant_start(walk, start)
+        xy = self._reflect(self._at_occupant_start(self.drops_xy, start) + walked)
+        active = self.active_trace[:, s].reshape(self.batch_size, cfg.n_bs, cfg.k_max)
+        los = self._at_occupant_start(self.los_draws, start)
+        shadowing = self._at_occupant_start(self.shadowing_draws, start)
+        return with_height(xy, cfg.ue_height_m), active, los, shadowing
+
+    def _pathloss_db(self, users_m: torch.Tensor, los: torch.Tensor) -> torch.Tensor:
+        """(B, P, N) path loss: WINNER II C2 (3D distance) to TBSs, air-to-ground to NTBSs."""
+        cfg = self.config
+        n_tbs = cfg.n_tbs
+        d3d = distances_3d(users_m, self.bs_positions)
+        pl_tbs = winner2_c2_pathloss_db(
+            d3d[..., :n_tbs], cfg.tbs_height_m, cfg.ue_height_m, self.fc_hz, los[..., :n_tbs]
+        )
+        pl_uav = a2g_pathloss_db(
+            d3d[..., n_tbs:], self.fc_hz, los[..., n_tbs:], environment=cfg.a2g_environment
+        )
+        return torch.cat([pl_tbs, pl_uav], dim=-1)
+
+    def _state(self) -> TnNtnState:
+        cfg = self.config
+        users, active, los, shadowing = self._occupants(self.t)
+        pathloss = self._pathloss_db(users, los) + shadowing
+        # Rician on LoS NTBS links (K = rician_k_db), Rayleigh (K = 0) everywhere else; the LoS
+        # phase exp(-j 2 pi d / lambda) is the same on every subchannel (choice).
+        rician_k = torch.where(self.is_uav & los, db_to_linear(cfg.rician_k_db), 0.0).to(self.dtype)
+        phase = los_phase(distances_3d(users, self.bs_positions), self.fc_hz, dtype=self.cdtype)
+        small = rician(phase[..., None], self.small_scale, rician_k)
+        amplitude = 10.0 ** (-pathloss / 20.0) / math.sqrt(self.noise_w)
+        return TnNtnState(
+            t=self.t,
+            H=small * amplitude[..., None],
+            pathloss_db=pathloss,
+            shadowing_db=shadowing,
+            los=los,
+            active=active,
+            user_positions=users,
+            bs_positions=self.bs_positions,
+            serving=self.serving,
+            arrived=active.flatten(1) if self.arrived is None else self.arrived,
+        )
+
+    # ----------------------------------------------------------------------------------------
+    # Schedules, powers and rates
+    # ----------------------------------------------------------------------------------------
+
+    def _check_assignment(self, assignment: torch.Tensor) -> None:
+        cfg = self.config
+        shape = (self.batch_size, cfg.n_bs, cfg.n_subchannels)
+        if not isinstance(assignment, torch.Tensor) or assignment.dtype != torch.long:
+            raise ShapeError(f"assignment must be a long tensor of shape (B, N, F) = {shape}")
+        if tuple(assignment.shape) != shape:
+            raise ShapeError(
+                f"assignment must have shape (B, N, F) = {shape}, got {tuple(assignment.shape)}"
+            )
+        if bool(((assignment < -1) | (assignment >= cfg.k_max)).any()):
+            raise ConfigError(
+                f"assignment values must be -1 (off) or a user slot in [0, K_max={cfg.k_max})"
+            )
+
+    def equal_power(self, assignment: torch.Tensor) -> torch.Tensor:
+        """Power of seed 001 §III-C-2: p_max split equally over the M SRBs of a BS, then
+        equally over the SRB's active subchannels (``assignment >= 0``).
+
+        SRB m holds the contiguous subchannels ``[m S, (m + 1) S)`` with S = ``srb_size``
+        (choice; the paper only asks for equal-size subsets). The per-BS total is
+        ``p_max * (SRBs with an active subchannel) / M <= p_max`` (constraint (5)).
+
+        Args:
+            assignment: (B, N, F) long, user slot 0..K_max-1 of BS n on subchannel f, -1 off.
+
+        Returns:
+            power_w: (B, N, F) float, watts.
+        """
+        self._check_assignment(assignment)
+        cfg = self.config
+        on = (assignment >= 0).unflatten(-1, (cfg.n_srb, cfg.srb_size))  # (B, N, M, S)
+        n_on = on.sum(-1, keepdim=True).clamp_min(1).to(self.dtype)
+        power = (self.p_max_w / cfg.n_srb) / n_on * on.to(self.dtype)
+        return power.flatten(-2)
+
+    def round_robin_assignment(self, active: torch.Tensor) -> torch.Tensor:
+        """Reference schedule: subchannel f of BS n goes to its ``(f mod A_n)``-th active user.
+
+        Args:
+            active: (B, N, K_max) bool, e.g. ``state.active``.
+
+        Returns:
+            assignment: (B, N, F) long (-1 on every subchannel of a BS with no active user).
+        """
+        cfg = self.config
+        if active.shape != (self.batch_size, cfg.n_bs, cfg.k_max) or active.dtype != torch.bool:
+            raise ShapeError(
+                f"active must be a bool tensor (B, N, K_max) = "
+                f"{(self.batch_size, cfg.n_bs, cfg.k_max)}, got {tuple(active.shape)}"
+            )
+        order = torch.argsort((~active).to(torch.int8), dim=-1, stable=True)  # active first
+        count = active.sum(-1, keepdim=True)  # (B, N, 1)
+        f = torch.arange(cfg.n_subchannels, device=active.device)
+        assignment = torch.gather(order, -1, f % count.clamp_min(1))
+        return torch.where(count > 0, assignment, -1)
+
+    def subchannel_sinr(
+        self, state: TnNtnState, assignment: torch.Tensor, power_w: torch.Tensor
+    ) -> metrics.SinrResult:
+        """SINR of every user slot on every subchannel through the SINR kernel (eq. (3)).
+
+        Builds the kernel's beamformers ``W: (B, N, P, F, 1)``, zero except
+        ``W[b, n, n K_max + assignment[b, n, f], f] = sqrt(power_w[b, n, f])``, so that at most one
+        user per subchannel of a BS is served (eq. (1)); ``A = effective_gains(H, W)`` is
+        ``(B, P, P, F)`` (memory grows as B P^2 F). Receiver p's signal on f is
+        ``|h_{p,n,f}|^2 p_{n,f}`` when BS n serves it there (0 otherwise) and its interference is
+        ``g = sum_{l != n} |h_{p,l,f}|^2 p_{l,f}``; the noise is 1 (normalised).
+
+        Args:
+            state: a state of this scenario.
+            assignment: (B, N, F) long, user slot 0..K_max-1 of BS n on subchannel f, -1 off.
+            power_w: (B, N, F) float, transmit power of BS n on subchannel f in watts (ignored
+                where the subchannel is off).
+
+        Returns:
+            :class:`skyshare.metrics.SinrResult` with ``sinr``: (B, P, F).
+        """
+        self._check_assignment(assignment)
+        if power_w.shape != assignment.shape:
+            raise ShapeError(
+                f"power_w must have the shape of assignment {tuple(assignment.shape)}, "
+                f"got {tuple(power_w.shape)}"
+            )
+        if bool((power_w < 0).any()) or bool(power_w.isnan().any()):
+            raise ConfigError("power_w must be >= 0 W everywhere")
+        cfg = self.config
+        B, N, F = assignment.shape
+        on = assignment >= 0
+        stream = (torch.arange(N, device=assignment.device)[:, None] * cfg.k_max) + (
+            assignment.clamp_min(0)
+        )
+        amplitude = torch.sqrt(power_w.to(self.dtype)) * on
+        W = torch.zeros(B, N, self.n_users, F, 1, dtype=self.cdtype, device=self.device)
+        W.scatter_(2, stream[:, :, None, :, None], amplitude[:, :, None, :, None].to(self.cdtype))
+        return metrics.sinr(metrics.effective_gains(state.H_kernel, W))
+
+    def subchannel_rates(
+        self, state: TnNtnState, assignment: torch.Tensor, power_w: torch.Tensor
+    ) -> torch.Tensor:
+        """Rates ``R_{k,n,f}`` of eq. (3) in bit/s: (B, P, F).
+
+        ``W log2(1 + SINR)`` from :meth:`subchannel_sinr`; inactive user slots get rate 0 (a
+        subchannel given to an empty slot carries no data, but its power still interferes).
+        Per-user rates are ``.sum(-1)`` (see :meth:`user_rates`).
+
+        Args:
+            state, assignment, power_w: as in :meth:`subchannel_sinr`.
+        """
+        result = self.subchannel_sinr(state, assignment, power_w)
+        return self.subchannel_bandwidth_hz * result.rate * state.user_active[..., None]
+
+    def user_rates(
+        self, state: TnNtnState, assignment: torch.Tensor, power_w: torch.Tensor
+    ) -> torch.Tensor:
+        """Per-user rates ``sum_f R_{k,n,f}`` in bit/s: (B, P) (the left side of (4))."""
+        return self.subchannel_rates(state, assignment, power_w).sum(-1)
+
+    # ----------------------------------------------------------------------------------------
+    # Summary and plot
+    # ----------------------------------------------------------------------------------------
+
+    def link_budget(self) -> LinkBudget:
+        """Link budget of the current frame per tier (TBS, NTBS), averaged over the batch.
+
+        The reference schedule is :meth:`round_robin_assignment` with :meth:`equal_power`
+        (p_max / F on every subchannel of a BS with an active user); all BSs transmit on all
+        subchannels, so every user sees full co-channel interference. Tier rows are over the
+        active users of that tier's BSs (NaN when there are none).
+        """
+        state = self.state if self.state is not None else self.reset()
+        cfg = self.config
+        budget = LinkBudget(f"{self.title}: frame {state.t}, B={self.batch_size}")
+        p_sub_w = self.p_max_w / cfg.n_subchannels
+        budget.add("subchannel width W", self.subchannel_bandwidth_hz / 1e3, "kHz", "B / F")
+        budget.add(
+            "noise per subchannel W N0",
+            watt_to_dbm(self.noise_w),
+            "dBm",
+            f"{cfg.noise_dbm_per_hz:g} dBm/Hz + NF {cfg.noise_figure_db:g} dB",
+        )
+        budget.add("p_max / F", watt_to_dbm(p_sub_w), "dBm", f"p_max = {cfg.p_max_dbm:g} dBm")
+        budget.add(
+            "active users per BS",
+            state.active.sum(-1).to(self.dtype).mean(),
+            "",
+            "mean over BSs and batch",
+        )
+
+        users = torch.arange(self.n_users, device=self.device)
+        own_pathloss = state.pathloss_db[:, users, self.serving]  # (B, P)
+        own_gain = state.H[:, users, self.serving].abs().square()  # (B, P, F)
+        own_snr_db = linear_to_db(p_sub_w * own_gain.mean(-1))  # (B, P)
+
+        assignment = self.round_robin_assignment(state.active)
+        power = self.equal_power(assignment)
+        result = self.subchannel_sinr(state, assignment, power)
+        served = result.signal > 0  # (B, P, F): user slot scheduled on subchannel f
+        rates = self.subchannel_bandwidth_hz * result.rate * served * state.user_active[..., None]
+        user_rate = rates.sum(-1)  # (B, P)
+        meets = (user_rate >= self.min_rate_bps).to(self.dtype)
+        sinr_db = linear_to_db(result.sinr)
+
+        for tier, name, model in (
+            (False, "TBS", "WINNER II C2"),
+            (True, "NTBS", "air-to-ground"),
+        ):
+            in_tier = (self.is_uav[self.serving] == tier)[None] & state.user_active  # (B, P)
+            if not bool((self.is_uav == tier).any()):
+                continue
+            budget.add(
+                f"{name} path loss to own BS",
+                _masked_mean(own_pathloss, in_tier),
+                "dB",
+                f"{model}, mean over active users",
+            )
+            budget.add(
+                f"{name} LoS to own BS",
+                100 * _masked_mean(state.los[:, users, self.serving].to(self.dtype), in_tier),
+                "%",
+                "active users",
+            )
+            budget.add(
+                f"{name} SNR per subchannel at p_max/F",
+                _masked_mean(own_snr_db, in_tier),
+                "dB",
+                "mean over active users of 10log10(mean_f SNR)",
+            )
+            served_in_tier = served & in_tier[..., None]
+            budget.add(
+                f"{name} SINR, round robin + equal power",
+                sinr_db[served_in_tier].median() if bool(served_in_tier.any()) else math.nan,
+                "dB",
+                "median over scheduled (user, subchannel)",
+            )
+            budget.add(
+                f"{name} rate per user",
+                _masked_mean(user_rate, in_tier) / 1e6,
+                "Mbit/s",
+                "round robin + equal power, mean over active users",
+            )
+            budget.add(
+                f"{name} users meeting eta",
+                100 * _masked_mean(meets, in_tier),
+                "%",
+                f"rate >= {cfg.min_rate_mbps:g} Mbit/s",
+            )
+        budget.add(
+            "users meeting eta",
+            100 * _masked_mean(meets, state.user_active),
+            "%",
+            "all active users, round robin + equal power",
+        )
+        budget.add(
+            "system throughput",
+            metrics.sum_rate(rates).mean() / 1e6,
+            "Mbit/s",
+            "round robin + equal power, mean over batch",
+        )
+        return budget
+
+    def _knot_positions(self) -> torch.Tensor:
+        """Dynamic mode: (B, S, P, 2) position of each slot's occupant at every trace step."""
+        start = self.occupant_start  # (B, S, P)
+        index = start[..., None].expand(-1, -1, -1, 2)
+        walk = self.free_walk_xy[:, :-1]
+        walked = walk - torch.gather(walk, 1, index)
+        return self._reflect(torch.gather(self.drops_xy, 1, index) + walked)
+
+    def plot_topology(self, path: str | Path) -> Path:
+        """The area with TBSs, NTBS(s) and users of realization 0 at the current frame: active
+        users filled in their BS's colour, inactive slots hollow; in dynamic mode the random-walk
+        paths of every user over the horizon."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.patches import Circle, Rectangle
+
+        state = self.state if self.state is not None else self.reset()
+        cfg = self.config
+        path = Path(path)
+        half = self.half_side_m
+        bs = state.bs_positions[0].cpu()
+        users = state.user_positions[0, :, :2].cpu()
+        active = state.user_active[0].cpu()
+        colours = plt.get_cmap("tab10")
+
+        fig, ax = plt.subplots(figsize=(7.5, 8.0))
+        ax.add_patch(
+            Rectangle((-half, -half), 2 * half, 2 * half, fill=False, ec="0.3", lw=1.2, zorder=1)
+        )
+        if cfg.dynamic_users:
+            knots = self._knot_positions()[0].cpu()  # (S, P, 2)
+            trace_active = self.active_trace[0].cpu()  # (S, P)
+            arrives = self.arrives[0].cpu()
+            for p in range(self.n_users):
+                xy = knots[:, p].clone()
+                xy[~trace_active[:, p]] = math.nan
+                breaks = arrives[:, p].nonzero().flatten()
+                pieces = torch.tensor_split(xy, breaks)  # one piece per occupant
+                joined = torch.cat([torch.cat([q, q.new_full((1, 2), math.nan)]) for q in pieces])
+                n = int(self.serving[p])
+                ax.plot(joined[:, 0], joined[:, 1], c=colours(n % 10), lw=0.6, alpha=0.6)
+            ax.plot([], [], c="0.4", lw=0.6, label="random-walk paths")
+        for n in range(cfg.n_bs):
+            colour = colours(n % 10)
+            if not bool(self.is_uav[n]):
+                ax.add_patch(
+                    Circle(
+                        (float(bs[n, 0]), float(bs[n, 1])),
+                        cfg.tbs_user_radius_m,
+                        fill=False,
+                        ls=":",
+                        ec=colour,
+                        lw=1.0,
+                    )
+                )
+            mine = self.serving.cpu() == n
+            ax.scatter(
+                users[mine & active, 0],
+                users[mine & active, 1],
+                s=22,
+                color=colour,
+                edgecolors="k",
+                linewidths=0.3,
+                zorder=3,
+            )
+            ax.scatter(
+                users[mine & ~active, 0],
+                users[mine & ~active, 1],
+                s=22,
+                facecolors="none",
+                edgecolors=colour,
+                linewidths=0.8,
+                zorder=3,
+            )
+            is_uav = bool(self.is_uav[n])
+            ax.scatter(
+                float(bs[n, 0]),
+                float(bs[n, 1]),
+                marker="*" if is_uav else "^",
+                s=320 if is_uav else 200,
+                color=colour,
+                edgecolors="k",
+                linewidths=1.0,
+                zorder=4,
+            )
+            label = "NTBS" if is_uav else "TBS"
+            ax.annotate(
+                f"{label} {n} ({float(bs[n, 2]):g} m)",
+                (float(bs[n, 0]), float(bs[n, 1])),
+                xytext=(8, 10),
+                textcoords="offset points",
+                fontsize=9,
+                fontweight="bold",
+                color=colour,
+                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
+                zorder=5,
+            )
+        ax.scatter([], [], marker="^", s=80, c="0.5", edgecolors="k", label="TBS")
+        ax.scatter([], [], marker="*", s=120, c="0.5", edgecolors="k", label="NTBS (UAV)")
+        ax.scatter([], [], s=22, c="0.5", edgecolors="k", linewidths=0.3, label="active user")
+        ax.scatter([], [], s=22, facecolors="none", edgecolors="0.5", label="inactive slot")
+        margin = 0.04 * cfg.area_side_m
+        ax.set_xlim(-half - margin, half + margin)
+        ax.set_ylim(-half - margin, half + margin)
+        ax.set_aspect("equal")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=5, fontsize=8)
+        mode = (
+            f"dynamic: {cfg.arrival_rate_per_min:g}/min, {cfg.user_speed_m_s:g} m/s"
+            if cfg.dynamic_users
+            else f"training: Poisson({cfg.active_mean_fraction:g} K_max) users"
+        )
+        ax.set(
+            xlabel="x (m)",
+            ylabel="y (m)",
+            title=f"{self.title}\nframe {state.t}, F = {cfg.n_subchannels}, "
+            f"K_max = {cfg.k_max}, {mode}",
+        )
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        return path
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` where ``mask`` holds (NaN when it holds nowhere)."""
+    count = mask.sum()
+    if int(count) == 0:
+        return torch.tensor(math.nan)
+    return torch.where(mask, values, 0.0).sum() / count
