@@ -5,6 +5,13 @@ with the power control of Shen & Yu 2014). Coordinated beamforming under the int
 temperature constraints (2b)-(2c): WMMSE (Algorithm 2), low-complexity WMMSE, direct FP.
 """
 
+from skyshare.solvers.association_dcd import (
+    DualCoordinateDescentResult,
+    associate_dcd,
+    dual_coordinate_descent,
+)
+from skyshare.solvers.association_sc import associate_sc
+from skyshare.solvers.power_control import PowerControlResult, network_utility, newton_power_control
 from skyshare.solvers.problem import (
     AssociationResult,
     BeamformingProblem,
@@ -18,7 +25,14 @@ __all__ = [
     "AssociationResult",
     "BeamformingProblem",
     "BeamformingResult",
+    "DualCoordinateDescentResult",
     "Evaluation",
+    "PowerControlResult",
+    "associate_dcd",
+    "associate_sc",
+    "dual_coordinate_descent",
     "evaluate",
     "initial_beamformers",
+    "network_utility",
+    "newton_power_control",
 ]
