@@ -1,0 +1,349 @@
+"""The CATN game (seed 000 §V): dimensions, ledger, observations, rewards, costs, errors."""
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from skyshare.channels.arrays import compress_channel, compressed_features
+from skyshare.envs import CatnEnv, CatnEnvConfig
+from skyshare.errors import ShapeError
+from skyshare.scenarios import CatnScenario
+
+
+def _env(batch=2, env_overrides=None, **scenario_overrides):
+    scenario = {"n_tu": 14, "n_slots": 50, **scenario_overrides}
+    config = CatnScenario.config_from("quick", overrides=scenario)
+    return CatnEnv(
+        config, CatnEnvConfig(**(env_overrides or {})), batch_size=batch, dtype=torch.float64
+    )
+
+
+def _table1_exchange(N, K, L, Nc, b_in, b_in_pri, k_in, k_out):
+    return (3 * Nc * K + K + 2) * b_in * k_in + (K + 6) * b_in_pri * L + 3 * k_out * b_in + 2 * L
+
+
+def test_paper_dimensions_and_table1_signaling():
+    env = CatnEnv(batch_size=1)
+    assert env.action_dim == 2 * 21 + 2 + 2
+    assert env.tu_obs_dim == 3 * 7 + 4
+    blocks = env.bs_obs_blocks()
+    assert blocks["o_in"] == ((1 + 3 * 4 * 21 + 21 + 1) * 4 + 1) * 3
+    assert env.bs_obs_dim == sum(blocks.values())
+    env.reset(seed=0)
+    bs_obs = env.associate(torch.zeros(1, 21, dtype=torch.long))
+    assert bs_obs.shape == (1, 7, env.bs_obs_dim)
+    env.beamform(torch.full((1, 7, env.action_dim), 0.5))
+    per_kind = env.ledger.per_kind_per_slot()
+    assert per_kind["bs"] == 3610  # seed 000 Table I / §VI
+    assert per_kind["tu"] == 7  # D3QN: N
+
+
+@pytest.mark.parametrize(
+    ("N", "K", "L", "rows", "cols", "Nc", "b_in", "b_in_pri", "k_in", "k_out"),
+    [
+        (7, 14, 2, 2, 2, 4, 4, 5, 3, 3),
+        (7, 21, 1, 2, 4, 2, 3, 2, 2, 2),
+        (1, 4, 3, 2, 2, 3, 1, 1, 1, 2),
+    ],
+)
+def test_ledger_measures_the_closed_forms(N, K, L, rows, cols, Nc, b_in, b_in_pri, k_in, k_out):
+    M = rows * cols
+    scenario = {"n_bs": N, "n_tu": K, "n_au": L, "ura_rows": rows, "ura_cols": cols}
+    counts = {}
+    for tu_info, bs_info in [("d3qn", "exchange"), ("dcd", "global_csi"), ("sc", "exchange")]:
+        env_cfg = {
+            "n_compress": Nc,
+            "b_in": b_in,
+            "b_in_pri": b_in_pri,
+            "k_in": k_in,
+            "k_out": k_out,
+            "tu_information": tu_info,
+            "bs_information": bs_info,
+        }
+        env = _env(batch=2, env_overrides=env_cfg, **scenario)
+        env.reset(seed=1)
+        for _ in range(2):
+            env.associate(torch.randint(0, N, (2, K)))
+            env.beamform(torch.rand(2, N, env.action_dim, dtype=torch.float64))
+        counts[(tu_info, bs_info)] = env.ledger.per_agent_per_slot()
+    exchange = _table1_exchange(N, K, L, Nc, b_in, b_in_pri, k_in, k_out)
+    d3qn = counts[("d3qn", "exchange")]
+    assert sum(v for (kind, _), v in d3qn.items() if kind == "bs") == exchange
+    assert d3qn[("tu", "association")] == N
+    dcd = counts[("dcd", "global_csi")]
+    assert dcd[("tu", "association")] == N * (K - 1)
+    global_csi = dcd[("bs", "global_csi")] + dcd.get(("bs", "global_csi_au"), 0.0)
+    assert global_csi == 2 * M * (N - 1) * K + 2 * M * (N - 1) * L
+    assert ("tu", "association") not in counts[("sc", "exchange")]
+
+
+def _loop_beta(H, w, serving):
+    """beta[j][k] = sum_{i in K_j, i != k} |h_{j,k}^H w_i|^2 by explicit loops."""
+    K, N = H.shape[0], H.shape[1]
+    beta = [[0.0] * K for _ in range(N)]
+    for k in range(K):
+        for i in range(K):
+            if i != k:
+                j = int(serving[i])
+                beta[j][k] += abs(complex((H[k, j].conj() * w[i]).sum())) ** 2
+    return beta
+
+
+def test_observations_rewards_and_costs_equal_direct_recomputation():
+    torch.manual_seed(0)
+    env = _env(batch=1)
+    env.reset(seed=3)
+    K, N, L, M = env.K, env.N, env.L, env.M
+    g = torch.Generator().manual_seed(5)
+    serving = torch.randint(0, N, (1, K), generator=g)
+    env.associate(serving)
+    H = env.state.H[0].clone()  # (K, N, M) at slot t
+    G = env.state.G[0].clone()
+    w = torch.randn(K, M, generator=g, dtype=torch.complex128) * 2.0
+    out = env.beamform_with(w[None])
+    s = serving[0]
+
+    # rates, costs by loops
+    beta = _loop_beta(H, w, s)
+    signal = [abs(complex((H[k, s[k]].conj() * w[k]).sum())) ** 2 for k in range(K)]
+    total = [sum(beta[j][k] for j in range(N)) + 1.0 for k in range(K)]
+    rate = [math.log2(1 + signal[k] / total[k]) for k in range(K)]
+    torch.testing.assert_close(out.rates[0], torch.tensor(rate, dtype=torch.float64))
+    rho = [
+        sum(abs(complex((G[l_, s[k]].conj() * w[k]).sum())) ** 2 for k in range(K))
+        for l_ in range(L)
+    ]
+    for l_ in range(L):
+        expected = rho[l_] / env.i_max - 1
+        assert float(out.cost[0, 0, l_]) == pytest.approx(expected, rel=1e-9)
+        assert (float(out.cost[0, 3, l_]) < 0) == (rho[l_] < env.i_max)
+
+    # BS reward (10) with U_n^out = the K_out B_in TUs with the largest beta_{n,i}
+    size = env.config.k_out * env.config.b_in
+    for n in range(N):
+        out_set = sorted(range(K), key=lambda i, n=n: -beta[n][i])[:size]
+        if sum(beta[n]) == 0:
+            continue
+        penalty = sum(math.log2(1 + signal[i] / (total[i] - beta[n][i])) - rate[i] for i in out_set)
+        expected = sum(rate[k] for k in range(K) if s[k] == n) - penalty
+        assert float(out.bs_reward[0, n]) == pytest.approx(expected, rel=1e-9, abs=1e-9)
+
+    # TU reward (15)-(16)
+    previous_serving = env.previous.serving  # record of slot t (just played)
+    for k in range(K):
+        n = int(s[k])
+        out_set = sorted(range(K), key=lambda i, n=n: -beta[n][i])[:size]
+        handover = bool(env.handover[0, k])
+        r_tilde = env.config.handover_factor * rate[k] if handover else rate[k]
+        penalty = 0.0
+        for i in out_set:
+            if i == k:
+                continue
+            leak = abs(complex((H[i, n].conj() * w[k]).sum())) ** 2
+            penalty += math.log2(1 + signal[i] / (total[i] - leak)) - rate[i]
+        assert float(out.tu_reward[0, k]) == pytest.approx(r_tilde - penalty, rel=1e-9, abs=1e-9)
+    assert torch.equal(previous_serving[0], s)
+
+    # next slot: BS observation blocks from the recorded slot t
+    new_serving = torch.randint(0, N, (1, K), generator=g)
+    obs = env.associate(new_serving)[0]
+    H_next = env.state.H[0]
+    blocks = env.bs_obs_blocks()
+    Nc = env.config.n_compress
+    offsets = {}
+    start = 0
+    for name, size_ in blocks.items():
+        offsets[name] = (start, start + size_)
+        start += size_
+    for n in [0, 2, 5]:
+        a, b = offsets["o_loc"]
+        o_loc = obs[n, a:b]
+        chi = (new_serving[0] == n).double()
+        torch.testing.assert_close(o_loc[:K], chi)
+        idx, coef = compress_channel(H_next[:, n], env.codebook, Nc)
+        hc = compressed_features(idx, coef) * chi[:, None]
+        torch.testing.assert_close(o_loc[K : K + 3 * Nc * K], hc.flatten())
+        mine = (s == n).double()
+        power = (w.abs() ** 2).sum(-1)
+        rest = o_loc[K + 3 * Nc * K :].view(4, K)
+        torch.testing.assert_close(rest[0], power * mine)
+        torch.testing.assert_close(rest[1], torch.tensor(rate, dtype=torch.float64) * mine)
+        torch.testing.assert_close(rest[2], torch.tensor(signal, dtype=torch.float64) * mine)
+        torch.testing.assert_close(rest[3], torch.tensor(beta[n], dtype=torch.float64) * mine)
+
+        # o_in: K_in most interfered own users of t-1, each with its B_in strongest interferers
+        a, b = offsets["o_in"]
+        o_in = obs[n, a:b].view(env.config.k_in, -1)
+        own_users = sorted([k for k in range(K) if s[k] == n], key=lambda k: -total[k])
+        for slot, k in enumerate(own_users[: env.config.k_in]):
+            assert int(o_in[slot, 0]) == k + 1
+            entries = o_in[slot, 1:].view(env.config.b_in, -1)
+            interferers = sorted(range(N), key=lambda j, k=k: -beta[j][k])[: env.config.b_in]
+            for e, j in enumerate(interferers):
+                assert int(entries[e, 0]) == j + 1
+                assert float(entries[e, -1]) == pytest.approx(beta[j][k], rel=1e-9, abs=1e-12)
+                p_j = power * (s == j).double()
+                torch.testing.assert_close(entries[e, 1 + 3 * Nc * K : -1], p_j)
+        for slot in range(len(own_users), env.config.k_in):
+            assert torch.all(o_in[slot] == 0)  # zero padding
+
+        # o_out: the interfered TUs of BS n in t-1
+        a, b = offsets["o_out"]
+        o_out = obs[n, a:b].view(size, 4)
+        expected_set = sorted(sorted(range(K), key=lambda i, n=n: -beta[n][i])[:size])
+        if sum(beta[n]) > 0:
+            assert [int(x) - 1 for x in o_out[:, 0]] == expected_set
+            for row, i in zip(o_out, expected_set, strict=True):
+                assert float(row[1]) == pytest.approx(rate[i], rel=1e-9)
+                assert float(row[2]) == pytest.approx(beta[n][i], rel=1e-9, abs=1e-12)
+                assert float(row[3]) == pytest.approx(beta[n][i] / total[i], rel=1e-9, abs=1e-12)
+
+        # o_out_pri: rho_l(t-1) / I_max and BS n's measured share
+        a, b = offsets["o_out_pri"]
+        o_out_pri = obs[n, a:b].view(L, 4)
+        for l_ in range(L):
+            share = sum(
+                abs(complex((G[l_, n].conj() * w[k]).sum())) ** 2 for k in range(K) if s[k] == n
+            )
+            assert float(o_out_pri[l_, 1]) == pytest.approx(rho[l_] / env.i_max, rel=1e-9)
+            assert float(o_out_pri[l_, 2]) == pytest.approx(share, rel=1e-9, abs=1e-12)
+
+
+def test_no_interference_makes_penalties_vanish():
+    """Only one stream on: every interference term is zero, so (10) = R_k and (15) = R~_k."""
+    env = _env(batch=1)
+    env.reset(seed=2)
+    serving = torch.arange(env.K)[None] % env.N
+    env.associate(serving)
+    w = torch.zeros(1, env.K, env.M, dtype=torch.complex128)
+    w[0, 4] = env.state.H[0, 4, serving[0, 4]] / env.state.H[0, 4, serving[0, 4]].norm()
+    out = env.beamform_with(w)
+    n = int(serving[0, 4])
+    assert float(out.bs_reward[0, n]) == pytest.approx(float(out.rates[0, 4]), rel=1e-12)
+    torch.testing.assert_close(out.tu_reward[0], out.effective_rates[0])
+    others = [j for j in range(env.N) if j != n]
+    assert torch.all(out.bs_reward[0, others] == 0)
+
+
+def test_handover_discount_applied_exactly_when_association_changes():
+    env = _env(batch=2)
+    env.reset(seed=4)
+    first = torch.randint(0, env.N, (2, env.K))
+    env.associate(first)
+    env.beamform(torch.rand(2, env.N, env.action_dim, dtype=torch.float64))
+    second = first.clone()
+    second[:, ::3] = (second[:, ::3] + 1) % env.N
+    env.associate(second)
+    out = env.beamform(torch.rand(2, env.N, env.action_dim, dtype=torch.float64))
+    changed = second != first
+    torch.testing.assert_close(out.effective_rates[changed], 0.4 * out.rates[changed])
+    torch.testing.assert_close(out.effective_rates[~changed], out.rates[~changed])
+    assert out.handovers.tolist() == changed.sum(-1).tolist()
+
+
+def test_action_mapping_and_power_budget():
+    env = _env(batch=1)
+    env.reset(seed=0)
+    serving = torch.randint(0, env.N, (1, env.K))
+    env.associate(serving)
+    actions = torch.rand(1, env.N, env.action_dim, dtype=torch.float64)
+    actions[0, :, 0] = 0.5  # q_total
+    par = env.action_parameters(actions)
+    owner = torch.nn.functional.one_hot(serving[0], env.N).T.double()
+    loaded = owner.sum(-1) > 0
+    torch.testing.assert_close(
+        par["q"][0].sum(-1)[loaded], torch.ones(int(loaded.sum()), dtype=torch.float64)
+    )
+    assert torch.all(par["q"][0][owner == 0] == 0)
+    w = env._beamformers(actions)
+    bs_power = torch.zeros(env.N, dtype=torch.float64)
+    bs_power.index_add_(0, serving[0], (w[0].abs() ** 2).sum(-1))
+    torch.testing.assert_close(
+        bs_power[loaded], torch.full((int(loaded.sum()),), 10.0, dtype=torch.float64)
+    )
+    # x = 0 -> alpha = mu = 0 and eta = eta_min; x = 1 -> the upper ends
+    edge = torch.zeros(1, env.N, env.action_dim, dtype=torch.float64)
+    par0 = env.action_parameters(edge)
+    assert torch.all(par0["alpha"] == 0) and torch.all(par0["mu"] == 0)
+    torch.testing.assert_close(par0["eta"], torch.full_like(par0["eta"], 1e-3))
+    par1 = env.action_parameters(torch.ones_like(edge))
+    torch.testing.assert_close(par1["mu"], torch.full_like(par1["mu"], 1e4))
+    # beamformer direction: D~^{-1} h for the serving BS (eta only: MRT direction)
+    only_eta = edge.clone()
+    only_eta[..., 0] = 1.0
+    w = env._beamformers(only_eta)[0]
+    h = env.state.H[0, torch.arange(env.K), serving[0]]
+    cosine = (h.conj() * w).sum(-1).abs() / (h.norm(dim=-1) * w.norm(dim=-1))
+    torch.testing.assert_close(cosine, torch.ones_like(cosine))
+
+
+def _slice(obj, b):
+    fields = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        fields[f.name] = (
+            value[b : b + 1] if isinstance(value, torch.Tensor) and value.ndim else value
+        )
+    return dataclasses.replace(obj, **fields)
+
+
+def test_batch_of_b_equals_b_environments_of_one():
+    full = _env(batch=3)
+    full.reset(seed=6)
+    actions_tu = torch.randint(0, full.N, (3, full.K))
+    actions_bs = torch.rand(3, full.N, full.action_dim, dtype=torch.float64)
+    state, previous = full.state, full.previous
+    obs = full.associate(actions_tu)
+    out = full.beamform(actions_bs)
+    for b in range(3):
+        one = _env(batch=1)
+        one.reset(seed=0)
+        one.state, one.previous = _slice(state, b), _slice(previous, b)
+        torch.testing.assert_close(one.associate(actions_tu[b : b + 1]), obs[b : b + 1])
+        single = one.beamform(actions_bs[b : b + 1])
+        for name in ("tu_reward", "bs_reward", "cost", "rates"):
+            torch.testing.assert_close(getattr(single, name), getattr(out, name)[b : b + 1])
+
+
+def test_determinism():
+    a, b = _env(batch=2), _env(batch=2)
+    torch.testing.assert_close(a.reset(seed=9), b.reset(seed=9))
+    acts = torch.randint(0, a.N, (2, a.K))
+    torch.testing.assert_close(a.associate(acts), b.associate(acts))
+    assert not torch.equal(a.reset(seed=9), b.reset(seed=10))
+
+
+def test_bad_actions_name_the_agent_and_field():
+    env = _env(batch=2)
+    env.reset(seed=0)
+    with pytest.raises(RuntimeError, match="out of turn"):
+        env.beamform(torch.zeros(2, env.N, env.action_dim))
+    with pytest.raises(ShapeError, match=r"tu_actions must be \(B, K\)"):
+        env.associate(torch.zeros(2, 3, dtype=torch.long))
+    bad = torch.zeros(2, env.K, dtype=torch.long)
+    bad[1, 5] = env.N
+    with pytest.raises(ValueError, match=r"tu_5 \(env 1\) chose BS 7; allowed range: \[0, 6\]"):
+        env.associate(bad)
+    env.associate(torch.zeros(2, env.K, dtype=torch.long))
+    actions = torch.full((2, env.N, env.action_dim), 0.5)
+    actions[0, 3, 1 + env.K + 2] = float("nan")
+    with pytest.raises(ValueError, match=r"bs_3 \(env 0\) action\[17\] \(alpha_2\) is nan"):
+        env.beamform(actions)
+    actions = torch.full((2, env.N, env.action_dim), 0.5)
+    actions[1, 0, 0] = 1.5
+    with pytest.raises(ValueError, match=r"bs_0 \(env 1\) action\[0\] \(q_total\) = 1.5"):
+        env.beamform(actions)
+
+
+def test_episode_truncates_at_the_horizon():
+    env = _env(batch=1, n_slots=4)
+    env.reset(seed=0)
+    truncated = []
+    for _ in range(3):
+        env.associate(torch.zeros(1, env.K, dtype=torch.long))
+        truncated.append(env.beamform(torch.full((1, env.N, env.action_dim), 0.5)).truncated)
+    assert truncated == [False, False, True]
+    with pytest.raises(RuntimeError, match="reset"):
+        env.associate(torch.zeros(1, env.K, dtype=torch.long))
