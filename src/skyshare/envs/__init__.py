@@ -1,5 +1,6 @@
 """Multi-agent environments: batched tensor cores and PettingZoo adapters."""
 
 from skyshare.envs.catn import CatnEnv, CatnEnvConfig, SlotOutcome
+from skyshare.envs.catn_pettingzoo import CatnAECEnv, make_catn_aec
 
-__all__ = ["CatnEnv", "CatnEnvConfig", "SlotOutcome"]
+__all__ = ["CatnAECEnv", "CatnEnv", "CatnEnvConfig", "SlotOutcome", "make_catn_aec"]

@@ -200,6 +200,10 @@ class CatnEnv:
         Slot 0 is played with random TU and BS actions (Algorithm 4 lines 5-6), which gives
         every agent a previous slot to observe.
         """
+        if seed is None and getattr(self, "_episodes", 0) > 0:
+            # Gymnasium convention: an unseeded reset continues the random stream
+            seed = int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator))
+        self._episodes = getattr(self, "_episodes", 0) + 1
         self.state: CatnState = self.scenario.reset(seed=seed)
         self.ledger.reset()
         self.serving = torch.randint(
@@ -225,7 +229,7 @@ class CatnEnv:
     def associate(self, tu_actions: torch.Tensor) -> torch.Tensor:
         """Turn 1: TU k joins BS ``tu_actions[b, k]``; returns the BS observations (B, N, D)."""
         self._expect("associate")
-        tu_actions = self._check_tu_actions(tu_actions)
+        tu_actions = self.check_tu_actions(tu_actions)
         self.handover = tu_actions != self.previous.serving
         self.serving = tu_actions
         obs = self._bs_observation()
@@ -235,7 +239,7 @@ class CatnEnv:
     def beamform(self, bs_actions: torch.Tensor) -> SlotOutcome:
         """Turn 2: every BS acts (B, N, 2K+L+2) in [0, 1]; the slot is transmitted."""
         self._expect("beamform")
-        bs_actions = self._check_bs_actions(bs_actions)
+        bs_actions = self.check_bs_actions(bs_actions)
         return self._finish_slot(self._beamformers(bs_actions))
 
     def beamform_with(self, w: torch.Tensor) -> SlotOutcome:
@@ -266,7 +270,8 @@ class CatnEnv:
             }[self._phase]
             raise RuntimeError(f"{phase}() called out of turn: the next call must be {hint}")
 
-    def _check_tu_actions(self, actions: torch.Tensor) -> torch.Tensor:
+    def check_tu_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        """Validated copy of TU actions (B, K) long; errors name the agent and the range."""
         actions = torch.as_tensor(actions, device=self.device)
         if actions.shape != (self.B, self.K):
             raise ShapeError(
@@ -276,9 +281,14 @@ class CatnEnv:
             if not bool(torch.isfinite(actions).all()):
                 bad = (~torch.isfinite(actions)).nonzero()[0].tolist()
                 raise ValueError(f"tu_actions of tu_{bad[1]} (env {bad[0]}) is not finite")
-            if not bool((actions == actions.round()).all()):
-                raise ValueError("tu_actions must be integer BS indices")
-        actions = actions.long()
+            fractional = actions != actions.round()
+            if bool(fractional.any()):
+                b, k = fractional.nonzero()[0].tolist()
+                raise ValueError(
+                    f"tu_{k} (env {b}) chose BS {float(actions[b, k])}; "
+                    "actions must be integer BS indices"
+                )
+        actions = actions.long().clone()  # the record of this slot must not alias the caller's
         bad = (actions < 0) | (actions >= self.N)
         if bool(bad.any()):
             b, k = bad.nonzero()[0].tolist()
@@ -287,8 +297,9 @@ class CatnEnv:
             )
         return actions
 
-    def _check_bs_actions(self, actions: torch.Tensor) -> torch.Tensor:
-        actions = torch.as_tensor(actions, device=self.device, dtype=self.dtype)
+    def check_bs_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        """Validated copy of BS actions (B, N, 2K+L+2); errors name the agent and the field."""
+        actions = torch.as_tensor(actions, device=self.device, dtype=self.dtype).clone()
         if actions.shape != (self.B, self.N, self.action_dim):
             raise ShapeError(
                 f"bs_actions must be (B, N, 2K+L+2) = "

@@ -129,11 +129,11 @@ def evaluate(problem: BeamformingProblem, w: torch.Tensor) -> Evaluation:
     owner = torch.nn.functional.one_hot(problem.serving, N).to(user_power.dtype)  # (B, K, N)
     bs_power = torch.einsum("bk,bkn->bn", user_power, owner)
     p_max = problem.p_max_per_bs()
-    power_violation = ((bs_power - p_max) / p_max).amax(-1)
+    power_violation = (bs_power / p_max - 1.0).amax(-1)
     if L > 0:
         rho = metrics.primary_interference(problem.G, w, problem.serving)
         i_max = problem.i_max_per_au()
-        interference_violation = ((rho - i_max) / i_max).amax(-1)
+        interference_violation = (rho / i_max - 1.0).amax(-1)  # finite when i_max = inf
     else:
         rho = torch.zeros(B, 0, dtype=user_power.dtype, device=w.device)
         interference_violation = torch.full((B,), float("-inf"), device=w.device)

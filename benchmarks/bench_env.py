@@ -1,0 +1,61 @@
+"""Slots per second of the batched CATN game (seed 000 §V) with random actions.
+
+One slot = both turns for all 28 agents of the paper's network (K = 21 TUs, N = 7 BSs):
+association, the 7 BS observations (8) (3996 values each, through the signaling ledger),
+beamformers from the actions (9) (7 batched 16x16 solves), transmission, rewards (10) and
+(15)-(16), costs (11), the channel process step and the 21 TU observations (14).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from benchmarks.common import Section, fmt, time_call
+from skyshare.envs import CatnEnv
+from skyshare.scenarios import CatnScenario
+
+
+def run() -> Section:
+    torch.set_grad_enabled(False)
+    section = Section(
+        key="env",
+        title="CATN multi-agent environment (seed 000 §V), paper network",
+        description=(
+            "Time of one batched slot (TU turn + BS turn for all 28 agents, observations, "
+            "rewards, costs, channel step) with random actions, float32 on the CPU. "
+            "Amortised = time per slot / B; decisions = 28 agents x B per slot."
+        ),
+        columns=[
+            "B",
+            "ms per batched slot",
+            "amortised ms per env-slot",
+            "env-slots/s",
+            "agent decisions/s",
+        ],
+    )
+    for batch in (1, 64, 1024):
+        config = CatnScenario.config_from("paper", overrides={"n_slots": 6000})
+        env = CatnEnv(config, batch_size=batch)
+        env.reset(seed=0)
+        g = torch.Generator().manual_seed(0)
+        tu = torch.randint(0, env.N, (batch, env.K), generator=g)
+        bs = torch.rand(batch, env.N, env.action_dim, generator=g)
+
+        def slot(env=env, tu=tu, bs=bs) -> None:
+            env.associate(tu)
+            if env.beamform(bs).truncated:
+                env.reset()
+
+        seconds = time_call(slot, repeats=3, min_time_s=1.0 if batch < 1024 else 3.0)
+        agents = env.K + env.N
+        section.rows.append(
+            [
+                str(batch),
+                fmt(seconds * 1e3),
+                fmt(seconds / batch * 1e3),
+                fmt(batch / seconds),
+                fmt(batch * agents / seconds),
+            ]
+        )
+    section.notes.append("Target (issue 4): well under 1 ms amortised per slot at B >= 64.")
+    return section
