@@ -1,0 +1,350 @@
+"""Low-complexity WMMSE (seed 000 §VI): prox-linear w-steps, sub-gradient mu, no inversion.
+
+Reference values are computed here independently of the solver: the w-subproblem's Hessians
+D_n are built term by term, its minimiser with torch.linalg.solve, eigenvalues with eigvalsh,
+rates of the single-link case with ``math``.
+"""
+
+import math
+
+import pytest
+import torch
+
+from skyshare import metrics
+from skyshare.errors import ConfigError, ShapeError
+from skyshare.scenarios import CatnScenario
+from skyshare.solvers.problem import BeamformingProblem, evaluate, initial_beamformers
+from skyshare.solvers.wmmse_lite import WSubproblem, prox_linear_step, wmmse_lite
+
+C128 = torch.complex128
+
+
+def crandn(*shape, generator, scale=1.0):
+    """CN(0, scale^2) samples, complex128."""
+    parts = torch.randn(*shape, 2, generator=generator, dtype=torch.float64)
+    return torch.view_as_complex(parts) * (scale / math.sqrt(2.0))
+
+
+INACTIVE = 1e30  # an I_max no beam can reach: (2c) inactive
+
+
+def random_problem(
+    B=3, K=5, N=2, M=4, L=1, *, seed=0, p_max=10.0, i_max=INACTIVE, au_scale=1.0
+) -> BeamformingProblem:
+    g = torch.Generator().manual_seed(seed)
+    H = crandn(B, K, N, M, generator=g)
+    G = crandn(B, L, N, M, generator=g, scale=au_scale)
+    serving = torch.randint(0, N, (B, K), generator=g)
+    return BeamformingProblem(H=H, G=G, serving=serving, p_max=p_max, i_max=i_max)
+
+
+def hessians_by_hand(problem, alpha, mu):
+    """D_n = sum_i alpha_i h_{n,i} h_{n,i}^H + sum_l mu_l g_{n,l} g_{n,l}^H, term by term."""
+    B, K, N, M, L = problem.shape
+    D = torch.zeros(B, N, M, M, dtype=C128)
+    for i in range(K):
+        h = problem.H[:, i]  # (B, N, M)
+        D += alpha[:, i, None, None, None] * h[..., :, None] * h.conj()[..., None, :]
+    for l in range(L):
+        gl = problem.G[:, l]
+        D += mu[:, l, None, None, None] * gl[..., :, None] * gl.conj()[..., None, :]
+    return D
+
+
+def random_subproblem(problem, seed):
+    B, K, _, M, L = problem.shape
+    g = torch.Generator().manual_seed(seed)
+    alpha = torch.rand(B, K, generator=g, dtype=torch.float64) + 0.5
+    mu = torch.rand(B, L, generator=g, dtype=torch.float64)
+    b = crandn(B, K, M, generator=g)
+    return alpha, mu, b
+
+
+def objective_by_hand(D, b, w, serving, constant):
+    B = w.shape[0]
+    Dk = D[torch.arange(B)[:, None], serving]  # (B, K, M, M)
+    quadratic = torch.einsum("bkm,bkmn,bkn->b", w.conj(), Dk, w).real
+    return quadratic - 2.0 * (b.conj() * w).sum((-1, -2)).real - constant
+
+
+# ------------------------------------------------------------------------------------------------
+# The prox-linear step on a fixed convex w-subproblem
+# ------------------------------------------------------------------------------------------------
+
+
+def test_lipschitz_bounds_are_upper_bounds_of_lambda_max():
+    problem = random_problem(B=4, K=6, N=3, M=4, L=2, seed=1)
+    alpha, mu, b = random_subproblem(problem, seed=2)
+    sub = WSubproblem.from_weights(problem, alpha, mu, b)
+    D = hessians_by_hand(problem, alpha, mu)
+    torch.testing.assert_close(sub.hessian, D)
+    lambda_max = torch.linalg.eigvalsh(D)[..., -1]
+    frobenius, trace = sub.lipschitz("frobenius"), sub.lipschitz("trace")
+    assert bool((lambda_max <= frobenius * (1 + 1e-12)).all())
+    assert bool((frobenius <= trace * (1 + 1e-12)).all())
+    # ||D||_F <= sqrt(rank) lambda_max with rank <= M
+    assert bool((frobenius <= math.sqrt(4) * lambda_max * (1 + 1e-12)).all())
+
+
+def test_prox_linear_steps_decrease_f_and_converge_to_the_closed_form_minimiser():
+    # P_max large: the power balls are inactive, the minimiser is w_k* = D_{rho_k}^{-1} b_k.
+    problem = random_problem(B=3, K=6, N=2, M=3, L=1, seed=3, p_max=1e6)
+    alpha, mu, b = random_subproblem(problem, seed=4)
+    sub = WSubproblem.from_weights(problem, alpha, mu, b)
+    D = hessians_by_hand(problem, alpha, mu)
+    constant = mu.sum(-1) * INACTIVE  # sum_l mu_l I_max,l
+    Dk = D[torch.arange(3)[:, None], problem.serving]
+    w_star = torch.linalg.solve(Dk, b[..., None]).squeeze(-1)
+    bs_power = metrics.split_by_transmitter(
+        w_star.abs().square().sum(-1)[:, None, :], problem.serving, 2
+    ).squeeze(-1)
+    assert bool((bs_power < 1e6).all())  # the constraint is indeed inactive
+
+    lipschitz = sub.lipschitz()
+    w = initial_beamformers(problem)
+    f = objective_by_hand(D, b, w, problem.serving, constant)
+    torch.testing.assert_close(sub.objective(w), f)
+    for _ in range(3000):
+        w, eta = prox_linear_step(sub, w, lipschitz)
+        f_next = objective_by_hand(D, b, w, problem.serving, constant)
+        assert bool((f_next <= f + 1e-10 * f.abs()).all()), "f increased"
+        f = f_next
+    assert bool((eta == 0).all())
+    torch.testing.assert_close(w, w_star, rtol=1e-6, atol=1e-8)
+    # the conjugate gradient D w - b vanishes at the minimiser
+    assert float(sub.gradient(w_star).abs().max()) < 1e-10
+
+
+def test_prox_linear_fixed_point_with_active_power_ball_satisfies_line_5_with_eta():
+    # Small P_max: the projections bind; the fixed point solves (D_n + eta_n I) w_k = b_k.
+    problem = random_problem(B=2, K=4, N=2, M=3, L=1, seed=5, p_max=1e-2)
+    alpha, mu, b = random_subproblem(problem, seed=6)
+    sub = WSubproblem.from_weights(problem, alpha, mu, b)
+    D = hessians_by_hand(problem, alpha, mu)
+    lipschitz = sub.lipschitz()
+    w = initial_beamformers(problem)
+    for _ in range(3000):
+        w, eta = prox_linear_step(sub, w, lipschitz)
+    batch = torch.arange(2)[:, None]
+    loaded = torch.zeros(2, 2, dtype=torch.bool)
+    loaded[batch, problem.serving] = True
+    assert bool((eta[loaded] > 0).all())
+    eta_k = eta[batch, problem.serving]  # (B, K)
+    shifted = D[batch, problem.serving] + eta_k[..., None, None] * torch.eye(3, dtype=C128)
+    torch.testing.assert_close(torch.linalg.solve(shifted, b[..., None]).squeeze(-1), w)
+    power = evaluate(problem, w).bs_power
+    torch.testing.assert_close(power[loaded], torch.full_like(power[loaded], 1e-2))
+
+
+# ------------------------------------------------------------------------------------------------
+# The solver
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sum_rate_beats_mrt_and_never_decreases_with_inactive_au_constraints(seed):
+    problem = random_problem(B=4, K=6, N=3, M=4, L=1, seed=seed, p_max=100.0)
+    mrt = initial_beamformers(problem)
+    mrt_rate = evaluate(problem, mrt).sum_rate
+    # per-user phase rotations leave every rate unchanged but expose a wrong conjugation of v
+    phases = torch.rand(4, 6, 1, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    w0 = mrt * torch.exp(2j * math.pi * phases)
+    torch.testing.assert_close(evaluate(problem, w0).sum_rate, mrt_rate)
+    result = wmmse_lite(problem, w0=w0, max_iter=30, tol=0.0)
+    trace = torch.cat([mrt_rate[:, None], result.objective_trace], 1)
+    assert bool((trace.diff(dim=1) >= -1e-9 * trace[:, 1:]).all()), "sum rate decreased"
+    assert bool((result.sum_rate > mrt_rate).all())
+    assert bool(result.feasible.all())
+    assert not bool(result.multipliers["scaled"].any())
+    assert bool((result.multipliers["mu"] == 0).all())  # an inactive (2c) is never priced
+    # complementary slackness of the power multipliers: eta_n > 0 only at full power
+    eta, power = result.multipliers["eta"], result.bs_power
+    assert bool((eta >= 0).all())
+    assert bool((power[eta > 1e-9] >= 100.0 * (1 - 1e-9)).all())
+
+
+def test_infinite_i_max_disables_the_au_constraint():
+    finite = random_problem(B=2, K=5, N=2, M=4, L=1, seed=3, p_max=100.0)
+    infinite = BeamformingProblem(finite.H, finite.G, finite.serving, 100.0, math.inf)
+    a = wmmse_lite(finite, max_iter=10)
+    b = wmmse_lite(infinite, max_iter=10)
+    torch.testing.assert_close(a.w, b.w)
+    assert bool((b.multipliers["mu"] == 0).all())
+    assert not bool(b.multipliers["scaled"].any())
+
+
+def test_plain_prox_linear_steps_are_monotone_too():
+    problem = random_problem(B=3, K=5, N=2, M=4, L=1, seed=7, p_max=100.0)
+    result = wmmse_lite(problem, max_iter=25, inner_steps=1, extrapolation=0.0, tol=0.0)
+    trace = result.objective_trace
+    assert bool((trace.diff(dim=1) >= -1e-9 * trace[:, 1:]).all())
+
+
+def test_one_bs_one_user_is_mrt_at_full_power():
+    g = torch.Generator().manual_seed(11)
+    H = crandn(1, 1, 1, 4, generator=g)
+    problem = BeamformingProblem(
+        H=H,
+        G=torch.zeros(1, 0, 1, 4, dtype=C128),
+        serving=torch.zeros(1, 1, dtype=torch.long),
+        p_max=3.0,
+        i_max=math.inf,
+    )
+    result = wmmse_lite(problem)
+    h = [complex(x) for x in H[0, 0, 0]]
+    gain = sum(abs(x) ** 2 for x in h)
+    assert float(result.sum_rate[0]) == pytest.approx(math.log2(1.0 + 3.0 * gain), rel=1e-9)
+    w = [complex(x) for x in result.w[0, 0]]
+    assert sum(abs(x) ** 2 for x in w) == pytest.approx(3.0, rel=1e-9)
+    alignment = abs(sum(a.conjugate() * c for a, c in zip(h, w, strict=True)))
+    assert alignment == pytest.approx(math.sqrt(3.0 * gain), rel=1e-9)  # w parallel to h
+    assert bool(result.converged.all()) and bool(result.feasible.all())
+
+
+def au_limited_problem(i_max_fraction: float):
+    """One BS, two users, one AU whose channel is close to user 0's: MRT violates I_max."""
+    g = torch.Generator().manual_seed(21)
+    H = crandn(1, 2, 1, 4, generator=g)
+    G = (0.8 * H[:, :1] + 0.2 * crandn(1, 1, 1, 4, generator=g)).clone()
+    serving = torch.zeros(1, 2, dtype=torch.long)
+    base = BeamformingProblem(H=H, G=G, serving=serving, p_max=10.0, i_max=math.inf)
+    rho_mrt = float(evaluate(base, initial_beamformers(base)).au_interference[0, 0])
+    i_max = i_max_fraction * rho_mrt
+    return BeamformingProblem(H=H, G=G, serving=serving, p_max=10.0, i_max=i_max), i_max
+
+
+def test_au_constraint_is_met_when_mrt_violates_it():
+    problem, i_max = au_limited_problem(0.05)
+    result = wmmse_lite(problem, max_iter=300, tol=1e-4)
+    rho = float(result.au_interference[0, 0])
+    assert rho <= i_max * (1 + 1e-3)
+    assert bool(result.feasible.all())
+    assert float(result.multipliers["mu"][0, 0]) > 0.0  # the constraint was priced
+    assert float(result.evaluation.power_violation[0]) <= 1e-12
+
+
+def test_safeguard_scales_beams_onto_the_interference_limit():
+    problem, i_max = au_limited_problem(0.05)
+    result = wmmse_lite(problem, max_iter=1)  # far too short for the multiplier to act
+    assert bool(result.multipliers["scaled"].all())
+    assert float(result.au_interference[0, 0]) == pytest.approx(i_max, rel=1e-9)
+    assert bool(result.feasible.all())
+
+
+def test_returned_solutions_are_feasible_or_flagged_on_the_catn_network():
+    scenario = CatnScenario.from_preset("paper", batch_size=3)
+    state = scenario.reset(seed=4)
+    serving = metrics.strongest_transmitter(state.H)
+    problem = BeamformingProblem(
+        state.H, state.G, serving, scenario.config.p_max_w, scenario.i_max_normalized
+    )
+    start = evaluate(problem, initial_beamformers(problem))
+    assert bool((start.interference_violation > 0).all())  # MRT violates (2c) here
+    result = wmmse_lite(problem)
+    evaluation = evaluate(problem, result.w)
+    assert bool((evaluation.power_violation <= 1e-5).all())
+    torch.testing.assert_close(result.feasible, evaluation.feasible(1e-3))
+    assert bool(result.feasible.all())
+    assert bool((result.sum_rate > 2.0 * start.sum_rate).all())
+    assert result.iterations <= 10 and result.objective_trace.shape == (3, result.iterations)
+
+
+def test_batch_of_b_equals_b_batches_of_one():
+    problem = random_problem(B=4, K=5, N=2, M=4, L=2, seed=8, p_max=50.0, i_max=2.0)
+    together = wmmse_lite(problem, max_iter=15, tol=1e-3)
+    assert 0 < int(together.converged.sum()) < 4  # instances stop at different iterations
+    for b in range(4):
+        alone = wmmse_lite(problem.subset(slice(b, b + 1)), max_iter=15, tol=1e-3)
+        torch.testing.assert_close(alone.w[0], together.w[b])
+        T = alone.objective_trace.shape[1]
+        torch.testing.assert_close(alone.objective_trace[0], together.objective_trace[b, :T])
+        assert bool(alone.converged[0] == together.converged[b])
+        for name in ("mu", "eta", "lipschitz", "scaled"):
+            torch.testing.assert_close(alone.multipliers[name][0], together.multipliers[name][b])
+
+
+def test_no_matrix_inversion_is_used(monkeypatch):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("matrix inversion / factorisation called")
+
+    for name in (
+        "inv",
+        "inv_ex",
+        "solve",
+        "solve_ex",
+        "eigh",
+        "eigvalsh",
+        "eig",
+        "eigvals",
+        "cholesky",
+        "cholesky_ex",
+        "pinv",
+        "lstsq",
+        "svd",
+        "svdvals",
+        "lu",
+        "lu_factor",
+        "ldl_factor",
+    ):
+        monkeypatch.setattr(torch.linalg, name, forbidden)
+    for name in ("inverse", "cholesky_solve", "cholesky_inverse", "pinverse", "svd"):
+        monkeypatch.setattr(torch, name, forbidden)
+    problem = random_problem(B=2, K=5, N=2, M=4, L=1, seed=9, i_max=1.0)
+    result = wmmse_lite(problem, max_iter=5)
+    assert result.iterations >= 1
+    with pytest.raises(AssertionError):
+        torch.linalg.solve(torch.eye(2), torch.ones(2))  # the patch is active
+
+
+def test_multiplier_step_is_unit_free():
+    # Scaling the AU channels by c and I_max by c^2 leaves (2c) unchanged: same beams.
+    problem = random_problem(B=2, K=5, N=2, M=4, L=1, seed=10, p_max=50.0, i_max=0.5)
+    c = 1e3
+    scaled = BeamformingProblem(problem.H, c * problem.G, problem.serving, 50.0, 0.5 * c * c)
+    a = wmmse_lite(problem, max_iter=20)
+    b = wmmse_lite(scaled, max_iter=20)
+    torch.testing.assert_close(a.w, b.w)
+    torch.testing.assert_close(a.multipliers["mu"], b.multipliers["mu"] * c * c)
+
+
+def test_warm_start_and_multiplier_warm_start_are_used():
+    problem = random_problem(B=2, K=5, N=2, M=4, L=1, seed=12, p_max=50.0, i_max=0.5)
+    first = wmmse_lite(problem, max_iter=40, tol=1e-4)
+    again = wmmse_lite(problem, w0=first.w, mu0=first.multipliers["mu"], max_iter=1, tol=0.0)
+    # one more iteration from the (full-power) warm start stays near the previous sum rate
+    assert bool((again.sum_rate > 0.9 * first.sum_rate).all())
+    cold = wmmse_lite(problem, max_iter=1, tol=0.0)
+    assert bool((again.sum_rate > cold.sum_rate).all())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"max_iter": 0}, ConfigError),
+        ({"inner_steps": 0}, ConfigError),
+        ({"tol": -1.0}, ConfigError),
+        ({"lipschitz": "spectral"}, ConfigError),
+        ({"extrapolation": 1.0}, ConfigError),
+        ({"mu_step": 0.0}, ConfigError),
+        ({"mu_step_decay": 2.0}, ConfigError),
+        ({"feasibility_tol": -1e-3}, ConfigError),
+        ({"mu0": torch.zeros(2, 3)}, ShapeError),
+        ({"w0": torch.zeros(2, 5, 3, dtype=C128)}, ShapeError),
+    ],
+)
+def test_bad_arguments_are_rejected(kwargs, error):
+    problem = random_problem(B=2, K=5, N=2, M=4, L=1, seed=13)
+    with pytest.raises(error):
+        wmmse_lite(problem, **kwargs)
+
+
+def test_subproblem_validates_shapes():
+    problem = random_problem(B=2, K=5, N=2, M=4, L=1, seed=14)
+    alpha, mu, b = random_subproblem(problem, seed=15)
+    with pytest.raises(ShapeError):
+        WSubproblem.from_weights(problem, alpha[:, :3], mu, b)
+    with pytest.raises(ValueError):
+        WSubproblem.from_weights(problem, -alpha, mu, b)
+    sub = WSubproblem.from_weights(problem, alpha, mu, b)
+    with pytest.raises(ValueError):
+        prox_linear_step(sub, b, torch.zeros(2, 2, dtype=torch.float64))
