@@ -1,0 +1,298 @@
+"""PPO with a fixed cost penalty for the BS agents (seed 000 §VI, the "PPO" beamforming benchmark).
+
+PPO: J. Schulman, F. Wolski, P. Dhariwal, A. Radford, O. Klimov, "Proximal policy optimization
+algorithms", arXiv:1707.06347, 2017 (the seed's [47]). The seed trains it on the penalised reward
+
+    r~_n(t) = r_n(t) - zeta sum_l max{c_{n,l}(t), 0}
+
+with the reward (10), the costs (11) and a fixed penalty weight zeta (swept in Fig. 5); the
+observations (8) and actions (9) are CUP's. The agents, networks, collector and hyper-parameters
+are CUP's (:mod:`skyshare.rl.cup`) without the cost critic and the projection step; one
+``update`` on the B_m^BS = 50 collected slots:
+
+1. r~ from the rewards and costs, GAE advantages and critic targets (Algorithm 3 lines 2, 4);
+2. theta' <- theta; B_e epochs over minibatches of B_b slots: critic MSE (4), clipped surrogate
+   (6) (PPO's L^CLIP); stop an agent once mean_i KL(pi_theta || pi_theta')[o_i] over the
+   collector exceeds ``kl_bound`` (Spinning Up's PPO early stop; None disables it).
+
+Every update reports the raw reward and cost alongside the penalised reward, so reward and cost
+curves come for free.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from skyshare.errors import ConfigError, ShapeError
+from skyshare.rl.gae import gae_targets
+from skyshare.rl.policies import (
+    GroupAdam,
+    OnPolicyAgents,
+    Trajectory,
+    from_agent_major,
+    to_agent_major,
+)
+
+__all__ = ["PpoPenaltyAgents", "PpoPenaltyConfig", "clipped_surrogate_loss", "penalized_reward"]
+
+
+@dataclass
+class PpoPenaltyConfig:
+    """Hyper-parameters of PPO-penalty. Defaults: seed 000 §VI (shared with CUP) unless marked."""
+
+    penalty: float = 1.0  # zeta (§VI; a sweep parameter of Fig. 5, 1.0 is a choice)
+    gamma: float = 0.5  # discount factor (§VI)
+    gae_lambda: float = 0.1  # GAE parameter (§VI)
+    lr_critic: float = 3e-4  # alpha_V (§VI)
+    lr_actor: float = 3e-4  # alpha_pi (§VI)
+    kl_bound: float | None = 0.02  # KL early stop (§VI's epsilon; None: plain PPO)
+    collector_size: int = 50  # B_m^BS (§VI)
+    minibatch_size: int = 10  # B_b, in slots (§VI)
+    epochs: int = 20  # B_e (§VI)
+    clip_ratio: float = 0.2  # epsilon of L^CLIP ([47])
+    hidden_sizes: tuple[int, ...] = (512, 128, 64)  # §VI
+    actor_activations: tuple[str, ...] = ("relu", "relu", "sigmoid")  # §VI
+    critic_activation: str = "relu"  # §VI
+    standardize_advantages: bool = True  # CleanRL / OmniSafe default
+    entropy_coef: float = 0.0  # CleanRL continuous PPO
+    max_grad_norm: float | None = 0.5  # per agent and network (CleanRL PPO)
+    adam_eps: float = 1e-5  # CleanRL PPO
+    observation_transform: str = "symlog"  # "symlog" or "none" (choice, see policies.py)
+    normalize_observations: bool = True  # running mean/std per agent (choice)
+    observation_clip: float = 10.0  # Gymnasium NormalizeObservation
+    seed: int = 0  # network initialisation, sampling and minibatch shuffles
+
+    def __post_init__(self) -> None:
+        self.hidden_sizes = tuple(self.hidden_sizes)
+        self.actor_activations = tuple(self.actor_activations)
+        checks = [
+            ("penalty", self.penalty >= 0.0, ">= 0"),
+            ("gamma", 0.0 <= self.gamma < 1.0, "[0, 1)"),
+            ("gae_lambda", 0.0 <= self.gae_lambda <= 1.0, "[0, 1]"),
+            ("lr_critic", self.lr_critic > 0.0, "> 0"),
+            ("lr_actor", self.lr_actor > 0.0, "> 0"),
+            ("kl_bound", self.kl_bound is None or self.kl_bound > 0.0, "> 0 or None"),
+            ("collector_size", self.collector_size >= 1, ">= 1"),
+            ("minibatch_size", self.minibatch_size >= 1, ">= 1"),
+            ("epochs", self.epochs >= 1, ">= 1"),
+            ("clip_ratio", 0.0 < self.clip_ratio < 1.0, "(0, 1)"),
+            (
+                "hidden_sizes",
+                bool(self.hidden_sizes) and min(self.hidden_sizes) >= 1,
+                "widths >= 1",
+            ),
+            (
+                "actor_activations",
+                len(self.actor_activations) == len(self.hidden_sizes),
+                "one name per hidden layer",
+            ),
+            ("entropy_coef", self.entropy_coef >= 0.0, ">= 0"),
+            (
+                "max_grad_norm",
+                self.max_grad_norm is None or self.max_grad_norm > 0.0,
+                "> 0 or None",
+            ),
+            ("adam_eps", self.adam_eps > 0.0, "> 0"),
+            ("observation_clip", self.observation_clip > 0.0, "> 0"),
+        ]
+        for name, ok, allowed in checks:
+            if not ok:
+                raise ConfigError(
+                    f"PpoPenaltyConfig.{name} = {getattr(self, name)!r}; allowed: {allowed}"
+                )
+
+
+def penalized_reward(rewards: torch.Tensor, costs: torch.Tensor, penalty: float) -> torch.Tensor:
+    """r~ = r - zeta sum_l max(c_l, 0) (seed 000 §VI). rewards (...), costs (..., L) -> (...)."""
+    if costs.shape[:-1] != rewards.shape:
+        raise ShapeError(
+            f"costs must be rewards' shape plus a cost axis, got {tuple(rewards.shape)} and "
+            f"{tuple(costs.shape)}"
+        )
+    return rewards - penalty * costs.clamp(min=0.0).sum(-1)
+
+
+def clipped_surrogate_loss(
+    log_prob: torch.Tensor,
+    old_log_prob: torch.Tensor,
+    advantages: torch.Tensor,
+    clip_ratio: float,
+) -> torch.Tensor:
+    """PPO's -L^CLIP ([47] eq. (7), the seed's (6)) averaged over the last axis.
+
+    -(1/M) sum_j min(rho_j A_j, clip(rho_j, 1 - eps, 1 + eps) A_j), rho_j = exp(log_prob_j -
+    old_log_prob_j). Inputs (..., M), output (...). Where the clipped term is the minimum
+    (rho > 1 + eps with A > 0, rho < 1 - eps with A < 0) the gradient is zero.
+    """
+    ratio = torch.exp(log_prob - old_log_prob)
+    clipped = ratio.clamp(1.0 - clip_ratio, 1.0 + clip_ratio)
+    return -torch.minimum(ratio * advantages, clipped * advantages).mean(-1)
+
+
+class PpoPenaltyAgents(OnPolicyAgents):
+    """N PPO agents (one per BS) on the penalised reward, each with its own pi_theta and V_phi.
+
+    Args:
+        obs_dim, act_dim, n_agents: D, d, N as for :class:`~skyshare.rl.cup.CupAgents`.
+        n_costs: L (the trajectory's cost axis).
+        config: :class:`PpoPenaltyConfig`.
+        device: where networks and updates run.
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        n_agents: int,
+        n_costs: int,
+        config: PpoPenaltyConfig | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        config = config or PpoPenaltyConfig()
+        super().__init__(obs_dim, act_dim, n_agents, config, device)
+        if n_costs < 1:
+            raise ConfigError(f"n_costs (L) must be >= 1, got {n_costs}")
+        self.n_costs = n_costs
+        grad_norm, eps = config.max_grad_norm, config.adam_eps
+        self.actor_optimizer = GroupAdam(
+            self.actor.parameters(), config.lr_actor, eps=eps, max_grad_norm=grad_norm
+        )
+        self.reward_critic_optimizer = GroupAdam(
+            self.reward_critic.parameters(), config.lr_critic, eps=eps, max_grad_norm=grad_norm
+        )
+        self.n_updates = 0
+
+    def update(self, trajectory: Trajectory) -> dict[str, Any]:
+        """One PPO update on the collected trajectory of every agent.
+
+        Args:
+            trajectory: :class:`~skyshare.rl.policies.Trajectory`, layout (T, B, N, ...).
+
+        Returns:
+            Statistics; floats are means over agents, tensors per agent: ``reward_mean``,
+            ``cost_mean``, ``penalized_reward_mean``, ``violation_mean`` (sum_l max(c_l, 0))
+            (float); ``reward_per_agent`` (N,), ``cost_per_agent`` (N, L); ``value_loss``,
+            ``policy_loss``, ``clip_fraction`` (means over the gradient steps taken); ``kl``
+            (N,) KL(pi_theta || pi_theta') at the end; ``epochs`` (N,) long epochs run;
+            ``entropy`` of the final policy.
+        """
+        cfg = self.config
+        trajectory.check(self.n_agents, self.obs_dim, self.act_dim, self.n_costs)
+        trajectory = trajectory.to(self.device)
+        T, B, N = trajectory.n_slots, trajectory.n_envs, self.n_agents
+
+        # ---- Penalised reward, GAE advantages and critic targets ------------------------------
+        with torch.no_grad():
+            obs = self.normalizer(to_agent_major(trajectory.obs))  # (N, S, D), S = T*B
+            next_obs = self.normalizer(to_agent_major(trajectory.next_obs))
+            actions = to_agent_major(trajectory.actions)  # (N, S, d)
+            values = from_agent_major(self.reward_critic(obs)[..., 0], T, B)  # (T, B, N)
+            next_values = from_agent_major(self.reward_critic(next_obs)[..., 0], T, B)
+            if trajectory.terminated is not None:
+                next_values = next_values * (~trajectory.terminated.bool())[..., None]
+            rewards = trajectory.rewards.to(values.dtype)
+            costs = trajectory.costs.to(values.dtype)
+            shaped = penalized_reward(rewards, costs, cfg.penalty)  # (T, B, N)
+            adv, target = gae_targets(
+                shaped, values, next_values, cfg.gamma, cfg.gae_lambda, trajectory.episode_ends()
+            )
+            adv, target = to_agent_major(adv), to_agent_major(target)  # (N, S)
+            if cfg.standardize_advantages:
+                adv = (adv - adv.mean(1, keepdim=True)) / (
+                    adv.std(1, keepdim=True, correction=0) + 1e-8
+                )
+            old_dist = self.actor(obs)  # pi_theta'
+            old_log_prob = old_dist.log_prob(actions)
+
+        # ---- B_e epochs of minibatch updates with a per-agent KL early stop ------------------
+        active = torch.ones(N, dtype=torch.bool)  # host side
+        epochs = torch.zeros(N, dtype=torch.long)
+        kl_last = torch.zeros(N)
+        zero = torch.zeros((), device=self.device)
+        sums = dict.fromkeys(("value", "policy", "clip"), zero)
+        steps = 0
+        for _ in range(cfg.epochs):
+            weight = (active.float() / active.float().sum()).to(self.device)
+            for mb in self._minibatches(T * B, cfg.minibatch_size * B):
+                mb_obs = obs[:, mb]
+                value_loss = (self.reward_critic(mb_obs)[..., 0] - target[:, mb]).square().mean(1)
+                dist = self.actor(mb_obs)
+                log_prob = dist.log_prob(actions[:, mb])
+                loss = clipped_surrogate_loss(
+                    log_prob, old_log_prob[:, mb], adv[:, mb], cfg.clip_ratio
+                )
+                if cfg.entropy_coef > 0:
+                    loss = loss - cfg.entropy_coef * dist.entropy().mean(1)
+                # actor and critic have disjoint parameters: one backward serves both
+                self.reward_critic_optimizer.zero_grad()
+                self.actor_optimizer.zero_grad()
+                (value_loss + loss).sum().backward()
+                self.reward_critic_optimizer.step(active)
+                self.actor_optimizer.step(active)
+                with torch.no_grad():
+                    ratio = torch.exp(log_prob - old_log_prob[:, mb])
+                    clipped = ((ratio - 1.0).abs() > cfg.clip_ratio).float().mean(1)
+                    sums["value"] = sums["value"] + (value_loss * weight).sum()
+                    sums["policy"] = sums["policy"] + (loss * weight).sum()
+                    sums["clip"] = sums["clip"] + (clipped * weight).sum()
+                steps += 1
+            with torch.no_grad():
+                kl = self.actor(obs).kl(old_dist).mean(1).cpu()  # (N,)
+            kl_last = torch.where(active, kl, kl_last)
+            epochs += active.long()
+            if cfg.kl_bound is not None:
+                active &= kl <= cfg.kl_bound  # a non-finite KL stops the agent too
+                if not bool(active.any()):
+                    break
+
+        with torch.no_grad():
+            entropy = float(self.actor(obs).entropy().mean())
+        self.n_updates += 1
+        steps = max(steps, 1)
+        return {
+            "reward_mean": float(rewards.mean()),
+            "cost_mean": float(costs.mean()),
+            "penalized_reward_mean": float(shaped.mean()),
+            "violation_mean": float(costs.clamp(min=0.0).sum(-1).mean()),
+            "reward_per_agent": rewards.mean((0, 1)).cpu(),
+            "cost_per_agent": costs.mean((0, 1)).cpu(),
+            "value_loss": float(sums["value"]) / steps,
+            "policy_loss": float(sums["policy"]) / steps,
+            "clip_fraction": float(sums["clip"]) / steps,
+            "kl": kl_last,
+            "epochs": epochs,
+            "entropy": entropy,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """Networks, normaliser, optimisers, generator state and the config (a dict)."""
+        return {
+            "config": asdict(self.config),
+            "dims": (self.obs_dim, self.act_dim, self.n_agents, self.n_costs),
+            "actor": self.actor.state_dict(),
+            "reward_critic": self.reward_critic.state_dict(),
+            "normalizer": self.normalizer.state_dict(),
+            "actor_optimizer": self.actor_optimizer.state_dict(),
+            "reward_critic_optimizer": self.reward_critic_optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "n_updates": self.n_updates,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict` of agents with the same dimensions."""
+        dims = (self.obs_dim, self.act_dim, self.n_agents, self.n_costs)
+        if tuple(state["dims"]) != dims:
+            raise ShapeError(
+                f"checkpoint has (obs_dim, act_dim, n_agents, n_costs) = {tuple(state['dims'])}, "
+                f"these agents {dims}"
+            )
+        self.actor.load_state_dict(state["actor"])
+        self.reward_critic.load_state_dict(state["reward_critic"])
+        self.normalizer.load_state_dict(state["normalizer"])
+        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
+        self.reward_critic_optimizer.load_state_dict(state["reward_critic_optimizer"])
+        self.generator.set_state(state["generator"])
+        self.n_updates = int(state["n_updates"])

@@ -1,0 +1,277 @@
+"""CUP (seed 000 Algorithm 3) and its Beta policy: closed forms by hand, early stops, learning."""
+
+import io
+import math
+
+import pytest
+import torch
+
+from skyshare.errors import ConfigError, ShapeError
+from skyshare.rl.cup import CupAgents, CupConfig, improvement_loss, nu_update, projection_loss
+from skyshare.rl.policies import (
+    GroupAdam,
+    IndependentBeta,
+    Trajectory,
+    TrajectoryCollector,
+    beta_kl,
+)
+
+EULER_GAMMA = 0.5772156649015329
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny networks: intra-op threads only add synchronisation (8x slower on a loaded CPU)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def digamma_int(n: int) -> float:
+    """psi(n) = -gamma_E + sum_{k=1}^{n-1} 1/k for integer n >= 1."""
+    return -EULER_GAMMA + sum(1.0 / k for k in range(1, n))
+
+
+def log_beta(a: float, b: float) -> float:
+    return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
+
+
+def beta_pdf(a: float, b: float, x: float) -> float:
+    return x ** (a - 1) * (1 - x) ** (b - 1) / math.exp(log_beta(a, b))
+
+
+def small_config(**overrides) -> CupConfig:
+    base = {"hidden_sizes": (16,), "actor_activations": ("relu",), "seed": 0}
+    return CupConfig(**(base | overrides))
+
+
+def random_trajectory(T=50, B=2, N=2, D=4, d=3, L=1, seed=0) -> Trajectory:
+    g = torch.Generator().manual_seed(seed)
+    actions = torch.rand(T, B, N, d, generator=g).clamp(1e-3, 1 - 1e-3)
+    return Trajectory(
+        obs=torch.randn(T, B, N, D, generator=g),
+        actions=actions,
+        rewards=actions.sum(-1),
+        costs=actions[..., :L] - 0.3,
+        next_obs=torch.randn(T, B, N, D, generator=g),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The Beta action distribution and its KL
+# ---------------------------------------------------------------------------------------------
+
+
+def test_beta_kl_by_hand_with_integer_concentrations():
+    # KL(Beta(2,3) || Beta(1,1)) = ln B(1,1) - ln B(2,3) + psi(2) + 2 psi(3) - 3 psi(5)
+    expected = 0.0 - math.log(1 / 12) + digamma_int(2) + 2 * digamma_int(3) - 3 * digamma_int(5)
+    assert expected == pytest.approx(math.log(12) - 2.25, abs=1e-12)
+    kl = beta_kl(*(torch.tensor([v], dtype=torch.float64) for v in (2.0, 3.0, 1.0, 1.0)))
+    assert kl.item() == pytest.approx(expected, abs=1e-10)
+    # the KL to the uniform is minus the entropy
+    assert IndependentBeta(torch.tensor([[2.0]]), torch.tensor([[3.0]])).entropy().item() == (
+        pytest.approx(-expected, abs=1e-5)
+    )
+
+
+def test_beta_functions_agree_with_torch_distributions():
+    g = torch.Generator().manual_seed(3)
+    a1, b1, a2, b2 = (1.0 + 5 * torch.rand(64, 3, generator=g, dtype=torch.float64) for _ in "1234")
+    ours = IndependentBeta(a1, b1)
+    reference = torch.distributions.Beta(a1, b1)
+    other = torch.distributions.Beta(a2, b2)
+    torch.testing.assert_close(
+        ours.kl(IndependentBeta(a2, b2)),
+        torch.distributions.kl_divergence(reference, other).sum(-1),
+    )
+    torch.testing.assert_close(ours.entropy(), reference.entropy().sum(-1))
+    x = torch.rand(64, 3, generator=g, dtype=torch.float64).clamp(0.01, 0.99)
+    torch.testing.assert_close(ours.log_prob(x), reference.log_prob(x).sum(-1))
+    assert beta_pdf(2, 3, 0.25) == pytest.approx(1.6875)
+    one = IndependentBeta(torch.tensor([2.0]), torch.tensor([3.0]))
+    assert one.log_prob(torch.tensor([0.25])).item() == pytest.approx(math.log(1.6875), abs=1e-6)
+
+
+def test_beta_samples_are_bounded_seeded_and_have_the_right_mean():
+    dist = IndependentBeta(torch.full((20000, 1), 2.0), torch.full((20000, 1), 5.0))
+    x = dist.sample(torch.Generator().manual_seed(0))
+    y = dist.sample(torch.Generator().manual_seed(0))
+    assert torch.equal(x, y)
+    assert float(x.min()) >= 1e-6 and float(x.max()) <= 1 - 1e-6
+    std_error = math.sqrt(2 * 5 / (7**2 * 8)) / math.sqrt(20000)  # 0.00113
+    assert abs(float(x.mean()) - 2 / 7) < 5 * std_error
+    # exact 0 / 1 are clamped, so log-probabilities stay finite
+    edge = IndependentBeta(torch.tensor([3.0, 3.0]), torch.tensor([3.0, 3.0]))
+    assert torch.isfinite(edge.log_prob(torch.tensor([0.0, 1.0])))
+
+
+# ---------------------------------------------------------------------------------------------
+# Algorithm 3 pieces on fixed numbers
+# ---------------------------------------------------------------------------------------------
+
+
+def test_nu_update_and_clipping_on_fixed_numbers():
+    nu = torch.tensor([[1.0, 9.9, 0.02]])
+    j_c = torch.tensor([[0.5, 5.0, -1.0]])
+    new = nu_update(nu, j_c, cost_limit=0.0, lr_nu=0.06, nu_max=10.0)
+    # 1 + 0.06*0.5 = 1.03; 9.9 + 0.3 = 10.2 -> 10; 0.02 - 0.06 = -0.04 -> 0
+    torch.testing.assert_close(new, torch.tensor([[1.03, 10.0, 0.0]]))
+    # a cost limit shifts the target: J_C = b leaves nu unchanged
+    torch.testing.assert_close(nu_update(nu, j_c, 0.5, 0.06, 10.0)[0, 0], torch.tensor(1.0))
+
+
+def test_improvement_loss_6_by_hand():
+    ratios = [1.1, 1.5, 0.5, 0.7]
+    adv = [1.0, 2.0, -1.0, -3.0]
+    # min(rA, clip(r, 0.8, 1.2) A): 1.1, min(3.0, 2.4), min(-0.5, -0.8), min(-2.1, -2.4)
+    expected = -(1.1 + 2.4 - 0.8 - 2.4) / 4
+    log_prob = torch.log(torch.tensor(ratios))
+    loss = improvement_loss(log_prob, torch.zeros(4), torch.tensor(adv), clip_ratio=0.2)
+    assert loss.item() == pytest.approx(expected, abs=1e-6)
+    # batched over agents: agent axis first
+    both = improvement_loss(log_prob.expand(2, 4), torch.zeros(2, 4), torch.tensor([adv] * 2), 0.2)
+    assert both.shape == (2,)
+
+
+def test_projection_loss_7_by_hand_with_a_fixed_tiny_policy():
+    # one action entry, two samples; pi_theta = Beta(2,3), pi_theta'' = Beta(1,1),
+    # pi_theta' (collecting policy) = Beta(2,2); a = [0.25, 0.5]
+    new = IndependentBeta(torch.full((2, 1), 2.0), torch.full((2, 1), 3.0))
+    improved = IndependentBeta(torch.ones(2, 1), torch.ones(2, 1))
+    collecting = IndependentBeta(torch.full((2, 1), 2.0), torch.full((2, 1), 2.0))
+    a = torch.tensor([[0.25], [0.5]])
+    cost_adv = torch.tensor([[0.4, -0.2], [1.0, 0.5]])  # (B_b, L)
+    nu = torch.tensor([2.0, 0.5])
+    gamma, lam = 0.5, 0.1
+    loss = projection_loss(
+        new.kl(improved), new.log_prob(a), collecting.log_prob(a), cost_adv, nu, gamma, lam
+    )
+    kl = math.log(12) - 2.25  # KL(Beta(2,3) || U), by hand above
+    ratio = [beta_pdf(2, 3, 0.25) / beta_pdf(2, 2, 0.25), beta_pdf(2, 3, 0.5) / beta_pdf(2, 2, 0.5)]
+    assert ratio == pytest.approx([1.5, 1.0])
+    weighted = [2.0 * 0.4 + 0.5 * -0.2, 2.0 * 1.0 + 0.5 * 0.5]  # nu^T A^C = 0.7, 2.25
+    coef = (1 - gamma * lam) / (1 - gamma)  # 1.9
+    expected = sum(kl + coef * r * w for r, w in zip(ratio, weighted, strict=True)) / 2
+    assert loss.item() == pytest.approx(expected, abs=1e-5)
+
+
+def test_group_adam_matches_torch_adam_per_agent_and_freezes_inactive_agents():
+    g = torch.Generator().manual_seed(0)
+    start = torch.randn(2, 3, 4, generator=g)
+    grads = [torch.randn(2, 3, 4, generator=g) for _ in range(3)]
+    masks = [torch.tensor([True, True]), torch.tensor([True, False]), torch.tensor([True, True])]
+    group = torch.nn.Parameter(start.clone())
+    optimizer = GroupAdam([group], lr=0.1, eps=1e-5)
+    history = []
+    for grad, mask in zip(grads, masks, strict=True):
+        group.grad = grad.clone()
+        optimizer.step(mask)
+        history.append(group.detach().clone())
+    assert torch.equal(history[1][1], history[0][1])  # agent 1 frozen at step 2
+    for agent, steps in ((0, [0, 1, 2]), (1, [0, 2])):
+        single = torch.nn.Parameter(start[agent].clone())
+        reference = torch.optim.Adam([single], lr=0.1, eps=1e-5)
+        for s in steps:
+            single.grad = grads[s][agent].clone()
+            reference.step()
+        torch.testing.assert_close(group[agent].detach(), single.detach())
+
+
+# ---------------------------------------------------------------------------------------------
+# The agents
+# ---------------------------------------------------------------------------------------------
+
+
+def test_act_shapes_bounds_and_deterministic_mean():
+    agents = CupAgents(4, 3, 2, 1, small_config())
+    obs = torch.randn(5, 2, 4, generator=torch.Generator().manual_seed(1))
+    actions, log_probs, values = agents.act(obs)
+    assert actions.shape == (5, 2, 3) and log_probs.shape == (5, 2) and values.shape == (5, 2)
+    assert float(actions.min()) > 0 and float(actions.max()) < 1
+    mean_actions, _, _ = agents.act(obs, deterministic=True)
+    dist = agents.actor(agents.normalizer(obs.transpose(0, 1)))
+    torch.testing.assert_close(mean_actions, dist.mean.transpose(0, 1))
+    with pytest.raises(ShapeError, match=r"\(B, N, D\)"):
+        agents.act(torch.zeros(5, 3, 4))
+
+
+def test_update_applies_the_nu_rule_per_agent_and_cost():
+    trajectory = random_trajectory(N=2, L=2)
+    trajectory.costs = torch.tensor([[0.5, -1.0], [200.0, 0.0]]).expand(50, 2, 2, 2).clone()
+    agents = CupAgents(4, 3, 2, 2, small_config(epochs=1))
+    stats = agents.update(trajectory)
+    torch.testing.assert_close(stats["J_C"], torch.tensor([[0.5, -1.0], [200.0, 0.0]]))
+    torch.testing.assert_close(stats["nu"], torch.tensor([[1.03, 0.94], [10.0, 1.0]]))
+    assert stats["epochs_improve"].shape == (2,) and stats["kl_project"].shape == (2,)
+
+
+def test_kl_early_stops_fire_with_a_huge_learning_rate_and_not_with_a_tiny_one():
+    trajectory = random_trajectory()
+    huge = CupAgents(4, 3, 2, 1, small_config(lr_actor=1.0, lr_critic=1.0))
+    stats = huge.update(trajectory)
+    assert torch.all(stats["epochs_improve"] < 20) and torch.all(stats["epochs_project"] < 20)
+    assert torch.all(stats["kl_improve"] > 0.02) and torch.all(stats["kl_project"] > 0.02)
+    tiny = CupAgents(4, 3, 2, 1, small_config(lr_actor=1e-7, lr_critic=1e-7))
+    stats = tiny.update(trajectory)
+    assert torch.all(stats["epochs_improve"] == 20) and torch.all(stats["epochs_project"] == 20)
+    assert torch.all(stats["kl_improve"] <= 0.02) and torch.all(stats["kl_project"] <= 0.02)
+
+
+def test_checkpoint_round_trip_reproduces_the_next_update():
+    trajectory = random_trajectory()
+    first = CupAgents(4, 3, 2, 1, small_config(epochs=2))
+    first.update(trajectory)
+    buffer = io.BytesIO()
+    torch.save(first.state_dict(), buffer)
+    buffer.seek(0)
+    second = CupAgents(4, 3, 2, 1, small_config(epochs=2, seed=7))
+    second.load_state_dict(torch.load(buffer, weights_only=False))
+    stats_first, stats_second = first.update(trajectory), second.update(trajectory)
+    torch.testing.assert_close(stats_first["nu"], stats_second["nu"])
+    for p, q in zip(first.actor.parameters(), second.actor.parameters(), strict=True):
+        torch.testing.assert_close(p, q)
+    with pytest.raises(ShapeError, match="checkpoint"):
+        CupAgents(5, 3, 2, 1, small_config()).load_state_dict(first.state_dict())
+
+
+def test_config_validation():
+    with pytest.raises(ConfigError, match="gamma"):
+        CupConfig(gamma=1.0)
+    with pytest.raises(ConfigError, match="nu_init"):
+        CupConfig(nu_init=11.0)
+    with pytest.raises(ConfigError, match="actor_activations"):
+        CupConfig(hidden_sizes=(8, 8))
+    defaults = CupConfig()
+    assert (defaults.gamma, defaults.gae_lambda, defaults.lr_nu) == (0.5, 0.1, 0.06)
+    assert (defaults.nu_init, defaults.nu_max, defaults.kl_bound) == (1.0, 10.0, 0.02)
+    assert (defaults.collector_size, defaults.minibatch_size, defaults.epochs) == (50, 10, 20)
+
+
+def test_cup_drives_the_cost_below_its_limit_on_a_constrained_bandit():
+    """Reward sum(a) over 3 entries, cost a_0 - 0.3 (limit 0): the start (a ~ 0.5) violates.
+
+    The constrained optimum is a_0 = 0.3 with the other entries at 1. Seeded, 15 updates of
+    50 slots x 4 environments; the learning rates are raised (3e-3) so that the KL early stops,
+    not the epoch count, bound each update. Measured: the cost crosses 0 after ~6 updates and
+    stays near -0.1 while the reward keeps rising (PPO with zeta = 0 on the same problem keeps
+    violating: tests/test_rl_ppo.py).
+    """
+    torch.manual_seed(0)  # nothing should depend on it; the agents own their generator
+    N, D, d, B = 2, 4, 3, 4
+    agents = CupAgents(D, d, N, 1, small_config(lr_actor=3e-3, lr_critic=3e-3))
+    g = torch.Generator().manual_seed(0)
+    collector = TrajectoryCollector(agents.config.collector_size)
+    obs = torch.randn(B, N, D, generator=g)
+    history = []
+    for _ in range(15):
+        while not collector.full:
+            actions, _, _ = agents.act(obs)
+            next_obs = torch.randn(B, N, D, generator=g)
+            collector.add(obs, actions, actions.sum(-1), actions[..., :1] - 0.3, next_obs)
+            obs = next_obs
+        history.append(agents.update(collector.pop()))
+    first, last = history[0], history[-5:]
+    assert first["cost_mean"] > 0.1  # the initial policy violates
+    assert max(s["cost_mean"] for s in last) <= 0.02
+    assert sum(s["reward_mean"] for s in last) / 5 > first["reward_mean"] + 0.2
