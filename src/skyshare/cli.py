@@ -3,6 +3,11 @@
     skyshare scenarios                                   list the systems and their presets
     skyshare inspect SCENARIO [--preset NAME] [--config FILE] [--set key=value ...]
                               [--batch B] [--seed S] [--slot T] [--plot FILE] [--json FILE]
+    skyshare env catn [--policy {random,heuristic}] [--slots N] [--batch B] [--tu-info ...]
+                      [--bs-info ...] [--preset NAME] [--set key=value ...]
+    skyshare solve catn --association {sc,dcd} --beamforming {wmmse,wmmse-lite,fp}
+                        [--slots N] [--preset NAME] [--set key=value ...] [--batch B]
+                        [--plot FILE] [--json FILE]
 
 Bad input (unknown names, invalid values, unreadable files) prints one clear message naming the
 field and the allowed range, without a traceback, and exits with status 2. Nothing is written
@@ -57,6 +62,61 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("--slot", type=int, default=0, help="advance to this slot first (0)")
     inspect.add_argument("--plot", type=Path, help="write the topology plot to this PNG file")
     inspect.add_argument("--json", type=Path, help="also write the link budget as JSON here")
+
+    env = sub.add_parser("env", help="run the multi-agent environment with a simple policy")
+    env.add_argument("scenario", choices=["catn"], help="environment (catn: seed 000 §V)")
+    env.add_argument(
+        "--policy",
+        choices=["random", "heuristic"],
+        default="random",
+        help="random actions, or strongest-channel association + MRT-like beams",
+    )
+    env.add_argument("--slots", type=int, default=20, help="slots to play (20)")
+    env.add_argument("--batch", type=int, default=1, help="parallel environments (1)")
+    env.add_argument("--seed", type=int, help="random seed (default: the config's seed)")
+    env.add_argument(
+        "--tu-info",
+        choices=["d3qn", "dcd", "sc"],
+        default="d3qn",
+        help="what the TUs receive for association (signaling ledger)",
+    )
+    env.add_argument(
+        "--bs-info",
+        choices=["exchange", "global_csi"],
+        default="exchange",
+        help="observation exchange (CUP/PPO) or global CSI (WMMSE/FP)",
+    )
+    env.add_argument("--preset", default="paper", help="scenario preset (default: paper)")
+    env.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one scenario config value (repeatable)",
+    )
+
+    solve = sub.add_parser(
+        "solve", help="run the two-stage optimisation baseline (association + beamforming)"
+    )
+    solve.add_argument("scenario", choices=["catn"], help="scenario (catn: seed 000)")
+    solve.add_argument("--association", choices=["sc", "dcd"], default="sc")
+    solve.add_argument("--beamforming", choices=["wmmse", "wmmse-lite", "fp"], default="wmmse")
+    solve.add_argument("--slots", type=int, default=20, help="dynamic slots to solve (20)")
+    solve.add_argument("--preset", default="paper", help="preset name (default: paper)")
+    solve.add_argument("--config", type=Path, help="YAML file applied on top of the preset")
+    solve.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config value (repeatable)",
+    )
+    solve.add_argument("--batch", type=int, default=1, help="realizations solved together (1)")
+    solve.add_argument("--seed", type=int, help="random seed (default: the config's seed)")
+    solve.add_argument("--plot", type=Path, help="sum rate and AU interference over slots (PNG)")
+    solve.add_argument("--json", type=Path, help="write the summary and per-slot series here")
     return parser
 
 
@@ -130,6 +190,127 @@ def _cmd_inspect(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _cmd_env(args: argparse.Namespace, console: Console) -> int:
+    import torch
+    from tqdm.auto import tqdm
+
+    from skyshare import metrics
+    from skyshare.envs import CatnEnv, CatnEnvConfig
+    from skyshare.scenarios import get_scenario
+
+    cls = get_scenario(args.scenario)
+    if not 1 <= args.batch <= 4096:
+        raise SkyshareError(f"--batch must be in [1, 4096], got {args.batch}")
+    if args.seed is not None and args.seed < 0:
+        raise SkyshareError(f"--seed must be >= 0, got {args.seed}")
+    config = cls.config_from(args.preset, overrides=args.overrides)
+    if not 1 <= args.slots < config.n_slots:
+        raise SkyshareError(
+            f"--slots must be in [1, n_slots-1={config.n_slots - 1}], got {args.slots}"
+        )
+    env_config = CatnEnvConfig(tu_information=args.tu_info, bs_information=args.bs_info)
+    env = CatnEnv(config, env_config, batch_size=args.batch)
+    generator = torch.Generator().manual_seed(0 if args.seed is None else args.seed)
+    env.reset(seed=args.seed)
+    totals = {
+        "TU reward": 0.0,
+        "BS reward": 0.0,
+        "sum rate": 0.0,
+        "cost": 0.0,
+        "handovers": 0.0,
+        "max rho/I_max": 0.0,
+    }
+    for _ in tqdm(range(args.slots), desc=f"catn env ({args.policy})"):
+        if args.policy == "random":
+            tu = torch.randint(0, env.N, (env.B, env.K), generator=generator)
+        else:
+            tu = metrics.strongest_transmitter(env.state.H)
+        env.associate(tu)
+        if args.policy == "random":
+            bs = torch.rand(env.B, env.N, env.action_dim, generator=generator)
+        else:  # full power, equal shares, eta only: maximum-ratio beams
+            bs = torch.zeros(env.B, env.N, env.action_dim)
+            bs[..., : env.K + 1] = 1.0
+            bs[..., 2 * env.K + 1] = 1.0
+        out = env.beamform(bs)
+        totals["TU reward"] += float(out.tu_reward.sum(-1).mean())
+        totals["BS reward"] += float(out.bs_reward.sum(-1).mean())
+        totals["sum rate"] += float(out.rates.sum(-1).mean())
+        totals["cost"] += float(out.cost[:, 0].mean())
+        totals["handovers"] += float(out.handovers.float().mean())
+        ratio = out.au_interference / env.i_max
+        totals["max rho/I_max"] = max(totals["max rho/I_max"], float(ratio.max()))
+    table = Table(title=f"catn env, {args.policy} policy: {args.slots} slots, B={args.batch}")
+    table.add_column("per slot (mean over environments)")
+    table.add_column("value", justify="right")
+    for key, value in totals.items():
+        shown = value if key == "max rho/I_max" else value / args.slots
+        table.add_row(
+            key if key != "max rho/I_max" else "max rho_l / I_max (any slot)", f"{shown:.4g}"
+        )
+    console.print(table)
+    ledger = Table(title="Measured signaling: real scalars received per agent per slot")
+    ledger.add_column("agent")
+    ledger.add_column("category")
+    ledger.add_column("scalars", justify="right")
+    for (kind, category), value in sorted(env.ledger.per_agent_per_slot().items()):
+        ledger.add_row(kind, category, f"{value:.1f}")
+    for kind, value in sorted(env.ledger.per_kind_per_slot().items()):
+        ledger.add_row(kind, "total", f"{value:.1f}", style="bold")
+    console.print(ledger)
+    return 0
+
+
+def _cmd_solve(args: argparse.Namespace, console: Console) -> int:
+    from skyshare.scenarios import get_scenario
+    from skyshare.solvers.two_stage import PAPER_TABLE1_SECONDS, run_two_stage
+
+    cls = get_scenario(args.scenario)
+    if args.batch < 1 or args.batch > 4096:
+        raise SkyshareError(f"--batch must be in [1, 4096], got {args.batch}")
+    if args.seed is not None and args.seed < 0:
+        raise SkyshareError(f"--seed must be >= 0, got {args.seed}")
+    _check_output_path(args.plot, ".png", "--plot")
+    _check_output_path(args.json, ".json", "--json")
+    config = cls.config_from(args.preset, file=args.config, overrides=args.overrides)
+    if not 1 <= args.slots <= config.n_slots:
+        raise SkyshareError(f"--slots must be in [1, n_slots={config.n_slots}], got {args.slots}")
+
+    scenario = cls(config, batch_size=args.batch)
+    trace = run_two_stage(scenario, args.association, args.beamforming, args.slots, seed=args.seed)
+    summary = trace.summary()
+    paper_s, paper_scheme = PAPER_TABLE1_SECONDS[args.beamforming]
+    table = Table(
+        title=f"{args.association.upper()}-{args.beamforming.upper()} on {args.scenario}: "
+        f"{args.slots} slots, B={args.batch}"
+    )
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    for key, value in summary.items():
+        table.add_row(key, f"{value:.4g}")
+    table.add_row(
+        "time per slot per realization (s)", f"{summary['time per slot (s)'] / args.batch:.4g}"
+    )
+    table.add_row(f"paper Table I ({paper_scheme})", f"{paper_s:.4g} s")
+    console.print(table)
+    if args.json is not None:
+        payload = {
+            "scenario": args.scenario,
+            "association": args.association,
+            "beamforming": args.beamforming,
+            "config": config.model_dump(),
+            "summary": summary,
+            "sum_rate": trace.sum_rate.mean(1).tolist(),
+            "au_interference_ratio": trace.au_interference_ratio.mean(1).tolist(),
+        }
+        args.json.write_text(json.dumps(payload, indent=2))
+        console.print(f"summary written to {args.json}")
+    if args.plot is not None:
+        trace.plot(args.plot)
+        console.print(f"plot written to {args.plot}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``skyshare`` command; returns the exit status."""
     args = _parser().parse_args(argv)
@@ -139,6 +320,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_scenarios(console)
         if args.command == "inspect":
             return _cmd_inspect(args, console)
+        if args.command == "solve":
+            return _cmd_solve(args, console)
+        if args.command == "env":
+            return _cmd_env(args, console)
     except SkyshareError as err:
         print(f"skyshare: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -11,6 +11,8 @@ from skyshare.solvers.association_dcd import (
     dual_coordinate_descent,
 )
 from skyshare.solvers.association_sc import associate_sc
+from skyshare.solvers.flwf import FlwfResult, flwf, flwf_random_starts
+from skyshare.solvers.fp import fp
 from skyshare.solvers.power_control import PowerControlResult, network_utility, newton_power_control
 from skyshare.solvers.problem import (
     AssociationResult,
@@ -20,6 +22,10 @@ from skyshare.solvers.problem import (
     evaluate,
     initial_beamformers,
 )
+from skyshare.solvers.waterfilling import SswfResult, random_power, sswf, water_filling
+from skyshare.solvers.wmmse import wmmse
+from skyshare.solvers.wmmse_lite import wmmse_lite
+from skyshare.solvers.wstep import WStepResult, scale_to_interference_limit, solve_w_step
 
 __all__ = [
     "AssociationResult",
@@ -27,12 +33,25 @@ __all__ = [
     "BeamformingResult",
     "DualCoordinateDescentResult",
     "Evaluation",
+    "FlwfResult",
     "PowerControlResult",
+    "SswfResult",
+    "WStepResult",
     "associate_dcd",
     "associate_sc",
     "dual_coordinate_descent",
     "evaluate",
+    "flwf",
+    "flwf_random_starts",
+    "fp",
     "initial_beamformers",
     "network_utility",
     "newton_power_control",
+    "random_power",
+    "scale_to_interference_limit",
+    "solve_w_step",
+    "sswf",
+    "water_filling",
+    "wmmse",
+    "wmmse_lite",
 ]
