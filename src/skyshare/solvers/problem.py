@@ -23,6 +23,7 @@ __all__ = [
     "BeamformingResult",
     "Evaluation",
     "evaluate",
+    "finish",
     "initial_beamformers",
 ]
 
@@ -239,3 +240,32 @@ def initial_beamformers(
     bs_power = torch.einsum("bk,bkn->bn", user_power, owner).clamp_min(1e-30)
     scale = torch.sqrt(p_max / bs_power)  # (B, N)
     return w * torch.gather(scale, 1, problem.serving)[..., None]
+
+
+def finish(
+    problem: BeamformingProblem,
+    w: torch.Tensor,
+    *,
+    trace: list[torch.Tensor],
+    iterations: int,
+    converged: torch.Tensor,
+    start_time: float,
+    feasibility_tol: float,
+    multipliers: dict[str, torch.Tensor],
+) -> BeamformingResult:
+    """Package an iterative solver's output: evaluate ``w`` in the problem's dtype, stack the
+    objective trace (list of (B,) tensors) and stamp the wall time since ``start_time``."""
+    import time
+
+    w = w.to(problem.H.dtype)
+    evaluation = evaluate(problem, w)
+    return BeamformingResult(
+        w=w,
+        evaluation=evaluation,
+        objective_trace=torch.stack(trace, 1).to(problem.H.real.dtype),
+        iterations=iterations,
+        converged=converged,
+        feasible=evaluation.feasible(feasibility_tol),
+        wall_time_s=time.perf_counter() - start_time,
+        multipliers=multipliers,
+    )

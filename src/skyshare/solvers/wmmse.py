@@ -38,7 +38,7 @@ from skyshare.errors import ConfigError
 from skyshare.solvers.problem import (
     BeamformingProblem,
     BeamformingResult,
-    evaluate,
+    finish,
     initial_beamformers,
 )
 from skyshare.solvers.wstep import (
@@ -165,15 +165,13 @@ def wmmse(
             break
 
     w, scaled = scale_to_interference_limit(work, w, feasibility_tol)
-    w = w.to(problem.H.dtype)
-    evaluation = evaluate(problem, w)
-    return BeamformingResult(
-        w=w,
-        evaluation=evaluation,
-        objective_trace=torch.stack(trace, 1).to(problem.H.real.dtype),
+    return finish(
+        problem,
+        w,
+        trace=trace,
         iterations=iterations,
         converged=converged,
-        feasible=evaluation.feasible(feasibility_tol),
-        wall_time_s=time.perf_counter() - start,
+        start_time=start,
+        feasibility_tol=feasibility_tol,
         multipliers={"mu": mu, "eta": eta, "scaled_for_feasibility": scaled},
     )
