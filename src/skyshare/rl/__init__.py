@@ -7,10 +7,12 @@ D3QN for the TU agents and CUP / PPO-penalty for the BS agents of seed 000; the 
 from skyshare.rl.cup import CupAgents, CupConfig
 from skyshare.rl.d3qn import D3QNAgents, D3QNConfig
 from skyshare.rl.gae import gae, gae_targets
+from skyshare.rl.mixing import QMixer
 from skyshare.rl.networks import GroupLinear, GroupMLP, activation
 from skyshare.rl.policies import IndependentBeta, Trajectory, TrajectoryCollector
 from skyshare.rl.ppo_penalty import PpoPenaltyAgents, PpoPenaltyConfig
 from skyshare.rl.replay import ReplayMemory
+from skyshare.rl.td3_mix import TD3Mix, TD3MixConfig
 
 __all__ = [
     "CupAgents",
@@ -22,7 +24,10 @@ __all__ = [
     "IndependentBeta",
     "PpoPenaltyAgents",
     "PpoPenaltyConfig",
+    "QMixer",
     "ReplayMemory",
+    "TD3Mix",
+    "TD3MixConfig",
     "Trajectory",
     "TrajectoryCollector",
     "activation",
