@@ -245,7 +245,8 @@ def compress_channel(
 
     ``d = F^H h = [d_1, ..., d_C]^T``; the entries are sorted by ``|d_c|`` descending and the
     ``N_c`` largest are kept, giving ``h^c = [c_1, d_{c_1}, ..., c_{N_c}, d_{c_{N_c}}]``. Ties in
-    ``|d_c|`` are broken deterministically, lower codeword index first (stable sort).
+    ``|d_c|`` (equal to ~1e-10 relative) are broken deterministically, lower codeword index
+    first.
 
     Args:
         h: ``(..., M) complex`` channel vectors.
@@ -271,8 +272,12 @@ def compress_channel(
         )
     dtype = torch.promote_types(h.dtype, codebook.dtype)
     projections = h.to(dtype) @ codebook.to(dtype).conj()  # (..., C): d_c = f_c^H h
-    order = torch.sort(projections.abs(), dim=-1, descending=True, stable=True).indices
-    kept = order[..., : int(n_strongest)]
+    # top-N_c by |d_c| with ties resolved towards the lower codeword index: the magnitudes are
+    # scaled by (1 - c 2^-40) (and 0 by -c 1e-300), which reorders only magnitudes equal to
+    # ~1e-10 relative; topk is ~10x faster than a stable sort of all C entries.
+    index = torch.arange(size, device=h.device, dtype=torch.float64)
+    key = projections.abs().to(torch.float64) * (1.0 - index * 2.0**-40) - index * 1e-300
+    kept = key.topk(int(n_strongest), dim=-1, sorted=True).indices
     coefficients = torch.gather(projections, -1, kept)
     return kept + 1, coefficients
 
