@@ -244,9 +244,8 @@ def compress_channel(
     """Codebook compression of a channel vector (seed 000 §V-C-2).
 
     ``d = F^H h = [d_1, ..., d_C]^T``; the entries are sorted by ``|d_c|`` descending and the
-    ``N_c`` largest are kept, giving ``h^c = [c_1, d_{c_1}, ..., c_{N_c}, d_{c_{N_c}}]``. Ties in
-    ``|d_c|`` (equal to ~1e-10 relative) are broken deterministically, lower codeword index
-    first.
+    ``N_c`` largest are kept, giving ``h^c = [c_1, d_{c_1}, ..., c_{N_c}, d_{c_{N_c}}]``. Ties
+    are broken deterministically (zero magnitudes: lower codeword index first).
 
     Args:
         h: ``(..., M) complex`` channel vectors.
@@ -272,11 +271,11 @@ def compress_channel(
         )
     dtype = torch.promote_types(h.dtype, codebook.dtype)
     projections = h.to(dtype) @ codebook.to(dtype).conj()  # (..., C): d_c = f_c^H h
-    # top-N_c by |d_c| with ties resolved towards the lower codeword index: the magnitudes are
-    # scaled by (1 - c 2^-40) (and 0 by -c 1e-300), which reorders only magnitudes equal to
-    # ~1e-10 relative; topk is ~10x faster than a stable sort of all C entries.
-    index = torch.arange(size, device=h.device, dtype=torch.float64)
-    key = projections.abs().to(torch.float64) * (1.0 - index * 2.0**-40) - index * 1e-300
+    # top-N_c by |d_c|^2 (topk is ~10x faster than a stable sort of all C entries); a tiny
+    # index-proportional offset orders exact ties of zero magnitude lower codeword first.
+    power = projections.real.square() + projections.imag.square()
+    index = torch.arange(size, device=h.device, dtype=power.dtype)
+    key = power - index * torch.finfo(power.dtype).tiny
     kept = key.topk(int(n_strongest), dim=-1, sorted=True).indices
     coefficients = torch.gather(projections, -1, kept)
     return kept + 1, coefficients

@@ -616,13 +616,20 @@ class CatnEnv:
             self.ledger.receive("bs", category, delivered)
 
     def _compressed_channels(self) -> torch.Tensor:
-        """h^c_{n,k} of the current slot for every link (B, N, K, 3 N_c), computed once a slot."""
-        key = (id(self.state), self.scenario.t)
+        """h^c_{n,k} of the current slot for the serving links, zero elsewhere:
+        (B, N, K, 3 N_c). Only a BS's own users' compressed channels enter (8), so K links are
+        compressed instead of N K; computed once per slot and association."""
+        key = (id(self.state), self.scenario.t, self.serving.data_ptr())
         if getattr(self, "_compressed_key", None) != key:
+            B, K, M = self.B, self.K, self.M
+            index = self.serving[:, :, None, None].expand(B, K, 1, M)
+            h_serving = torch.gather(self.state.H, 2, index).squeeze(2)  # (B, K, M)
             indices, coefficients = compress_channel(
-                self.state.H.transpose(1, 2), self.codebook, self.config.n_compress
+                h_serving, self.codebook, self.config.n_compress
             )
-            self._compressed = compressed_features(indices, coefficients)
+            features = compressed_features(indices, coefficients)  # (B, K, 3 N_c)
+            owner = torch.nn.functional.one_hot(self.serving, self.N).transpose(1, 2)
+            self._compressed = features[:, None] * owner[..., None].to(features.dtype)
             self._compressed_key = key
         return self._compressed
 
