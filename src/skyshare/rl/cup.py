@@ -48,6 +48,7 @@ from skyshare.rl.policies import (
     GroupAdam,
     IndependentBeta,
     OnPolicyAgents,
+    OnPolicyConfig,
     Trajectory,
     from_agent_major,
     to_agent_major,
@@ -57,73 +58,23 @@ __all__ = ["CupAgents", "CupConfig", "improvement_loss", "nu_update", "projectio
 
 
 @dataclass
-class CupConfig:
-    """Hyper-parameters of Algorithm 3. Defaults: seed 000 §VI unless marked otherwise."""
+class CupConfig(OnPolicyConfig):
+    """Hyper-parameters of Algorithm 3 (the shared ones in OnPolicyConfig). Defaults: §VI."""
 
-    gamma: float = 0.5  # discount factor gamma (§VI)
-    gae_lambda: float = 0.1  # GAE parameter lambda (§VI)
     lr_nu: float = 0.06  # alpha_nu (§VI)
-    lr_critic: float = 3e-4  # alpha_V, for V_phi and V_psi^C (§VI)
-    lr_actor: float = 3e-4  # alpha_pi (§VI)
     nu_init: float = 1.0  # nu_0, every element (§VI)
     nu_max: float = 10.0  # nu_max, every element (§VI)
     cost_limit: float = 0.0  # b, every element (§VI; (11) makes b = 0)
-    kl_bound: float = 0.02  # epsilon of the KL early stops (§VI)
-    collector_size: int = 50  # B_m^BS (§VI); used by the caller's TrajectoryCollector
-    minibatch_size: int = 10  # B_b, in slots (§VI)
-    epochs: int = 20  # B_e, per step (§VI)
-    clip_ratio: float = 0.2  # epsilon of (6): Schulman et al. 2017 ([47])
-    hidden_sizes: tuple[int, ...] = (512, 128, 64)  # actor and critics (§VI)
-    actor_activations: tuple[str, ...] = ("relu", "relu", "sigmoid")  # §VI
-    critic_activation: str = "relu"  # §VI
-    standardize_advantages: bool = True  # reward advantages (OmniSafe CUP default)
     center_cost_advantages: bool = True  # cost advantages, no scaling (OmniSafe CUP default)
-    entropy_coef: float = 0.0  # entropy bonus in (6) (CleanRL continuous PPO: 0)
-    max_grad_norm: float | None = 0.5  # per agent and network (CleanRL PPO)
-    adam_eps: float = 1e-5  # CleanRL PPO
-    observation_transform: str = "symlog"  # "symlog" or "none" (choice, see policies.py)
-    normalize_observations: bool = True  # running mean/std per agent (choice)
-    observation_clip: float = 10.0  # Gymnasium NormalizeObservation
-    seed: int = 0  # network initialisation, sampling and minibatch shuffles
 
-    def __post_init__(self) -> None:
-        self.hidden_sizes = tuple(self.hidden_sizes)
-        self.actor_activations = tuple(self.actor_activations)
-        checks = [
-            ("gamma", 0.0 <= self.gamma < 1.0, "[0, 1)"),
-            ("gae_lambda", 0.0 <= self.gae_lambda <= 1.0, "[0, 1]"),
+    def _checks(self) -> list[tuple[str, bool, str]]:
+        return [
+            *super()._checks(),
+            ("kl_bound", self.kl_bound is not None and self.kl_bound > 0.0, "> 0"),
             ("lr_nu", self.lr_nu >= 0.0, ">= 0"),
-            ("lr_critic", self.lr_critic > 0.0, "> 0"),
-            ("lr_actor", self.lr_actor > 0.0, "> 0"),
             ("nu_max", self.nu_max >= 0.0, ">= 0"),
             ("nu_init", 0.0 <= self.nu_init <= self.nu_max, "[0, nu_max]"),
-            ("kl_bound", self.kl_bound > 0.0, "> 0"),
-            ("collector_size", self.collector_size >= 1, ">= 1"),
-            ("minibatch_size", self.minibatch_size >= 1, ">= 1"),
-            ("epochs", self.epochs >= 1, ">= 1"),
-            ("clip_ratio", 0.0 < self.clip_ratio < 1.0, "(0, 1)"),
-            (
-                "hidden_sizes",
-                bool(self.hidden_sizes) and min(self.hidden_sizes) >= 1,
-                "widths >= 1",
-            ),
-            (
-                "actor_activations",
-                len(self.actor_activations) == len(self.hidden_sizes),
-                "one name per hidden layer",
-            ),
-            ("entropy_coef", self.entropy_coef >= 0.0, ">= 0"),
-            (
-                "max_grad_norm",
-                self.max_grad_norm is None or self.max_grad_norm > 0.0,
-                "> 0 or None",
-            ),
-            ("adam_eps", self.adam_eps > 0.0, "> 0"),
-            ("observation_clip", self.observation_clip > 0.0, "> 0"),
         ]
-        for name, ok, allowed in checks:
-            if not ok:
-                raise ConfigError(f"CupConfig.{name} = {getattr(self, name)!r}; allowed: {allowed}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -426,6 +426,68 @@ class GroupAdam(torch.optim.Optimizer):
 
 
 @dataclass
+class OnPolicyConfig:
+    """Hyper-parameters shared by the on-policy BS learners (CUP, PPO-penalty).
+
+    Defaults: seed 000 §VI unless marked; subclasses add their own fields and checks.
+    """
+
+    gamma: float = 0.5  # discount factor (§VI)
+    gae_lambda: float = 0.1  # GAE parameter lambda (§VI)
+    lr_critic: float = 3e-4  # alpha_V (§VI)
+    lr_actor: float = 3e-4  # alpha_pi (§VI)
+    kl_bound: float | None = 0.02  # epsilon of the KL early stops (§VI); None: no early stop
+    collector_size: int = 50  # B_m^BS (§VI); used by the caller's TrajectoryCollector
+    minibatch_size: int = 10  # B_b, in slots (§VI)
+    epochs: int = 20  # B_e, per step (§VI)
+    clip_ratio: float = 0.2  # epsilon of the clipped surrogate: Schulman et al. 2017 ([47])
+    hidden_sizes: tuple[int, ...] = (512, 128, 64)  # actor and critics (§VI)
+    actor_activations: tuple[str, ...] = ("relu", "relu", "sigmoid")  # §VI
+    critic_activation: str = "relu"  # §VI
+    standardize_advantages: bool = True  # reward advantages (CleanRL / OmniSafe default)
+    entropy_coef: float = 0.0  # entropy bonus (CleanRL continuous PPO: 0)
+    max_grad_norm: float | None = 0.5  # per agent and network (CleanRL PPO)
+    adam_eps: float = 1e-5  # CleanRL PPO
+    observation_transform: str = "symlog"  # "symlog" or "none" (choice, see above)
+    normalize_observations: bool = True  # running mean/std per agent (choice)
+    observation_clip: float = 10.0  # Gymnasium NormalizeObservation
+    seed: int = 0  # network initialisation, sampling and minibatch shuffles
+
+    def _checks(self) -> list[tuple[str, bool, str]]:
+        """(field, valid, allowed range) for every field with a constraint."""
+        return [
+            ("gamma", 0.0 <= self.gamma < 1.0, "[0, 1)"),
+            ("gae_lambda", 0.0 <= self.gae_lambda <= 1.0, "[0, 1]"),
+            ("lr_critic", self.lr_critic > 0.0, "> 0"),
+            ("lr_actor", self.lr_actor > 0.0, "> 0"),
+            ("kl_bound", self.kl_bound is None or self.kl_bound > 0.0, "> 0 or None"),
+            ("collector_size", self.collector_size >= 1, ">= 1"),
+            ("minibatch_size", self.minibatch_size >= 1, ">= 1"),
+            ("epochs", self.epochs >= 1, ">= 1"),
+            ("clip_ratio", 0.0 < self.clip_ratio < 1.0, "(0, 1)"),
+            ("hidden_sizes", bool(self.hidden_sizes) and min(self.hidden_sizes) >= 1, ">= 1"),
+            (
+                "actor_activations",
+                len(self.actor_activations) == len(self.hidden_sizes),
+                "one name per hidden layer",
+            ),
+            ("entropy_coef", self.entropy_coef >= 0.0, ">= 0"),
+            ("max_grad_norm", self.max_grad_norm is None or self.max_grad_norm > 0.0, "> 0"),
+            ("adam_eps", self.adam_eps > 0.0, "> 0"),
+            ("observation_clip", self.observation_clip > 0.0, "> 0"),
+        ]
+
+    def __post_init__(self) -> None:
+        self.hidden_sizes = tuple(self.hidden_sizes)
+        self.actor_activations = tuple(self.actor_activations)
+        for name, ok, allowed in self._checks():
+            if not ok:
+                raise ConfigError(
+                    f"{type(self).__name__}.{name} = {getattr(self, name)!r}; allowed: {allowed}"
+                )
+
+
+@dataclass
 class Trajectory:
     """T slots of experience <o_i, a_i, r_i, o_{i+1}, c_i> for all N agents in B environments.
 

@@ -31,6 +31,7 @@ from skyshare.rl.gae import gae_targets
 from skyshare.rl.policies import (
     GroupAdam,
     OnPolicyAgents,
+    OnPolicyConfig,
     Trajectory,
     from_agent_major,
     to_agent_major,
@@ -40,69 +41,13 @@ __all__ = ["PpoPenaltyAgents", "PpoPenaltyConfig", "clipped_surrogate_loss", "pe
 
 
 @dataclass
-class PpoPenaltyConfig:
-    """Hyper-parameters of PPO-penalty. Defaults: seed 000 §VI (shared with CUP) unless marked."""
+class PpoPenaltyConfig(OnPolicyConfig):
+    """Hyper-parameters of PPO-penalty (the shared ones in OnPolicyConfig, §VI values)."""
 
     penalty: float = 1.0  # zeta (§VI; a sweep parameter of Fig. 5, 1.0 is a choice)
-    gamma: float = 0.5  # discount factor (§VI)
-    gae_lambda: float = 0.1  # GAE parameter (§VI)
-    lr_critic: float = 3e-4  # alpha_V (§VI)
-    lr_actor: float = 3e-4  # alpha_pi (§VI)
-    kl_bound: float | None = 0.02  # KL early stop (§VI's epsilon; None: plain PPO)
-    collector_size: int = 50  # B_m^BS (§VI)
-    minibatch_size: int = 10  # B_b, in slots (§VI)
-    epochs: int = 20  # B_e (§VI)
-    clip_ratio: float = 0.2  # epsilon of L^CLIP ([47])
-    hidden_sizes: tuple[int, ...] = (512, 128, 64)  # §VI
-    actor_activations: tuple[str, ...] = ("relu", "relu", "sigmoid")  # §VI
-    critic_activation: str = "relu"  # §VI
-    standardize_advantages: bool = True  # CleanRL / OmniSafe default
-    entropy_coef: float = 0.0  # CleanRL continuous PPO
-    max_grad_norm: float | None = 0.5  # per agent and network (CleanRL PPO)
-    adam_eps: float = 1e-5  # CleanRL PPO
-    observation_transform: str = "symlog"  # "symlog" or "none" (choice, see policies.py)
-    normalize_observations: bool = True  # running mean/std per agent (choice)
-    observation_clip: float = 10.0  # Gymnasium NormalizeObservation
-    seed: int = 0  # network initialisation, sampling and minibatch shuffles
 
-    def __post_init__(self) -> None:
-        self.hidden_sizes = tuple(self.hidden_sizes)
-        self.actor_activations = tuple(self.actor_activations)
-        checks = [
-            ("penalty", self.penalty >= 0.0, ">= 0"),
-            ("gamma", 0.0 <= self.gamma < 1.0, "[0, 1)"),
-            ("gae_lambda", 0.0 <= self.gae_lambda <= 1.0, "[0, 1]"),
-            ("lr_critic", self.lr_critic > 0.0, "> 0"),
-            ("lr_actor", self.lr_actor > 0.0, "> 0"),
-            ("kl_bound", self.kl_bound is None or self.kl_bound > 0.0, "> 0 or None"),
-            ("collector_size", self.collector_size >= 1, ">= 1"),
-            ("minibatch_size", self.minibatch_size >= 1, ">= 1"),
-            ("epochs", self.epochs >= 1, ">= 1"),
-            ("clip_ratio", 0.0 < self.clip_ratio < 1.0, "(0, 1)"),
-            (
-                "hidden_sizes",
-                bool(self.hidden_sizes) and min(self.hidden_sizes) >= 1,
-                "widths >= 1",
-            ),
-            (
-                "actor_activations",
-                len(self.actor_activations) == len(self.hidden_sizes),
-                "one name per hidden layer",
-            ),
-            ("entropy_coef", self.entropy_coef >= 0.0, ">= 0"),
-            (
-                "max_grad_norm",
-                self.max_grad_norm is None or self.max_grad_norm > 0.0,
-                "> 0 or None",
-            ),
-            ("adam_eps", self.adam_eps > 0.0, "> 0"),
-            ("observation_clip", self.observation_clip > 0.0, "> 0"),
-        ]
-        for name, ok, allowed in checks:
-            if not ok:
-                raise ConfigError(
-                    f"PpoPenaltyConfig.{name} = {getattr(self, name)!r}; allowed: {allowed}"
-                )
+    def _checks(self) -> list[tuple[str, bool, str]]:
+        return [("penalty", self.penalty >= 0.0, ">= 0"), *super()._checks()]
 
 
 def penalized_reward(rewards: torch.Tensor, costs: torch.Tensor, penalty: float) -> torch.Tensor:
