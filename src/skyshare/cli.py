@@ -32,6 +32,22 @@ from skyshare.errors import SkyshareError
 EXIT_BAD_INPUT = 2
 
 
+def _add_config_arguments(parser: argparse.ArgumentParser, *, file: bool = True) -> None:
+    """--preset, --config FILE and repeatable --set KEY=VALUE (the scenario config)."""
+    parser.add_argument("--preset", default="paper", help="preset name (default: paper)")
+    if file:
+        parser.add_argument("--config", type=Path, help="YAML file applied on top of the preset")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config value, e.g. --set p_max_w=10 (repeatable)",
+    )
+    parser.add_argument("--seed", type=int, help="random seed (default: the config's seed)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="skyshare",
@@ -47,18 +63,8 @@ def _parser() -> argparse.ArgumentParser:
         "inspect", help="build a scenario, print its link budget, optionally plot its topology"
     )
     inspect.add_argument("scenario", help="scenario name (see `skyshare scenarios`)")
-    inspect.add_argument("--preset", default="paper", help="preset name (default: paper)")
-    inspect.add_argument("--config", type=Path, help="YAML file applied on top of the preset")
-    inspect.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one config value, e.g. --set p_max_w=10 (repeatable)",
-    )
+    _add_config_arguments(inspect)
     inspect.add_argument("--batch", type=int, default=16, help="realizations to average (16)")
-    inspect.add_argument("--seed", type=int, help="random seed (default: the config's seed)")
     inspect.add_argument("--slot", type=int, default=0, help="advance to this slot first (0)")
     inspect.add_argument("--plot", type=Path, help="write the topology plot to this PNG file")
     inspect.add_argument("--json", type=Path, help="also write the link budget as JSON here")
@@ -73,7 +79,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     env.add_argument("--slots", type=int, default=20, help="slots to play (20)")
     env.add_argument("--batch", type=int, default=1, help="parallel environments (1)")
-    env.add_argument("--seed", type=int, help="random seed (default: the config's seed)")
     env.add_argument(
         "--tu-info",
         choices=["d3qn", "dcd", "sc"],
@@ -86,15 +91,7 @@ def _parser() -> argparse.ArgumentParser:
         default="exchange",
         help="observation exchange (CUP/PPO) or global CSI (WMMSE/FP)",
     )
-    env.add_argument("--preset", default="paper", help="scenario preset (default: paper)")
-    env.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one scenario config value (repeatable)",
-    )
+    _add_config_arguments(env)
 
     solve = sub.add_parser(
         "solve", help="run the two-stage optimisation baseline (association + beamforming)"
@@ -103,18 +100,8 @@ def _parser() -> argparse.ArgumentParser:
     solve.add_argument("--association", choices=["sc", "dcd"], default="sc")
     solve.add_argument("--beamforming", choices=["wmmse", "wmmse-lite", "fp"], default="wmmse")
     solve.add_argument("--slots", type=int, default=20, help="dynamic slots to solve (20)")
-    solve.add_argument("--preset", default="paper", help="preset name (default: paper)")
-    solve.add_argument("--config", type=Path, help="YAML file applied on top of the preset")
-    solve.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one config value (repeatable)",
-    )
+    _add_config_arguments(solve)
     solve.add_argument("--batch", type=int, default=1, help="realizations solved together (1)")
-    solve.add_argument("--seed", type=int, help="random seed (default: the config's seed)")
     solve.add_argument("--plot", type=Path, help="sum rate and AU interference over slots (PNG)")
     solve.add_argument("--json", type=Path, help="write the summary and per-slot series here")
     return parser
@@ -203,7 +190,7 @@ def _cmd_env(args: argparse.Namespace, console: Console) -> int:
         raise SkyshareError(f"--batch must be in [1, 4096], got {args.batch}")
     if args.seed is not None and args.seed < 0:
         raise SkyshareError(f"--seed must be >= 0, got {args.seed}")
-    config = cls.config_from(args.preset, overrides=args.overrides)
+    config = cls.config_from(args.preset, file=args.config, overrides=args.overrides)
     if not 1 <= args.slots < config.n_slots:
         raise SkyshareError(
             f"--slots must be in [1, n_slots-1={config.n_slots - 1}], got {args.slots}"
