@@ -4,7 +4,7 @@ PYTHON ?= python
 .PHONY: install test lint format bench clean
 
 install:
-	$(PYTHON) -m pip install -c constraints.txt -e ".[dev]"
+	$(PYTHON) -m pip install -c constraints.txt -e ".[dev,ray]"
 
 # The test command (README, CI): lint + format check + the whole test suite.
 test: lint

@@ -66,3 +66,17 @@ def test_duplicate_jobs_and_unknown_executor_rejected(tmp_path):
         run_jobs([job, job], square, tmp_path)
     with pytest.raises(Exception, match="unknown executor"):
         run_jobs([job], square, tmp_path, executor="slurm")
+
+
+def test_ray_executor_gives_the_same_results_as_in_process(tmp_path):
+    """A tiny experiment on a local Ray instance equals the in-process run (issue 5)."""
+    pytest.importorskip("ray")
+    from skyshare.experiments.smoke import smoke_job, smoke_jobs
+
+    jobs = smoke_jobs()
+    local = run_jobs(jobs, smoke_job, tmp_path / "local", progress=False)
+    remote = run_jobs(jobs, smoke_job, tmp_path / "ray", executor="ray", progress=False)
+    assert {k: v["value"] for k, v in remote.items()} == {k: v["value"] for k, v in local.items()}
+    assert sorted(v["value"] for v in local.values()) == [4, 5, 9, 10, 25, 26]
+    for job in jobs:  # the Ray workers wrote into the same run-directory layout
+        assert (tmp_path / "ray" / "jobs" / job.job_id / "series.csv").exists()
