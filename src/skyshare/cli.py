@@ -5,6 +5,8 @@
                               [--batch B] [--seed S] [--slot T] [--plot FILE] [--json FILE]
     skyshare env catn [--policy {random,heuristic}] [--slots N] [--batch B] [--tu-info ...]
                       [--bs-info ...] [--preset NAME] [--set key=value ...]
+    skyshare run catn-fig4 [--preset quick|paper] [--executor local|ray] [--address ADDR]
+                           [--out DIR] [--schemes NAME ...]
     skyshare solve catn --association {sc,dcd} --beamforming {wmmse,wmmse-lite,fp}
                         [--slots N] [--preset NAME] [--set key=value ...] [--batch B]
                         [--plot FILE] [--json FILE]
@@ -92,6 +94,14 @@ def _parser() -> argparse.ArgumentParser:
         help="observation exchange (CUP/PPO) or global CSI (WMMSE/FP)",
     )
     _add_config_arguments(env)
+
+    run = sub.add_parser("run", help="reproduce a figure of a seed paper (jobs, plots, summary)")
+    run.add_argument("experiment", choices=["catn-fig4"], help="experiment id")
+    run.add_argument("--preset", default="quick", help="quick (minutes) or paper (default: quick)")
+    run.add_argument("--executor", choices=["local", "ray"], default="local")
+    run.add_argument("--address", help="Ray cluster address (default: a local Ray instance)")
+    run.add_argument("--out", type=Path, help="run directory (default: runs/EXPERIMENT-PRESET)")
+    run.add_argument("--schemes", nargs="+", help="subset of the schemes (default: all)")
 
     solve = sub.add_parser(
         "solve", help="run the two-stage optimisation baseline (association + beamforming)"
@@ -248,6 +258,43 @@ def _cmd_env(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from skyshare.experiments import catn_fig4
+
+    if args.preset not in catn_fig4.PRESETS:
+        raise SkyshareError(
+            f"unknown preset {args.preset!r} for {args.experiment}; "
+            f"available: {', '.join(catn_fig4.PRESETS)}"
+        )
+    unknown = [name for name in args.schemes or [] if name not in catn_fig4.SCHEMES]
+    if unknown:
+        raise SkyshareError(
+            f"unknown scheme(s) {', '.join(unknown)}; available: {', '.join(catn_fig4.SCHEMES)}"
+        )
+    out = args.out or Path("runs") / f"{args.experiment}-{args.preset}"
+    if out.exists() and not out.is_dir():
+        raise SkyshareError(f"--out {str(out)!r} exists and is not a directory")
+    summary = catn_fig4.run(
+        out, args.preset, executor=args.executor, address=args.address, schemes=args.schemes
+    )
+    table = Table(title=f"{args.experiment} ({args.preset}): last sixth of the slots")
+    table.add_column("scheme")
+    table.add_column("sum rate (bit/s/Hz)", justify="right")
+    table.add_column("rho / I_max per AU", justify="right")
+    table.add_column("decision time (ms)", justify="right")
+    for result in summary["results"].values():
+        ratio = ", ".join(f"{x:.3g}" for x in result["mean_rho_over_imax_last"])
+        table.add_row(
+            result["scheme"],
+            f"{result['mean_sum_rate_last']:.4g}",
+            ratio,
+            f"{result['mean_decision_time_s'] * 1e3:.3g}",
+        )
+    console.print(table)
+    console.print(f"figure, series and summary.json in {out}")
+    return 0
+
+
 def _cmd_solve(args: argparse.Namespace, console: Console) -> int:
     from skyshare.scenarios import get_scenario
     from skyshare.solvers.two_stage import PAPER_TABLE1_SECONDS, run_two_stage
@@ -311,6 +358,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_solve(args, console)
         if args.command == "env":
             return _cmd_env(args, console)
+        if args.command == "run":
+            return _cmd_run(args, console)
     except SkyshareError as err:
         print(f"skyshare: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -43,10 +43,12 @@ class TrainingLog:
         sum_rate: (S,) TU sum rate, bit/s/Hz. effective_sum_rate: (S,) with the handover
             discount (16). au_interference_ratio: (S, L) rho_l / I_max. handover_fraction: (S,)
             share of TUs that changed BS. tu_reward, bs_reward: (S,) mean rewards.
+        slots: (S,) the slot indices logged (all, or every ``evaluate_every``-th for a solver).
         decision_time_s: (S,) association + beamforming decision time of the slot.
         updates: BS learner updates run; stats: the last update's statistics.
     """
 
+    slots: list[int] = field(default_factory=list)
     sum_rate: list[float] = field(default_factory=list)
     effective_sum_rate: list[float] = field(default_factory=list)
     au_interference_ratio: list[list[float]] = field(default_factory=list)
@@ -77,6 +79,7 @@ def run_online(
     train: bool = True,
     seed: int | None = None,
     progress: bool = False,
+    evaluate_every: int = 1,
 ) -> TrainingLog:
     """Run (and train) a scheme for ``n_slots`` slots of ``env``; return its per-slot log.
 
@@ -87,7 +90,12 @@ def run_online(
         beamforming: ``cup`` / ``ppo`` (needs ``bs_agents``), or a solver name.
         collector_size: B_m^BS (default: the learner's config).
         train: update the learners (False: evaluation with greedy / mean actions).
+        evaluate_every: with a solver beamformer, solve and log only every n-th slot (seed 000
+            computes DCD-DFP on 100 equally spaced slots); the other slots advance the channels
+            with silent BSs and are not logged.
     """
+    if evaluate_every < 1 or (evaluate_every > 1 and beamforming in ("cup", "ppo")):
+        raise ValueError("evaluate_every must be >= 1, and 1 for learned beamformers")
     if association not in ASSOCIATION_SCHEMES:
         raise UnknownNameError(
             f"unknown association {association!r}; available: {', '.join(ASSOCIATION_SCHEMES)}"
@@ -110,7 +118,8 @@ def run_online(
     previous = None  # (bs_obs, bs_actions, bs_reward, cost) of the last slot
     from tqdm.auto import tqdm
 
-    for _ in tqdm(range(n_slots), desc=f"{association}-{beamforming}", disable=not progress):
+    for t in tqdm(range(n_slots), desc=f"{association}-{beamforming}", disable=not progress):
+        logged = t % evaluate_every == 0
         start = time.perf_counter()
         if association == "d3qn":
             tu_actions = tu_agents.act(tu_obs, explore=train)
@@ -131,7 +140,11 @@ def run_online(
             decision = time.perf_counter() - start
             outcome = env.beamform(bs_actions)
         else:
-            w = _beamform_with_solver(env, beamforming)
+            w = (
+                _beamform_with_solver(env, beamforming)
+                if logged
+                else torch.zeros(env.B, env.K, env.M, dtype=env.cdtype, device=env.device)
+            )
             decision = time.perf_counter() - start
             bs_actions = None
             outcome = env.beamform_with(w)
@@ -139,7 +152,13 @@ def run_online(
             tu_agents.observe(tu_obs, tu_actions, outcome.tu_reward, outcome.tu_obs)
             tu_agents.update()
         previous = (bs_obs, bs_actions, outcome.bs_reward, outcome.cost)
-
+        tu_obs = outcome.tu_obs
+        if outcome.truncated:
+            tu_obs = env.reset()
+            previous = None
+        if not logged:
+            continue
+        log.slots.append(t)
         log.sum_rate.append(float(outcome.rates.sum(-1).mean()))
         log.effective_sum_rate.append(float(outcome.effective_rates.sum(-1).mean()))
         log.au_interference_ratio.append((outcome.au_interference / env.i_max).mean(0).tolist())
@@ -147,8 +166,4 @@ def run_online(
         log.tu_reward.append(float(outcome.tu_reward.mean()))
         log.bs_reward.append(float(outcome.bs_reward.mean()))
         log.decision_time_s.append(decision)
-        tu_obs = outcome.tu_obs
-        if outcome.truncated:
-            tu_obs = env.reset()
-            previous = None
     return log
