@@ -10,14 +10,6 @@ from skyshare.rl.ppo_penalty import PpoPenaltyConfig
 from skyshare.scenarios import CatnScenario
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _env(batch=2):
     config = CatnScenario.config_from(
         "quick", overrides={"n_tu": 7, "ura_rows": 2, "ura_cols": 2, "n_slots": 200}

@@ -19,15 +19,6 @@ from skyshare.rl.policies import (
 EULER_GAMMA = 0.5772156649015329
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks: intra-op threads only add synchronisation (8x slower on a loaded CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def digamma_int(n: int) -> float:
     """psi(n) = -gamma_E + sum_{k=1}^{n-1} 1/k for integer n >= 1."""
     return -EULER_GAMMA + sum(1.0 / k for k in range(1, n))

@@ -20,15 +20,6 @@ from skyshare.rl.d3qn import (
 from skyshare.rl.replay import ReplayMemory
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The networks are tiny: intra-op threads only add contention on a shared 2-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _agents(obs_dim=5, n_actions=3, n_agents=4, seed=0, **overrides):
     config = D3QNConfig(observation_transform="none", **overrides)
     return D3QNAgents(

@@ -15,15 +15,6 @@ from skyshare.rl.ppo_penalty import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks: intra-op threads only add synchronisation (8x slower on a loaded CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def small_config(**overrides) -> PpoPenaltyConfig:
     base = {"hidden_sizes": (16,), "actor_activations": ("relu",), "seed": 0}
     return PpoPenaltyConfig(**(base | overrides))

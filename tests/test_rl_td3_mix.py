@@ -26,15 +26,6 @@ TINY = {"n_cells": 2, "n_antennas": 4, "users_per_cell": 2, "n_freq": 2, "n_bloc
 C_ONLY = {"observe_channels": False, "observe_beams": False}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks run fastest on one thread, and other test processes share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _env(batch_size=4, env_config=None, **overrides):
     scenario = MultibandScenario.config_from("quick", overrides={**TINY, **overrides})
     return MultibandEnv(scenario, MultibandEnvConfig(**(env_config or {})), batch_size=batch_size)

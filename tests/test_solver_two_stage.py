@@ -1,13 +1,10 @@
 """The two-stage scheme over dynamic slots: association + feasible beamforming per slot."""
 
-import torch
-
 from skyshare.scenarios import CatnScenario
 from skyshare.solvers.two_stage import run_two_stage
 
 
 def test_two_stage_dcd_wmmse_lite_is_feasible_and_beats_no_coordination():
-    torch.set_num_threads(1)
     scenario = CatnScenario.from_preset("quick", batch_size=2)
     trace = run_two_stage(scenario, "dcd", "wmmse-lite", 3, seed=1, progress=False)
     assert trace.sum_rate.shape == (3, 2) and trace.au_interference_ratio.shape == (3, 2, 2)
