@@ -36,12 +36,12 @@ Where the seed's text is inconsistent or silent (see docs/rl/cup.md):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from skyshare.errors import ConfigError, ShapeError
+from skyshare.errors import ConfigError
 from skyshare.rl.gae import gae_targets
 from skyshare.rl.policies import (
     CriticGroup,
@@ -163,6 +163,8 @@ class CupAgents(OnPolicyAgents):
     Attributes: ``actor``, ``reward_critic``, ``cost_critic`` (group modules), ``normalizer``,
     ``nu`` (N, L), the optimisers, ``generator`` (sampling and shuffles), ``n_updates``.
     """
+
+    _checkpointed = (*OnPolicyAgents._checkpointed, "cost_critic", "cost_critic_optimizer")
 
     def __init__(
         self,
@@ -369,37 +371,9 @@ class CupAgents(OnPolicyAgents):
     # -----------------------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """Networks, normaliser, optimisers, nu, generator state and the config (a dict)."""
-        return {
-            "config": asdict(self.config),
-            "dims": (self.obs_dim, self.act_dim, self.n_agents, self.n_costs),
-            "actor": self.actor.state_dict(),
-            "reward_critic": self.reward_critic.state_dict(),
-            "cost_critic": self.cost_critic.state_dict(),
-            "normalizer": self.normalizer.state_dict(),
-            "actor_optimizer": self.actor_optimizer.state_dict(),
-            "reward_critic_optimizer": self.reward_critic_optimizer.state_dict(),
-            "cost_critic_optimizer": self.cost_critic_optimizer.state_dict(),
-            "nu": self.nu.clone(),
-            "generator": self.generator.get_state(),
-            "n_updates": self.n_updates,
-        }
+        """The base checkpoint plus the cost multipliers nu."""
+        return {**super().state_dict(), "nu": self.nu.clone()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict` of agents with the same dimensions."""
-        dims = (self.obs_dim, self.act_dim, self.n_agents, self.n_costs)
-        if tuple(state["dims"]) != dims:
-            raise ShapeError(
-                f"checkpoint has (obs_dim, act_dim, n_agents, n_costs) = {tuple(state['dims'])}, "
-                f"these agents {dims}"
-            )
-        self.actor.load_state_dict(state["actor"])
-        self.reward_critic.load_state_dict(state["reward_critic"])
-        self.cost_critic.load_state_dict(state["cost_critic"])
-        self.normalizer.load_state_dict(state["normalizer"])
-        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
-        self.reward_critic_optimizer.load_state_dict(state["reward_critic_optimizer"])
-        self.cost_critic_optimizer.load_state_dict(state["cost_critic_optimizer"])
+        super().load_state_dict(state)
         self.nu = state["nu"].to(self.device).clone()
-        self.generator.set_state(state["generator"])
-        self.n_updates = int(state["n_updates"])

@@ -666,6 +666,15 @@ class OnPolicyAgents:
     ``observation_clip`` and ``seed``.
     """
 
+    # modules and optimizers saved by state_dict(); subclasses extend the tuple
+    _checkpointed: tuple[str, ...] = (
+        "actor",
+        "reward_critic",
+        "normalizer",
+        "actor_optimizer",
+        "reward_critic_optimizer",
+    )
+
     def __init__(
         self,
         obs_dim: int,
@@ -702,6 +711,32 @@ class OnPolicyAgents:
         ).to(self.device)
 
     @torch.no_grad()
+    def state_dict(self) -> dict[str, Any]:
+        """Networks, normaliser, optimisers, generator state and the config (a dict)."""
+        from dataclasses import asdict
+
+        state = {name: getattr(self, name).state_dict() for name in self._checkpointed}
+        state.update(
+            config=asdict(self.config),
+            dims=(self.obs_dim, self.act_dim, self.n_agents, self.n_costs),
+            generator=self.generator.get_state(),
+            n_updates=self.n_updates,
+        )
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict` of agents with the same dimensions."""
+        dims = (self.obs_dim, self.act_dim, self.n_agents, self.n_costs)
+        if tuple(state["dims"]) != dims:
+            raise ShapeError(
+                f"checkpoint has (obs_dim, act_dim, n_agents, n_costs) = {tuple(state['dims'])}, "
+                f"these agents {dims}"
+            )
+        for name in self._checkpointed:
+            getattr(self, name).load_state_dict(state[name])
+        self.generator.set_state(state["generator"])
+        self.n_updates = int(state["n_updates"])
+
     def act(
         self,
         obs: torch.Tensor,

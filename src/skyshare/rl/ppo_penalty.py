@@ -21,7 +21,7 @@ curves come for free.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -211,33 +211,3 @@ class PpoPenaltyAgents(OnPolicyAgents):
             "epochs": epochs,
             "entropy": entropy,
         }
-
-    def state_dict(self) -> dict[str, Any]:
-        """Networks, normaliser, optimisers, generator state and the config (a dict)."""
-        return {
-            "config": asdict(self.config),
-            "dims": (self.obs_dim, self.act_dim, self.n_agents, self.n_costs),
-            "actor": self.actor.state_dict(),
-            "reward_critic": self.reward_critic.state_dict(),
-            "normalizer": self.normalizer.state_dict(),
-            "actor_optimizer": self.actor_optimizer.state_dict(),
-            "reward_critic_optimizer": self.reward_critic_optimizer.state_dict(),
-            "generator": self.generator.get_state(),
-            "n_updates": self.n_updates,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict` of agents with the same dimensions."""
-        dims = (self.obs_dim, self.act_dim, self.n_agents, self.n_costs)
-        if tuple(state["dims"]) != dims:
-            raise ShapeError(
-                f"checkpoint has (obs_dim, act_dim, n_agents, n_costs) = {tuple(state['dims'])}, "
-                f"these agents {dims}"
-            )
-        self.actor.load_state_dict(state["actor"])
-        self.reward_critic.load_state_dict(state["reward_critic"])
-        self.normalizer.load_state_dict(state["normalizer"])
-        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
-        self.reward_critic_optimizer.load_state_dict(state["reward_critic_optimizer"])
-        self.generator.set_state(state["generator"])
-        self.n_updates = int(state["n_updates"])
