@@ -8,8 +8,9 @@ import math
 import pytest
 import torch
 
+from multiband_cases import hand_water_filling, tiny
 from skyshare.errors import ConfigError, ShapeError
-from skyshare.scenarios.multiband import MultibandConfig, MultibandScenario, MultibandState
+from skyshare.scenarios.multiband import MultibandScenario, MultibandState
 from skyshare.solvers.flwf import (
     equilibrium_gap,
     flwf,
@@ -19,24 +20,6 @@ from skyshare.solvers.flwf import (
     interference_derivative,
 )
 from skyshare.solvers.waterfilling import random_power, sswf
-
-
-def tiny(batch_size: int = 3, **changes) -> MultibandScenario:
-    """2 cells, M = 3, U = 2, F = 3, float64."""
-    fields = {"n_cells": 2, "n_antennas": 3, "users_per_cell": 2, "n_freq": 3, "n_blocks": 4}
-    fields.update(changes)
-    return MultibandScenario(MultibandConfig(**fields), batch_size=batch_size, dtype=torch.float64)
-
-
-def hand_water_filling(floors: list[float], budget: float) -> list[float]:
-    """Textbook water-filling on Python floats (ascending floors, largest valid active set)."""
-    order = sorted(range(len(floors)), key=lambda f: floors[f])
-    level = floors[order[0]] + budget
-    for count in range(1, len(floors) + 1):
-        candidate = (budget + sum(floors[f] for f in order[:count])) / count
-        if candidate > floors[order[count - 1]]:
-            level = candidate
-    return [max(level - n, 0.0) for n in floors]
 
 
 def hand_floor(c: float, p: float) -> float:
