@@ -96,7 +96,13 @@ def _parser() -> argparse.ArgumentParser:
     _add_config_arguments(env)
 
     run = sub.add_parser("run", help="reproduce a figure of a seed paper (jobs, plots, summary)")
-    run.add_argument("experiment", choices=["catn-fig4"], help="experiment id")
+    from skyshare.experiments.registry import EXPERIMENTS
+
+    run.add_argument(
+        "experiment",
+        choices=sorted(EXPERIMENTS),
+        help="; ".join(f"{name}: {exp.description}" for name, exp in sorted(EXPERIMENTS.items())),
+    )
     run.add_argument("--preset", default="quick", help="quick (minutes) or paper (default: quick)")
     run.add_argument("--executor", choices=["local", "ray"], default="local")
     run.add_argument("--address", help="Ray cluster address (default: a local Ray instance)")
@@ -259,39 +265,34 @@ def _cmd_env(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_run(args: argparse.Namespace, console: Console) -> int:
-    from skyshare.experiments import catn_fig4
+    from skyshare.experiments.registry import get_experiment
 
-    if args.preset not in catn_fig4.PRESETS:
+    experiment = get_experiment(args.experiment)
+    if args.preset not in experiment.presets:
         raise SkyshareError(
             f"unknown preset {args.preset!r} for {args.experiment}; "
-            f"available: {', '.join(catn_fig4.PRESETS)}"
+            f"available: {', '.join(experiment.presets)}"
         )
-    unknown = [name for name in args.schemes or [] if name not in catn_fig4.SCHEMES]
+    unknown = [name for name in args.schemes or [] if name not in experiment.schemes]
     if unknown:
         raise SkyshareError(
-            f"unknown scheme(s) {', '.join(unknown)}; available: {', '.join(catn_fig4.SCHEMES)}"
+            f"unknown scheme(s) {', '.join(unknown)} for {args.experiment}; "
+            f"available: {', '.join(experiment.schemes)}"
         )
     out = args.out or Path("runs") / f"{args.experiment}-{args.preset}"
     if out.exists() and not out.is_dir():
         raise SkyshareError(f"--out {str(out)!r} exists and is not a directory")
-    summary = catn_fig4.run(
+    summary = experiment.run(
         out, args.preset, executor=args.executor, address=args.address, schemes=args.schemes
     )
-    table = Table(title=f"{args.experiment} ({args.preset}): last sixth of the slots")
-    table.add_column("scheme")
-    table.add_column("sum rate (bit/s/Hz)", justify="right")
-    table.add_column("rho / I_max per AU", justify="right")
-    table.add_column("decision time (ms)", justify="right")
-    for result in summary["results"].values():
-        ratio = ", ".join(f"{x:.3g}" for x in result["mean_rho_over_imax_last"])
-        table.add_row(
-            result["scheme"],
-            f"{result['mean_sum_rate_last']:.4g}",
-            ratio,
-            f"{result['mean_decision_time_s'] * 1e3:.3g}",
-        )
+    title, columns, rows = experiment.table(summary)
+    table = Table(title=title)
+    for i, column in enumerate(columns):
+        table.add_column(column, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
-    console.print(f"figure, series and summary.json in {out}")
+    console.print(f"figures, series and summary.json in {out}")
     return 0
 
 

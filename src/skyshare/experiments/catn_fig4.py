@@ -18,9 +18,18 @@ from typing import Any
 
 import torch
 
-from skyshare.experiments.jobs import Job, run_jobs
+from skyshare.experiments.jobs import Experiment, Job, run_jobs
 
-__all__ = ["PRESETS", "SCHEMES", "catn_fig4_job", "catn_fig4_jobs", "plot_catn_fig4", "run"]
+__all__ = [
+    "EXPERIMENT",
+    "PRESETS",
+    "SCHEMES",
+    "catn_fig4_job",
+    "catn_fig4_jobs",
+    "plot_catn_fig4",
+    "run",
+    "summary_table",
+]
 
 # scheme -> (association, beamforming); the paper's WMMSE benchmark is its low-complexity
 # variant (§VI), DFP is the direct FP upper bound.
@@ -216,3 +225,28 @@ def run(
     }
     (Path(run_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def summary_table(summary: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
+    """(title, columns, rows) of the CLI's table: last sixth of the slots per scheme."""
+    columns = ["scheme", "sum rate (bit/s/Hz)", "rho / I_max per AU", "decision time (ms)"]
+    rows = [
+        [
+            result["scheme"],
+            f"{result['mean_sum_rate_last']:.4g}",
+            ", ".join(f"{x:.3g}" for x in result["mean_rho_over_imax_last"]),
+            f"{result['mean_decision_time_s'] * 1e3:.3g}",
+        ]
+        for result in summary["results"].values()
+    ]
+    return f"catn-fig4 ({summary['preset']}): last sixth of the slots", columns, rows
+
+
+EXPERIMENT = Experiment(
+    name="catn-fig4",
+    description="seed 000 Fig. 4: sum rate and AU interference over training slots, all schemes",
+    presets=PRESETS,
+    schemes=tuple(SCHEMES),
+    run=run,
+    table=summary_table,
+)

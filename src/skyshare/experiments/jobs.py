@@ -25,7 +25,7 @@ from typing import Any
 
 from skyshare.errors import SkyshareError
 
-__all__ = ["Job", "JobFailed", "job_folder", "load_result", "run_jobs"]
+__all__ = ["Experiment", "Job", "JobFailed", "job_folder", "load_result", "run_jobs"]
 
 RESULT_FILE = "result.json"
 
@@ -52,6 +52,28 @@ class Job:
         digest = hashlib.sha1(json.dumps(self.params, sort_keys=True).encode()).hexdigest()[:8]
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in self.scheme)
         return f"{safe}-s{self.seed}-{digest}"
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A runnable experiment id of ``skyshare run`` (see :mod:`skyshare.experiments.registry`).
+
+    Attributes:
+        name: experiment id, e.g. ``"catn-fig4"``.
+        description: one line for ``skyshare run --help``.
+        presets: ``{preset name: parameters}`` (``paper`` and ``quick`` at least).
+        schemes: the scheme names a run may be restricted to.
+        run: ``run(run_dir, preset, *, executor, address, schemes, progress) -> summary``: runs
+            the unfinished jobs, writes figures and ``summary.json``, returns the summary dict.
+        table: ``table(summary) -> (title, columns, rows)``: the summary table the CLI prints.
+    """
+
+    name: str
+    description: str
+    presets: dict[str, dict[str, Any]]
+    schemes: tuple[str, ...]
+    run: Callable[..., dict[str, Any]]
+    table: Callable[[dict[str, Any]], tuple[str, list[str], list[list[str]]]]
 
 
 class JobFailed(SkyshareError):

@@ -1,0 +1,26 @@
+"""Every experiment id that ``skyshare run`` knows, by name.
+
+Each experiment module defines one module-level :class:`~skyshare.experiments.jobs.Experiment`
+(``EXPERIMENT``); this registry sits above them and is what the CLI reads.
+"""
+
+from __future__ import annotations
+
+from skyshare.errors import UnknownNameError
+from skyshare.experiments import catn_fig4
+from skyshare.experiments.jobs import Experiment
+
+__all__ = ["EXPERIMENTS", "get_experiment"]
+
+EXPERIMENTS: dict[str, Experiment] = {
+    experiment.name: experiment for experiment in (catn_fig4.EXPERIMENT,)
+}
+
+
+def get_experiment(name: str) -> Experiment:
+    """The experiment called ``name``; a clear error listing the ids otherwise."""
+    if name not in EXPERIMENTS:
+        raise UnknownNameError(
+            f"unknown experiment {name!r}; available: {', '.join(sorted(EXPERIMENTS))}"
+        )
+    return EXPERIMENTS[name]
