@@ -62,6 +62,7 @@ from skyshare.solvers.wstep import (
     own_channels,
     scale_to_interference_limit,
     solve_w_step,
+    warm_multiplier,
     with_dtype,
 )
 
@@ -245,6 +246,8 @@ def fp(
     problem: BeamformingProblem,
     *,
     w0: torch.Tensor | None = None,
+    mu0: torch.Tensor | None = None,
+    eta0: torch.Tensor | None = None,
     max_iter: int = 100,
     inner_iter: int = 1,
     tol: float = 1e-5,
@@ -258,6 +261,8 @@ def fp(
     Args:
         problem: B instances of (2a)-(2c), noise-normalised.
         w0: (B, K, M) warm start; MRT at full power when None (``init="mrt"``).
+        mu0, eta0: (B, L), (B, N) warm starts of the multipliers (the previous slot's
+            ``multipliers``); zeros when None.
         max_iter: outer (y-update) iterations.
         inner_iter: inner rounds (lam-update, weighted w-step, line search) per outer iteration.
         tol: stop when the relative change of the sum rate (2a) is below ``tol``.
@@ -293,7 +298,14 @@ def fp(
 
     extra: dict[str, torch.Tensor] = {}
     if init == "wmmse":
-        warm = wmmse(problem, w0=w0, feasibility_tol=feasibility_tol, compute_dtype=compute_dtype)
+        warm = wmmse(
+            problem,
+            w0=w0,
+            mu0=mu0,
+            eta0=eta0,
+            feasibility_tol=feasibility_tol,
+            compute_dtype=compute_dtype,
+        )
         w0 = warm.w
         extra["wmmse_iterations"] = torch.tensor([warm.iterations])
     work = with_dtype(problem, compute_dtype or problem.H.dtype)
@@ -303,8 +315,8 @@ def fp(
         w = w0.to(work.H.dtype)
     else:
         w = initial_beamformers(work, None if w0 is None else w0.to(work.H.dtype))
-    mu = torch.zeros(B, L, dtype=real, device=w.device)
-    eta = torch.zeros(B, N, dtype=real, device=w.device)
+    mu = warm_multiplier(mu0, (B, L), real, w.device, "mu0")
+    eta = warm_multiplier(eta0, (B, N), real, w.device, "eta0")
     converged = torch.zeros(B, dtype=torch.bool, device=w.device)
 
     A = metrics.associated_gains(work.H, w, work.serving)

@@ -220,26 +220,33 @@ def initial_beamformers(
 
     Without ``w0``: maximum-ratio beams, each BS spending P_max equally over its users (seed 000
     Algorithm 2 line 1: ``sum_{k in K_n} ||w_k||^2 = P_max``). With ``w0`` (warm start from the
-    previous slot, §VI's dynamic setting): ``w0`` where it is non-zero, MRT for users whose
-    ``w0`` is zero (e.g. just handed over), then every BS rescaled to spend exactly P_max.
+    previous slot, §VI's dynamic setting): ``w0`` where it is non-zero, MRT at the BS's
+    equal share ``P_max / |K_n|`` for users whose ``w0`` is zero (e.g. just handed over); a BS
+    whose warm beams then exceed P_max is scaled down onto P_max, one below it is kept as it
+    is (scaling a previous solution up would undo the slack it kept for (2c)).
     """
     from skyshare.beamforming import mrt_equal_power
 
     B, K, N, M, _ = problem.shape
     p_max = problem.p_max_per_bs()
-    mrt = mrt_equal_power(problem.H, problem.serving, 1.0)
+    mrt = mrt_equal_power(problem.H, problem.serving, 1.0)  # every BS spends 1 W
+    owner = torch.nn.functional.one_hot(problem.serving, N).to(p_max.dtype)  # (B, K, N)
+
+    def bs_power(w: torch.Tensor) -> torch.Tensor:  # (B, N)
+        user_power = w.real.square().sum(-1) + w.imag.square().sum(-1)  # (B, K)
+        return torch.einsum("bk,bkn->bn", user_power, owner)
+
+    def per_user(x: torch.Tensor) -> torch.Tensor:  # (B, N) -> (B, K, 1)
+        return torch.gather(x, 1, problem.serving)[..., None]
+
     if w0 is None:
-        w = mrt
-    else:
-        if w0.shape != (B, K, M):
-            raise ShapeError(f"w0 must be (B, K, M) = {(B, K, M)}, got {tuple(w0.shape)}")
-        fresh = (w0.abs().square().sum(-1) == 0)[..., None]
-        w = torch.where(fresh, mrt, w0.to(problem.H.dtype))
-    user_power = w.real.square().sum(-1) + w.imag.square().sum(-1)  # (B, K)
-    owner = torch.nn.functional.one_hot(problem.serving, N).to(user_power.dtype)  # (B, K, N)
-    bs_power = torch.einsum("bk,bkn->bn", user_power, owner).clamp_min(1e-30)
-    scale = torch.sqrt(p_max / bs_power)  # (B, N)
-    return w * torch.gather(scale, 1, problem.serving)[..., None]
+        return mrt * per_user(p_max.sqrt())
+    if w0.shape != (B, K, M):
+        raise ShapeError(f"w0 must be (B, K, M) = {(B, K, M)}, got {tuple(w0.shape)}")
+    fresh = (w0.abs().square().sum(-1) == 0)[..., None]
+    w = torch.where(fresh, mrt * per_user(p_max.sqrt()), w0.to(problem.H.dtype))
+    scale = torch.sqrt(p_max / bs_power(w).clamp_min(1e-30)).clamp_max(1.0)  # (B, N)
+    return w * per_user(scale)
 
 
 def finish(

@@ -40,29 +40,41 @@ def _dcd(scenario: CatnScenario, H: torch.Tensor) -> AssociationResult:
     return associate_dcd(H, p_max=scenario.config.p_max_w, n_antennas=scenario.config.n_antennas)
 
 
-def _wmmse(problem: BeamformingProblem, w0: torch.Tensor | None) -> BeamformingResult:
+Multipliers = dict[str, torch.Tensor]
+
+
+def _wmmse(
+    problem: BeamformingProblem, w0: torch.Tensor | None, warm: Multipliers | None = None, **options
+) -> BeamformingResult:
     from skyshare.solvers.wmmse import wmmse
 
-    return wmmse(problem, w0=w0)
+    warm = warm or {}
+    return wmmse(problem, w0=w0, mu0=warm.get("mu"), eta0=warm.get("eta"), **options)
 
 
-def _wmmse_lite(problem: BeamformingProblem, w0: torch.Tensor | None) -> BeamformingResult:
+def _wmmse_lite(
+    problem: BeamformingProblem, w0: torch.Tensor | None, warm: Multipliers | None = None, **options
+) -> BeamformingResult:
     from skyshare.solvers.wmmse_lite import wmmse_lite
 
-    return wmmse_lite(problem, w0=w0)
+    return wmmse_lite(problem, w0=w0, mu0=(warm or {}).get("mu"), **options)
 
 
-def _fp(problem: BeamformingProblem, w0: torch.Tensor | None) -> BeamformingResult:
+def _fp(
+    problem: BeamformingProblem, w0: torch.Tensor | None, warm: Multipliers | None = None, **options
+) -> BeamformingResult:
     from skyshare.solvers.fp import fp
 
-    return fp(problem, w0=w0)
+    warm = warm or {}
+    return fp(problem, w0=w0, mu0=warm.get("mu"), eta0=warm.get("eta"), **options)
 
 
 ASSOCIATIONS: dict[str, Callable[[CatnScenario, torch.Tensor], AssociationResult]] = {
     "sc": _sc,
     "dcd": _dcd,
 }
-BEAMFORMERS: dict[str, Callable[[BeamformingProblem, torch.Tensor | None], BeamformingResult]] = {
+# name -> solve(problem, w0, warm_multipliers=None, **solver_options)
+BEAMFORMERS: dict[str, Callable[..., BeamformingResult]] = {
     "wmmse": _wmmse,
     "wmmse-lite": _wmmse_lite,
     "fp": _fp,
@@ -164,11 +176,14 @@ def run_two_stage(
     warm_start: bool = True,
     seed: int | None = None,
     progress: bool = True,
+    solver_options: dict | None = None,
 ) -> TwoStageTrace:
     """Run association + beamforming on ``n_slots`` consecutive slots of ``scenario``.
 
     The scenario is reset (``seed``), then stepped; the first slot starts from MRT, later slots
-    from the previous beamformers (users who changed BS restart from MRT).
+    from the previous beamformers (users who changed BS restart from MRT) and the previous
+    multipliers mu, eta (§VI's dynamic setting). ``solver_options`` go to the beamformer, e.g.
+    ``{"max_iter": 20}`` for a per-slot iteration budget.
     """
     if association not in ASSOCIATIONS:
         raise UnknownNameError(
@@ -187,6 +202,7 @@ def run_two_stage(
     p_max, i_max = scenario.config.p_max_w, scenario.i_max_normalized
     rows: dict[str, list] = {key: [] for key in TwoStageTrace.__dataclass_fields__}
     w_prev = serving_prev = None
+    multipliers_prev: Multipliers = {}
     bar = tqdm(range(n_slots), desc=f"{association}-{beamforming}", disable=not progress)
     for t in bar:
         if t > 0:
@@ -196,10 +212,11 @@ def run_two_stage(
         assoc_time = time.perf_counter() - start
         serving = assoc.serving
         problem = BeamformingProblem(state.H, state.G, serving, p_max, i_max)
-        w0 = None
+        w0 = warm = None
         if warm_start and w_prev is not None:
             w0 = torch.where((serving == serving_prev)[..., None], w_prev, torch.zeros_like(w_prev))
-        result = beamform(problem, w0)
+            warm = {k: v for k, v in multipliers_prev.items() if k in ("mu", "eta")}
+        result = beamform(problem, w0, warm, **(solver_options or {}))
         handovers = (
             (serving != serving_prev).sum(-1)
             if serving_prev is not None
@@ -214,7 +231,7 @@ def run_two_stage(
         rows["beamforming_time_s"].append(result.wall_time_s)
         rows["handovers"].append(handovers)
         bar.set_postfix(sum_rate=f"{float(result.sum_rate.mean()):.1f}")
-        w_prev, serving_prev = result.w, serving
+        w_prev, serving_prev, multipliers_prev = result.w, serving, result.multipliers
     return TwoStageTrace(
         association=association,
         beamforming=beamforming,

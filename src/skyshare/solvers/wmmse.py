@@ -47,6 +47,7 @@ from skyshare.solvers.wstep import (
     own_channels,
     scale_to_interference_limit,
     solve_w_step,
+    warm_multiplier,
     with_dtype,
 )
 
@@ -87,6 +88,8 @@ def wmmse(
     problem: BeamformingProblem,
     *,
     w0: torch.Tensor | None = None,
+    mu0: torch.Tensor | None = None,
+    eta0: torch.Tensor | None = None,
     max_iter: int = 200,
     tol: float = 1e-5,
     mu_update: str = "subgradient",
@@ -100,6 +103,10 @@ def wmmse(
         problem: B instances of (2a)-(2c), noise-normalised.
         w0: (B, K, M) warm start (previous slot's beams); MRT at full power when None
             (:func:`skyshare.solvers.problem.initial_beamformers`).
+        mu0: (B, L) real >= 0 warm start of the AU multipliers (the previous slot's
+            ``multipliers["mu"]``); zeros when None.
+        eta0: (B, N) real >= 0 warm start of the power multipliers (the previous slot's
+            ``multipliers["eta"]``); zeros when None. Only a starting point of the eta search.
         max_iter: iteration limit (Algorithm 2's repeat loop).
         tol: stop when the relative change of the sum rate (2a) is below ``tol`` (and, with the
             subgradient update, (2c) holds within ``feasibility_tol``).
@@ -126,8 +133,8 @@ def wmmse(
     real = work.H.real.dtype
     w = initial_beamformers(work, None if w0 is None else w0.to(work.H.dtype))
     h_own = own_channels(work)
-    mu = torch.zeros(B, L, dtype=real, device=w.device)
-    eta = torch.zeros(B, N, dtype=real, device=w.device)
+    mu = warm_multiplier(mu0, (B, L), real, w.device, "mu0")
+    eta = warm_multiplier(eta0, (B, N), real, w.device, "eta0")
     i_max = work.i_max_per_au()
     converged = torch.zeros(B, dtype=torch.bool, device=w.device)
 

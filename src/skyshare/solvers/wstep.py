@@ -74,7 +74,7 @@ from dataclasses import dataclass
 
 import torch
 
-from skyshare.errors import ShapeError
+from skyshare.errors import ConfigError, ShapeError
 from skyshare.solvers.problem import BeamformingProblem
 
 __all__ = [
@@ -86,6 +86,7 @@ __all__ = [
     "per_bs_sum",
     "scale_to_interference_limit",
     "solve_w_step",
+    "warm_multiplier",
     "with_dtype",
 ]
 
@@ -612,6 +613,24 @@ def solve_w_step(
         au_interference=rho,
         decompositions=decompositions,
     )
+
+
+def warm_multiplier(
+    value: torch.Tensor | None,
+    shape: tuple[int, int],
+    dtype: torch.dtype,
+    device: torch.device,
+    name: str,
+) -> torch.Tensor:
+    """A checked warm start of a multiplier vector: ``value`` as (B, n) real >= 0, zeros if None."""
+    if value is None:
+        return torch.zeros(shape, dtype=dtype, device=device)
+    if tuple(value.shape) != tuple(shape):
+        raise ShapeError(f"{name} must have shape {tuple(shape)}, got {tuple(value.shape)}")
+    value = value.to(device=device, dtype=dtype)
+    if not bool(torch.isfinite(value).all()) or bool((value < 0).any()):
+        raise ConfigError(f"{name} must be finite and >= 0 (multipliers of (2b)-(2c))")
+    return value
 
 
 def own_channels(problem: BeamformingProblem) -> torch.Tensor:
