@@ -120,11 +120,14 @@ def test_solve_command_runs_two_stage_scheme(tmp_path, capsys):
         str(plot),
         "--json",
         str(report),
+        "--max-iter",
+        "4",
     ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "mean sum rate" in out and "paper Table I" in out
     payload = json.loads(report.read_text())
+    assert payload["summary"]["mean beamforming iterations"] <= 4  # the per-slot budget
     assert len(payload["sum_rate"]) == 3
     assert payload["summary"]["max AU interference / I_max"] <= 1.0 + 1e-3  # (2c) holds
     assert plot.stat().st_size > 10_000
@@ -133,3 +136,7 @@ def test_solve_command_runs_two_stage_scheme(tmp_path, capsys):
 def test_solve_command_bad_input(capsys):
     assert main(["solve", "catn", "--slots", "0"]) == 2
     assert "--slots must be in" in capsys.readouterr().err
+    assert main(["solve", "catn", "--max-iter", "0"]) == 2
+    assert "--max-iter must be in [1, 10000], got 0" in capsys.readouterr().err
+    assert main(["solve", "catn", "--threads", "0"]) == 2
+    assert "--threads must be in" in capsys.readouterr().err

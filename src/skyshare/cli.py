@@ -116,8 +116,20 @@ def _parser() -> argparse.ArgumentParser:
     solve.add_argument("--association", choices=["sc", "dcd"], default="sc")
     solve.add_argument("--beamforming", choices=["wmmse", "wmmse-lite", "fp"], default="wmmse")
     solve.add_argument("--slots", type=int, default=20, help="dynamic slots to solve (20)")
+    solve.add_argument(
+        "--max-iter",
+        type=int,
+        help="per-slot iteration budget of the beamformer (default: the solver's own; "
+        "slots after the first are warm-started from the previous slot)",
+    )
     _add_config_arguments(solve)
     solve.add_argument("--batch", type=int, default=1, help="realizations solved together (1)")
+    solve.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (1: the per-slot problems are small, one thread is fastest)",
+    )
     solve.add_argument("--plot", type=Path, help="sum rate and AU interference over slots (PNG)")
     solve.add_argument("--json", type=Path, help="write the summary and per-slot series here")
     return parser
@@ -311,8 +323,23 @@ def _cmd_solve(args: argparse.Namespace, console: Console) -> int:
     if not 1 <= args.slots <= config.n_slots:
         raise SkyshareError(f"--slots must be in [1, n_slots={config.n_slots}], got {args.slots}")
 
+    if args.max_iter is not None and not 1 <= args.max_iter <= 10_000:
+        raise SkyshareError(f"--max-iter must be in [1, 10000], got {args.max_iter}")
+    if not 1 <= args.threads <= 256:
+        raise SkyshareError(f"--threads must be in [1, 256], got {args.threads}")
+    options = {} if args.max_iter is None else {"max_iter": args.max_iter}
+    import torch
+
+    torch.set_num_threads(args.threads)
     scenario = cls(config, batch_size=args.batch)
-    trace = run_two_stage(scenario, args.association, args.beamforming, args.slots, seed=args.seed)
+    trace = run_two_stage(
+        scenario,
+        args.association,
+        args.beamforming,
+        args.slots,
+        seed=args.seed,
+        solver_options=options,
+    )
     summary = trace.summary()
     paper_s, paper_scheme = PAPER_TABLE1_SECONDS[args.beamforming]
     table = Table(
