@@ -5,6 +5,14 @@ block 0 of T = 10 (per-user budget 6, unit power per channel on average). FLWF r
 initialisations (Dirichlet(1) splits of each user's budget) of one channel realization in one
 batch, as seed 004 §V averages FLWF over 100 random initializations; SSWF and random are one
 allocation of the same realization.
+
+TD3-MIX+FLWF online decision (seed 004 §IV-C, ``TD3Mix.decide``): every BS's actor maps its
+observation (17) to an allocation, then FLWF runs from it until convergence. Timed per block for
+one realization (B = 1) and batched over ``DECISION_BATCH`` realizations (one call), with the
+paper's networks (2 x 128, full observation (17)). The actor is untrained (seeded random
+weights): the time of the actor does not depend on its weights, but FLWF's iterations depend on
+the start it is given (an untrained softmax actor gives near-uniform splits, close to equal
+power); a trained actor's starts may converge in a different number of iterations.
 """
 
 from __future__ import annotations
@@ -14,7 +22,9 @@ import time
 import torch
 
 from benchmarks.common import Section, fmt, time_call
-from skyshare.scenarios.multiband import MultibandScenario
+from skyshare.envs.multiband import MultibandEnv
+from skyshare.rl.td3_mix import TD3Mix, TD3MixConfig
+from skyshare.scenarios.multiband import MultibandConfig, MultibandScenario
 from skyshare.solvers.flwf import flwf_random_starts
 from skyshare.solvers.waterfilling import random_power, sswf
 
@@ -23,6 +33,11 @@ SETTINGS = [  # (label, max_iter, tol)
     ("defaults", 200, 1e-6),
     ("tol 1e-4", 3000, 1e-4),
     ("to equilibrium", 3000, 1e-6),
+]
+DECISION_BATCH = 100  # realizations decided in one batched call
+DECISION_SETTINGS = [  # (label, max_iter, tol) of the online FLWF
+    ("online defaults", 200, 1e-6),
+    ("tol 1e-4", 3000, 1e-4),
 ]
 
 
@@ -142,4 +157,66 @@ def run() -> Section:
         "SSWF time includes the rate evaluation with the SINR kernel (most of it); random "
         "time is the draw alone. Their capacities are for the same realization."
     )
+    decision_rows(section, MultibandScenario.config_from("paper"))
+    section.notes.append(
+        "TD3-MIX+FLWF online rows: `TD3Mix.decide` on block 0 (actor on the observation (17), "
+        "then FLWF from the actor's allocation until the gap is <= tol or max_iter), one "
+        f"realization (B = 1) and {DECISION_BATCH} realizations in one call (time for the "
+        "whole batch; capacity and iterations are means over the realizations, the std column "
+        "is over realizations). Untrained actor (seeded): the FLWF iterations depend on the "
+        "start, so a trained actor may need a different number. 'TD3-MIX actor only' is the "
+        "actor's forward pass and power mapping (the plain TD3-MIX decision)."
+    )
     return section
+
+
+def decision_rows(
+    section: Section,
+    scenario_config: MultibandConfig,
+    *,
+    batch_sizes: tuple[int, ...] = (1, DECISION_BATCH),
+    settings: list[tuple[str, int, float]] = DECISION_SETTINGS,
+    repeats: int = 3,
+) -> None:
+    """Append the TD3-MIX+FLWF online decision time per block (actor, then FLWF to
+    convergence) and the actor alone, for each batch size, to ``section``."""
+    for batch in batch_sizes:
+        env = MultibandEnv(scenario_config, batch_size=batch)
+        env.reset(seed=0)
+        # buffer_size=1: the replay buffer plays no part in a decision (and would take ~1 GB).
+        learner = TD3Mix(
+            env, TD3MixConfig(buffer_size=1), generator=torch.Generator().manual_seed(0)
+        )
+        actor_s = time_call(
+            lambda learner=learner, env=env: env.action_to_power(learner.act(env.observe())),
+            repeats=repeats,
+            min_time_s=0.2,
+        )
+        section.rows.append([f"TD3-MIX actor only, B = {batch}", "-", fmt(actor_s)] + ["-"] * 6)
+        for label, max_iter, tol in settings:
+
+            def decide(learner=learner, env=env, max_iter=max_iter, tol=tol):
+                return learner.decide(env, max_iter=max_iter, tol=tol)
+
+            seconds = time_call(decide, repeats=repeats, min_time_s=0.0)
+            result = decide().flwf
+            capacity = result.capacity_trace[:, -1].double()
+            within = [
+                float(_iterations_to_within(result.capacity_trace, q).double().median())
+                for q in (0.01, 0.001)
+            ]
+            std = fmt(float(capacity.std())) if batch > 1 else "-"
+            section.rows.append(
+                [
+                    f"TD3-MIX+FLWF online ({label}), B = {batch}",
+                    f"{max_iter} / {tol:g}",
+                    fmt(seconds),
+                    fmt(seconds / max(result.iterations, 1) * 1e3),
+                    f"{result.instance_iterations.double().mean():.0f} / "
+                    f"{int(result.instance_iterations.max())}",
+                    fmt(100 * float(result.converged.double().mean())),
+                    fmt(float(result.equilibrium_gap.double().median())),
+                    f"{within[0]:.0f} / {within[1]:.0f}",
+                    f"{fmt(float(capacity.mean()))} ({std})",
+                ]
+            )

@@ -7,13 +7,22 @@ Each experiment module defines one module-level :class:`~skyshare.experiments.jo
 from __future__ import annotations
 
 from skyshare.errors import UnknownNameError
-from skyshare.experiments import catn_fig4
+from skyshare.experiments import (
+    catn_fig4,
+    multiband_capacity,
+)
 from skyshare.experiments.jobs import Experiment
 
 __all__ = ["EXPERIMENTS", "get_experiment"]
 
 EXPERIMENTS: dict[str, Experiment] = {
-    experiment.name: experiment for experiment in (catn_fig4.EXPERIMENT,)
+    experiment.name: experiment
+    for experiment in (
+        catn_fig4.EXPERIMENT,
+        multiband_capacity.FIG5,
+        multiband_capacity.FIG6,
+        multiband_capacity.FIG7,
+    )
 }
 
 
