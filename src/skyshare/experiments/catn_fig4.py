@@ -11,13 +11,13 @@ networks: minutes on a laptop CPU).
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from skyshare.experiments.catn_schemes import SCHEMES, moving_average, read_series, scheme_job
 from skyshare.experiments.jobs import Experiment, Job, run_jobs
 
 __all__ = [
@@ -30,19 +30,6 @@ __all__ = [
     "run",
     "summary_table",
 ]
-
-# scheme -> (association, beamforming); the paper's WMMSE benchmark is its low-complexity
-# variant (§VI), DFP is the direct FP upper bound.
-SCHEMES: dict[str, tuple[str, str]] = {
-    "D3QN-CUP": ("d3qn", "cup"),
-    "DCD-CUP": ("dcd", "cup"),
-    "SC-CUP": ("sc", "cup"),
-    "D3QN-PPO": ("d3qn", "ppo"),
-    "D3QN-WMMSE": ("d3qn", "wmmse-lite"),
-    "SC-WMMSE": ("sc", "wmmse-lite"),
-    "DCD-WMMSE": ("dcd", "wmmse-lite"),
-    "DCD-DFP": ("dcd", "fp"),
-}
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
@@ -80,95 +67,10 @@ def catn_fig4_jobs(preset: str = "quick", schemes: list[str] | None = None) -> l
 
 
 def catn_fig4_job(job: Job, folder: Path) -> dict[str, Any]:
-    """Run one scheme; write ``series.csv`` (per slot) and return the summary."""
-    from skyshare.envs import CatnEnv, CatnEnvConfig
-    from skyshare.experiments.catn_training import run_online
-    from skyshare.rl import CupAgents, CupConfig, D3QNAgents, PpoPenaltyAgents
-    from skyshare.rl.ppo_penalty import PpoPenaltyConfig
-    from skyshare.scenarios import CatnScenario
-
-    torch.set_num_threads(1)
-    p = job.params
-    association, beamforming = SCHEMES[job.scheme]
-    n_slots = int(p["n_slots"])
-    scenario = CatnScenario.config_from(
-        "paper", overrides={**p["scenario"], "n_slots": n_slots + 2, "seed": job.seed}
-    )
-    tu_info = {"d3qn": "d3qn", "dcd": "dcd", "sc": "sc"}[association]
-    bs_info = "exchange" if beamforming in ("cup", "ppo") else "global_csi"
-    env = CatnEnv(scenario, CatnEnvConfig(tu_information=tu_info, bs_information=bs_info))
-    hidden = tuple(p["hidden_sizes"])
-    tu_agents = bs_agents = None
-    if association == "d3qn":
-        tu_agents = D3QNAgents(
-            env.tu_obs_dim, env.N, env.K, generator=torch.Generator().manual_seed(job.seed)
-        )
-    if beamforming == "cup":
-        bs_agents = CupAgents(
-            env.bs_obs_dim,
-            env.action_dim,
-            env.N,
-            env.L,
-            CupConfig(hidden_sizes=hidden, seed=job.seed),
-        )
-    elif beamforming == "ppo":
-        bs_agents = PpoPenaltyAgents(
-            env.bs_obs_dim,
-            env.action_dim,
-            env.N,
-            env.L,
-            PpoPenaltyConfig(hidden_sizes=hidden, penalty=p["ppo_penalty"], seed=job.seed),
-        )
-    every = max(1, n_slots // int(p["dfp_slots"])) if beamforming == "fp" else 1
-    log = run_online(
-        env,
-        association,
-        beamforming,
-        n_slots,
-        tu_agents=tu_agents,
-        bs_agents=bs_agents,
-        seed=job.seed,
-        evaluate_every=every,
-    )
-    slots = log.slots
-    with open(folder / "series.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(
-            [
-                "slot",
-                "sum_rate",
-                *[f"au{l_}_rho_over_imax" for l_ in range(env.L)],
-                "handover_fraction",
-                "decision_time_s",
-            ]
-        )
-        for i, slot in enumerate(slots):
-            writer.writerow(
-                [
-                    slot,
-                    log.sum_rate[i],
-                    *log.au_interference_ratio[i],
-                    log.handover_fraction[i],
-                    log.decision_time_s[i],
-                ]
-            )
-    tail = max(1, len(slots) // 6)
-    ratio = torch.tensor(log.au_interference_ratio)
-    return {
-        "scheme": job.scheme,
-        "slots": len(slots),
-        "mean_sum_rate_last": float(torch.tensor(log.sum_rate[-tail:]).mean()),
-        "mean_rho_over_imax_last": ratio[-tail:].mean(0).tolist(),
-        "mean_decision_time_s": float(torch.tensor(log.decision_time_s).mean()),
-        "bs_updates": log.updates,
-    }
-
-
-def _moving_average(values: list[float], span: int = 41) -> list[float]:
-    x = torch.tensor(values, dtype=torch.float64)
-    k = max(1, min(span, x.numel()))
-    padded = torch.nn.functional.pad(x[None, None], (k // 2, k - 1 - k // 2), "replicate")
-    return torch.nn.functional.conv1d(padded, torch.ones(1, 1, k, dtype=x.dtype) / k)[0, 0].tolist()
+    """Train one scheme (:func:`~skyshare.experiments.catn_schemes.scheme_job`): writes
+    ``config.json``, ``series.csv`` (per slot), ``checkpoint.pt`` and ``networks.pt``; returns
+    the summary."""
+    return scheme_job(job, folder)
 
 
 def plot_catn_fig4(run_dir: str | Path, jobs: list[Job]) -> Path:
@@ -181,14 +83,14 @@ def plot_catn_fig4(run_dir: str | Path, jobs: list[Job]) -> Path:
     run_dir = Path(run_dir)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 8), sharex=True)
     for job in jobs:
-        rows = list(csv.DictReader(open(run_dir / "jobs" / job.job_id / "series.csv")))
-        slots = [int(r["slot"]) for r in rows]
+        series = read_series(run_dir / "jobs" / job.job_id / "series.csv")
+        slots = series["slot"]
         style = "--" if job.scheme == "DCD-DFP" else "-"
-        rate = [float(r["sum_rate"]) for r in rows]
-        top.plot(slots, rate if style == "--" else _moving_average(rate), style, label=job.scheme)
-        for key in (k for k in rows[0] if k.startswith("au")):
-            series = [10 * torch.log10(torch.tensor(float(r[key]))).item() for r in rows]
-            smooth = series if style == "--" else _moving_average(series)
+        rate = series["sum_rate"]
+        top.plot(slots, rate if style == "--" else moving_average(rate), style, label=job.scheme)
+        for key in (k for k in series if k.startswith("au")):
+            db = (10 * torch.log10(torch.tensor(series[key]))).tolist()
+            smooth = db if style == "--" else moving_average(db)
             bottom.plot(slots, smooth, style, lw=0.8, label=f"{job.scheme} {key[:3]}")
     bottom.axhline(0.0, color="k", lw=1, ls=":", label="I_max")
     top.set(ylabel="TU sum rate (bit/s/Hz)", title="catn-fig4 (seed 000 Fig. 4), moving average 41")

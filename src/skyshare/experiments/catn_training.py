@@ -11,28 +11,48 @@ Each slot t (B parallel environments, all agents of a kind as one batched group)
    with global CSI (two-stage benchmarks);
 4. transmission: rewards (10), (15)-(16) and costs (11); the TU transitions are stored and every
    TU agent takes one gradient step (lines 9-13).
+
+Checkpoints: with ``checkpoint_path``, everything the loop needs to continue exactly is saved
+atomically (temporary file, then ``os.replace``) every ``checkpoint_every`` slots and after the
+last slot: the agents' ``state_dict`` (networks, optimisers, epsilon, nu, the on-policy
+generator; D3QN also its replay memory and its generator's state), the trajectory collector,
+the whole environment (channel process, generators, last slot record, signaling ledger), the
+current TU observations, the last BS experience, the slot index and the log so far. A call that
+finds the file resumes from it, so an interrupted run continues with the same numbers as an
+uninterrupted one (only the measured ``decision_time_s`` differs).
 """
 
 from __future__ import annotations
 
+import os
 import time
-from dataclasses import dataclass, field
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
 
 import torch
 
 from skyshare import metrics
 from skyshare.envs.catn import CatnEnv
-from skyshare.errors import UnknownNameError
+from skyshare.errors import ConfigError, UnknownNameError
 from skyshare.rl.cup import CupAgents
 from skyshare.rl.d3qn import D3QNAgents
 from skyshare.rl.policies import TrajectoryCollector
 from skyshare.rl.ppo_penalty import PpoPenaltyAgents
 from skyshare.solvers.problem import BeamformingProblem
 
-__all__ = ["ASSOCIATION_SCHEMES", "BEAMFORMING_SCHEMES", "TrainingLog", "run_online"]
+__all__ = [
+    "ASSOCIATION_SCHEMES",
+    "BEAMFORMING_SCHEMES",
+    "CHECKPOINT_FORMAT",
+    "TrainingLog",
+    "run_online",
+]
 
 ASSOCIATION_SCHEMES = ("d3qn", "sc", "dcd")
 BEAMFORMING_SCHEMES = ("cup", "ppo", "wmmse", "wmmse-lite", "fp")
+CHECKPOINT_FORMAT = 1  # version of the run_online checkpoint layout
 
 
 @dataclass
@@ -80,6 +100,8 @@ def run_online(
     seed: int | None = None,
     progress: bool = False,
     evaluate_every: int = 1,
+    checkpoint_path: str | Path | None = None,
+    checkpoint_every: int = 0,
 ) -> TrainingLog:
     """Run (and train) a scheme for ``n_slots`` slots of ``env``; return its per-slot log.
 
@@ -90,12 +112,20 @@ def run_online(
         beamforming: ``cup`` / ``ppo`` (needs ``bs_agents``), or a solver name.
         collector_size: B_m^BS (default: the learner's config).
         train: update the learners (False: evaluation with greedy / mean actions).
+        seed: seed of ``env.reset`` (ignored when resuming: the restored env continues).
         evaluate_every: with a solver beamformer, solve and log only every n-th slot (seed 000
             computes DCD-DFP on 100 equally spaced slots); the other slots advance the channels
             with silent BSs and are not logged.
+        checkpoint_path: file holding the full state of the run (see the module docstring).
+            If it exists when the call starts, the run resumes from it; ``env`` and the agents
+            must then be built as for the interrupted run (same configs), and are overwritten
+            with the saved state. The file is (re)written after the last slot.
+        checkpoint_every: also write the checkpoint every this many slots (0: only at the end).
     """
     if evaluate_every < 1 or (evaluate_every > 1 and beamforming in ("cup", "ppo")):
         raise ValueError("evaluate_every must be >= 1, and 1 for learned beamformers")
+    if checkpoint_every < 0:
+        raise ConfigError(f"checkpoint_every must be >= 0 slots, got {checkpoint_every}")
     if association not in ASSOCIATION_SCHEMES:
         raise UnknownNameError(
             f"unknown association {association!r}; available: {', '.join(ASSOCIATION_SCHEMES)}"
@@ -113,12 +143,25 @@ def run_online(
     if learned_bs and train:
         collector = TrajectoryCollector(collector_size or bs_agents.config.collector_size)
 
-    log = TrainingLog()
-    tu_obs = env.reset(seed=seed)
-    previous = None  # (bs_obs, bs_actions, bs_reward, cost) of the last slot
+    scheme = {"association": association, "beamforming": beamforming, "train": train}
+    if checkpoint_path is not None and Path(checkpoint_path).exists():
+        first_slot, tu_obs, previous, log = _load_checkpoint(
+            Path(checkpoint_path), scheme, n_slots, env, tu_agents, bs_agents, collector
+        )
+    else:
+        first_slot, log = 0, TrainingLog()
+        tu_obs = env.reset(seed=seed)
+        previous = None  # (bs_obs, bs_actions, bs_reward, cost) of the last slot
     from tqdm.auto import tqdm
 
-    for t in tqdm(range(n_slots), desc=f"{association}-{beamforming}", disable=not progress):
+    slots = tqdm(
+        range(first_slot, n_slots),
+        desc=f"{association}-{beamforming}",
+        initial=first_slot,
+        total=n_slots,
+        disable=not progress,
+    )
+    for t in slots:
         logged = t % evaluate_every == 0
         start = time.perf_counter()
         if association == "d3qn":
@@ -156,14 +199,115 @@ def run_online(
         if outcome.truncated:
             tu_obs = env.reset()
             previous = None
-        if not logged:
-            continue
-        log.slots.append(t)
-        log.sum_rate.append(float(outcome.rates.sum(-1).mean()))
-        log.effective_sum_rate.append(float(outcome.effective_rates.sum(-1).mean()))
-        log.au_interference_ratio.append((outcome.au_interference / env.i_max).mean(0).tolist())
-        log.handover_fraction.append(float(outcome.handovers.float().mean()) / env.K)
-        log.tu_reward.append(float(outcome.tu_reward.mean()))
-        log.bs_reward.append(float(outcome.bs_reward.mean()))
-        log.decision_time_s.append(decision)
+        if logged:
+            log.slots.append(t)
+            log.sum_rate.append(float(outcome.rates.sum(-1).mean()))
+            log.effective_sum_rate.append(float(outcome.effective_rates.sum(-1).mean()))
+            log.au_interference_ratio.append((outcome.au_interference / env.i_max).mean(0).tolist())
+            log.handover_fraction.append(float(outcome.handovers.float().mean()) / env.K)
+            log.tu_reward.append(float(outcome.tu_reward.mean()))
+            log.bs_reward.append(float(outcome.bs_reward.mean()))
+            log.decision_time_s.append(decision)
+        done = t + 1
+        if checkpoint_path is not None and (
+            done == n_slots or (checkpoint_every and done % checkpoint_every == 0)
+        ):
+            _save_checkpoint(
+                Path(checkpoint_path),
+                {
+                    "format": CHECKPOINT_FORMAT,
+                    "scheme": scheme,
+                    "next_slot": done,
+                    "tu_obs": tu_obs,
+                    "previous": previous,
+                    "log": asdict(log),
+                    "env": _env_state(env),
+                    "tu_agents": None if tu_agents is None else _d3qn_state(tu_agents),
+                    "bs_agents": None if bs_agents is None else bs_agents.state_dict(),
+                    "collector": None if collector is None else collector.state_dict(),
+                },
+            )
     return log
+
+
+# -------------------------------------------------------------------------------------------
+# Checkpoints
+# -------------------------------------------------------------------------------------------
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """``torch.save`` to a temporary file, then ``os.replace``: a crash never leaves a
+    half-written checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _d3qn_state(agents: D3QNAgents) -> dict[str, Any]:
+    """D3QN's own state_dict (networks, optimiser, epsilon, memory) plus its generator state
+    (exploration and minibatch sampling), which the caller owns."""
+    return {
+        "agents": agents.state_dict(include_memory=True),
+        "generator": agents.generator.get_state(),
+    }
+
+
+def _env_state(env: CatnEnv) -> dict[str, Any]:
+    """Every attribute of the env (scenario with its generator and channel process, last slot
+    record, association, phase) and the ledger's counts, not the methods a caller may have
+    wrapped on the instance. The ledger's ``defaultdict`` factory
+    is a lambda, which does not pickle, so its totals are saved as a plain dict."""
+    ledger = dict(vars(env.ledger))
+    ledger["_totals"] = dict(ledger["_totals"])
+    # callables in the instance dict are wrappers a caller installed (instrumentation, tests)
+    attributes = {k: v for k, v in vars(env).items() if k != "ledger" and not callable(v)}
+    return {"attributes": attributes, "ledger": ledger}
+
+
+def _restore_env(env: CatnEnv, state: dict[str, Any]) -> None:
+    attributes = state["attributes"]
+    saved = (attributes["config"], attributes["scenario"].config, attributes["B"])
+    if saved != (env.config, env.scenario.config, env.B):
+        raise ConfigError(
+            "the checkpoint was written by an environment with another configuration or batch "
+            "size; build the env as for the interrupted run or delete the checkpoint"
+        )
+    factory = env.ledger._totals.default_factory
+    vars(env).update(attributes)
+    # the compressed-channel cache is keyed by object ids of the saving process: recompute it
+    vars(env).pop("_compressed_key", None)
+    vars(env.ledger).update(state["ledger"])
+    env.ledger._totals = defaultdict(factory, state["ledger"]["_totals"])
+
+
+def _load_checkpoint(
+    path: Path,
+    scheme: dict[str, Any],
+    n_slots: int,
+    env: CatnEnv,
+    tu_agents: D3QNAgents | None,
+    bs_agents: CupAgents | PpoPenaltyAgents | None,
+    collector: TrajectoryCollector | None,
+):
+    """Restore env, agents and collector in place; return (next slot, tu_obs, previous, log)."""
+    state = torch.load(path, map_location=env.device, weights_only=False)  # our own file
+    if state.get("format") != CHECKPOINT_FORMAT or state["scheme"] != scheme:
+        raise ConfigError(
+            f"checkpoint {path} holds {state.get('scheme')} (format {state.get('format')}), "
+            f"this run is {scheme} (format {CHECKPOINT_FORMAT}); delete it to start afresh"
+        )
+    if state["next_slot"] > n_slots:
+        raise ConfigError(
+            f"checkpoint {path} is at slot {state['next_slot']}, beyond n_slots = {n_slots}"
+        )
+    _restore_env(env, state["env"])
+    if tu_agents is not None and state["tu_agents"] is not None:
+        tu_agents.load_state_dict(state["tu_agents"]["agents"])
+        tu_agents.generator.set_state(state["tu_agents"]["generator"])
+    if bs_agents is not None and state["bs_agents"] is not None:
+        bs_agents.load_state_dict(state["bs_agents"])
+    if collector is not None and state["collector"] is not None:
+        collector.load_state_dict(state["collector"])
+    log = TrainingLog(**{f.name: state["log"][f.name] for f in fields(TrainingLog)})
+    return state["next_slot"], state["tu_obs"], state["previous"], log

@@ -9,6 +9,11 @@ from __future__ import annotations
 from skyshare.errors import UnknownNameError
 from skyshare.experiments import (
     catn_fig4,
+    catn_fig5,
+    catn_fig6,
+    catn_fig7,
+    catn_fig8,
+    catn_table1,
     multiband_capacity,
 )
 from skyshare.experiments.jobs import Experiment
@@ -19,6 +24,11 @@ EXPERIMENTS: dict[str, Experiment] = {
     experiment.name: experiment
     for experiment in (
         catn_fig4.EXPERIMENT,
+        catn_fig5.EXPERIMENT,
+        catn_fig6.EXPERIMENT,
+        catn_fig7.EXPERIMENT,
+        catn_fig8.EXPERIMENT,
+        catn_table1.EXPERIMENT,
         multiband_capacity.FIG5,
         multiband_capacity.FIG6,
         multiband_capacity.FIG7,

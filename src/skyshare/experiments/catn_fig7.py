@@ -1,0 +1,105 @@
+"""``catn-fig7``: D3QN-CUP for several BS power limits P_max (seed 000 Fig. 7).
+
+Fig. 7 shows D3QN-CUP for different maximum transmit powers P_max of the BSs (I_max =
+1.6e-10 mW): as P_max increases, the scheme needs more training slots to converge (a wider
+action range to explore, more conservative agents). Each value is one training job of
+Algorithm 4 (:func:`~skyshare.experiments.catn_schemes.scheme_job`) with the scenario override
+``p_max_w``; the figure has Fig. 7's two panels: (a) TU sum rate and (b) received interference
+power of the two AUs over training slots, each curve's I_max dotted.
+
+The seed's text does not list the P_max values of Fig. 7 (its legend is lost with the
+figure): the ``paper`` preset sweeps factors of 2 around the nominal 20 W (5, 10, 20, 40 W,
+I_max = 1.6e-10 mW); the ``quick`` preset keeps 5, 20 and 40 W.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from skyshare.errors import UnknownNameError
+from skyshare.experiments import catn_fig4
+from skyshare.experiments.catn_schemes import (
+    plot_training_curves,
+    run_scheme_jobs,
+    scenario_sweep_jobs,
+)
+from skyshare.experiments.jobs import Experiment, Job
+
+__all__ = [
+    "EXPERIMENT",
+    "PRESETS",
+    "SCHEMES",
+    "catn_fig7_jobs",
+    "plot_catn_fig7",
+    "run",
+    "summary_table",
+]
+
+SCHEMES = ("D3QN-CUP",)
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {**catn_fig4.PRESETS["paper"], "p_max_values_w": [5.0, 10.0, 20.0, 40.0]},
+    "quick": {**catn_fig4.PRESETS["quick"], "p_max_values_w": [5.0, 20.0, 40.0]},
+}
+
+
+def catn_fig7_jobs(preset: str = "quick", schemes: list[str] | None = None) -> list[Job]:
+    """D3QN-CUP once per value of ``p_max_values_w`` and seed."""
+    if preset not in PRESETS:
+        raise UnknownNameError(f"unknown preset {preset!r}; available: {', '.join(PRESETS)}")
+    if schemes is not None and "D3QN-CUP" not in schemes:
+        return []
+    return scenario_sweep_jobs(
+        "catn-fig7", preset, PRESETS[preset], "p_max_values_w", "p_max_w", "D3QN-CUP, P_max={:g} W"
+    )
+
+
+def plot_catn_fig7(run_dir: str | Path, jobs: list[Job]) -> Path:
+    """Fig. 7(a) sum rate and 7(b) AU interference over slots, one colour per value."""
+    return plot_training_curves(run_dir, jobs, "fig7.png", "catn-fig7 (seed 000 Fig. 7)")
+
+
+def run(
+    run_dir: str | Path,
+    preset: str = "quick",
+    *,
+    executor: str = "local",
+    address: str | None = None,
+    schemes: list[str] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """All jobs (resuming finished ones), ``fig7.png`` and ``summary.json`` in ``run_dir``."""
+    jobs = catn_fig7_jobs(preset, schemes)
+    summary = run_scheme_jobs(
+        "catn-fig7", jobs, run_dir, preset, PRESETS[preset],
+        executor=executor, address=address, progress=progress,
+    )  # fmt: skip
+    if jobs:
+        plot_catn_fig7(run_dir, jobs)
+    return summary
+
+
+def summary_table(summary: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
+    """(title, columns, rows): per value, means over the last sixth of the slots."""
+    columns = ["curve", "sum rate (bit/s/Hz)", "rho / I_max per AU", "slots over I_max (%)"]
+    rows = [
+        [
+            r.get("label", r["scheme"]),
+            f"{r['mean_sum_rate_last']:.4g}",
+            ", ".join(f"{x:.3g}" for x in r["mean_rho_over_imax_last"]),
+            f"{100 * r['violation_share_last']:.3g}",
+        ]
+        for r in summary["results"].values()
+    ]
+    return f"catn-fig7 ({summary['preset']}): last sixth of the training slots", columns, rows
+
+
+EXPERIMENT = Experiment(
+    name="catn-fig7",
+    description="seed 000 Fig. 7: D3QN-CUP for several BS power limits P_max",
+    presets=PRESETS,
+    schemes=SCHEMES,
+    run=run,
+    table=summary_table,
+)
