@@ -266,3 +266,29 @@ def test_cup_drives_the_cost_below_its_limit_on_a_constrained_bandit():
     assert first["cost_mean"] > 0.1  # the initial policy violates
     assert max(s["cost_mean"] for s in last) <= 0.02
     assert sum(s["reward_mean"] for s in last) / 5 > first["reward_mean"] + 0.2
+
+
+def test_group_adam_clipping_matches_per_agent_clip_grad_norm_and_adam():
+    """Per-agent norm clipping folded into the fused kernel = clip_grad_norm_ + Adam per agent."""
+    g = torch.Generator().manual_seed(4)
+    weight = torch.nn.Parameter(torch.randn(3, 5, 4, generator=g).transpose(1, 2))  # strided
+    bias = torch.nn.Parameter(torch.randn(3, 1, 4, generator=g))
+    grads = [
+        (3 * torch.randn(3, 4, 5, generator=g), torch.randn(3, 1, 4, generator=g)) for _ in "ab"
+    ]
+    optimizer = GroupAdam([weight, bias], lr=0.05, eps=1e-5, max_grad_norm=0.5)
+    starts = (weight.detach().clone(), bias.detach().clone())
+    for grad_w, grad_b in grads:
+        weight.grad, bias.grad = grad_w.clone(), grad_b.clone()
+        optimizer.step()
+    for agent in range(3):
+        w = torch.nn.Parameter(starts[0][agent].clone())
+        b = torch.nn.Parameter(starts[1][agent].clone())
+        reference = torch.optim.Adam([w, b], lr=0.05, eps=1e-5)
+        for grad_w, grad_b in grads:
+            w.grad, b.grad = grad_w[agent].clone(), grad_b[agent].clone()
+            norm = torch.nn.utils.clip_grad_norm_([w, b], 0.5)
+            assert norm > 0.5  # the clipping is active in this test
+            reference.step()
+        torch.testing.assert_close(weight[agent].detach(), w.detach())
+        torch.testing.assert_close(bias[agent].detach(), b.detach())

@@ -35,3 +35,32 @@ def test_shape_errors_and_bad_activation():
         GroupLinear(2, 3, 4)(torch.zeros(3, 1, 3))
     with pytest.raises(ValueError, match="unknown activation"):
         GroupMLP(1, (2, 3, 1), activations="swishy")
+
+
+@pytest.mark.parametrize("reuse_grad_buffer", [False, True])
+@pytest.mark.parametrize("transposed_storage", [False, True])
+def test_speed_options_give_the_default_values_and_gradients(reuse_grad_buffer, transposed_storage):
+    torch.manual_seed(2)
+    reference = GroupMLP(3, (6, 16, 8, 2), activations=("relu", "sigmoid"))
+    fast = GroupMLP(
+        3,
+        (6, 16, 8, 2),
+        activations=("relu", "sigmoid"),
+        reuse_grad_buffer=reuse_grad_buffer,
+        transposed_storage=transposed_storage,
+    )
+    assert [p.shape for p in fast.parameters()] == [p.shape for p in reference.parameters()]
+    if transposed_storage:  # (A, in, out) views of (A, out, in) memory
+        assert fast.net[0].weight.transpose(1, 2).is_contiguous()
+    with torch.no_grad():
+        for p, q in zip(fast.parameters(), reference.parameters(), strict=True):
+            p.copy_(q)
+    for batch in (1, 5):  # one row takes the x W product, several rows W^T x^T
+        x = torch.randn(3, batch, 6)
+        torch.testing.assert_close(fast(x), reference(x))
+        for model in (fast, reference):
+            model.zero_grad(set_to_none=True)
+            model(x).square().sum().backward()
+            model(2 * x).sum().backward()  # a second backward accumulates
+        for p, q in zip(fast.parameters(), reference.parameters(), strict=True):
+            torch.testing.assert_close(p.grad, q.grad)

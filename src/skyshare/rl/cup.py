@@ -32,6 +32,9 @@ Where the seed's text is inconsistent or silent (see docs/rl/cup.md):
   ceil(B_m / B_b) = 5 gradient steps for any B, and B = 1 is exactly the seed's setting.
 * The KL of the early stops is computed after every epoch over the whole collector, per agent;
   an agent that stopped keeps its networks (critics included) for the rest of the update.
+  The old log-probabilities ln pi_theta'(a|o) are computed once per update, and the policy of
+  the last KL check (no gradient step since) serves as pi_theta'' and as the final policy, so
+  an update runs no forward pass twice (cost analysis: docs/rl/cup.md "Cost").
 """
 
 from __future__ import annotations
@@ -295,7 +298,8 @@ class CupAgents(OnPolicyAgents):
                 counts["improve"] += 1
             # Lines 15-17: KL(pi_theta || pi_theta') over the collector, per agent
             with torch.no_grad():
-                kl = self.actor(obs).kl(old_dist).mean(1).cpu()  # (N,)
+                current_dist = self.actor(obs)  # the policy after this epoch
+                kl = current_dist.kl(old_dist).mean(1).cpu()  # (N,)
             kl_improve = torch.where(active, kl, kl_improve)
             epochs_improve += active.long()
             active &= ~_kl_exceeded(kl, cfg.kl_bound)
@@ -303,8 +307,7 @@ class CupAgents(OnPolicyAgents):
                 break
 
         # ---- Lines 19-28: Step 2, projection --------------------------------------------
-        with torch.no_grad():
-            improved_dist = self.actor(obs)  # pi_theta'', line 20
+        improved_dist = current_dist  # pi_theta'', line 20 (no step since the last KL check)
         active = torch.ones(N, dtype=torch.bool)  # host side
         epochs_project = torch.zeros(N, dtype=torch.long)
         kl_project = torch.zeros(N)
@@ -331,7 +334,8 @@ class CupAgents(OnPolicyAgents):
                 counts["project"] += 1
             # Lines 25-27: KL(pi_theta || pi_theta'') over the collector, per agent
             with torch.no_grad():
-                kl = self.actor(obs).kl(improved_dist).mean(1).cpu()
+                current_dist = self.actor(obs)
+                kl = current_dist.kl(improved_dist).mean(1).cpu()
             kl_project = torch.where(active, kl, kl_project)
             epochs_project += active.long()
             active &= ~_kl_exceeded(kl, cfg.kl_bound)
@@ -339,7 +343,7 @@ class CupAgents(OnPolicyAgents):
                 break
 
         with torch.no_grad():
-            final_dist: IndependentBeta = self.actor(obs)
+            final_dist: IndependentBeta = current_dist  # no step since the last KL check
             kl_total = final_dist.kl(old_dist).mean(1)
             entropy = float(final_dist.entropy().mean())
         self.n_updates += 1

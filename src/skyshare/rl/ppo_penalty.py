@@ -185,7 +185,8 @@ class PpoPenaltyAgents(OnPolicyAgents):
                     sums["clip"] = sums["clip"] + (clipped * weight).sum()
                 steps += 1
             with torch.no_grad():
-                kl = self.actor(obs).kl(old_dist).mean(1).cpu()  # (N,)
+                current_dist = self.actor(obs)  # the policy after this epoch
+                kl = current_dist.kl(old_dist).mean(1).cpu()  # (N,)
             kl_last = torch.where(active, kl, kl_last)
             epochs += active.long()
             if cfg.kl_bound is not None:
@@ -193,8 +194,8 @@ class PpoPenaltyAgents(OnPolicyAgents):
                 if not bool(active.any()):
                     break
 
-        with torch.no_grad():
-            entropy = float(self.actor(obs).entropy().mean())
+        with torch.no_grad():  # no step since the last KL check: current_dist is final
+            entropy = float(current_dist.entropy().mean())
         self.n_updates += 1
         steps = max(steps, 1)
         return {
