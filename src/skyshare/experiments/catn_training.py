@@ -64,7 +64,8 @@ class TrainingLog:
             discount (16). au_interference_ratio: (S, L) rho_l / I_max. handover_fraction: (S,)
             share of TUs that changed BS. tu_reward, bs_reward: (S,) mean rewards.
         slots: (S,) the slot indices logged (all, or every ``evaluate_every``-th for a solver).
-        decision_time_s: (S,) association + beamforming decision time of the slot.
+        decision_time_s: (S,) association + beamforming decision time of the slot (the BS
+            learner update that may run in the slot is training and is not counted).
         updates: BS learner updates run; stats: the last update's statistics.
     """
 
@@ -173,14 +174,17 @@ def run_online(
 
             tu_actions = associate_dcd(env.state.H, p_max=env.p_max, n_antennas=env.M).serving
         bs_obs = env.associate(tu_actions)
+        learning_time = 0.0  # the BS update is training, not part of the slot's decision
         if collector is not None and previous is not None:
             collector.add(previous[0], previous[1], previous[2], previous[3], bs_obs)
             if collector.full:
+                update_start = time.perf_counter()
                 log.stats = bs_agents.update(collector.pop())
                 log.updates += 1
+                learning_time = time.perf_counter() - update_start
         if learned_bs:
-            bs_actions, _, _ = bs_agents.act(bs_obs, deterministic=not train)
-            decision = time.perf_counter() - start
+            bs_actions, _, _ = bs_agents.act(bs_obs, deterministic=not train, with_values=False)
+            decision = time.perf_counter() - start - learning_time
             outcome = env.beamform(bs_actions)
         else:
             w = (
