@@ -34,6 +34,7 @@ def test_every_scheme_runs_and_figure_is_written(tmp_path, tiny):
         assert result["slots"] == expected_slots
         if result["scheme"].endswith(("WMMSE", "DFP")):  # the solvers keep (2c)
             assert max(result["mean_rho_over_imax_last"]) <= 1.0 + 1e-3
+            assert result["violation_share_last"] == 0.0  # rounding at I_max is no violation
     assert (tmp_path / "fig4.png").stat().st_size > 10_000
     assert json.loads((tmp_path / "summary.json").read_text())["preset"] == "tiny"
 
