@@ -39,6 +39,13 @@ def _split_sections(text: str) -> dict[str, str]:
     return {key: body for key, body in pattern.findall(text)}
 
 
+def _write(path: Path, sections: dict[str, str]) -> None:
+    body = "\n".join(
+        f"<!-- section:{k} -->\n{sections[k]}<!-- end:{k} -->\n" for k in sorted(sections)
+    )
+    path.write_text(f"{HEADER}\nMachine of the latest run: {machine_description()}.\n\n{body}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=Path("BENCHMARKS.md"))
@@ -51,10 +58,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown benchmark(s) {unknown}; available: {sorted(modules)}")
 
     sections = _split_sections(args.output.read_text()) if args.output.exists() else {}
-    torch.manual_seed(0)
     for key in keys:
         print(f"running benchmarks.bench_{key} ...", flush=True)
-        section = importlib.import_module(modules[key]).run()
+        torch.manual_seed(0)
+        grad_mode, threads = torch.is_grad_enabled(), torch.get_num_threads()
+        try:
+            section = importlib.import_module(modules[key]).run()
+        finally:  # a module's global settings never leak into the next one
+            torch.set_grad_enabled(grad_mode)
+            torch.set_num_threads(threads)
         stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
         sections[key] = (
             f"{section.markdown()}\n\n"
@@ -62,13 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{machine_description()}._\n"
         )
         print(section.markdown(), flush=True)
-
-    body = "\n".join(
-        f"<!-- section:{k} -->\n{sections[k]}<!-- end:{k} -->\n" for k in sorted(sections)
-    )
-    args.output.write_text(
-        f"{HEADER}\nMachine of the latest run: {machine_description()}.\n\n{body}"
-    )
+        _write(args.output, sections)  # after every section: a later failure loses nothing
     print(f"wrote {args.output}")
     return 0
 

@@ -292,3 +292,14 @@ def test_group_adam_clipping_matches_per_agent_clip_grad_norm_and_adam():
             reference.step()
         torch.testing.assert_close(weight[agent].detach(), w.detach())
         torch.testing.assert_close(bias[agent].detach(), b.detach())
+
+
+def test_update_learns_inside_a_no_grad_caller():
+    trajectory = random_trajectory(N=2, L=1)
+    agents = CupAgents(4, 3, 2, 1, small_config(epochs=1))
+    before = [p.detach().clone() for p in agents.actor.parameters()]
+    with torch.no_grad():  # e.g. an evaluation or benchmark loop around the online loop
+        agents.update(trajectory)
+    assert any(
+        not torch.equal(a, b) for a, b in zip(before, agents.actor.parameters(), strict=True)
+    )

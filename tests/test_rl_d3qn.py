@@ -352,3 +352,14 @@ def test_d3qn_association_beats_random_on_a_tiny_catn():
     learned = average_reward(lambda o: agents.act(o, explore=False))
     random = average_reward(lambda o: torch.randint(0, N, (B, K), generator=gen))
     assert learned > random + 3.0, (learned, random)
+
+
+def test_update_learns_inside_a_no_grad_caller():
+    agents = _agents(batch_size=4, memory_size=50)
+    _fill(agents, slots=4, batch=2)
+    before = [p.detach().clone() for p in agents.online.parameters()]
+    with torch.no_grad():
+        assert agents.update()["updates"] == 1.0
+    assert any(
+        not torch.equal(a, b) for a, b in zip(before, agents.online.parameters(), strict=True)
+    )

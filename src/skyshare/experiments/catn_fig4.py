@@ -15,9 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from skyshare.experiments.catn_schemes import SCHEMES, moving_average, read_series, scheme_job
+from skyshare.experiments.catn_schemes import SCHEMES, plot_training_curves, scheme_job
 from skyshare.experiments.jobs import Experiment, Job, run_jobs
 
 __all__ = [
@@ -74,34 +72,9 @@ def catn_fig4_job(job: Job, folder: Path) -> dict[str, Any]:
 
 
 def plot_catn_fig4(run_dir: str | Path, jobs: list[Job]) -> Path:
-    """Fig. 4(a) sum rate and 4(b) per-AU interference (dB re I_max) over slots."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    run_dir = Path(run_dir)
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 8), sharex=True)
-    for job in jobs:
-        series = read_series(run_dir / "jobs" / job.job_id / "series.csv")
-        slots = series["slot"]
-        style = "--" if job.scheme == "DCD-DFP" else "-"
-        rate = series["sum_rate"]
-        top.plot(slots, rate if style == "--" else moving_average(rate), style, label=job.scheme)
-        for key in (k for k in series if k.startswith("au")):
-            db = (10 * torch.log10(torch.tensor(series[key]))).tolist()
-            smooth = db if style == "--" else moving_average(db)
-            bottom.plot(slots, smooth, style, lw=0.8, label=f"{job.scheme} {key[:3]}")
-    bottom.axhline(0.0, color="k", lw=1, ls=":", label="I_max")
-    top.set(ylabel="TU sum rate (bit/s/Hz)", title="catn-fig4 (seed 000 Fig. 4), moving average 41")
-    bottom.set(xlabel="training slot", ylabel="AU interference / I_max (dB)")
-    top.legend(fontsize=7, ncol=2)
-    bottom.legend(fontsize=6, ncol=3)
-    fig.tight_layout()
-    path = run_dir / "fig4.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    """Fig. 4(a) sum rate and 4(b) received interference power per AU (dBm, I_max dotted)
+    over the training slots, one colour per scheme (:func:`plot_training_curves`)."""
+    return plot_training_curves(run_dir, jobs, "fig4.png", "catn-fig4 (seed 000 Fig. 4)")
 
 
 def run(

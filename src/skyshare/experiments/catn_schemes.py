@@ -368,7 +368,8 @@ def plot_training_curves(run_dir: str | Path, jobs: list[Job], name: str, title:
     """Two panels like seed 000 Figs. 4-7: (a) TU sum rate and (b) received interference
     power of each AU in dBm (solid AU 1, dashed AU 2, ...) over training slots, moving
     averages over 41 slots, with each curve's I_max as a dotted line; one colour per job,
-    labelled by ``job.params["label"]`` (the scheme otherwise). Saved as ``run_dir/name``."""
+    labelled by ``job.params["label"]`` (the scheme otherwise). A job logged on spaced slots
+    (DCD-DFP on 100 of 6000) is drawn unsmoothed with markers. Saved as ``run_dir/name``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -383,16 +384,20 @@ def plot_training_curves(run_dir: str | Path, jobs: list[Job], name: str, title:
         label = job.params.get("label", job.scheme)
         series = read_series(run_dir / "jobs" / job.job_id / "series.csv")
         slots = series["slot"]
-        top.plot(slots, moving_average(series["sum_rate"]), color=colour, label=label)
+        sparse = len(slots) > 1 and slots[1] - slots[0] > 1
+        smooth = (lambda x: x) if sparse else moving_average
+        marker = "." if sparse else None
+        top.plot(slots, smooth(series["sum_rate"]), color=colour, marker=marker, label=label)
         i_max_mw = _job_i_max_mw(run_dir, job)
         i_max_dbm = 10 * torch.log10(torch.tensor(i_max_mw)).item()
         for l_, key in enumerate(k for k in series if k.startswith("au")):
             dbm = (10 * torch.log10(torch.tensor(series[key])) + i_max_dbm).tolist()
             bottom.plot(
                 slots,
-                moving_average(dbm),
+                smooth(dbm),
                 styles[l_ % len(styles)],
                 color=colour,
+                marker=marker,
                 lw=0.9,
                 label=f"{label}, AU {l_ + 1}",
             )

@@ -200,6 +200,7 @@ class CupAgents(OnPolicyAgents):
         )
         self.n_updates = 0
 
+    @torch.enable_grad()  # a learner step needs autograd even inside a no_grad caller
     def update(self, trajectory: Trajectory) -> dict[str, Any]:
         """Algorithm 3 on the collected trajectory of every agent.
 

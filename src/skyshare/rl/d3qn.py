@@ -433,6 +433,7 @@ class D3QNAgents:
         self._check_obs(next_obs, "next_obs")
         self.memory.add(self._prepare(obs), actions, rewards, self._prepare(next_obs), terminated)
 
+    @torch.enable_grad()  # a learner step needs autograd even inside a no_grad caller
     def update(self) -> dict[str, float]:
         """One gradient step of (13) for every agent, batched (Algorithm 4 lines 10-14).
 

@@ -110,6 +110,7 @@ class PpoPenaltyAgents(OnPolicyAgents):
         )
         self.n_updates = 0
 
+    @torch.enable_grad()  # a learner step needs autograd even inside a no_grad caller
     def update(self, trajectory: Trajectory) -> dict[str, Any]:
         """One PPO update on the collected trajectory of every agent.
 

@@ -532,6 +532,7 @@ class TD3Mix:
         next_q = self.q_total(next_obs, next_actions, target=True)
         return twin_td_target(reward, next_q, done, cfg.gamma)
 
+    @torch.enable_grad()  # a learner step needs autograd even inside a no_grad caller
     def update(self, batch: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
         """One critic update (lines 11-13) and, every ``policy_delay``-th call, one actor
         update and soft target update (lines 14-16). Samples from the buffer when ``batch``
