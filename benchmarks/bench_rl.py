@@ -130,9 +130,9 @@ def _decision_rows(section: Section, batch: int) -> None:
             ]
         )
     section.notes.append(
-        f"B = {batch}: the CUP act() as run_online calls it (actor + reward critic values, "
-        f"Beta sample) takes {fmt(critic_seconds / batch * 1e3)} ms per slot; the decision "
-        "rows use the policy alone (the critic is a training quantity)."
+        f"B = {batch}: the CUP act() with the reward critic's values (actor + critic, Beta "
+        f"sample) takes {fmt(critic_seconds / batch * 1e3)} ms per slot; the decision rows and "
+        "run_online use the policy alone (the critic is a training quantity)."
     )
 
 
