@@ -51,3 +51,24 @@ def test_cli_run_resumes_and_rejects_bad_input(tmp_path, tiny, capsys):
     assert main(["run", "catn-fig4", "--preset", "huge"]) == 2
     assert main(["run", "catn-fig4", "--preset", "tiny", "--schemes", "MAGIC"]) == 2
     assert "unknown scheme(s) MAGIC" in capsys.readouterr().err
+
+
+def test_corrupt_checkpoint_is_a_clear_error_and_keeps_finished_jobs(tmp_path, tiny, capsys):
+    out = tmp_path / "run"
+    assert (
+        main(["run", "catn-fig4", "--preset", "tiny", "--out", str(out), "--schemes", "SC-WMMSE"])
+        == 0
+    )
+    finished = next(out.glob("jobs/*/result.json"))
+    stamp = finished.stat().st_mtime_ns
+    job = catn_fig4.catn_fig4_jobs("tiny", ["D3QN-CUP"])[0]
+    folder = out / "jobs" / job.job_id
+    folder.mkdir(parents=True)
+    (folder / "checkpoint.pt").write_bytes(b"not a checkpoint")  # e.g. a truncated copy
+    argv = ["run", "catn-fig4", "--preset", "tiny", "--out", str(out)]
+    argv += ["--schemes", "SC-WMMSE", "D3QN-CUP"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "checkpoint" in err and "unreadable" in err and "delete it" in err
+    assert finished.stat().st_mtime_ns == stamp  # the finished job is neither rerun nor lost
+    assert not (folder / "result.json").exists()

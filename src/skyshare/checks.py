@@ -1,6 +1,9 @@
-"""Small argument checks shared by the physical-layer modules (raise skyshare errors)."""
+"""Small argument checks shared across the package (raise skyshare errors)."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -21,3 +24,23 @@ def positive_int(value: int, name: str) -> int:
     if isinstance(value, bool) or int(value) != value or value < 1:
         raise ConfigError(f"{name} must be an integer >= 1, got {value}")
     return int(value)
+
+
+def read_checkpoint(path: str | Path, map_location: Any = None) -> Any:
+    """``torch.load`` of a checkpoint this package wrote, with a clear error when it is unreadable.
+
+    A truncated or corrupt file (e.g. a disk filled up during a write that bypassed the atomic
+    rename) raises a ConfigError naming the file and what to do, instead of an unpickling
+    traceback. The files hold optimiser states and generator states, so ``weights_only=False``:
+    load only checkpoints you wrote.
+    """
+    path = Path(path)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except FileNotFoundError:
+        raise ConfigError(f"checkpoint {str(path)!r} does not exist") from None
+    except Exception as exc:  # pickle, zip and tensor errors: the file is not a checkpoint
+        raise ConfigError(
+            f"checkpoint {str(path)!r} is unreadable (corrupt or truncated: "
+            f"{type(exc).__name__}: {exc}); delete it to start that job afresh"
+        ) from None

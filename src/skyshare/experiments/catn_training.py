@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from skyshare import metrics
+from skyshare.checks import read_checkpoint
 from skyshare.envs.catn import CatnEnv
 from skyshare.errors import ConfigError, UnknownNameError
 from skyshare.rl.cup import CupAgents
@@ -295,7 +296,7 @@ def _load_checkpoint(
     collector: TrajectoryCollector | None,
 ):
     """Restore env, agents and collector in place; return (next slot, tu_obs, previous, log)."""
-    state = torch.load(path, map_location=env.device, weights_only=False)  # our own file
+    state = read_checkpoint(path, map_location=env.device)
     if state.get("format") != CHECKPOINT_FORMAT or state["scheme"] != scheme:
         raise ConfigError(
             f"checkpoint {path} holds {state.get('scheme')} (format {state.get('format')}), "

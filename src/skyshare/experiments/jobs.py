@@ -159,8 +159,8 @@ def run_jobs(
                 try:
                     results[job.job_id] = _run_one(fn, job, str(run_dir))
                     break
-                except KeyboardInterrupt:
-                    raise
+                except (KeyboardInterrupt, SkyshareError):
+                    raise  # bad input or a corrupt checkpoint: retrying cannot help
                 except Exception as exc:  # retried, then reported with the job id
                     if attempt == max_retries:
                         raise JobFailed(

@@ -71,6 +71,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from skyshare.checks import read_checkpoint
 from skyshare.errors import ConfigError, ShapeError
 from skyshare.rl.mixing import QMixer
 from skyshare.rl.networks import GroupMLP
@@ -716,4 +717,4 @@ class TD3Mix:
 
     def load(self, path: str | Path) -> None:
         """Restore a checkpoint written by :meth:`save` (same environment sizes and config)."""
-        self.load_state_dict(torch.load(Path(path), map_location=self.device, weights_only=False))
+        self.load_state_dict(read_checkpoint(path, map_location=self.device))
