@@ -21,8 +21,9 @@ from skyshare.errors import UnknownNameError
 from skyshare.experiments import catn_fig4
 from skyshare.experiments.catn_schemes import (
     plot_training_curves,
-    run_scheme_jobs,
+    run_training_curves,
     scenario_sweep_jobs,
+    training_curves_table,
 )
 from skyshare.experiments.jobs import Experiment, Job
 
@@ -70,29 +71,16 @@ def run(
     progress: bool = True,
 ) -> dict[str, Any]:
     """All jobs (resuming finished ones), ``fig7.png`` and ``summary.json`` in ``run_dir``."""
-    jobs = catn_fig7_jobs(preset, schemes)
-    summary = run_scheme_jobs(
-        "catn-fig7", jobs, run_dir, preset, PRESETS[preset],
+    return run_training_curves(
+        "catn-fig7", catn_fig7_jobs(preset, schemes), run_dir, preset, PRESETS[preset],
+        "fig7.png", "catn-fig7 (seed 000 Fig. 7)",
         executor=executor, address=address, progress=progress,
     )  # fmt: skip
-    if jobs:
-        plot_catn_fig7(run_dir, jobs)
-    return summary
 
 
 def summary_table(summary: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
-    """(title, columns, rows): per value, means over the last sixth of the slots."""
-    columns = ["curve", "sum rate (bit/s/Hz)", "rho / I_max per AU", "slots over I_max (%)"]
-    rows = [
-        [
-            r.get("label", r["scheme"]),
-            f"{r['mean_sum_rate_last']:.4g}",
-            ", ".join(f"{x:.3g}" for x in r["mean_rho_over_imax_last"]),
-            f"{100 * r['violation_share_last']:.3g}",
-        ]
-        for r in summary["results"].values()
-    ]
-    return f"catn-fig7 ({summary['preset']}): last sixth of the training slots", columns, rows
+    """(title, columns, rows): per curve, means over the last sixth of the training slots."""
+    return training_curves_table("catn-fig7", summary)
 
 
 EXPERIMENT = Experiment(

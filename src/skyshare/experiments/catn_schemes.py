@@ -48,11 +48,13 @@ __all__ = [
     "plot_training_curves",
     "read_series",
     "run_scheme_jobs",
+    "run_training_curves",
     "save_networks",
     "scenario_sweep_jobs",
     "scheme_job",
     "summarize_log",
     "train_scheme",
+    "training_curves_table",
     "write_config",
     "write_series",
 ]
@@ -417,6 +419,48 @@ def plot_training_curves(run_dir: str | Path, jobs: list[Job], name: str, title:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def run_training_curves(
+    experiment: str,
+    jobs: list[Job],
+    run_dir: str | Path,
+    preset: str,
+    params: dict[str, Any],
+    figure: str,
+    title: str,
+    *,
+    executor: str = "local",
+    address: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run a training-curves experiment (Figs. 5-7): its jobs (:func:`run_scheme_jobs`), then
+    the two-panel figure (:func:`plot_training_curves`) as ``run_dir/figure``."""
+    summary = run_scheme_jobs(
+        experiment, jobs, run_dir, preset, params,
+        executor=executor, address=address, progress=progress,
+    )  # fmt: skip
+    if jobs:
+        plot_training_curves(run_dir, jobs, figure, title)
+    return summary
+
+
+def training_curves_table(
+    experiment: str, summary: dict[str, Any]
+) -> tuple[str, list[str], list[list[str]]]:
+    """(title, columns, rows) of a training-curves experiment: per curve (its ``label``), the
+    means over the last sixth of the training slots and the share of slots over I_max."""
+    columns = ["curve", "sum rate (bit/s/Hz)", "rho / I_max per AU", "slots over I_max (%)"]
+    rows = [
+        [
+            r.get("label", r["scheme"]),
+            f"{r['mean_sum_rate_last']:.4g}",
+            ", ".join(f"{x:.3g}" for x in r["mean_rho_over_imax_last"]),
+            f"{100 * r['violation_share_last']:.3g}",
+        ]
+        for r in summary["results"].values()
+    ]
+    return f"{experiment} ({summary['preset']}): last sixth of the training slots", columns, rows
 
 
 def scenario_sweep_jobs(
