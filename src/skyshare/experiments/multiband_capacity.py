@@ -36,6 +36,7 @@ only the remaining steps are trained (the replay buffer is not checkpointed; it 
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 import time
@@ -621,67 +622,10 @@ def run(
     return summary
 
 
-def run_fig5(
-    run_dir: str | Path,
-    preset: str = "quick",
-    *,
-    executor: str = "local",
-    address: str | None = None,
-    schemes: list[str] | None = None,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """``multiband-fig5``: capacity per cell versus (M, U) (see :func:`run`)."""
-    return run(
-        "multiband-fig5",
-        run_dir,
-        preset,
-        executor=executor,
-        address=address,
-        schemes=schemes,
-        progress=progress,
-    )
-
-
-def run_fig6(
-    run_dir: str | Path,
-    preset: str = "quick",
-    *,
-    executor: str = "local",
-    address: str | None = None,
-    schemes: list[str] | None = None,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """``multiband-fig6``: capacity per cell versus N_f (see :func:`run`)."""
-    return run(
-        "multiband-fig6",
-        run_dir,
-        preset,
-        executor=executor,
-        address=address,
-        schemes=schemes,
-        progress=progress,
-    )
-
-
-def run_fig7(
-    run_dir: str | Path,
-    preset: str = "quick",
-    *,
-    executor: str = "local",
-    address: str | None = None,
-    schemes: list[str] | None = None,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """``multiband-fig7``: capacity per cell versus the channel SIR (see :func:`run`)."""
-    return run(
-        "multiband-fig7",
-        run_dir,
-        preset,
-        executor=executor,
-        address=address,
-        schemes=schemes,
-        progress=progress,
-    )
+# run_figN(run_dir, preset="quick", *, executor, address, schemes, progress): one experiment each
+run_fig5 = functools.partial(run, "multiband-fig5")  # capacity per cell versus (M, U)
+run_fig6 = functools.partial(run, "multiband-fig6")  # capacity per cell versus N_f
+run_fig7 = functools.partial(run, "multiband-fig7")  # capacity per cell versus the channel SIR
 
 
 def _fmt(value: float | None, spec: str = ".4g") -> str:
