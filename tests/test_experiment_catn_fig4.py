@@ -7,6 +7,9 @@ import pytest
 
 from skyshare.cli import main
 from skyshare.experiments import catn_fig4
+from skyshare.experiments.jobs import Execution
+
+QUIET = Execution(progress=False)
 
 TINY = {
     "n_slots": 12,
@@ -24,7 +27,7 @@ def tiny(monkeypatch):
 
 
 def test_every_scheme_runs_and_figure_is_written(tmp_path, tiny):
-    summary = catn_fig4.run(tmp_path, "tiny", progress=False)
+    summary = catn_fig4.run(tmp_path, "tiny", execution=QUIET)
     results = summary["results"]
     assert {r["scheme"] for r in results.values()} == set(catn_fig4.SCHEMES)
     for result in results.values():

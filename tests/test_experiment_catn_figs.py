@@ -14,7 +14,9 @@ from skyshare.cli import main
 from skyshare.envs.catn import CatnEnv
 from skyshare.experiments import catn_fig5, catn_fig6, catn_fig7, catn_fig8, catn_table1
 from skyshare.experiments.catn_schemes import build_agents, build_env, read_series
-from skyshare.experiments.jobs import job_folder
+from skyshare.experiments.jobs import Execution, job_folder
+
+QUIET = Execution(progress=False)
 
 SMALL = {
     "n_slots": 12,
@@ -33,7 +35,7 @@ def _tail_mean(values):
 
 def test_fig5_zeta_sweep_and_cup(tmp_path, monkeypatch):
     monkeypatch.setitem(catn_fig5.PRESETS, "tiny", {**SMALL, "zetas": [0.1, 100.0]})
-    summary = catn_fig5.run(tmp_path, "tiny", progress=False)
+    summary = catn_fig5.run(tmp_path, "tiny", execution=QUIET)
     results = summary["results"]
     assert sorted(r["label"] for r in results.values()) == [
         "D3QN-CUP",
@@ -65,7 +67,7 @@ def test_fig5_zeta_sweep_and_cup(tmp_path, monkeypatch):
 )
 def test_scenario_sweeps_cover_every_value(tmp_path, monkeypatch, module, key, field, values):
     monkeypatch.setitem(module.PRESETS, "tiny", {**SMALL, key: values})
-    summary = module.run(tmp_path, "tiny", progress=False)
+    summary = module.run(tmp_path, "tiny", execution=QUIET)
     jobs = getattr(module, f"{module.__name__.rsplit('.', 1)[1]}_jobs")("tiny")
     assert len(jobs) == len(summary["results"]) == len(values)
     seen = []
@@ -82,7 +84,7 @@ def test_fig8_test_metrics_follow_from_the_test_series(tmp_path, monkeypatch):
     monkeypatch.setitem(
         catn_fig8.PRESETS, "tiny", {**SMALL, "test_slots": 9, "test_seed_offset": 0}
     )
-    summary = catn_fig8.run(tmp_path, "tiny", progress=False)
+    summary = catn_fig8.run(tmp_path, "tiny", execution=QUIET)
     assert {r["scheme"] for r in summary["results"].values()} == set(catn_fig8.SCHEMES)
     for job in catn_fig8.catn_fig8_jobs("tiny"):
         result = summary["results"][job.job_id]
@@ -107,7 +109,7 @@ def test_fig8_job_resumes_from_its_checkpoints_without_playing_a_slot(tmp_path, 
     the training and test runs restore their final checkpoints and play no slot."""
     params = {**SMALL, "n_slots": 6, "test_slots": 4, "test_seed_offset": 1}
     monkeypatch.setitem(catn_fig8.PRESETS, "tiny", params)
-    first = catn_fig8.run(tmp_path, "tiny", schemes=["D3QN-CUP"], progress=False)
+    first = catn_fig8.run(tmp_path, "tiny", schemes=["D3QN-CUP"], execution=QUIET)
     (job,) = catn_fig8.catn_fig8_jobs("tiny", ["D3QN-CUP"])
     folder = job_folder(tmp_path, job)
     (folder / "result.json").unlink()
@@ -116,7 +118,7 @@ def test_fig8_job_resumes_from_its_checkpoints_without_playing_a_slot(tmp_path, 
         raise AssertionError("a finished run played a slot again")
 
     monkeypatch.setattr(CatnEnv, "associate", no_more_slots)
-    again = catn_fig8.run(tmp_path, "tiny", schemes=["D3QN-CUP"], progress=False)
+    again = catn_fig8.run(tmp_path, "tiny", schemes=["D3QN-CUP"], execution=QUIET)
     before, after = first["results"][job.job_id], again["results"][job.job_id]
     for key in ("mean_sum_rate_last", "throughput_bps", "handover_percent", "au_rho_mw"):
         assert after[key] == before[key]
@@ -134,7 +136,7 @@ def test_table1_measures_the_closed_form_signaling(tmp_path, monkeypatch):
     """Paper sizes: L=2, N=7, K=21, M=16, N_c=4, B_in=4, B~_in=5, K_in=3, K_out=3."""
     tiny = {**catn_table1.PRESETS["quick"], "n_slots": 2, "dfp_slots": 1, "hidden_sizes": [8, 8, 8]}
     monkeypatch.setitem(catn_table1.PRESETS, "tiny", tiny)
-    summary = catn_table1.run(tmp_path, "tiny", progress=False)
+    summary = catn_table1.run(tmp_path, "tiny", execution=QUIET)
     L, N, K, M, Nc, B_in, B_pri, K_in, K_out = 2, 7, 21, 16, 4, 4, 5, 3, 3
     exchange = (3 * Nc * K + K + 2) * B_in * K_in + (K + 6) * B_pri * L + 3 * K_out * B_in + 2 * L
     global_csi = 2 * M * (N - 1) * K + 2 * M * (N - 1) * L

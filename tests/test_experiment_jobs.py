@@ -1,10 +1,16 @@
 """Jobs run once, resume after interruption, retry failures, and keep ids stable."""
 
 import json
+import os
 
 import pytest
+import torch
 
 from skyshare.experiments import Job, JobFailed, load_result, run_jobs
+from skyshare.experiments.jobs import Execution
+from skyshare.experiments.smoke import smoke_job, smoke_jobs
+
+QUIET = Execution(progress=False)
 
 CALLS: list[str] = []
 
@@ -18,13 +24,13 @@ def square(job, folder):
 def test_jobs_run_once_and_resume(tmp_path):
     CALLS.clear()
     jobs = [Job("toy", "square", seed, {"x": x}) for seed in (0, 1) for x in (2, 3)]
-    results = run_jobs(jobs, square, tmp_path, progress=False)
+    results = run_jobs(jobs, square, tmp_path, QUIET)
     assert sorted(r["value"] for r in results.values()) == [4, 4, 9, 9]
     assert len(CALLS) == 4
     # a rerun recomputes nothing; a deleted marker (an interrupted job) is recomputed alone
     marker = tmp_path / "jobs" / jobs[1].job_id / "result.json"
     marker.unlink()
-    again = run_jobs(jobs, square, tmp_path, progress=False)
+    again = run_jobs(jobs, square, tmp_path, QUIET)
     assert CALLS == [j.job_id for j in jobs] + [jobs[1].job_id]
     assert {k: v["value"] for k, v in again.items()} == {k: v["value"] for k, v in results.items()}
     assert json.loads((tmp_path / "jobs" / jobs[0].job_id / "job.json").read_text())["seed"] == 0
@@ -54,9 +60,9 @@ def broken(job, folder):
 
 def test_failed_jobs_are_retried_then_reported(tmp_path):
     FLAKY["left"] = 1
-    assert run_jobs([Job("t", "flaky", 0)], flaky, tmp_path, max_retries=1, progress=False)
+    assert run_jobs([Job("t", "flaky", 0)], flaky, tmp_path, QUIET, max_retries=1)
     with pytest.raises(JobFailed, match="failed after 2 attempts: always"):
-        run_jobs([Job("t", "broken", 0)], broken, tmp_path, max_retries=1, progress=False)
+        run_jobs([Job("t", "broken", 0)], broken, tmp_path, QUIET, max_retries=1)
     assert load_result(tmp_path, Job("t", "broken", 0)) is None
 
 
@@ -65,18 +71,75 @@ def test_duplicate_jobs_and_unknown_executor_rejected(tmp_path):
     with pytest.raises(Exception, match="unique"):
         run_jobs([job, job], square, tmp_path)
     with pytest.raises(Exception, match="unknown executor"):
-        run_jobs([job], square, tmp_path, executor="slurm")
+        run_jobs([job], square, tmp_path, Execution(executor="slurm"))
 
 
 def test_ray_executor_gives_the_same_results_as_in_process(tmp_path):
     """A tiny experiment on a local Ray instance equals the in-process run (issue 5)."""
     pytest.importorskip("ray")
-    from skyshare.experiments.smoke import smoke_job, smoke_jobs
-
     jobs = smoke_jobs()
-    local = run_jobs(jobs, smoke_job, tmp_path / "local", progress=False)
-    remote = run_jobs(jobs, smoke_job, tmp_path / "ray", executor="ray", progress=False)
+    local = run_jobs(jobs, smoke_job, tmp_path / "local", QUIET)
+    remote = run_jobs(jobs, smoke_job, tmp_path / "ray", Execution("ray", progress=False))
     assert {k: v["value"] for k, v in remote.items()} == {k: v["value"] for k, v in local.items()}
     assert sorted(v["value"] for v in local.values()) == [4, 5, 9, 10, 25, 26]
     for job in jobs:  # the Ray workers wrote into the same run-directory layout
         assert (tmp_path / "ray" / "jobs" / job.job_id / "series.csv").exists()
+
+
+def fails_once(job, folder):
+    """Fails on the first attempt (leaves a marker in its folder), then succeeds; a worker
+    process cannot share a counter with the test, the folder can."""
+    marker = folder / "attempted"
+    if not marker.exists():
+        marker.write_text("1")
+        raise RuntimeError("transient")
+    return {"value": job.params["x"] * 10, "pid": os.getpid()}
+
+
+def test_worker_processes_give_the_same_results_and_retry(tmp_path):
+    jobs = smoke_jobs(n_seeds=2, values=(2, 3))
+    local = run_jobs(jobs, smoke_job, tmp_path / "local", QUIET)
+    pooled = run_jobs(jobs, smoke_job, tmp_path / "pool", Execution(workers=2, progress=False))
+    assert {k: v["value"] for k, v in pooled.items()} == {k: v["value"] for k, v in local.items()}
+    for job in jobs:
+        assert (tmp_path / "pool" / "jobs" / job.job_id / "series.csv").exists()
+    # a failed job is resubmitted, in another process than this one
+    retried = run_jobs(
+        [Job("t", "once", 0, {"x": 4}), Job("t", "once", 1, {"x": 5})],
+        fails_once,
+        tmp_path / "retry",
+        Execution(workers=2, progress=False),
+        max_retries=1,
+    )
+    assert sorted(r["value"] for r in retried.values()) == [40, 50]
+    assert all(r["pid"] != os.getpid() for r in retried.values())
+    with pytest.raises(JobFailed, match="failed after 1 attempts: transient"):
+        run_jobs(
+            [Job("t", "once", 2, {"x": 6})],
+            fails_once,
+            tmp_path / "final",
+            Execution(workers=2, progress=False),
+            max_retries=0,
+        )
+
+
+def test_execution_rejects_bad_settings():
+    for bad, match in (
+        ({"workers": 0}, "workers must be in"),
+        ({"executor": "ray", "workers": 2}, "local executor"),
+        ({"address": "auto"}, "only with executor 'ray'"),
+        ({"device": "tpu"}, "unknown device"),
+        ({"device": "cuda:x"}, "unknown device"),
+    ):
+        with pytest.raises(Exception, match=match):
+            Execution(**bad)
+    if not torch.cuda.is_available():
+        with pytest.raises(Exception, match="no CUDA device"):
+            Execution(device="cuda")
+
+
+def test_device_is_not_part_of_the_job_identity(tmp_path):
+    job = Job("t", "s", 0, {"x": 2})
+    assert Job("t", "s", 0, {"x": 2}, device="cuda").job_id == job.job_id
+    run_jobs([job], square, tmp_path, QUIET)
+    assert json.loads((tmp_path / "jobs" / job.job_id / "job.json").read_text())["device"] == "cpu"

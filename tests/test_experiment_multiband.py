@@ -13,8 +13,10 @@ import torch
 
 from skyshare.cli import main
 from skyshare.experiments import multiband_capacity as mc
-from skyshare.experiments.jobs import job_folder
+from skyshare.experiments.jobs import Execution, job_folder
 from skyshare.rl.td3_mix import TD3Mix
+
+QUIET = Execution(progress=False)
 
 _COMMON = {
     "seeds": [0],
@@ -75,7 +77,7 @@ def _eval_rows(folder):
 @pytest.mark.parametrize("name", list(EXPERIMENTS))
 def test_every_scheme_and_point_runs_and_figure_is_written(tmp_path, tiny, name):
     experiment = EXPERIMENTS[name]
-    summary = experiment.run(tmp_path, "tiny", progress=False)
+    summary = experiment.run(tmp_path, "tiny", execution=QUIET)
     preset = TINY[name]
     results = summary["results"]
     seen = {(r["scheme"], json.dumps(r["point"], sort_keys=True)) for r in results.values()}
@@ -116,7 +118,7 @@ def test_every_scheme_and_point_runs_and_figure_is_written(tmp_path, tiny, name)
 
 
 def test_flwf_is_the_mean_over_its_starts_and_realizations_are_shared(tmp_path, tiny):
-    summary = mc.run("multiband-fig5", tmp_path, "tiny", schemes=["FLWF", "SSWF"], progress=False)
+    summary = mc.run("multiband-fig5", tmp_path, "tiny", schemes=["FLWF", "SSWF"], execution=QUIET)
     preset = TINY["multiband-fig5"]
     for job in mc.capacity_jobs("multiband-fig5", "tiny", ["FLWF", "SSWF"]):
         rows = _eval_rows(job_folder(tmp_path, job))

@@ -5,8 +5,9 @@
                               [--batch B] [--seed S] [--slot T] [--plot FILE] [--json FILE]
     skyshare env catn [--policy {random,heuristic}] [--slots N] [--batch B] [--tu-info ...]
                       [--bs-info ...] [--preset NAME] [--set key=value ...]
-    skyshare run catn-fig4 [--preset quick|paper] [--executor local|ray] [--address ADDR]
-                           [--out DIR] [--schemes NAME ...]
+    skyshare run EXPERIMENT [--preset quick|paper] [--executor local|ray] [--address ADDR]
+                            [--workers N] [--device cpu|cuda|cuda:N] [--out DIR]
+                            [--schemes NAME ...]
     skyshare solve catn --association {sc,dcd} --beamforming {wmmse,wmmse-lite,fp}
                         [--slots N] [--preset NAME] [--set key=value ...] [--batch B]
                         [--plot FILE] [--json FILE]
@@ -106,6 +107,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--preset", default="quick", help="quick (minutes) or paper (default: quick)")
     run.add_argument("--executor", choices=["local", "ray"], default="local")
     run.add_argument("--address", help="Ray cluster address (default: a local Ray instance)")
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="local executor: jobs at a time, one process each (default: 1, in this process)",
+    )
+    run.add_argument(
+        "--device", default="cpu", help="where the jobs' tensors live: cpu, cuda or cuda:N"
+    )
     run.add_argument("--out", type=Path, help="run directory (default: runs/EXPERIMENT-PRESET)")
     run.add_argument("--schemes", nargs="+", help="subset of the schemes (default: all)")
 
@@ -277,6 +287,7 @@ def _cmd_env(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from skyshare.experiments.jobs import Execution
     from skyshare.experiments.registry import get_experiment
 
     experiment = get_experiment(args.experiment)
@@ -294,9 +305,10 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     out = args.out or Path("runs") / f"{args.experiment}-{args.preset}"
     if out.exists() and not out.is_dir():
         raise SkyshareError(f"--out {str(out)!r} exists and is not a directory")
-    summary = experiment.run(
-        out, args.preset, executor=args.executor, address=args.address, schemes=args.schemes
+    execution = Execution(  # validates --workers, --address and --device
+        executor=args.executor, address=args.address, workers=args.workers, device=args.device
     )
+    summary = experiment.run(out, args.preset, schemes=args.schemes, execution=execution)
     title, columns, rows = experiment.table(summary)
     table = Table(title=title)
     for i, column in enumerate(columns):

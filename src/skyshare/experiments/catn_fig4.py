@@ -11,20 +11,17 @@ networks: minutes on a laptop CPU).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from skyshare.experiments.catn_schemes import SCHEMES, plot_training_curves, scheme_job
-from skyshare.experiments.jobs import Experiment, Job, run_jobs
+from skyshare.experiments.catn_schemes import SCHEMES, run_training_curves
+from skyshare.experiments.jobs import Execution, Experiment, Job
 
 __all__ = [
     "EXPERIMENT",
     "PRESETS",
     "SCHEMES",
-    "catn_fig4_job",
     "catn_fig4_jobs",
-    "plot_catn_fig4",
     "run",
     "summary_table",
 ]
@@ -64,42 +61,19 @@ def catn_fig4_jobs(preset: str = "quick", schemes: list[str] | None = None) -> l
     ]
 
 
-def catn_fig4_job(job: Job, folder: Path) -> dict[str, Any]:
-    """Train one scheme (:func:`~skyshare.experiments.catn_schemes.scheme_job`): writes
-    ``config.json``, ``series.csv`` (per slot), ``checkpoint.pt`` and ``networks.pt``; returns
-    the summary."""
-    return scheme_job(job, folder)
-
-
-def plot_catn_fig4(run_dir: str | Path, jobs: list[Job]) -> Path:
-    """Fig. 4(a) sum rate and 4(b) received interference power per AU (dBm, I_max dotted)
-    over the training slots, one colour per scheme (:func:`plot_training_curves`)."""
-    return plot_training_curves(run_dir, jobs, "fig4.png", "catn-fig4 (seed 000 Fig. 4)")
-
-
 def run(
     run_dir: str | Path,
     preset: str = "quick",
     *,
-    executor: str = "local",
-    address: str | None = None,
     schemes: list[str] | None = None,
-    progress: bool = True,
+    execution: Execution | None = None,
 ) -> dict[str, Any]:
-    """All jobs (resuming finished ones), the figure and ``summary.json`` in ``run_dir``."""
-    jobs = catn_fig4_jobs(preset, schemes)
-    results = run_jobs(
-        jobs, catn_fig4_job, run_dir, executor=executor, address=address, progress=progress
-    )
-    plot_catn_fig4(run_dir, jobs)
-    summary = {
-        "experiment": "catn-fig4",
-        "preset": preset,
-        "params": PRESETS[preset],
-        "results": {job.job_id: results[job.job_id] for job in jobs},
-    }
-    (Path(run_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
+    """All jobs (resuming finished ones), ``fig4.png`` and ``summary.json`` in ``run_dir``."""
+    return run_training_curves(
+        "catn-fig4", catn_fig4_jobs(preset, schemes), run_dir, preset, PRESETS[preset],
+        "fig4.png", "catn-fig4 (seed 000 Fig. 4)",
+        execution=execution,
+    )  # fmt: skip
 
 
 def summary_table(summary: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:

@@ -25,7 +25,7 @@ from skyshare.experiments.catn_schemes import (
     run_training_curves,
     training_curves_table,
 )
-from skyshare.experiments.jobs import Experiment, Job
+from skyshare.experiments.jobs import Execution, Experiment, Job
 
 __all__ = [
     "EXPERIMENT",
@@ -78,16 +78,14 @@ def run(
     run_dir: str | Path,
     preset: str = "quick",
     *,
-    executor: str = "local",
-    address: str | None = None,
     schemes: list[str] | None = None,
-    progress: bool = True,
+    execution: Execution | None = None,
 ) -> dict[str, Any]:
     """All jobs (resuming finished ones), ``fig5.png`` and ``summary.json`` in ``run_dir``."""
     return run_training_curves(
         "catn-fig5", catn_fig5_jobs(preset, schemes), run_dir, preset, PRESETS[preset],
         "fig5.png", "catn-fig5 (seed 000 Fig. 5)",
-        executor=executor, address=address, progress=progress,
+        execution=execution,
     )  # fmt: skip
 
 

@@ -26,7 +26,7 @@ from skyshare.experiments.catn_schemes import (
     scenario_sweep_jobs,
     training_curves_table,
 )
-from skyshare.experiments.jobs import Experiment, Job
+from skyshare.experiments.jobs import Execution, Experiment, Job
 
 __all__ = [
     "EXPERIMENT",
@@ -74,16 +74,14 @@ def run(
     run_dir: str | Path,
     preset: str = "quick",
     *,
-    executor: str = "local",
-    address: str | None = None,
     schemes: list[str] | None = None,
-    progress: bool = True,
+    execution: Execution | None = None,
 ) -> dict[str, Any]:
     """All jobs (resuming finished ones), ``fig6.png`` and ``summary.json`` in ``run_dir``."""
     return run_training_curves(
         "catn-fig6", catn_fig6_jobs(preset, schemes), run_dir, preset, PRESETS[preset],
         "fig6.png", "catn-fig6 (seed 000 Fig. 6)",
-        executor=executor, address=address, progress=progress,
+        execution=execution,
     )  # fmt: skip
 
 

@@ -25,7 +25,7 @@ from skyshare.experiments.catn_schemes import (
     scenario_sweep_jobs,
     training_curves_table,
 )
-from skyshare.experiments.jobs import Experiment, Job
+from skyshare.experiments.jobs import Execution, Experiment, Job
 
 __all__ = [
     "EXPERIMENT",
@@ -65,16 +65,14 @@ def run(
     run_dir: str | Path,
     preset: str = "quick",
     *,
-    executor: str = "local",
-    address: str | None = None,
     schemes: list[str] | None = None,
-    progress: bool = True,
+    execution: Execution | None = None,
 ) -> dict[str, Any]:
     """All jobs (resuming finished ones), ``fig7.png`` and ``summary.json`` in ``run_dir``."""
     return run_training_curves(
         "catn-fig7", catn_fig7_jobs(preset, schemes), run_dir, preset, PRESETS[preset],
         "fig7.png", "catn-fig7 (seed 000 Fig. 7)",
-        executor=executor, address=address, progress=progress,
+        execution=execution,
     )  # fmt: skip
 
 

@@ -39,7 +39,7 @@ from skyshare.experiments.catn_schemes import (
     train_scheme,
     write_series,
 )
-from skyshare.experiments.jobs import Experiment, Job
+from skyshare.experiments.jobs import Execution, Experiment, Job
 
 __all__ = [
     "EXPERIMENT",
@@ -97,7 +97,7 @@ def catn_fig8_job(job: Job, folder: Path) -> dict[str, Any]:
     ``test_slots`` slots (``test_checkpoint.pt``, ``test_series.csv``); return the training
     summary and the test metrics."""
     p = job.params
-    trained = train_scheme(job.scheme, p, job.seed, folder)
+    trained = train_scheme(job.scheme, p, job.seed, folder, device=job.device)
     test_seed = job.seed + int(p["test_seed_offset"])
     tested = evaluate_scheme(
         trained, p, test_seed, int(p["test_slots"]), folder / "test_checkpoint.pt"
@@ -157,16 +157,14 @@ def run(
     run_dir: str | Path,
     preset: str = "quick",
     *,
-    executor: str = "local",
-    address: str | None = None,
     schemes: list[str] | None = None,
-    progress: bool = True,
+    execution: Execution | None = None,
 ) -> dict[str, Any]:
     """All jobs (resuming finished ones), ``fig8.png`` and ``summary.json`` in ``run_dir``."""
     jobs = catn_fig8_jobs(preset, schemes)
     summary = run_scheme_jobs(
         "catn-fig8", jobs, run_dir, preset, PRESETS[preset], catn_fig8_job,
-        executor=executor, address=address, progress=progress,
+        execution=execution,
     )  # fmt: skip
     plot_catn_fig8(run_dir, jobs)
     return summary

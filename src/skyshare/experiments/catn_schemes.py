@@ -31,7 +31,7 @@ import torch
 from skyshare.envs.catn import CatnEnv, CatnEnvConfig
 from skyshare.errors import UnknownNameError
 from skyshare.experiments.catn_training import TrainingLog, run_online
-from skyshare.experiments.jobs import Job
+from skyshare.experiments.jobs import Execution, Job, run_jobs
 from skyshare.rl.cup import CupAgents, CupConfig
 from skyshare.rl.d3qn import D3QNAgents
 from skyshare.rl.ppo_penalty import PpoPenaltyAgents, PpoPenaltyConfig
@@ -96,11 +96,17 @@ def _scheme(scheme: str) -> tuple[str, str]:
 
 
 def build_env(
-    scheme: str, params: dict[str, Any], seed: int, n_slots: int, *, batch_size: int = 1
+    scheme: str,
+    params: dict[str, Any],
+    seed: int,
+    n_slots: int,
+    *,
+    batch_size: int = 1,
+    device: str | torch.device = "cpu",
 ) -> CatnEnv:
-    """The CATN game of ``scheme``: the ``paper`` scenario with ``params["scenario"]``
-    overrides, a horizon of ``n_slots`` (+2: slot 0 of the reset and one spare) and the
-    signaling of the scheme (what its TUs and BSs receive, Table I)."""
+    """The CATN game of ``scheme`` on ``device``: the ``paper`` scenario with
+    ``params["scenario"]`` overrides, a horizon of ``n_slots`` (+2: slot 0 of the reset and one
+    spare) and the signaling of the scheme (what its TUs and BSs receive, Table I)."""
     association, beamforming = _scheme(scheme)
     scenario = CatnScenario.config_from(
         "paper", overrides={**params.get("scenario", {}), "n_slots": n_slots + 2, "seed": seed}
@@ -110,28 +116,34 @@ def build_env(
         scenario,
         CatnEnvConfig(tu_information=association, bs_information=bs_info),
         batch_size=batch_size,
+        device=device,
     )
 
 
 def build_agents(
     env: CatnEnv, scheme: str, params: dict[str, Any], seed: int
 ) -> tuple[D3QNAgents | None, CupAgents | PpoPenaltyAgents | None]:
-    """Fresh (untrained) learners of ``scheme`` on ``env``: D3QN TU agents (§VI defaults,
-    seeded by ``seed``) and CUP or PPO-penalty BS agents with ``params["hidden_sizes"]`` (and
-    ``params["ppo_penalty"]`` = zeta); None where the scheme uses a rule or a solver."""
+    """Fresh (untrained) learners of ``scheme`` on ``env`` (and its device): D3QN TU agents
+    (§VI defaults, seeded by ``seed``) and CUP or PPO-penalty BS agents with
+    ``params["hidden_sizes"]`` (and ``params["ppo_penalty"]`` = zeta); None where the scheme
+    uses a rule or a solver."""
     association, beamforming = _scheme(scheme)
     hidden = tuple(params["hidden_sizes"])
     tu_agents = bs_agents = None
     if association == "d3qn":
         tu_agents = D3QNAgents(
-            env.tu_obs_dim, env.N, env.K, generator=torch.Generator().manual_seed(seed)
+            env.tu_obs_dim,
+            env.N,
+            env.K,
+            generator=torch.Generator().manual_seed(seed),
+            device=env.device,
         )
     dims = (env.bs_obs_dim, env.action_dim, env.N, env.L)
     if beamforming == "cup":
-        bs_agents = CupAgents(*dims, CupConfig(hidden_sizes=hidden, seed=seed))
+        bs_agents = CupAgents(*dims, CupConfig(hidden_sizes=hidden, seed=seed), env.device)
     elif beamforming == "ppo":
         config = PpoPenaltyConfig(hidden_sizes=hidden, penalty=params["ppo_penalty"], seed=seed)
-        bs_agents = PpoPenaltyAgents(*dims, config)
+        bs_agents = PpoPenaltyAgents(*dims, config, env.device)
     return tu_agents, bs_agents
 
 
@@ -249,15 +261,22 @@ def _slot_progress() -> bool:
 
 
 def train_scheme(
-    scheme: str, params: dict[str, Any], seed: int, folder: Path, *, progress: bool | None = None
+    scheme: str,
+    params: dict[str, Any],
+    seed: int,
+    folder: Path,
+    *,
+    progress: bool | None = None,
+    device: str | torch.device = "cpu",
 ) -> SchemeRun:
-    """Build ``scheme``, run it online for ``params["n_slots"]`` slots (training its learners),
-    resuming from ``folder/checkpoint.pt`` if present; write ``config.json``, ``series.csv`` and
-    ``networks.pt`` into ``folder``."""
+    """Build ``scheme`` on ``device``, run it online for ``params["n_slots"]`` slots (training
+    its learners), resuming from ``folder/checkpoint.pt`` if present; write ``config.json``,
+    ``series.csv`` and ``networks.pt`` into ``folder``. Uses one CPU thread (jobs run side by
+    side, one per core)."""
     torch.set_num_threads(1)
     association, beamforming = _scheme(scheme)
     n_slots = int(params["n_slots"])
-    env = build_env(scheme, params, seed, n_slots)
+    env = build_env(scheme, params, seed, n_slots, device=device)
     tu_agents, bs_agents = build_agents(env, scheme, params, seed)
     every = max(1, n_slots // int(params["dfp_slots"])) if beamforming == "fp" else 1
     write_config(
@@ -296,7 +315,7 @@ def evaluate_scheme(
     actions) on a fresh game of the same scenario seeded with ``seed``; resumable from
     ``checkpoint_path``."""
     association, beamforming = _scheme(trained.scheme)
-    env = build_env(trained.scheme, params, seed, n_slots)
+    env = build_env(trained.scheme, params, seed, n_slots, device=trained.env.device)
     log = run_online(
         env,
         association,
@@ -316,7 +335,7 @@ def evaluate_scheme(
 def scheme_job(job: Job, folder: Path) -> dict[str, Any]:
     """Job function: train ``job.scheme`` with ``job.params`` and return its summary
     (:func:`summarize_log` plus the job's swept ``label``, if any)."""
-    result = train_scheme(job.scheme, job.params, job.seed, folder)
+    result = train_scheme(job.scheme, job.params, job.seed, folder, device=job.device)
     summary = summarize_log(job.scheme, result.log)
     if "label" in job.params:
         summary["label"] = job.params["label"]
@@ -340,17 +359,12 @@ def run_scheme_jobs(
     params: dict[str, Any],
     job_fn: Any = None,
     *,
-    executor: str = "local",
-    address: str | None = None,
-    progress: bool = True,
+    execution: Execution | None = None,
 ) -> dict[str, Any]:
-    """Run the unfinished ``jobs`` with ``job_fn`` (default :func:`scheme_job`), write and
-    return ``summary.json`` (experiment, preset, parameters, results by job id)."""
-    from skyshare.experiments.jobs import run_jobs
-
-    results = run_jobs(
-        jobs, job_fn or scheme_job, run_dir, executor=executor, address=address, progress=progress
-    )
+    """Run the unfinished ``jobs`` with ``job_fn`` (default :func:`scheme_job`) as
+    ``execution`` says, write and return ``summary.json`` (experiment, preset, parameters,
+    results by job id)."""
+    results = run_jobs(jobs, job_fn or scheme_job, run_dir, execution)
     summary = {
         "experiment": experiment,
         "preset": preset,
@@ -430,16 +444,11 @@ def run_training_curves(
     figure: str,
     title: str,
     *,
-    executor: str = "local",
-    address: str | None = None,
-    progress: bool = True,
+    execution: Execution | None = None,
 ) -> dict[str, Any]:
-    """Run a training-curves experiment (Figs. 5-7): its jobs (:func:`run_scheme_jobs`), then
+    """Run a training-curves experiment (Figs. 4-7): its jobs (:func:`run_scheme_jobs`), then
     the two-panel figure (:func:`plot_training_curves`) as ``run_dir/figure``."""
-    summary = run_scheme_jobs(
-        experiment, jobs, run_dir, preset, params,
-        executor=executor, address=address, progress=progress,
-    )  # fmt: skip
+    summary = run_scheme_jobs(experiment, jobs, run_dir, preset, params, execution=execution)
     if jobs:
         plot_training_curves(run_dir, jobs, figure, title)
     return summary

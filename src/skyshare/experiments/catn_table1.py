@@ -32,7 +32,7 @@ from skyshare.errors import UnknownNameError
 from skyshare.experiments.catn_schemes import SCHEMES as ALL_SCHEMES
 from skyshare.experiments.catn_schemes import build_agents, build_env, run_scheme_jobs
 from skyshare.experiments.catn_training import run_online
-from skyshare.experiments.jobs import Experiment, Job, load_result
+from skyshare.experiments.jobs import Execution, Experiment, Job, load_result
 
 __all__ = [
     "EXPERIMENT",
@@ -116,7 +116,7 @@ def catn_table1_job(job: Job, folder: Path) -> dict[str, Any]:
     p = job.params
     association, beamforming = ALL_SCHEMES[job.scheme]
     n_slots = int(p["dfp_slots"] if beamforming == "fp" else p["n_slots"])
-    env = build_env(job.scheme, p, job.seed, n_slots)
+    env = build_env(job.scheme, p, job.seed, n_slots, device=job.device)
     tu_agents, bs_agents = build_agents(env, job.scheme, p, job.seed)
     log = run_online(
         env,
@@ -207,16 +207,14 @@ def run(
     run_dir: str | Path,
     preset: str = "quick",
     *,
-    executor: str = "local",
-    address: str | None = None,
     schemes: list[str] | None = None,
-    progress: bool = True,
+    execution: Execution | None = None,
 ) -> dict[str, Any]:
     """All jobs (resuming finished ones), ``table1.csv``/``.md`` and ``summary.json``."""
     jobs = catn_table1_jobs(preset, schemes)
     summary = run_scheme_jobs(
         "catn-table1", jobs, run_dir, preset, PRESETS[preset], catn_table1_job,
-        executor=executor, address=address, progress=progress,
+        execution=execution,
     )  # fmt: skip
     write_table1(run_dir, jobs)
     return summary

@@ -3,12 +3,16 @@
 An experiment is a list of :class:`Job` (scheme x seed x parameter). Each job writes its own
 folder ``<run_dir>/jobs/<job_id>/`` and, when it has finished, a ``result.json`` marker; a job
 whose marker exists is never run again, so an interrupted experiment resumes where it stopped
-and no finished job is lost. Two executors run the same jobs:
+and no finished job is lost. How the jobs run is an :class:`Execution`:
 
-* ``local`` (default): in this process, one job after the other, no setup;
+* ``local`` (default): on this machine, no setup; one job after the other in this process, or
+  ``workers`` jobs at a time in worker processes (``spawn``);
 * ``ray``: one Ray task per job on a local Ray instance or an existing cluster (``address``),
   with ``max_retries`` for failed tasks; results are gathered into the same run directory.
   Ray is an optional extra (``pip install -e ".[ray]"``).
+
+``device`` (``cpu``, ``cuda``, ``cuda:1``) says where a job's tensors live. It is not part of the
+job's identity: a job interrupted on one device resumes on another.
 """
 
 from __future__ import annotations
@@ -19,13 +23,21 @@ import os
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from skyshare.errors import SkyshareError
 
-__all__ = ["Experiment", "Job", "JobFailed", "job_folder", "load_result", "run_jobs"]
+__all__ = [
+    "Execution",
+    "Experiment",
+    "Job",
+    "JobFailed",
+    "job_folder",
+    "load_result",
+    "run_jobs",
+]
 
 RESULT_FILE = "result.json"
 
@@ -39,12 +51,15 @@ class Job:
         scheme: scheme name, e.g. ``"D3QN-CUP"``.
         seed: random seed of the job.
         params: JSON-serialisable parameters (e.g. ``{"zeta": 10}``) and the resolved config.
+        device: where the job's tensors live; set by :func:`run_jobs` from the
+            :class:`Execution`, not part of :attr:`job_id`.
     """
 
     experiment: str
     scheme: str
     seed: int
     params: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
 
     @property
     def job_id(self) -> str:
@@ -63,8 +78,9 @@ class Experiment:
         description: one line for ``skyshare run --help``.
         presets: ``{preset name: parameters}`` (``paper`` and ``quick`` at least).
         schemes: the scheme names a run may be restricted to.
-        run: ``run(run_dir, preset, *, executor, address, schemes, progress) -> summary``: runs
-            the unfinished jobs, writes figures and ``summary.json``, returns the summary dict.
+        run: ``run(run_dir, preset, *, schemes, execution) -> summary``: runs the unfinished
+            jobs (``execution``: an :class:`Execution`), writes figures and ``summary.json``,
+            returns the summary dict.
         table: ``table(summary) -> (title, columns, rows)``: the summary table the CLI prints.
     """
 
@@ -74,6 +90,70 @@ class Experiment:
     schemes: tuple[str, ...]
     run: Callable[..., dict[str, Any]]
     table: Callable[[dict[str, Any]], tuple[str, list[str], list[list[str]]]]
+
+
+EXECUTORS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How and where an experiment's jobs run.
+
+    Attributes:
+        executor: ``"local"`` (this machine) or ``"ray"`` (a Ray instance or cluster).
+        address: Ray cluster address (``"auto"``, ``"ray://host:10001"``); None starts a local
+            Ray instance. Only with ``executor="ray"``.
+        workers: local executor: jobs run at a time, each in its own worker process (1: one
+            after the other in this process). In [1, 256].
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``: where the jobs' tensors live. With
+            ``workers > 1`` the workers share the device.
+        progress: show progress bars.
+    """
+
+    executor: str = "local"
+    address: str | None = None
+    workers: int = 1
+    device: str = "cpu"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise SkyshareError(
+                f"unknown executor {self.executor!r}; available: {', '.join(EXECUTORS)}"
+            )
+        if self.address is not None and self.executor != "ray":
+            raise SkyshareError("address is a Ray cluster address: only with executor 'ray'")
+        if not 1 <= self.workers <= 256:
+            raise SkyshareError(f"workers must be in [1, 256], got {self.workers}")
+        if self.workers > 1 and self.executor != "local":
+            raise SkyshareError("workers is for the local executor (Ray schedules its own)")
+        self._check_device()
+
+    def _check_device(self) -> None:
+        import torch
+
+        try:
+            device = torch.device(self.device)
+        except (RuntimeError, ValueError):
+            raise SkyshareError(
+                f"unknown device {self.device!r}; use cpu, cuda or cuda:N"
+            ) from None
+        if device.type not in ("cpu", "cuda"):
+            raise SkyshareError(f"device must be cpu, cuda or cuda:N, got {self.device!r}")
+        if device.type == "cuda":
+            if not torch.cuda.is_available():
+                raise SkyshareError(
+                    f"device {self.device!r}: no CUDA device is available on this machine"
+                )
+            if device.index is not None and device.index >= torch.cuda.device_count():
+                raise SkyshareError(
+                    f"device {self.device!r}: index must be < {torch.cuda.device_count()}"
+                )
+            if self.executor == "ray":
+                raise SkyshareError(
+                    "device 'cuda' with executor 'ray' is not supported yet (Ray would need a "
+                    "GPU share per task); use the local executor with workers"
+                )
 
 
 class JobFailed(SkyshareError):
@@ -115,30 +195,27 @@ def run_jobs(
     jobs: Sequence[Job],
     fn: Callable[[Job, Path], dict[str, Any]],
     run_dir: str | Path,
+    execution: Execution | None = None,
     *,
-    executor: str = "local",
-    address: str | None = None,
     max_retries: int = 2,
-    progress: bool = True,
 ) -> dict[str, dict[str, Any]]:
     """Run every unfinished job; return ``{job_id: result}`` for all jobs.
 
     Args:
         jobs: the experiment's jobs (ids must be unique).
-        fn: ``fn(job, folder) -> dict`` does the work, writing checkpoints and series into
-            ``folder`` (and resuming from them when it finds them); must be importable by
-            workers (a module-level function) for the Ray executor.
+        fn: ``fn(job, folder) -> dict`` does the work on ``job.device``, writing checkpoints
+            and series into ``folder`` (and resuming from them when it finds them); must be
+            importable by workers (a module-level function) for worker processes and Ray.
         run_dir: the experiment's run directory.
-        executor: ``"local"`` or ``"ray"``.
-        address: Ray cluster address (``"auto"``, ``"ray://host:10001"``); None starts a local
-            Ray instance.
+        execution: executor, workers, device, progress bars (default: :class:`Execution`()).
         max_retries: retries of a failed job (Ray: task retries; local: immediate re-runs).
+            A :class:`~skyshare.errors.SkyshareError` (bad input, a corrupt checkpoint) is
+            never retried.
     """
+    execution = execution or Execution()
     ids = [job.job_id for job in jobs]
     if len(set(ids)) != len(ids):
         raise SkyshareError("job ids must be unique (same scheme, seed and parameters twice?)")
-    if executor not in ("local", "ray"):
-        raise SkyshareError(f"unknown executor {executor!r}; available: local, ray")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, Any]] = {}
@@ -148,30 +225,82 @@ def run_jobs(
         if stored is not None:
             results[job.job_id] = stored
         else:
-            pending.append(job)
+            pending.append(replace(job, device=execution.device))
     if not pending:
         return results
-    if executor == "local":
-        from tqdm.auto import tqdm
-
-        for job in tqdm(pending, desc="jobs", disable=not progress):
-            for attempt in range(max_retries + 1):
-                try:
-                    results[job.job_id] = _run_one(fn, job, str(run_dir))
-                    break
-                except (KeyboardInterrupt, SkyshareError):
-                    raise  # bad input or a corrupt checkpoint: retrying cannot help
-                except Exception as exc:  # retried, then reported with the job id
-                    if attempt == max_retries:
-                        raise JobFailed(
-                            f"job {job.job_id} failed after {max_retries + 1} attempts: {exc}\n"
-                            f"{traceback.format_exc()}"
-                        ) from exc
-        return results
-    return {**results, **_run_ray(pending, fn, run_dir, address, max_retries, progress)}
+    if execution.executor == "ray":
+        return {**results, **_run_ray(pending, fn, run_dir, execution, max_retries)}
+    if execution.workers == 1:
+        return {**results, **_run_in_process(pending, fn, run_dir, execution, max_retries)}
+    return {**results, **_run_in_workers(pending, fn, run_dir, execution, max_retries)}
 
 
-def _run_ray(jobs, fn, run_dir, address, max_retries, progress) -> dict[str, dict[str, Any]]:
+def _failure(job: Job, attempts: int, exc: BaseException) -> JobFailed:
+    trace = "".join(traceback.format_exception(exc))
+    return JobFailed(f"job {job.job_id} failed after {attempts} attempts: {exc}\n{trace}")
+
+
+def _run_in_process(jobs, fn, run_dir, execution, max_retries) -> dict[str, dict[str, Any]]:
+    from tqdm.auto import tqdm
+
+    results: dict[str, dict[str, Any]] = {}
+    for job in tqdm(jobs, desc="jobs", disable=not execution.progress):
+        for attempt in range(max_retries + 1):
+            try:
+                results[job.job_id] = _run_one(fn, job, str(run_dir))
+                break
+            except (KeyboardInterrupt, SkyshareError):
+                raise  # bad input or a corrupt checkpoint: retrying cannot help
+            except Exception as exc:  # retried, then reported with the job id
+                if attempt == max_retries:
+                    raise _failure(job, attempt + 1, exc) from exc
+    return results
+
+
+def _run_in_workers(jobs, fn, run_dir, execution, max_retries) -> dict[str, dict[str, Any]]:
+    """``execution.workers`` jobs at a time in ``spawn`` worker processes (fresh interpreters:
+    no forked torch or CUDA state). A failed job is resubmitted up to ``max_retries`` times;
+    on a final failure the other running jobs are cancelled or left to their checkpoints."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    from tqdm.auto import tqdm
+
+    results: dict[str, dict[str, Any]] = {}
+    context = multiprocessing.get_context("spawn")
+    workers = min(execution.workers, len(jobs))
+    with (
+        ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool,
+        tqdm(
+            total=len(jobs), desc=f"jobs ({workers} workers)", disable=not execution.progress
+        ) as bar,
+    ):
+        attempts = dict.fromkeys((job.job_id for job in jobs), 1)
+        running = {pool.submit(_run_one, fn, job, str(run_dir)): job for job in jobs}
+        try:
+            while running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    job = running.pop(future)
+                    exc = future.exception()
+                    if exc is None:
+                        results[job.job_id] = future.result()
+                        bar.update(1)
+                    elif isinstance(exc, SkyshareError) or attempts[job.job_id] > max_retries:
+                        if isinstance(exc, SkyshareError):
+                            raise exc
+                        raise _failure(job, attempts[job.job_id], exc) from exc
+                    else:
+                        attempts[job.job_id] += 1
+                        running[pool.submit(_run_one, fn, job, str(run_dir))] = job
+        except BaseException:
+            for future in running:
+                future.cancel()
+            raise
+    return results
+
+
+def _run_ray(jobs, fn, run_dir, execution, max_retries) -> dict[str, dict[str, Any]]:
     try:
         import ray
     except ImportError:
@@ -181,7 +310,10 @@ def _run_ray(jobs, fn, run_dir, address, max_retries, progress) -> dict[str, dic
     started_here = not ray.is_initialized()
     if started_here:
         ray.init(
-            address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True
+            address=execution.address,
+            include_dashboard=False,
+            log_to_driver=False,
+            ignore_reinit_error=True,
         )
     try:
         remote = ray.remote(max_retries=max_retries, retry_exceptions=True)(_run_one)
@@ -190,7 +322,7 @@ def _run_ray(jobs, fn, run_dir, address, max_retries, progress) -> dict[str, dic
         remaining = list(refs)
         from tqdm.auto import tqdm
 
-        with tqdm(total=len(remaining), desc="ray jobs", disable=not progress) as bar:
+        with tqdm(total=len(remaining), desc="ray jobs", disable=not execution.progress) as bar:
             while remaining:
                 done, remaining = ray.wait(remaining, num_returns=1)
                 job = refs[done[0]]

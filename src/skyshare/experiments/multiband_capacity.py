@@ -47,7 +47,7 @@ from typing import Any
 import torch
 
 from skyshare.errors import UnknownNameError
-from skyshare.experiments.jobs import Experiment, Job, run_jobs
+from skyshare.experiments.jobs import Execution, Experiment, Job, run_jobs
 
 __all__ = [
     "FIG5",
@@ -251,10 +251,11 @@ def _train_or_resume(job: Job, folder: Path, scenario_config, env_config) -> tup
     from skyshare.rl.td3_mix import TD3Mix
 
     p = job.params
-    env = MultibandEnv(scenario_config, env_config, batch_size=int(p["train_batch"]))
-    learner = TD3Mix(
-        env, _learner_config(job.scheme, p), generator=torch.Generator().manual_seed(job.seed)
+    env = MultibandEnv(
+        scenario_config, env_config, batch_size=int(p["train_batch"]), device=job.device
     )
+    generator = torch.Generator(device=env.device).manual_seed(job.seed)
+    learner = TD3Mix(env, _learner_config(job.scheme, p), generator=generator)
     checkpoint, state_file = folder / CHECKPOINT_FILE, folder / TRAIN_STATE_FILE
     state = {"steps_done": 0, "train_time_s": 0.0, "resumed": 0}
     if checkpoint.exists() and state_file.exists():
@@ -305,7 +306,10 @@ def _evaluate(job: Job, learner: Any, scenario_config, env_config) -> tuple[list
     p = job.params
     test_seed = int(p["test_seed"]) + job.seed
     env = MultibandEnv(
-        scenario_config.replace(seed=test_seed), env_config, batch_size=int(p["test_batch"])
+        scenario_config.replace(seed=test_seed),
+        env_config,
+        batch_size=int(p["test_batch"]),
+        device=job.device,
     )
     scheme_rng = torch.Generator().manual_seed(job.seed)  # never the env's generator
     max_iter, tol = int(p["flwf_max_iter"]), float(p["flwf_tol"])
@@ -600,16 +604,12 @@ def run(
     run_dir: str | Path,
     preset: str = "quick",
     *,
-    executor: str = "local",
-    address: str | None = None,
     schemes: list[str] | None = None,
-    progress: bool = True,
+    execution: Execution | None = None,
 ) -> dict[str, Any]:
     """All jobs of ``experiment`` (resuming finished ones), the figure and ``summary.json``."""
     jobs = capacity_jobs(experiment, preset, schemes)
-    results = run_jobs(
-        jobs, capacity_job, run_dir, executor=executor, address=address, progress=progress
-    )
+    results = run_jobs(jobs, capacity_job, run_dir, execution)
     summary = {
         "experiment": experiment,
         "preset": preset,
@@ -622,7 +622,7 @@ def run(
     return summary
 
 
-# run_figN(run_dir, preset="quick", *, executor, address, schemes, progress): one experiment each
+# run_figN(run_dir, preset="quick", *, schemes, execution): one experiment each
 run_fig5 = functools.partial(run, "multiband-fig5")  # capacity per cell versus (M, U)
 run_fig6 = functools.partial(run, "multiband-fig6")  # capacity per cell versus N_f
 run_fig7 = functools.partial(run, "multiband-fig7")  # capacity per cell versus the channel SIR

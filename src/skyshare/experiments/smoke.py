@@ -1,6 +1,6 @@
 """A tiny job that checks an executor end to end (run directory, markers, workers' imports).
 
-``run_jobs(smoke_jobs(), smoke_job, "runs/smoke", executor="ray", address="auto")`` is a quick
+``run_jobs(smoke_jobs(), smoke_job, "runs/smoke", Execution("ray", "auto"))`` is a quick
 way to check that a Ray cluster sees the installed skyshare before launching real experiments.
 """
 
