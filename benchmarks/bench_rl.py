@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import os
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -44,18 +45,27 @@ FULL_RUN_SLOTS = 6000  # seed 000 §VI: the online training run of Figs. 5-8
 SHORT_RUN_SLOTS = 600
 
 
-def _env(batch: int, n_slots: int = FULL_RUN_SLOTS, seed: int = 0) -> CatnEnv:
+def _env(batch: int, n_slots: int = FULL_RUN_SLOTS, seed: int = 0, device: str = "cpu") -> CatnEnv:
     scenario = CatnScenario.config_from("paper", overrides={"n_slots": n_slots + 2, "seed": seed})
     config = CatnEnvConfig(tu_information="d3qn", bs_information="exchange")
-    return CatnEnv(scenario, config, batch_size=batch)
+    return CatnEnv(scenario, config, batch_size=batch, device=device)
 
 
 def _tu_agents(env: CatnEnv, seed: int = 0) -> D3QNAgents:
-    return D3QNAgents(env.tu_obs_dim, env.N, env.K, generator=torch.Generator().manual_seed(seed))
+    generator = torch.Generator().manual_seed(seed)
+    return D3QNAgents(env.tu_obs_dim, env.N, env.K, generator=generator, device=env.device)
 
 
 def _cup_agents(env: CatnEnv, seed: int = 0) -> CupAgents:
-    return CupAgents(env.bs_obs_dim, env.action_dim, env.N, env.L, CupConfig(seed=seed))
+    dims = (env.bs_obs_dim, env.action_dim, env.N, env.L)
+    return CupAgents(*dims, CupConfig(seed=seed), env.device)
+
+
+def _synchronized(fn: Callable[[], object], device: torch.device) -> Callable[[], object]:
+    """``fn`` followed by a wait for the GPU's queue (CUDA runs asynchronously)."""
+    if device.type != "cuda":
+        return fn
+    return lambda: (fn(), torch.cuda.synchronize(device))
 
 
 def _trajectory(env: CatnEnv, agents: CupAgents, seed: int = 0) -> Trajectory:
@@ -80,12 +90,13 @@ def _trajectory(env: CatnEnv, agents: CupAgents, seed: int = 0) -> Trajectory:
 # ---------------------------------------------------------------------------------------------
 
 
-def _decision_rows(section: Section, batch: int) -> None:
-    env = _env(batch)
+def _decision_rows(section: Section, batch: int, device: str = "cpu") -> None:
+    env = _env(batch, device=device)
     tu_obs = env.reset(seed=0)
     tu_agents = _tu_agents(env)
     cup = _cup_agents(env)
-    ppo = PpoPenaltyAgents(env.bs_obs_dim, env.action_dim, env.N, env.L, PpoPenaltyConfig())
+    dims = (env.bs_obs_dim, env.action_dim, env.N, env.L)
+    ppo = PpoPenaltyAgents(*dims, PpoPenaltyConfig(), env.device)
     H = env.state.H
     associations = {
         "d3qn": lambda: tu_agents.act(tu_obs, explore=False),
@@ -94,21 +105,18 @@ def _decision_rows(section: Section, batch: int) -> None:
     }
     bs_obs = env.associate(associations["sc"]())  # turn 1: BS observations (8)
     repeats, min_time = (5, 0.5) if batch == 1 else (3, 1.0)
+
+    def timed(fn: Callable[[], object], min_time_s: float = min_time) -> float:
+        return time_call(_synchronized(fn, env.device), repeats=repeats, min_time_s=min_time_s)
+
     bs_seconds = {
-        name: time_call(
-            lambda a=agents: a.act(bs_obs, deterministic=True, with_values=False),
-            repeats=repeats,
-            min_time_s=min_time,
-        )
+        name: timed(lambda a=agents: a.act(bs_obs, deterministic=True, with_values=False))
         for name, agents in (("cup", cup), ("ppo", ppo))
     }
     actions, _, _ = cup.act(bs_obs, deterministic=True, with_values=False)
-    beam_seconds = time_call(lambda: env._beamformers(actions), repeats=repeats)
-    critic_seconds = time_call(lambda: cup.act(bs_obs), repeats=repeats, min_time_s=min_time)
-    assoc_seconds = {
-        name: time_call(fn, repeats=repeats, min_time_s=min_time)
-        for name, fn in associations.items()
-    }
+    beam_seconds = timed(lambda: env._beamformers(actions), 0.2)
+    critic_seconds = timed(lambda: cup.act(bs_obs))
+    assoc_seconds = {name: timed(fn) for name, fn in associations.items()}
     for scheme, (assoc, learner) in {
         "D3QN-CUP": ("d3qn", "cup"),
         "DCD-CUP": ("dcd", "cup"),
@@ -253,10 +261,12 @@ def _training_rows(section: Section, threads: int) -> tuple[float, float]:
 # ---------------------------------------------------------------------------------------------
 
 
-def full_training_run(n_slots: int = FULL_RUN_SLOTS, seed: int = 0) -> tuple[float, int]:
+def full_training_run(
+    n_slots: int = FULL_RUN_SLOTS, seed: int = 0, device: str = "cpu"
+) -> tuple[float, int]:
     """Wall seconds of a D3QN-CUP training run of ``n_slots`` slots with the paper's settings
-    (through run_online, B = 1), and the number of CUP updates it made."""
-    env = _env(1, n_slots=n_slots, seed=seed)
+    (through run_online, B = 1, on ``device``), and the number of CUP updates it made."""
+    env = _env(1, n_slots=n_slots, seed=seed, device=device)
     tu_agents, bs_agents = _tu_agents(env, seed), _cup_agents(env, seed)
     start = time.perf_counter()
     log = run_online(

@@ -34,6 +34,11 @@ class Section:
         return "\n".join(lines)
 
 
+class SectionSkipped(Exception):
+    """Raised by a benchmark module that cannot measure on this machine (e.g. no GPU); the
+    runner keeps the section's previous figures."""
+
+
 def time_call(fn: Callable[[], object], *, repeats: int = 5, min_time_s: float = 0.2) -> float:
     """Median seconds per call of ``fn`` (after one warm-up call).
 

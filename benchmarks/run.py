@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 import benchmarks
-from benchmarks.common import machine_description
+from benchmarks.common import SectionSkipped, machine_description
 
 HEADER = """# Benchmarks
 
@@ -58,12 +58,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown benchmark(s) {unknown}; available: {sorted(modules)}")
 
     sections = _split_sections(args.output.read_text()) if args.output.exists() else {}
+    measured = 0
     for key in keys:
         print(f"running benchmarks.bench_{key} ...", flush=True)
         torch.manual_seed(0)
         grad_mode, threads = torch.is_grad_enabled(), torch.get_num_threads()
         try:
             section = importlib.import_module(modules[key]).run()
+        except SectionSkipped as reason:
+            print(f"skipped {key}: {reason} (its previous figures are kept)", flush=True)
+            continue
         finally:  # a module's global settings never leak into the next one
             torch.set_grad_enabled(grad_mode)
             torch.set_num_threads(threads)
@@ -75,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(section.markdown(), flush=True)
         _write(args.output, sections)  # after every section: a later failure loses nothing
-    print(f"wrote {args.output}")
+        measured += 1
+    print(f"wrote {args.output}" if measured else f"nothing measured; {args.output} unchanged")
     return 0
 
 
