@@ -202,7 +202,9 @@ class CatnEnv:
         """
         if seed is None and getattr(self, "_episodes", 0) > 0:
             # Gymnasium convention: an unseeded reset continues the random stream
-            seed = int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator))
+            seed = int(
+                torch.randint(0, 2**31 - 1, (1,), generator=self.generator, device=self.device)
+            )
         self._episodes = getattr(self, "_episodes", 0) + 1
         self.state: CatnState = self.scenario.reset(seed=seed)
         self.ledger.reset()

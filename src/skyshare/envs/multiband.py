@@ -211,7 +211,9 @@ class MultibandEnv:
         stream (Gymnasium's convention), so that successive episodes differ reproducibly.
         """
         if seed is None and self._episodes > 0:
-            seed = int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator))
+            seed = int(
+                torch.randint(0, 2**31 - 1, (1,), generator=self.generator, device=self.device)
+            )
         self._episodes += 1
         self.state = self.scenario.reset(seed=seed)
         if self.config.first_block_power == "equal":
