@@ -347,3 +347,26 @@ def test_episode_truncates_at_the_horizon():
     assert truncated == [False, False, True]
     with pytest.raises(RuntimeError, match="reset"):
         env.associate(torch.zeros(1, env.K, dtype=torch.long))
+
+
+def test_reward_loss_weight_scales_the_rate_loss_term_of_10():
+    """(10) = own users' rates - weight x rate loss caused to U_n^out: weight 0 leaves the own
+    rates alone, and the reward is affine in the weight."""
+    rewards, rates, owners = {}, None, None
+    g = torch.Generator().manual_seed(2)
+    serving = torch.randint(0, 7, (1, 14), generator=g)
+    actions = torch.rand(1, 7, 2 * 14 + 2 + 2, generator=g, dtype=torch.float64)
+    for weight in (0.0, 0.5, 1.0):
+        env = _env(batch=1, env_overrides={"reward_loss_weight": weight})
+        env.reset(seed=4)
+        env.associate(serving)
+        out = env.beamform(actions)
+        rewards[weight] = out.bs_reward[0]
+        rates = out.rates[0]
+        owners = serving[0]
+    own = torch.stack([rates[owners == n].sum() for n in range(7)])
+    torch.testing.assert_close(rewards[0.0], own)
+    assert bool((rewards[1.0] <= own + 1e-12).all()) and not torch.equal(rewards[1.0], own)
+    torch.testing.assert_close(rewards[0.5], (rewards[0.0] + rewards[1.0]) / 2)
+    with pytest.raises(Exception, match="reward_loss_weight"):
+        CatnEnvConfig(reward_loss_weight=-1.0)

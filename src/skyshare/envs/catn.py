@@ -58,6 +58,12 @@ class CatnEnvConfig(StrictModel):
     k_in: int = Field(3, ge=1, description="K_in, most-interfered own TUs per BS (Table I: 3610)")
     k_out: int = Field(3, ge=1, description="K_out; |U_n^out| = K_out B_in")
     handover_factor: float = Field(0.4, ge=0, le=1, description="zeta_R of (16)")
+    reward_loss_weight: float = Field(
+        1.0,
+        ge=0,
+        description="weight of the rate-loss term of the BS reward (10); 1 is the paper, "
+        "0 an ablation (own users' rates only)",
+    )
     q_total_min: float = Field(1e-3, gt=0, le=1, description="floor of q_total (choice)")
     alpha_max: float = Field(100.0, gt=0, description="upper end of alpha (choice)")
     mu_max: float = Field(1.0e4, gt=0, description="upper end of mu (choice)")
@@ -402,7 +408,9 @@ class CatnEnv:
         )  # (B, N, K) R_{i\n}
         loss = (rate_without_n - rate[:, None, :]) * out_set
         owner = torch.nn.functional.one_hot(serving, N).transpose(1, 2).to(rate.dtype)
-        bs_reward = (owner * rate[:, None, :]).sum(-1) - loss.sum(-1)
+        bs_reward = (owner * rate[:, None, :]).sum(-1) - self.config.reward_loss_weight * loss.sum(
+            -1
+        )
 
         # TU reward (15)-(16): handover discount and the loss TU k's stream causes in
         # U^out of its BS (i != k).

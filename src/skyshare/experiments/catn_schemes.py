@@ -8,7 +8,9 @@ possibly with a swept value) decide the network, the learners and the run length
 * ``hidden_sizes``: the BS actor and critics (§VI: 512, 128, 64); the TU D3QN keeps §VI's
   (64, 32) and the other :class:`~skyshare.rl.D3QNConfig` defaults;
 * ``scenario``: overrides of the ``paper`` :class:`~skyshare.scenarios.catn.CatnConfig`
-  (``n_tu``, ``i_max_mw``, ``p_max_w``, ...); ``ppo_penalty``: zeta of D3QN-PPO;
+  (``n_tu``, ``i_max_mw``, ``p_max_w``, ...); ``env`` (optional): overrides of
+  :class:`~skyshare.envs.catn.CatnEnvConfig` (e.g. ``reward_loss_weight``);
+  ``ppo_penalty``: zeta of D3QN-PPO;
 * ``checkpoint_every`` (optional): slots between checkpoints (default: a tenth of the run).
 
 Every job folder receives ``config.json`` (the resolved scenario, env and learner configs),
@@ -114,7 +116,7 @@ def build_env(
     bs_info = "exchange" if beamforming in ("cup", "ppo") else "global_csi"
     return CatnEnv(
         scenario,
-        CatnEnvConfig(tu_information=association, bs_information=bs_info),
+        CatnEnvConfig(**params.get("env", {}), tu_information=association, bs_information=bs_info),
         batch_size=batch_size,
         device=device,
     )

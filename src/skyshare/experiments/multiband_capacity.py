@@ -311,7 +311,7 @@ def _evaluate(job: Job, learner: Any, scenario_config, env_config) -> tuple[list
         batch_size=int(p["test_batch"]),
         device=job.device,
     )
-    scheme_rng = torch.Generator().manual_seed(job.seed)  # never the env's generator
+    scheme_rng = torch.Generator(device=env.device).manual_seed(job.seed)  # not the env's
     max_iter, tol = int(p["flwf_max_iter"]), float(p["flwf_tol"])
     n_cells = env.n_agents
     rows: list[list] = []
