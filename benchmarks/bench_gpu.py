@@ -58,6 +58,12 @@ def run() -> Section:
     finally:
         torch.set_num_threads(threads)
     section.notes.append(
+        "Also measured (through the CLI, not this script): the 15 paper-preset jobs of "
+        "catn-fig5/6/7 (6000 training slots each, 11 of them D3QN-CUP) ran at once on an H100 "
+        "with CUDA MPS, one process each (`skyshare run ... --workers N --device cuda`): "
+        "164-282 s per job, all 15 in 5.3 min (docs/experiments/catn.md)."
+    )
+    section.notes.append(
         f"GPU: {name}. Table I: i7-11700K + RTX 2080 Ti (seed 000 §VI). At B = 1 every step "
         "is a chain of small kernels, so the time is launch latency, not arithmetic."
     )
