@@ -11,11 +11,10 @@ networks: minutes on a laptop CPU).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from skyshare.experiments.catn_schemes import SCHEMES, run_training_curves
-from skyshare.experiments.jobs import Execution, Experiment, Job
+from skyshare.experiments.catn_schemes import SCHEMES, training_curves_experiment
+from skyshare.experiments.jobs import Job
 
 __all__ = [
     "EXPERIMENT",
@@ -61,21 +60,6 @@ def catn_fig4_jobs(preset: str = "quick", schemes: list[str] | None = None) -> l
     ]
 
 
-def run(
-    run_dir: str | Path,
-    preset: str = "quick",
-    *,
-    schemes: list[str] | None = None,
-    execution: Execution | None = None,
-) -> dict[str, Any]:
-    """All jobs (resuming finished ones), ``fig4.png`` and ``summary.json`` in ``run_dir``."""
-    return run_training_curves(
-        "catn-fig4", catn_fig4_jobs(preset, schemes), run_dir, preset, PRESETS[preset],
-        "fig4.png", "catn-fig4 (seed 000 Fig. 4)",
-        execution=execution,
-    )  # fmt: skip
-
-
 def summary_table(summary: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
     """(title, columns, rows) of the CLI's table: last sixth of the slots per scheme."""
     columns = ["scheme", "sum rate (bit/s/Hz)", "rho / I_max per AU", "decision time (ms)"]
@@ -91,11 +75,13 @@ def summary_table(summary: dict[str, Any]) -> tuple[str, list[str], list[list[st
     return f"catn-fig4 ({summary['preset']}): last sixth of the slots", columns, rows
 
 
-EXPERIMENT = Experiment(
-    name="catn-fig4",
-    description="seed 000 Fig. 4: sum rate and AU interference over training slots, all schemes",
-    presets=PRESETS,
-    schemes=tuple(SCHEMES),
-    run=run,
+EXPERIMENT = training_curves_experiment(
+    "catn-fig4",
+    "seed 000 Fig. 4: sum rate and AU interference over training slots, all schemes",
+    PRESETS,
+    tuple(SCHEMES),
+    catn_fig4_jobs,
+    "fig4.png",
     table=summary_table,
 )
+run = EXPERIMENT.run

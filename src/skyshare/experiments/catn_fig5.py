@@ -15,24 +15,18 @@ the ``paper`` preset sweeps five decades, 0.01 to 100, around the scale of the c
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from skyshare.errors import UnknownNameError
 from skyshare.experiments import catn_fig4
-from skyshare.experiments.catn_schemes import (
-    plot_training_curves,
-    run_training_curves,
-    training_curves_table,
-)
-from skyshare.experiments.jobs import Execution, Experiment, Job
+from skyshare.experiments.catn_schemes import training_curves_experiment
+from skyshare.experiments.jobs import Job
 
 __all__ = [
     "EXPERIMENT",
     "PRESETS",
     "SCHEMES",
     "catn_fig5_jobs",
-    "plot_catn_fig5",
     "run",
     "summary_table",
 ]
@@ -69,36 +63,13 @@ def catn_fig5_jobs(preset: str = "quick", schemes: list[str] | None = None) -> l
     return jobs
 
 
-def plot_catn_fig5(run_dir: str | Path, jobs: list[Job]) -> Path:
-    """Fig. 5(a) sum rate and 5(b) AU interference over slots, one colour per zeta."""
-    return plot_training_curves(run_dir, jobs, "fig5.png", "catn-fig5 (seed 000 Fig. 5)")
-
-
-def run(
-    run_dir: str | Path,
-    preset: str = "quick",
-    *,
-    schemes: list[str] | None = None,
-    execution: Execution | None = None,
-) -> dict[str, Any]:
-    """All jobs (resuming finished ones), ``fig5.png`` and ``summary.json`` in ``run_dir``."""
-    return run_training_curves(
-        "catn-fig5", catn_fig5_jobs(preset, schemes), run_dir, preset, PRESETS[preset],
-        "fig5.png", "catn-fig5 (seed 000 Fig. 5)",
-        execution=execution,
-    )  # fmt: skip
-
-
-def summary_table(summary: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
-    """(title, columns, rows): per curve, means over the last sixth of the training slots."""
-    return training_curves_table("catn-fig5", summary)
-
-
-EXPERIMENT = Experiment(
-    name="catn-fig5",
-    description="seed 000 Fig. 5: D3QN-PPO for a sweep of penalty weights zeta vs D3QN-CUP",
-    presets=PRESETS,
-    schemes=SCHEMES,
-    run=run,
-    table=summary_table,
+EXPERIMENT = training_curves_experiment(
+    "catn-fig5",
+    "seed 000 Fig. 5: D3QN-PPO for a sweep of penalty weights zeta vs D3QN-CUP",
+    PRESETS,
+    tuple(SCHEMES),
+    catn_fig5_jobs,
+    "fig5.png",
 )
+run = EXPERIMENT.run
+summary_table = EXPERIMENT.table

@@ -15,25 +15,18 @@ figure): the ``paper`` preset sweeps factors of 2 around the nominal 1.6e-10 mW 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from skyshare.errors import UnknownNameError
 from skyshare.experiments import catn_fig4
-from skyshare.experiments.catn_schemes import (
-    plot_training_curves,
-    run_training_curves,
-    scenario_sweep_jobs,
-    training_curves_table,
-)
-from skyshare.experiments.jobs import Execution, Experiment, Job
+from skyshare.experiments.catn_schemes import scenario_sweep_jobs, training_curves_experiment
+from skyshare.experiments.jobs import Job
 
 __all__ = [
     "EXPERIMENT",
     "PRESETS",
     "SCHEMES",
     "catn_fig6_jobs",
-    "plot_catn_fig6",
     "run",
     "summary_table",
 ]
@@ -65,36 +58,13 @@ def catn_fig6_jobs(preset: str = "quick", schemes: list[str] | None = None) -> l
     )
 
 
-def plot_catn_fig6(run_dir: str | Path, jobs: list[Job]) -> Path:
-    """Fig. 6(a) sum rate and 6(b) AU interference over slots, one colour per value."""
-    return plot_training_curves(run_dir, jobs, "fig6.png", "catn-fig6 (seed 000 Fig. 6)")
-
-
-def run(
-    run_dir: str | Path,
-    preset: str = "quick",
-    *,
-    schemes: list[str] | None = None,
-    execution: Execution | None = None,
-) -> dict[str, Any]:
-    """All jobs (resuming finished ones), ``fig6.png`` and ``summary.json`` in ``run_dir``."""
-    return run_training_curves(
-        "catn-fig6", catn_fig6_jobs(preset, schemes), run_dir, preset, PRESETS[preset],
-        "fig6.png", "catn-fig6 (seed 000 Fig. 6)",
-        execution=execution,
-    )  # fmt: skip
-
-
-def summary_table(summary: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
-    """(title, columns, rows): per curve, means over the last sixth of the training slots."""
-    return training_curves_table("catn-fig6", summary)
-
-
-EXPERIMENT = Experiment(
-    name="catn-fig6",
-    description="seed 000 Fig. 6: D3QN-CUP for several interference limits I_max",
-    presets=PRESETS,
-    schemes=SCHEMES,
-    run=run,
-    table=summary_table,
+EXPERIMENT = training_curves_experiment(
+    "catn-fig6",
+    "seed 000 Fig. 6: D3QN-CUP for several interference limits I_max",
+    PRESETS,
+    tuple(SCHEMES),
+    catn_fig6_jobs,
+    "fig6.png",
 )
+run = EXPERIMENT.run
+summary_table = EXPERIMENT.table

@@ -14,25 +14,18 @@ I_max = 1.6e-10 mW); the ``quick`` preset keeps 5, 20 and 40 W.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from skyshare.errors import UnknownNameError
 from skyshare.experiments import catn_fig4
-from skyshare.experiments.catn_schemes import (
-    plot_training_curves,
-    run_training_curves,
-    scenario_sweep_jobs,
-    training_curves_table,
-)
-from skyshare.experiments.jobs import Execution, Experiment, Job
+from skyshare.experiments.catn_schemes import scenario_sweep_jobs, training_curves_experiment
+from skyshare.experiments.jobs import Job
 
 __all__ = [
     "EXPERIMENT",
     "PRESETS",
     "SCHEMES",
     "catn_fig7_jobs",
-    "plot_catn_fig7",
     "run",
     "summary_table",
 ]
@@ -56,36 +49,13 @@ def catn_fig7_jobs(preset: str = "quick", schemes: list[str] | None = None) -> l
     )
 
 
-def plot_catn_fig7(run_dir: str | Path, jobs: list[Job]) -> Path:
-    """Fig. 7(a) sum rate and 7(b) AU interference over slots, one colour per value."""
-    return plot_training_curves(run_dir, jobs, "fig7.png", "catn-fig7 (seed 000 Fig. 7)")
-
-
-def run(
-    run_dir: str | Path,
-    preset: str = "quick",
-    *,
-    schemes: list[str] | None = None,
-    execution: Execution | None = None,
-) -> dict[str, Any]:
-    """All jobs (resuming finished ones), ``fig7.png`` and ``summary.json`` in ``run_dir``."""
-    return run_training_curves(
-        "catn-fig7", catn_fig7_jobs(preset, schemes), run_dir, preset, PRESETS[preset],
-        "fig7.png", "catn-fig7 (seed 000 Fig. 7)",
-        execution=execution,
-    )  # fmt: skip
-
-
-def summary_table(summary: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
-    """(title, columns, rows): per curve, means over the last sixth of the training slots."""
-    return training_curves_table("catn-fig7", summary)
-
-
-EXPERIMENT = Experiment(
-    name="catn-fig7",
-    description="seed 000 Fig. 7: D3QN-CUP for several BS power limits P_max",
-    presets=PRESETS,
-    schemes=SCHEMES,
-    run=run,
-    table=summary_table,
+EXPERIMENT = training_curves_experiment(
+    "catn-fig7",
+    "seed 000 Fig. 7: D3QN-CUP for several BS power limits P_max",
+    PRESETS,
+    tuple(SCHEMES),
+    catn_fig7_jobs,
+    "fig7.png",
 )
+run = EXPERIMENT.run
+summary_table = EXPERIMENT.table

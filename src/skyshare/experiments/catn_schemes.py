@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ import torch
 from skyshare.envs.catn import CatnEnv, CatnEnvConfig
 from skyshare.errors import UnknownNameError
 from skyshare.experiments.catn_training import TrainingLog, run_online
-from skyshare.experiments.jobs import Execution, Job, run_jobs
+from skyshare.experiments.jobs import Execution, Experiment, Job, run_jobs
 from skyshare.rl.cup import CupAgents, CupConfig
 from skyshare.rl.d3qn import D3QNAgents
 from skyshare.rl.ppo_penalty import PpoPenaltyAgents, PpoPenaltyConfig
@@ -56,6 +57,7 @@ __all__ = [
     "scheme_job",
     "summarize_log",
     "train_scheme",
+    "training_curves_experiment",
     "training_curves_table",
     "write_config",
     "write_series",
@@ -472,6 +474,48 @@ def training_curves_table(
         for r in summary["results"].values()
     ]
     return f"{experiment} ({summary['preset']}): last sixth of the training slots", columns, rows
+
+
+def training_curves_experiment(
+    name: str,
+    description: str,
+    presets: dict[str, dict[str, Any]],
+    schemes: tuple[str, ...],
+    jobs: Callable[[str, list[str] | None], list[Job]],
+    figure: str,
+    table: Callable[[dict[str, Any]], tuple[str, list[str], list[list[str]]]] | None = None,
+) -> Experiment:
+    """The :class:`Experiment` of a training-curves figure (seed 000 Figs. 4-7): ``run`` builds
+    ``jobs(preset, schemes)``, runs them (:func:`run_training_curves`) and draws ``figure``
+    (e.g. ``"fig6.png"``); ``table`` defaults to :func:`training_curves_table`."""
+    number = figure.removesuffix(".png").removeprefix("fig")
+
+    def run(
+        run_dir: str | Path,
+        preset: str = "quick",
+        *,
+        schemes: list[str] | None = None,
+        execution: Execution | None = None,
+    ) -> dict[str, Any]:
+        """All jobs (resuming finished ones), the figure and ``summary.json`` in ``run_dir``."""
+        return run_training_curves(
+            name, jobs(preset, schemes), run_dir, preset, presets[preset],
+            figure, f"{name} (seed 000 Fig. {number})",
+            execution=execution,
+        )  # fmt: skip
+
+    def curves_table(summary: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
+        """(title, columns, rows): per curve, means over the last sixth of the training slots."""
+        return training_curves_table(name, summary)
+
+    return Experiment(
+        name=name,
+        description=description,
+        presets=presets,
+        schemes=schemes,
+        run=run,
+        table=table or curves_table,
+    )
 
 
 def scenario_sweep_jobs(
