@@ -44,7 +44,6 @@ from typing import Any
 
 import torch
 
-from skyshare.errors import ConfigError
 from skyshare.rl.gae import gae_targets
 from skyshare.rl.policies import (
     CriticGroup,
@@ -179,26 +178,13 @@ class CupAgents(OnPolicyAgents):
         device: str | torch.device = "cpu",
     ) -> None:
         config = config or CupConfig()
-        super().__init__(obs_dim, act_dim, n_agents, config, device)
-        if n_costs < 1:
-            raise ConfigError(f"n_costs (L) must be >= 1, got {n_costs}")
-        self.n_costs = n_costs
+        super().__init__(obs_dim, act_dim, n_agents, n_costs, config, device)
         cost_init = torch.Generator().manual_seed(config.seed + 1)
         self.cost_critic = CriticGroup(
             n_agents, obs_dim, n_costs, config.hidden_sizes, config.critic_activation, cost_init
         ).to(self.device)
+        self.cost_critic_optimizer = self._adam(self.cost_critic, config.lr_critic)
         self.nu = torch.full((n_agents, n_costs), float(config.nu_init), device=self.device)
-        grad_norm, eps = config.max_grad_norm, config.adam_eps
-        self.actor_optimizer = GroupAdam(
-            self.actor.parameters(), config.lr_actor, eps=eps, max_grad_norm=grad_norm
-        )
-        self.reward_critic_optimizer = GroupAdam(
-            self.reward_critic.parameters(), config.lr_critic, eps=eps, max_grad_norm=grad_norm
-        )
-        self.cost_critic_optimizer = GroupAdam(
-            self.cost_critic.parameters(), config.lr_critic, eps=eps, max_grad_norm=grad_norm
-        )
-        self.n_updates = 0
 
     @torch.enable_grad()  # a learner step needs autograd even inside a no_grad caller
     def update(self, trajectory: Trajectory) -> dict[str, Any]:

@@ -709,12 +709,14 @@ def from_agent_major(x: torch.Tensor, n_slots: int, n_envs: int) -> torch.Tensor
 
 
 class OnPolicyAgents:
-    """N BS agents with a Beta actor group, a reward critic group and an observation normaliser.
+    """N BS agents with a Beta actor group, a reward critic group, their per-agent Adam
+    optimisers and an observation normaliser, for trajectories with L cost signals.
 
     Subclasses (``CupAgents``, ``PpoPenaltyAgents``) add their critics and ``update``. The
     config is duck-typed: it needs ``hidden_sizes``, ``actor_activations``,
     ``critic_activation``, ``observation_transform``, ``normalize_observations``,
-    ``observation_clip`` and ``seed``.
+    ``observation_clip``, ``lr_actor``, ``lr_critic``, ``adam_eps``, ``max_grad_norm`` and
+    ``seed``.
     """
 
     # modules and optimizers saved by state_dict(); subclasses extend the tuple
@@ -731,13 +733,20 @@ class OnPolicyAgents:
         obs_dim: int,
         act_dim: int,
         n_agents: int,
+        n_costs: int,
         config: Any,
         device: str | torch.device = "cpu",
     ) -> None:
-        for name, value in (("obs_dim", obs_dim), ("act_dim", act_dim), ("n_agents", n_agents)):
+        for name, value in (
+            ("obs_dim", obs_dim),
+            ("act_dim", act_dim),
+            ("n_agents", n_agents),
+            ("n_costs (L)", n_costs),
+        ):
             if value < 1:
                 raise ConfigError(f"{name} must be >= 1, got {value}")
         self.obs_dim, self.act_dim, self.n_agents = obs_dim, act_dim, n_agents
+        self.n_costs = n_costs
         self.config = config
         self.device = torch.device(device)
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
@@ -760,6 +769,16 @@ class OnPolicyAgents:
             enabled=config.normalize_observations,
             clip=config.observation_clip,
         ).to(self.device)
+        self.actor_optimizer = self._adam(self.actor, config.lr_actor)
+        self.reward_critic_optimizer = self._adam(self.reward_critic, config.lr_critic)
+        self.n_updates = 0
+
+    def _adam(self, network: torch.nn.Module, lr: float) -> GroupAdam:
+        """Per-agent Adam over ``network`` with the config's eps and gradient-norm bound."""
+        config = self.config
+        return GroupAdam(
+            network.parameters(), lr, eps=config.adam_eps, max_grad_norm=config.max_grad_norm
+        )
 
     @torch.no_grad()
     def state_dict(self) -> dict[str, Any]:

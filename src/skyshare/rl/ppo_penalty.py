@@ -26,10 +26,9 @@ from typing import Any
 
 import torch
 
-from skyshare.errors import ConfigError, ShapeError
+from skyshare.errors import ShapeError
 from skyshare.rl.gae import gae_targets
 from skyshare.rl.policies import (
-    GroupAdam,
     OnPolicyAgents,
     OnPolicyConfig,
     Trajectory,
@@ -97,18 +96,7 @@ class PpoPenaltyAgents(OnPolicyAgents):
         device: str | torch.device = "cpu",
     ) -> None:
         config = config or PpoPenaltyConfig()
-        super().__init__(obs_dim, act_dim, n_agents, config, device)
-        if n_costs < 1:
-            raise ConfigError(f"n_costs (L) must be >= 1, got {n_costs}")
-        self.n_costs = n_costs
-        grad_norm, eps = config.max_grad_norm, config.adam_eps
-        self.actor_optimizer = GroupAdam(
-            self.actor.parameters(), config.lr_actor, eps=eps, max_grad_norm=grad_norm
-        )
-        self.reward_critic_optimizer = GroupAdam(
-            self.reward_critic.parameters(), config.lr_critic, eps=eps, max_grad_norm=grad_norm
-        )
-        self.n_updates = 0
+        super().__init__(obs_dim, act_dim, n_agents, n_costs, config, device)
 
     @torch.enable_grad()  # a learner step needs autograd even inside a no_grad caller
     def update(self, trajectory: Trajectory) -> dict[str, Any]:
