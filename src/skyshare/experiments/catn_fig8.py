@@ -34,12 +34,12 @@ from skyshare.experiments.catn_schemes import (
     VIOLATION_TOL,
     evaluate_scheme,
     read_series,
-    run_scheme_jobs,
+    scheme_experiment,
     summarize_log,
     train_scheme,
     write_series,
 )
-from skyshare.experiments.jobs import Execution, Experiment, Job
+from skyshare.experiments.jobs import Job
 
 __all__ = [
     "EXPERIMENT",
@@ -153,23 +153,6 @@ def plot_catn_fig8(run_dir: str | Path, jobs: list[Job]) -> Path:
     return path
 
 
-def run(
-    run_dir: str | Path,
-    preset: str = "quick",
-    *,
-    schemes: list[str] | None = None,
-    execution: Execution | None = None,
-) -> dict[str, Any]:
-    """All jobs (resuming finished ones), ``fig8.png`` and ``summary.json`` in ``run_dir``."""
-    jobs = catn_fig8_jobs(preset, schemes)
-    summary = run_scheme_jobs(
-        "catn-fig8", jobs, run_dir, preset, PRESETS[preset], catn_fig8_job,
-        execution=execution,
-    )  # fmt: skip
-    plot_catn_fig8(run_dir, jobs)
-    return summary
-
-
 def summary_table(summary: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
     """(title, columns, rows): Fig. 8's quantities per scheme over the test slots."""
     columns = [
@@ -193,12 +176,15 @@ def summary_table(summary: dict[str, Any]) -> tuple[str, list[str], list[list[st
     return title, columns, rows
 
 
-EXPERIMENT = Experiment(
-    name="catn-fig8",
-    description="seed 000 Fig. 8: throughput, AU interference and handovers of D3QN-, DCD-, "
+EXPERIMENT = scheme_experiment(
+    "catn-fig8",
+    "seed 000 Fig. 8: throughput, AU interference and handovers of D3QN-, DCD-, "
     "SC-CUP in test slots after training",
-    presets=PRESETS,
-    schemes=SCHEMES,
-    run=run,
-    table=summary_table,
+    PRESETS,
+    SCHEMES,
+    catn_fig8_jobs,
+    plot_catn_fig8,
+    summary_table,
+    catn_fig8_job,
 )
+run = EXPERIMENT.run

@@ -51,9 +51,9 @@ __all__ = [
     "plot_training_curves",
     "read_series",
     "run_scheme_jobs",
-    "run_training_curves",
     "save_networks",
     "scenario_sweep_jobs",
+    "scheme_experiment",
     "scheme_job",
     "summarize_log",
     "train_scheme",
@@ -439,25 +439,6 @@ def plot_training_curves(run_dir: str | Path, jobs: list[Job], name: str, title:
     return path
 
 
-def run_training_curves(
-    experiment: str,
-    jobs: list[Job],
-    run_dir: str | Path,
-    preset: str,
-    params: dict[str, Any],
-    figure: str,
-    title: str,
-    *,
-    execution: Execution | None = None,
-) -> dict[str, Any]:
-    """Run a training-curves experiment (Figs. 4-7): its jobs (:func:`run_scheme_jobs`), then
-    the two-panel figure (:func:`plot_training_curves`) as ``run_dir/figure``."""
-    summary = run_scheme_jobs(experiment, jobs, run_dir, preset, params, execution=execution)
-    if jobs:
-        plot_training_curves(run_dir, jobs, figure, title)
-    return summary
-
-
 def training_curves_table(
     experiment: str, summary: dict[str, Any]
 ) -> tuple[str, list[str], list[list[str]]]:
@@ -476,6 +457,40 @@ def training_curves_table(
     return f"{experiment} ({summary['preset']}): last sixth of the training slots", columns, rows
 
 
+def scheme_experiment(
+    name: str,
+    description: str,
+    presets: dict[str, dict[str, Any]],
+    schemes: tuple[str, ...],
+    jobs: Callable[[str, list[str] | None], list[Job]],
+    finish: Callable[[Path, list[Job]], Any],
+    table: Callable[[dict[str, Any]], tuple[str, list[str], list[list[str]]]],
+    job_fn: Callable[[Job, Path], dict[str, Any]] = scheme_job,
+) -> Experiment:
+    """The :class:`Experiment` of a seed-000 figure or table: ``run`` builds
+    ``jobs(preset, schemes)``, runs the unfinished ones with ``job_fn``
+    (:func:`run_scheme_jobs`, which writes ``summary.json``), then calls
+    ``finish(run_dir, jobs)`` to draw the figure or write the table files."""
+
+    def run(
+        run_dir: str | Path,
+        preset: str = "quick",
+        *,
+        schemes: list[str] | None = None,
+        execution: Execution | None = None,
+    ) -> dict[str, Any]:
+        """All jobs (resuming finished ones), the figure or table and ``summary.json``."""
+        selected = jobs(preset, schemes)
+        summary = run_scheme_jobs(
+            name, selected, run_dir, preset, presets[preset], job_fn, execution=execution
+        )
+        if selected:
+            finish(Path(run_dir), selected)
+        return summary
+
+    return Experiment(name, description, presets, schemes, run, table)
+
+
 def training_curves_experiment(
     name: str,
     description: str,
@@ -485,37 +500,20 @@ def training_curves_experiment(
     figure: str,
     table: Callable[[dict[str, Any]], tuple[str, list[str], list[list[str]]]] | None = None,
 ) -> Experiment:
-    """The :class:`Experiment` of a training-curves figure (seed 000 Figs. 4-7): ``run`` builds
-    ``jobs(preset, schemes)``, runs them (:func:`run_training_curves`) and draws ``figure``
-    (e.g. ``"fig6.png"``); ``table`` defaults to :func:`training_curves_table`."""
+    """A :func:`scheme_experiment` whose result is a training-curves figure (seed 000 Figs.
+    4-7) saved as ``figure`` (e.g. ``"fig6.png"``, :func:`plot_training_curves`); ``table``
+    defaults to :func:`training_curves_table`."""
     number = figure.removesuffix(".png").removeprefix("fig")
-
-    def run(
-        run_dir: str | Path,
-        preset: str = "quick",
-        *,
-        schemes: list[str] | None = None,
-        execution: Execution | None = None,
-    ) -> dict[str, Any]:
-        """All jobs (resuming finished ones), the figure and ``summary.json`` in ``run_dir``."""
-        return run_training_curves(
-            name, jobs(preset, schemes), run_dir, preset, presets[preset],
-            figure, f"{name} (seed 000 Fig. {number})",
-            execution=execution,
-        )  # fmt: skip
+    title = f"{name} (seed 000 Fig. {number})"
 
     def curves_table(summary: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
         """(title, columns, rows): per curve, means over the last sixth of the training slots."""
         return training_curves_table(name, summary)
 
-    return Experiment(
-        name=name,
-        description=description,
-        presets=presets,
-        schemes=schemes,
-        run=run,
-        table=table or curves_table,
-    )
+    def plot(run_dir: Path, selected: list[Job]) -> Path:
+        return plot_training_curves(run_dir, selected, figure, title)
+
+    return scheme_experiment(name, description, presets, schemes, jobs, plot, table or curves_table)
 
 
 def scenario_sweep_jobs(

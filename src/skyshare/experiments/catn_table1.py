@@ -30,9 +30,9 @@ import torch
 from skyshare.envs.catn import CatnEnv
 from skyshare.errors import UnknownNameError
 from skyshare.experiments.catn_schemes import SCHEMES as ALL_SCHEMES
-from skyshare.experiments.catn_schemes import build_agents, build_env, run_scheme_jobs
+from skyshare.experiments.catn_schemes import build_agents, build_env, scheme_experiment
 from skyshare.experiments.catn_training import run_online
-from skyshare.experiments.jobs import Execution, Experiment, Job, load_result
+from skyshare.experiments.jobs import Job, load_result
 
 __all__ = [
     "EXPERIMENT",
@@ -145,7 +145,7 @@ def catn_table1_job(job: Job, folder: Path) -> dict[str, Any]:
         "decision_time_std_s": float(times.std()) if times.numel() > 1 else 0.0,
         "sizes": {"L": env.L, "N": env.N, "K": env.K, "M": env.M},
         "machine": f"{platform.processor() or platform.machine()}, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), CPU",
+        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {job.device}",
     }
 
 
@@ -203,34 +203,20 @@ def write_table1(run_dir: str | Path, jobs: list[Job]) -> tuple[Path, Path]:
     return run_dir / "table1.csv", run_dir / "table1.md"
 
 
-def run(
-    run_dir: str | Path,
-    preset: str = "quick",
-    *,
-    schemes: list[str] | None = None,
-    execution: Execution | None = None,
-) -> dict[str, Any]:
-    """All jobs (resuming finished ones), ``table1.csv``/``.md`` and ``summary.json``."""
-    jobs = catn_table1_jobs(preset, schemes)
-    summary = run_scheme_jobs(
-        "catn-table1", jobs, run_dir, preset, PRESETS[preset], catn_table1_job,
-        execution=execution,
-    )  # fmt: skip
-    write_table1(run_dir, jobs)
-    return summary
-
-
 def summary_table(summary: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
     """(title, columns, rows): Table I measured next to the paper."""
     columns, rows = _rows(list(summary["results"].values()))
     return f"catn-table1 ({summary['preset']}): per agent and slot", columns, rows
 
 
-EXPERIMENT = Experiment(
-    name="catn-table1",
-    description="seed 000 Table I: measured signaling and decision time per scheme vs the paper",
-    presets=PRESETS,
-    schemes=SCHEMES,
-    run=run,
-    table=summary_table,
+EXPERIMENT = scheme_experiment(
+    "catn-table1",
+    "seed 000 Table I: measured signaling and decision time per scheme vs the paper",
+    PRESETS,
+    SCHEMES,
+    catn_table1_jobs,
+    write_table1,
+    summary_table,
+    catn_table1_job,
 )
+run = EXPERIMENT.run
