@@ -53,6 +53,7 @@ from skyshare.rl.policies import (
     OnPolicyConfig,
     Trajectory,
     from_agent_major,
+    standardized,
     to_agent_major,
 )
 
@@ -205,36 +206,32 @@ class CupAgents(OnPolicyAgents):
             ``entropy`` (mean entropy of the final policy), ``clip_fraction`` (step 1).
         """
         cfg = self.config
-        trajectory.check(self.n_agents, self.obs_dim, self.act_dim, self.n_costs)
-        trajectory = trajectory.to(self.device)
         T, B, N = trajectory.n_slots, trajectory.n_envs, self.n_agents
 
         # ---- Lines 2-4: GAE for the reward and every cost, critic targets -----------------
         with torch.no_grad():
-            obs = self.normalizer(to_agent_major(trajectory.obs))  # (N, S, D), S = T*B
-            next_obs = self.normalizer(to_agent_major(trajectory.next_obs))
-            actions = to_agent_major(trajectory.actions)  # (N, S, d)
-            values = from_agent_major(self.reward_critic(obs)[..., 0], T, B)  # (T, B, N)
-            next_values = from_agent_major(self.reward_critic(next_obs)[..., 0], T, B)
+            prepared = self._prepare(trajectory)
+            obs, next_obs, actions = prepared.obs, prepared.next_obs, prepared.actions
+            rewards, costs = prepared.rewards, prepared.costs
             cost_values = from_agent_major(self.cost_critic(obs), T, B)  # (T, B, N, L)
             next_cost_values = from_agent_major(self.cost_critic(next_obs), T, B)
-            if trajectory.terminated is not None:
-                alive = (~trajectory.terminated.bool()).to(values.dtype)
-                next_values = next_values * alive[..., None]
-                next_cost_values = next_cost_values * alive[..., None, None]
+            next_cost_values = next_cost_values * prepared.alive[..., None, None]
             ends = trajectory.episode_ends()
-            rewards = trajectory.rewards.to(values.dtype)
-            costs = trajectory.costs.to(values.dtype)
-            adv, target = gae_targets(rewards, values, next_values, cfg.gamma, cfg.gae_lambda, ends)
+            adv, target = gae_targets(
+                rewards,
+                prepared.values,
+                prepared.next_values,
+                cfg.gamma,
+                cfg.gae_lambda,
+                ends,
+            )
             cost_adv, cost_target = gae_targets(
                 costs, cost_values, next_cost_values, cfg.gamma, cfg.gae_lambda, ends
             )
             adv, target = to_agent_major(adv), to_agent_major(target)  # (N, S)
             cost_adv, cost_target = to_agent_major(cost_adv), to_agent_major(cost_target)
             if cfg.standardize_advantages:
-                adv = (adv - adv.mean(1, keepdim=True)) / (
-                    adv.std(1, keepdim=True, correction=0) + 1e-8
-                )
+                adv = standardized(adv)
             if cfg.center_cost_advantages:
                 cost_adv = cost_adv - cost_adv.mean(1, keepdim=True)
 

@@ -703,6 +703,32 @@ def from_agent_major(x: torch.Tensor, n_slots: int, n_envs: int) -> torch.Tensor
     return x.reshape(x.shape[0], n_slots, n_envs, *x.shape[2:]).movedim(0, 2)
 
 
+@dataclass
+class PreparedTrajectory:
+    """A trajectory as the on-policy updates consume it (S = T*B samples per agent).
+
+    Attributes:
+        obs, next_obs: (N, S, D) normalised observations. actions: (N, S, d).
+        values, next_values: (T, B, N) reward-critic values of obs and next_obs, the latter
+            zeroed after a terminated slot. alive: (T, B) 0 after a terminated slot, else 1.
+        rewards: (T, B, N), costs: (T, B, N, L) in the critics' dtype.
+    """
+
+    obs: torch.Tensor
+    next_obs: torch.Tensor
+    actions: torch.Tensor
+    values: torch.Tensor
+    next_values: torch.Tensor
+    alive: torch.Tensor
+    rewards: torch.Tensor
+    costs: torch.Tensor
+
+
+def standardized(x: torch.Tensor) -> torch.Tensor:
+    """(N, S) -> per-agent zero mean, unit (population) standard deviation."""
+    return (x - x.mean(1, keepdim=True)) / (x.std(1, keepdim=True, correction=0) + 1e-8)
+
+
 # ---------------------------------------------------------------------------------------------
 # What CUP and PPO-penalty agents share: networks, observation normaliser, act()
 # ---------------------------------------------------------------------------------------------
@@ -772,6 +798,31 @@ class OnPolicyAgents:
         self.actor_optimizer = self._adam(self.actor, config.lr_actor)
         self.reward_critic_optimizer = self._adam(self.reward_critic, config.lr_critic)
         self.n_updates = 0
+
+    @torch.no_grad()
+    def _prepare(self, trajectory: Trajectory) -> PreparedTrajectory:
+        """Check ``trajectory`` against the agents, move it to their device, normalise its
+        observations and evaluate the reward critic on them (GAE's inputs)."""
+        trajectory.check(self.n_agents, self.obs_dim, self.act_dim, self.n_costs)
+        trajectory = trajectory.to(self.device)
+        T, B = trajectory.n_slots, trajectory.n_envs
+        obs = self.normalizer(to_agent_major(trajectory.obs))  # (N, S, D), S = T*B
+        next_obs = self.normalizer(to_agent_major(trajectory.next_obs))
+        values = from_agent_major(self.reward_critic(obs)[..., 0], T, B)  # (T, B, N)
+        next_values = from_agent_major(self.reward_critic(next_obs)[..., 0], T, B)
+        alive = torch.ones(T, B, dtype=values.dtype, device=self.device)
+        if trajectory.terminated is not None:
+            alive = (~trajectory.terminated.bool()).to(values.dtype)
+        return PreparedTrajectory(
+            obs=obs,
+            next_obs=next_obs,
+            actions=to_agent_major(trajectory.actions),  # (N, S, d)
+            values=values,
+            next_values=next_values * alive[..., None],
+            alive=alive,
+            rewards=trajectory.rewards.to(values.dtype),
+            costs=trajectory.costs.to(values.dtype),
+        )
 
     def _adam(self, network: torch.nn.Module, lr: float) -> GroupAdam:
         """Per-agent Adam over ``network`` with the config's eps and gradient-norm bound."""

@@ -32,7 +32,7 @@ from skyshare.rl.policies import (
     OnPolicyAgents,
     OnPolicyConfig,
     Trajectory,
-    from_agent_major,
+    standardized,
     to_agent_major,
 )
 
@@ -114,30 +114,25 @@ class PpoPenaltyAgents(OnPolicyAgents):
             ``entropy`` of the final policy.
         """
         cfg = self.config
-        trajectory.check(self.n_agents, self.obs_dim, self.act_dim, self.n_costs)
-        trajectory = trajectory.to(self.device)
         T, B, N = trajectory.n_slots, trajectory.n_envs, self.n_agents
 
         # ---- Penalised reward, GAE advantages and critic targets ------------------------------
         with torch.no_grad():
-            obs = self.normalizer(to_agent_major(trajectory.obs))  # (N, S, D), S = T*B
-            next_obs = self.normalizer(to_agent_major(trajectory.next_obs))
-            actions = to_agent_major(trajectory.actions)  # (N, S, d)
-            values = from_agent_major(self.reward_critic(obs)[..., 0], T, B)  # (T, B, N)
-            next_values = from_agent_major(self.reward_critic(next_obs)[..., 0], T, B)
-            if trajectory.terminated is not None:
-                next_values = next_values * (~trajectory.terminated.bool())[..., None]
-            rewards = trajectory.rewards.to(values.dtype)
-            costs = trajectory.costs.to(values.dtype)
+            prepared = self._prepare(trajectory)
+            obs, actions = prepared.obs, prepared.actions
+            rewards, costs = prepared.rewards, prepared.costs
             shaped = penalized_reward(rewards, costs, cfg.penalty)  # (T, B, N)
             adv, target = gae_targets(
-                shaped, values, next_values, cfg.gamma, cfg.gae_lambda, trajectory.episode_ends()
+                shaped,
+                prepared.values,
+                prepared.next_values,
+                cfg.gamma,
+                cfg.gae_lambda,
+                trajectory.episode_ends(),
             )
             adv, target = to_agent_major(adv), to_agent_major(target)  # (N, S)
             if cfg.standardize_advantages:
-                adv = (adv - adv.mean(1, keepdim=True)) / (
-                    adv.std(1, keepdim=True, correction=0) + 1e-8
-                )
+                adv = standardized(adv)
             old_dist = self.actor(obs)  # pi_theta'
             old_log_prob = old_dist.log_prob(actions)
 
