@@ -75,3 +75,23 @@ def test_corrupt_checkpoint_is_a_clear_error_and_keeps_finished_jobs(tmp_path, t
     assert "checkpoint" in err and "unreadable" in err and "delete it" in err
     assert finished.stat().st_mtime_ns == stamp  # the finished job is neither rerun nor lost
     assert not (folder / "result.json").exists()
+
+
+def test_cli_seeds_runs_every_job_once_per_seed_and_reuses_the_presets_job(tmp_path, tiny, capsys):
+    out = tmp_path / "run"
+    base = ["run", "catn-fig4", "--preset", "tiny", "--out", str(out), "--schemes", "SC-WMMSE"]
+    assert main(base) == 0  # the preset's seed 0
+    marker = next(out.glob("jobs/*/result.json"))
+    stamp = marker.stat().st_mtime_ns
+    assert main([*base, "--seeds", "0", "2"]) == 0
+    assert marker.stat().st_mtime_ns == stamp  # seed 0 is the preset's job, not recomputed
+    summary = json.loads((out / "summary.json").read_text())
+    results = list(summary["results"].values())
+    assert len(results) == 2 and {r["scheme"] for r in results} == {"SC-WMMSE"}
+    assert results[0]["mean_sum_rate_last"] != results[1]["mean_sum_rate_last"]  # other channels
+    for bad in (["--seeds", "1", "1"], ["--seeds", "-1"]):
+        assert main([*base, *bad]) == 2
+    assert "--seeds must be distinct integers >= 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # argparse: not an integer
+        main([*base, "--seeds", "x"])
+    assert exit_info.value.code == 2

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from skyshare.experiments import Job, JobFailed, load_result, run_jobs
-from skyshare.experiments.jobs import Execution
+from skyshare.experiments.jobs import Execution, with_seeds
 from skyshare.experiments.smoke import smoke_job, smoke_jobs
 
 QUIET = Execution(progress=False)
@@ -143,3 +143,20 @@ def test_device_is_not_part_of_the_job_identity(tmp_path):
     assert Job("t", "s", 0, {"x": 2}, device="cuda").job_id == job.job_id
     run_jobs([job], square, tmp_path, QUIET)
     assert json.loads((tmp_path / "jobs" / job.job_id / "job.json").read_text())["device"] == "cpu"
+
+
+def test_with_seeds_repeats_every_distinct_job_and_reuses_the_presets_ids():
+    preset_jobs = [
+        Job("e", "A", 0, {"x": 1, "seeds": [0]}),
+        Job("e", "A", 0, {"x": 2, "seeds": [0]}),
+        Job("e", "B", 0, {"x": 1, "seeds": [0]}),
+    ]
+    jobs = with_seeds(preset_jobs, [0, 3])
+    assert [(j.scheme, j.params["x"], j.seed) for j in jobs] == [
+        ("A", 1, 0), ("A", 1, 3), ("A", 2, 0), ("A", 2, 3), ("B", 1, 0), ("B", 1, 3),
+    ]  # fmt: skip
+    assert {j.job_id for j in jobs if j.seed == 0} == {j.job_id for j in preset_jobs}
+    assert len({j.job_id for j in jobs}) == 6
+    for bad in ([], [1, 1], [-1], [0.5]):
+        with pytest.raises(Exception, match="seeds"):
+            with_seeds(preset_jobs, bad)

@@ -7,7 +7,7 @@
                       [--bs-info ...] [--preset NAME] [--set key=value ...]
     skyshare run EXPERIMENT [--preset quick|paper] [--executor local|ray] [--address ADDR]
                             [--workers N] [--device cpu|cuda|cuda:N] [--out DIR]
-                            [--schemes NAME ...]
+                            [--schemes NAME ...] [--seeds S ...]
     skyshare solve catn --association {sc,dcd} --beamforming {wmmse,wmmse-lite,fp}
                         [--slots N] [--preset NAME] [--set key=value ...] [--batch B]
                         [--plot FILE] [--json FILE]
@@ -118,6 +118,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--out", type=Path, help="run directory (default: runs/EXPERIMENT-PRESET)")
     run.add_argument("--schemes", nargs="+", help="subset of the schemes (default: all)")
+    run.add_argument(
+        "--seeds", nargs="+", type=int, help="run every job once per seed (default: the preset's)"
+    )
 
     solve = sub.add_parser(
         "solve", help="run the two-stage optimisation baseline (association + beamforming)"
@@ -308,7 +311,13 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     execution = Execution(  # validates --workers, --address and --device
         executor=args.executor, address=args.address, workers=args.workers, device=args.device
     )
-    summary = experiment.run(out, args.preset, schemes=args.schemes, execution=execution)
+    if args.seeds is not None and (
+        len(set(args.seeds)) != len(args.seeds) or any(seed < 0 for seed in args.seeds)
+    ):
+        raise SkyshareError(f"--seeds must be distinct integers >= 0, got {args.seeds}")
+    summary = experiment.run(
+        out, args.preset, schemes=args.schemes, seeds=args.seeds, execution=execution
+    )
     title, columns, rows = experiment.table(summary)
     table = Table(title=title)
     for i, column in enumerate(columns):

@@ -34,7 +34,7 @@ import torch
 from skyshare.envs.catn import CatnEnv, CatnEnvConfig
 from skyshare.errors import UnknownNameError
 from skyshare.experiments.catn_training import TrainingLog, run_online
-from skyshare.experiments.jobs import Execution, Experiment, Job, run_jobs
+from skyshare.experiments.jobs import Execution, Experiment, Job, run_jobs, with_seeds
 from skyshare.rl.cup import CupAgents, CupConfig
 from skyshare.rl.d3qn import D3QNAgents
 from skyshare.rl.ppo_penalty import PpoPenaltyAgents, PpoPenaltyConfig
@@ -388,8 +388,9 @@ def plot_training_curves(run_dir: str | Path, jobs: list[Job], name: str, title:
     """Two panels like seed 000 Figs. 4-7: (a) TU sum rate and (b) received interference
     power of each AU in dBm (solid AU 1, dashed AU 2, ...) over training slots, moving
     averages over 41 slots, with each curve's I_max as a dotted line; one colour per job,
-    labelled by ``job.params["label"]`` (the scheme otherwise). A job logged on spaced slots
-    (DCD-DFP on 100 of 6000) is drawn unsmoothed with markers. Saved as ``run_dir/name``."""
+    labelled by ``job.params["label"]`` (the scheme otherwise) and its seed when the jobs have
+    several. A job logged on spaced slots (DCD-DFP on 100 of 6000) is drawn unsmoothed with
+    markers. Saved as ``run_dir/name``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -399,9 +400,12 @@ def plot_training_curves(run_dir: str | Path, jobs: list[Job], name: str, title:
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 8), sharex=True)
     styles = ("-", "--", "-.", ":")
     limits_drawn: set[float] = set()
+    several_seeds = len({job.seed for job in jobs}) > 1
     for i, job in enumerate(jobs):
         colour = f"C{i % 10}"
-        label = job.params.get("label", job.scheme)
+        label = job.params.get("label", job.scheme) + (
+            f", seed {job.seed}" if several_seeds else ""
+        )
         series = read_series(run_dir / "jobs" / job.job_id / "series.csv")
         slots = series["slot"]
         sparse = len(slots) > 1 and slots[1] - slots[0] > 1
@@ -477,10 +481,13 @@ def scheme_experiment(
         preset: str = "quick",
         *,
         schemes: list[str] | None = None,
+        seeds: list[int] | None = None,
         execution: Execution | None = None,
     ) -> dict[str, Any]:
         """All jobs (resuming finished ones), the figure or table and ``summary.json``."""
         selected = jobs(preset, schemes)
+        if seeds is not None:
+            selected = with_seeds(selected, seeds)
         summary = run_scheme_jobs(
             name, selected, run_dir, preset, presets[preset], job_fn, execution=execution
         )

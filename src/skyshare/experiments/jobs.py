@@ -37,6 +37,7 @@ __all__ = [
     "job_folder",
     "load_result",
     "run_jobs",
+    "with_seeds",
 ]
 
 RESULT_FILE = "result.json"
@@ -78,8 +79,9 @@ class Experiment:
         description: one line for ``skyshare run --help``.
         presets: ``{preset name: parameters}`` (``paper`` and ``quick`` at least).
         schemes: the scheme names a run may be restricted to.
-        run: ``run(run_dir, preset, *, schemes, execution) -> summary``: runs the unfinished
-            jobs (``execution``: an :class:`Execution`), writes figures and ``summary.json``,
+        run: ``run(run_dir, preset, *, schemes, seeds, execution) -> summary``: runs the
+            unfinished jobs (``seeds``: other seeds than the preset's, :func:`with_seeds`;
+            ``execution``: an :class:`Execution`), writes figures and ``summary.json``,
             returns the summary dict.
         table: ``table(summary) -> (title, columns, rows)``: the summary table the CLI prints.
     """
@@ -90,6 +92,29 @@ class Experiment:
     schemes: tuple[str, ...]
     run: Callable[..., dict[str, Any]]
     table: Callable[[dict[str, Any]], tuple[str, list[str], list[list[str]]]]
+
+
+def with_seeds(jobs: Sequence[Job], seeds: Sequence[int]) -> list[Job]:
+    """The experiment's jobs for other seeds: every distinct (scheme, parameters) of ``jobs``
+    once per seed in ``seeds``, with ``params["seeds"] = [seed]``.
+
+    A preset lists its seeds in ``params["seeds"]``; a job made here for seed s has the id of
+    the preset's own job when the preset's list is ``[s]``, so finished jobs are reused.
+    """
+    if not seeds:
+        raise SkyshareError("seeds must list at least one seed")
+    if len(set(seeds)) != len(seeds) or any(int(s) != s or s < 0 for s in seeds):
+        raise SkyshareError(f"seeds must be distinct integers >= 0, got {list(seeds)}")
+    distinct: dict[str, Job] = {}
+    for job in jobs:
+        rest = {key: value for key, value in job.params.items() if key != "seeds"}
+        key = json.dumps([job.experiment, job.scheme, rest], sort_keys=True)
+        distinct.setdefault(key, job)
+    return [
+        replace(job, seed=int(seed), params={**job.params, "seeds": [int(seed)]})
+        for job in distinct.values()
+        for seed in seeds
+    ]
 
 
 EXECUTORS = ("local", "ray")

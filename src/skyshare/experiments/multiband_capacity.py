@@ -47,7 +47,7 @@ from typing import Any
 import torch
 
 from skyshare.errors import UnknownNameError
-from skyshare.experiments.jobs import Execution, Experiment, Job, run_jobs
+from skyshare.experiments.jobs import Execution, Experiment, Job, run_jobs, with_seeds
 
 __all__ = [
     "FIG5",
@@ -605,10 +605,14 @@ def run(
     preset: str = "quick",
     *,
     schemes: list[str] | None = None,
+    seeds: list[int] | None = None,
     execution: Execution | None = None,
 ) -> dict[str, Any]:
-    """All jobs of ``experiment`` (resuming finished ones), the figure and ``summary.json``."""
+    """All jobs of ``experiment`` (resuming finished ones), the figure and ``summary.json``;
+    ``seeds`` replaces the preset's seeds (:func:`~skyshare.experiments.jobs.with_seeds`)."""
     jobs = capacity_jobs(experiment, preset, schemes)
+    if seeds is not None:
+        jobs = with_seeds(jobs, seeds)
     results = run_jobs(jobs, capacity_job, run_dir, execution)
     summary = {
         "experiment": experiment,
@@ -622,7 +626,7 @@ def run(
     return summary
 
 
-# run_figN(run_dir, preset="quick", *, schemes, execution): one experiment each
+# run_figN(run_dir, preset="quick", *, schemes, seeds, execution): one experiment each
 run_fig5 = functools.partial(run, "multiband-fig5")  # capacity per cell versus (M, U)
 run_fig6 = functools.partial(run, "multiband-fig6")  # capacity per cell versus N_f
 run_fig7 = functools.partial(run, "multiband-fig7")  # capacity per cell versus the channel SIR
