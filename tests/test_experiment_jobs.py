@@ -160,3 +160,22 @@ def test_with_seeds_repeats_every_distinct_job_and_reuses_the_presets_ids():
     for bad in ([], [1, 1], [-1], [0.5]):
         with pytest.raises(Exception, match="seeds"):
             with_seeds(preset_jobs, bad)
+
+
+def uses_its_threads(job, folder):
+    torch.set_num_threads(job.threads)
+    return {"threads": torch.get_num_threads()}
+
+
+def test_threads_default_to_every_core_alone_and_one_side_by_side(tmp_path):
+    assert Execution().threads_per_job == (os.cpu_count() or 1)
+    assert Execution(workers=2).threads_per_job == 1
+    assert Execution(threads=3, workers=2).threads_per_job == 3
+    with pytest.raises(Exception, match="threads must be in"):
+        Execution(threads=0)
+    before = torch.get_num_threads()
+    other = 2 if before == 1 else 1
+    result = run_jobs([Job("t", "s", 0)], uses_its_threads, tmp_path, Execution(threads=other))
+    assert next(iter(result.values()))["threads"] == other
+    assert torch.get_num_threads() == before  # the caller's setting is restored
+    assert Job("t", "s", 0, threads=4).job_id == Job("t", "s", 0).job_id

@@ -7,7 +7,7 @@
                       [--bs-info ...] [--preset NAME] [--set key=value ...]
     skyshare run EXPERIMENT [--preset quick|paper] [--executor local|ray] [--address ADDR]
                             [--workers N] [--device cpu|cuda|cuda:N] [--out DIR]
-                            [--schemes NAME ...] [--seeds S ...]
+                            [--threads T] [--schemes NAME ...] [--seeds S ...]
     skyshare solve catn --association {sc,dcd} --beamforming {wmmse,wmmse-lite,fp}
                         [--slots N] [--preset NAME] [--set key=value ...] [--batch B]
                         [--plot FILE] [--json FILE]
@@ -115,6 +115,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--device", default="cpu", help="where the jobs' tensors live: cpu, cuda or cuda:N"
+    )
+    run.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads per job (default: all cores for one job at a time, else 1)",
     )
     run.add_argument("--out", type=Path, help="run directory (default: runs/EXPERIMENT-PRESET)")
     run.add_argument("--schemes", nargs="+", help="subset of the schemes (default: all)")
@@ -309,7 +314,11 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     if out.exists() and not out.is_dir():
         raise SkyshareError(f"--out {str(out)!r} exists and is not a directory")
     execution = Execution(  # validates --workers, --address and --device
-        executor=args.executor, address=args.address, workers=args.workers, device=args.device
+        executor=args.executor,
+        address=args.address,
+        workers=args.workers,
+        device=args.device,
+        threads=args.threads,
     )
     if args.seeds is not None and (
         len(set(args.seeds)) != len(args.seeds) or any(seed < 0 for seed in args.seeds)

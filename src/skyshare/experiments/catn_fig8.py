@@ -96,6 +96,7 @@ def catn_fig8_job(job: Job, folder: Path) -> dict[str, Any]:
     """Train ``job.scheme`` (``checkpoint.pt``, ``series.csv``, ``networks.pt``), test it for
     ``test_slots`` slots (``test_checkpoint.pt``, ``test_series.csv``); return the training
     summary and the test metrics."""
+    torch.set_num_threads(job.threads)
     p = job.params
     trained = train_scheme(job.scheme, p, job.seed, folder, device=job.device)
     test_seed = job.seed + int(p["test_seed_offset"])

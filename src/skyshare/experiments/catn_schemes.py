@@ -275,9 +275,7 @@ def train_scheme(
 ) -> SchemeRun:
     """Build ``scheme`` on ``device``, run it online for ``params["n_slots"]`` slots (training
     its learners), resuming from ``folder/checkpoint.pt`` if present; write ``config.json``,
-    ``series.csv`` and ``networks.pt`` into ``folder``. Uses one CPU thread (jobs run side by
-    side, one per core)."""
-    torch.set_num_threads(1)
+    ``series.csv`` and ``networks.pt`` into ``folder``."""
     association, beamforming = _scheme(scheme)
     n_slots = int(params["n_slots"])
     env = build_env(scheme, params, seed, n_slots, device=device)
@@ -338,7 +336,8 @@ def evaluate_scheme(
 
 def scheme_job(job: Job, folder: Path) -> dict[str, Any]:
     """Job function: train ``job.scheme`` with ``job.params`` and return its summary
-    (:func:`summarize_log` plus the job's swept ``label``, if any)."""
+    (:func:`summarize_log` plus the job's swept ``label``, if any), on ``job.threads``."""
+    torch.set_num_threads(job.threads)
     result = train_scheme(job.scheme, job.params, job.seed, folder, device=job.device)
     summary = summarize_log(job.scheme, result.log)
     if "label" in job.params:

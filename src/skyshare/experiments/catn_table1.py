@@ -112,7 +112,7 @@ def catn_table1_job(job: Job, folder: Path) -> dict[str, Any]:
     """Run ``job.scheme`` untrained in evaluation mode for ``n_slots`` slots (DCD-DFP:
     ``dfp_slots``); return the measured signaling per agent and slot, the decision times,
     Table I's closed forms at these sizes and the paper's numbers."""
-    torch.set_num_threads(1)
+    torch.set_num_threads(job.threads)
     p = job.params
     association, beamforming = ALL_SCHEMES[job.scheme]
     n_slots = int(p["dfp_slots"] if beamforming == "fp" else p["n_slots"])

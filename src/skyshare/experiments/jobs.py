@@ -54,6 +54,8 @@ class Job:
         params: JSON-serialisable parameters (e.g. ``{"zeta": 10}``) and the resolved config.
         device: where the job's tensors live; set by :func:`run_jobs` from the
             :class:`Execution`, not part of :attr:`job_id`.
+        threads: torch intra-op threads the job may use (``torch.set_num_threads``); set by
+            :func:`run_jobs`, not part of :attr:`job_id`.
     """
 
     experiment: str
@@ -61,6 +63,7 @@ class Job:
     seed: int
     params: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
+    threads: int = 1
 
     @property
     def job_id(self) -> str:
@@ -132,6 +135,9 @@ class Execution:
             after the other in this process). In [1, 256].
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``: where the jobs' tensors live. With
             ``workers > 1`` the workers share the device.
+        threads: torch threads per job, in [1, 1024]; None: every core for a job that runs
+            alone (local executor, one worker), 1 when jobs run side by side (workers, Ray:
+            one job per core).
         progress: show progress bars.
     """
 
@@ -139,6 +145,7 @@ class Execution:
     address: str | None = None
     workers: int = 1
     device: str = "cpu"
+    threads: int | None = None
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -152,7 +159,17 @@ class Execution:
             raise SkyshareError(f"workers must be in [1, 256], got {self.workers}")
         if self.workers > 1 and self.executor != "local":
             raise SkyshareError("workers is for the local executor (Ray schedules its own)")
+        if self.threads is not None and not 1 <= self.threads <= 1024:
+            raise SkyshareError(f"threads must be in [1, 1024], got {self.threads}")
         self._check_device()
+
+    @property
+    def threads_per_job(self) -> int:
+        """``threads``, or its default: all cores alone, one per job side by side."""
+        if self.threads is not None:
+            return self.threads
+        alone = self.executor == "local" and self.workers == 1
+        return max(1, os.cpu_count() or 1) if alone else 1
 
     def _check_device(self) -> None:
         import torch
@@ -250,7 +267,7 @@ def run_jobs(
         if stored is not None:
             results[job.job_id] = stored
         else:
-            pending.append(replace(job, device=execution.device))
+            pending.append(replace(job, device=execution.device, threads=execution.threads_per_job))
     if not pending:
         return results
     if execution.executor == "ray":
@@ -266,19 +283,24 @@ def _failure(job: Job, attempts: int, exc: BaseException) -> JobFailed:
 
 
 def _run_in_process(jobs, fn, run_dir, execution, max_retries) -> dict[str, dict[str, Any]]:
+    import torch
     from tqdm.auto import tqdm
 
     results: dict[str, dict[str, Any]] = {}
-    for job in tqdm(jobs, desc="jobs", disable=not execution.progress):
-        for attempt in range(max_retries + 1):
-            try:
-                results[job.job_id] = _run_one(fn, job, str(run_dir))
-                break
-            except (KeyboardInterrupt, SkyshareError):
-                raise  # bad input or a corrupt checkpoint: retrying cannot help
-            except Exception as exc:  # retried, then reported with the job id
-                if attempt == max_retries:
-                    raise _failure(job, attempt + 1, exc) from exc
+    threads = torch.get_num_threads()
+    try:
+        for job in tqdm(jobs, desc="jobs", disable=not execution.progress):
+            for attempt in range(max_retries + 1):
+                try:
+                    results[job.job_id] = _run_one(fn, job, str(run_dir))
+                    break
+                except (KeyboardInterrupt, SkyshareError):
+                    raise  # bad input or a corrupt checkpoint: retrying cannot help
+                except Exception as exc:  # retried, then reported with the job id
+                    if attempt == max_retries:
+                        raise _failure(job, attempt + 1, exc) from exc
+    finally:
+        torch.set_num_threads(threads)  # the jobs set their own; the caller keeps its
     return results
 
 

@@ -416,7 +416,7 @@ def capacity_job(job: Job, folder: Path) -> dict[str, Any]:
     over test realizations, training and decision times, FLWF iterations)."""
     from skyshare.envs.multiband import MultibandEnvConfig
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(job.threads)
     p = job.params
     scenario_config = _scenario_config(p, job.seed)
     env_config = MultibandEnvConfig(**p["env"])
