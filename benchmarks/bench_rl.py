@@ -320,13 +320,15 @@ def run() -> Section:
             _decision_rows(section, batch)
         for n_threads in (1, 2):
             _training_rows(section, n_threads)
-        torch.set_num_threads(1)
-        _full_run_row(section)
+        for n_threads in sorted({1, os.cpu_count() or 1}):  # jobs side by side; a job alone
+            torch.set_num_threads(n_threads)
+            _full_run_row(section)
     finally:
         torch.set_num_threads(threads)
     section.notes += [
         "Target (issue 5): >= 50x faster than Table I per slot; full 6000-slot D3QN-CUP run "
-        "< 5 min.",
+        "< 5 min. (c) with 1 thread is a job beside others (`--workers`, Ray), with every core "
+        "a job run alone (`skyshare run`'s default).",
         "Table I was measured on an i7-11700K + RTX 2080 Ti (seed 000 §VI); ours on the CPU "
         "below. A CUP gradient step is bounded by memory traffic: Adam reads p, g, m, v and "
         "writes p, m, v for every parameter (7 x 4 bytes x 44.6 M = 1.25 GB per step-1 step), "
