@@ -320,10 +320,6 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         device=args.device,
         threads=args.threads,
     )
-    if args.seeds is not None and (
-        len(set(args.seeds)) != len(args.seeds) or any(seed < 0 for seed in args.seeds)
-    ):
-        raise SkyshareError(f"--seeds must be distinct integers >= 0, got {args.seeds}")
     summary = experiment.run(
         out, args.preset, schemes=args.schemes, seeds=args.seeds, execution=execution
     )
