@@ -91,7 +91,7 @@ def test_cli_seeds_runs_every_job_once_per_seed_and_reuses_the_presets_job(tmp_p
     assert results[0]["mean_sum_rate_last"] != results[1]["mean_sum_rate_last"]  # other channels
     for bad in (["--seeds", "1", "1"], ["--seeds", "-1"]):
         assert main([*base, *bad]) == 2
-        assert not (out / "jobs" / "SC-WMMSE-s1").exists()
+        assert len(list((out / "jobs").iterdir())) == 2  # nothing written for a bad list
     assert "seeds must be distinct integers >= 0" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:  # argparse: not an integer
         main([*base, "--seeds", "x"])
