@@ -15,17 +15,9 @@ from skyshare.envs.catn import CatnEnv
 from skyshare.experiments import catn_fig5, catn_fig6, catn_fig7, catn_fig8, catn_table1
 from skyshare.experiments.catn_schemes import build_agents, build_env, read_series
 from skyshare.experiments.jobs import Execution, job_folder
+from test_experiment_catn_fig4 import TINY as SMALL  # the same reduced network
 
 QUIET = Execution(progress=False)
-
-SMALL = {
-    "n_slots": 12,
-    "dfp_slots": 3,
-    "seeds": [0],
-    "hidden_sizes": [8, 8, 8],
-    "scenario": {"n_tu": 14, "ura_rows": 2, "ura_cols": 2},
-    "ppo_penalty": 10.0,
-}
 
 
 def _tail_mean(values):
