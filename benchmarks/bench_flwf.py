@@ -6,7 +6,8 @@ initialisations (Dirichlet(1) splits of each user's budget) of one channel reali
 batch, as seed 004 §V averages FLWF over 100 random initializations; SSWF and random are one
 allocation of the same realization.
 
-TD3-MIX+FLWF online decision (seed 004 §IV-C, ``TD3Mix.decide``): every BS's actor maps its
+TD3-MIX+FLWF online decision (seed 004 §IV-C, the ``TD3-MIX+FLWF`` scheme of
+``skyshare.schemes.multiband``: ``flwf`` from the agents' ``act``): every BS's actor maps its
 observation (17) to an allocation, then FLWF runs from it until convergence. Timed per block for
 one realization (B = 1) and batched over ``DECISION_BATCH`` realizations (one call), with the
 paper's networks (2 x 128, full observation (17)). The actor is untrained (seeded random
@@ -23,9 +24,9 @@ import torch
 
 from benchmarks.common import Section, fmt, time_call
 from skyshare.envs.multiband import MultibandEnv
-from skyshare.rl.td3_mix import TD3Mix, TD3MixConfig
+from skyshare.rl.td3_mix import TD3MixAgents, TD3MixConfig
 from skyshare.scenarios.multiband import MultibandConfig, MultibandScenario
-from skyshare.solvers.flwf import flwf_random_starts
+from skyshare.solvers.flwf import flwf, flwf_random_starts
 from skyshare.solvers.waterfilling import random_power, sswf
 
 N_STARTS = 100
@@ -78,14 +79,13 @@ def run() -> Section:
     )
     scenario = MultibandScenario.from_preset("paper", batch_size=1)
     state = scenario.reset(seed=0)
-    flwf_random_starts(scenario, state, N_STARTS, torch.Generator().manual_seed(0), max_iter=5)
+    problem = scenario.problem(state)
+    flwf_random_starts(problem, N_STARTS, torch.Generator().manual_seed(0), max_iter=5)
 
     for label, max_iter, tol in SETTINGS:
         generator = torch.Generator().manual_seed(1)
         start = time.perf_counter()
-        starts = flwf_random_starts(
-            scenario, state, N_STARTS, generator, max_iter=max_iter, tol=tol
-        )
+        starts = flwf_random_starts(problem, N_STARTS, generator, max_iter=max_iter, tol=tol)
         seconds = time.perf_counter() - start
         result = starts.result
         within = [
@@ -107,8 +107,8 @@ def run() -> Section:
             ]
         )
 
-    selfish_s = time_call(lambda: sswf(scenario, state), repeats=5, min_time_s=0.5)
-    selfish = sswf(scenario, state)
+    selfish_s = time_call(lambda: sswf(problem), repeats=5, min_time_s=0.5)
+    selfish = sswf(problem)
     section.rows.append(
         [
             "SSWF",
@@ -125,15 +125,11 @@ def run() -> Section:
     generator = torch.Generator().manual_seed(2)
     draws = torch.stack(
         [
-            scenario.cell_capacity(
-                scenario.rates(state, random_power(scenario, state, generator))
-            ).mean()
+            problem.cell_sum(problem.rates(random_power(problem, generator))).mean()
             for _ in range(N_STARTS)
         ]
     )
-    random_s = time_call(
-        lambda: random_power(scenario, state, generator), repeats=5, min_time_s=0.2
-    )
+    random_s = time_call(lambda: random_power(problem, generator), repeats=5, min_time_s=0.2)
     section.rows.append(
         [
             "random (Dirichlet(1))",
@@ -159,7 +155,8 @@ def run() -> Section:
     )
     decision_rows(section, MultibandScenario.config_from("paper"))
     section.notes.append(
-        "TD3-MIX+FLWF online rows: `TD3Mix.decide` on block 0 (actor on the observation (17), "
+        "TD3-MIX+FLWF online rows: the TD3-MIX+FLWF scheme's decision on block 0 (actor on "
+        "the observation (17), "
         "then FLWF from the actor's allocation until the gap is <= tol or max_iter), one "
         f"realization (B = 1) and {DECISION_BATCH} realizations in one call (time for the "
         "whole batch; capacity and iterations are means over the realizations, the std column "
@@ -184,9 +181,7 @@ def decision_rows(
         env = MultibandEnv(scenario_config, batch_size=batch)
         env.reset(seed=0)
         # buffer_size=1: the replay buffer plays no part in a decision (and would take ~1 GB).
-        learner = TD3Mix(
-            env, TD3MixConfig(buffer_size=1), generator=torch.Generator().manual_seed(0)
-        )
+        learner = TD3MixAgents.for_env(env, TD3MixConfig(buffer_size=1, seed=0))
         actor_s = time_call(
             lambda learner=learner, env=env: env.action_to_power(learner.act(env.observe())),
             repeats=repeats,
@@ -195,11 +190,14 @@ def decision_rows(
         section.rows.append([f"TD3-MIX actor only, B = {batch}", "-", fmt(actor_s)] + ["-"] * 6)
         for label, max_iter, tol in settings:
 
+            @torch.no_grad()
             def decide(learner=learner, env=env, max_iter=max_iter, tol=tol):
-                return learner.decide(env, max_iter=max_iter, tol=tol)
+                # the TD3-MIX+FLWF scheme's decision: FLWF from the actor's allocation
+                initial = env.action_to_power(learner.act(env.observe()))
+                return flwf(env.problem(), initial, max_iter=max_iter, tol=tol)
 
             seconds = time_call(decide, repeats=repeats, min_time_s=0.0)
-            result = decide().flwf
+            result = decide()
             capacity = result.capacity_trace[:, -1].double()
             within = [
                 float(_iterations_to_within(result.capacity_trace, q).double().median())

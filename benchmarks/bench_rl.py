@@ -15,7 +15,7 @@ Three tables in one section:
     the Adam memory-traffic floor; one D3QN step; per-slot training time amortised as in
     Algorithm 4 (a D3QN step every slot, a CUP update every 50 slots);
 (c) the wall time of the full 6000-slot D3QN-CUP training run through
-    :func:`skyshare.experiments.catn_training.run_online`. Only with ``SKYSHARE_BENCH_FULL=1``;
+    :func:`skyshare.schemes.catn_online.run_online`. Only with ``SKYSHARE_BENCH_FULL=1``;
     otherwise a 600-slot run (``SKYSHARE_BENCH_RL_SLOTS`` overrides) is timed and x10 reported
     as an extrapolation, labelled as such.
 """
@@ -32,12 +32,13 @@ import torch
 from benchmarks.common import Section, fmt, time_call
 from skyshare import metrics
 from skyshare.envs import CatnEnv, CatnEnvConfig
-from skyshare.experiments.catn_training import run_online
+from skyshare.rl.common.buffers import Trajectory, TrajectoryCollector
 from skyshare.rl.cup import CupAgents, CupConfig
-from skyshare.rl.d3qn import D3QNAgents
-from skyshare.rl.policies import Trajectory, TrajectoryCollector
+from skyshare.rl.d3qn import D3QNAgents, D3QNConfig
 from skyshare.rl.ppo_penalty import PpoPenaltyAgents, PpoPenaltyConfig
 from skyshare.scenarios import CatnScenario
+from skyshare.schemes.catn import build_scheme
+from skyshare.schemes.catn_online import run_online
 from skyshare.solvers.association_dcd import associate_dcd
 
 PAPER_TABLE1_MS = {"D3QN-CUP": 82.64, "DCD-CUP": 326.80, "SC-CUP": 63.48, "D3QN-PPO": 78.72}
@@ -47,18 +48,20 @@ SHORT_RUN_SLOTS = 600
 
 def _env(batch: int, n_slots: int = FULL_RUN_SLOTS, seed: int = 0, device: str = "cpu") -> CatnEnv:
     scenario = CatnScenario.config_from("paper", overrides={"n_slots": n_slots + 2, "seed": seed})
-    config = CatnEnvConfig(tu_information="d3qn", bs_information="exchange")
+    # the D3QN agents learn on the env's normalised TU observations (14)
+    config = CatnEnvConfig(
+        tu_information="d3qn", bs_information="exchange", tu_observation="normalized"
+    )
     return CatnEnv(scenario, config, batch_size=batch, device=device)
 
 
 def _tu_agents(env: CatnEnv, seed: int = 0) -> D3QNAgents:
-    generator = torch.Generator().manual_seed(seed)
-    return D3QNAgents(env.tu_obs_dim, env.N, env.K, generator=generator, device=env.device)
+    return D3QNAgents(env.tu_obs_dim, env.N, env.K, D3QNConfig(seed=seed), device=env.device)
 
 
 def _cup_agents(env: CatnEnv, seed: int = 0) -> CupAgents:
     dims = (env.bs_obs_dim, env.action_dim, env.N, env.L)
-    return CupAgents(*dims, CupConfig(seed=seed), env.device)
+    return CupAgents(*dims, CupConfig(seed=seed), device=env.device)
 
 
 def _synchronized(fn: Callable[[], object], device: torch.device) -> Callable[[], object]:
@@ -96,7 +99,7 @@ def _decision_rows(section: Section, batch: int, device: str = "cpu") -> None:
     tu_agents = _tu_agents(env)
     cup = _cup_agents(env)
     dims = (env.bs_obs_dim, env.action_dim, env.N, env.L)
-    ppo = PpoPenaltyAgents(*dims, PpoPenaltyConfig(), env.device)
+    ppo = PpoPenaltyAgents(*dims, PpoPenaltyConfig(), device=env.device)
     H = env.state.H
     associations = {
         "d3qn": lambda: tu_agents.act(tu_obs, explore=False),
@@ -267,11 +270,9 @@ def full_training_run(
     """Wall seconds of a D3QN-CUP training run of ``n_slots`` slots with the paper's settings
     (through run_online, B = 1, on ``device``), and the number of CUP updates it made."""
     env = _env(1, n_slots=n_slots, seed=seed, device=device)
-    tu_agents, bs_agents = _tu_agents(env, seed), _cup_agents(env, seed)
+    scheme = build_scheme("D3QN-CUP", env, {"seed": seed})  # §VI networks and defaults
     start = time.perf_counter()
-    log = run_online(
-        env, "d3qn", "cup", n_slots, tu_agents=tu_agents, bs_agents=bs_agents, seed=seed
-    )
+    log = run_online(env, scheme, n_slots, seed=seed)
     return time.perf_counter() - start, log.updates
 
 

@@ -4,7 +4,8 @@ Network: L = 2, N = 7, K = 21, M = 16 (the `paper` preset of `catn`). Each schem
 slot from a cold start (MRT) and, separately, warm-started from the previous slot's solution
 (the dynamic setting of §VI). Batched throughput at B = 64 and 1024 for the beamformers.
 
-'dynamic' rows run consecutive slots with :func:`skyshare.solvers.two_stage.run_two_stage`: each
+'dynamic' rows run consecutive slots with the online loop of the schemes layer
+(:func:`skyshare.schemes.catn_online.run_online`, what `skyshare solve` runs): each
 slot warm-started from the previous slot's beams and multipliers with a per-slot iteration
 budget, which is how a per-slot solver is used in §VI; their sum rate is compared with cold,
 converged solves of the same slots (B = 1).
@@ -19,8 +20,22 @@ import torch
 from benchmarks.common import Section, fmt
 from skyshare import metrics
 from skyshare.scenarios import CatnScenario
+from skyshare.schemes.catn import PAPER_TABLE1_SECONDS, build_catn_env, build_scheme
+from skyshare.schemes.catn_online import run_online
+from skyshare.solvers.association_dcd import associate_dcd
+from skyshare.solvers.association_sc import associate_sc
+from skyshare.solvers.fp import fp
 from skyshare.solvers.problem import BeamformingProblem
-from skyshare.solvers.two_stage import BEAMFORMERS, PAPER_TABLE1_SECONDS, run_two_stage
+from skyshare.solvers.wmmse import wmmse
+from skyshare.solvers.wmmse_lite import wmmse_lite
+
+BEAMFORMERS = {"wmmse": wmmse, "wmmse-lite": wmmse_lite, "fp": fp}
+ASSOCIATIONS = {
+    "sc": lambda s: associate_sc(s.state.H, p_max=s.config.p_max_w),
+    "dcd": lambda s: associate_dcd(
+        s.state.H, p_max=s.config.p_max_w, n_antennas=s.config.n_antennas
+    ),
+}
 
 # per-slot iteration budget of the dynamic rows, and (batch, slots) measured
 DYNAMIC_BUDGET = {"wmmse": {"max_iter": 10}, "wmmse-lite": {}, "fp": {"max_iter": 10}}
@@ -81,7 +96,7 @@ def run() -> Section:
         for batch in batches:
             scenario, problem = _problem(batch)
             seconds, result = _timed(
-                lambda solve=solve, problem=problem: solve(problem, None),
+                lambda solve=solve, problem=problem: solve(problem),
                 repeats=3 if batch < 1024 else 1,
             )
             per = seconds / batch
@@ -109,7 +124,7 @@ def run() -> Section:
                 w0 = torch.where(
                     (serving == problem.serving)[..., None], result.w, torch.zeros_like(result.w)
                 )
-                seconds, warm = _timed(lambda solve=solve, nxt=nxt, w0=w0: solve(nxt, w0))
+                seconds, warm = _timed(lambda solve=solve, nxt=nxt, w0=w0: solve(nxt, w0=w0))
                 ratio = warm.au_interference / nxt.i_max_per_au()
                 section.rows.append(
                     [
@@ -127,12 +142,10 @@ def run() -> Section:
                 )
         for batch, slots in DYNAMIC_RUNS[name]:
             section.rows.append(_dynamic_row(name, batch, slots, paper_s))
-    from skyshare.solvers.two_stage import ASSOCIATIONS
-
     for name, associate in ASSOCIATIONS.items():
         for batch in (1, 64):
             scenario, problem = _problem(batch)
-            seconds, result = _timed(lambda a=associate, s=scenario: a(s, s.state.H))
+            seconds, result = _timed(lambda a=associate, s=scenario: a(s))
             section.rows.append(
                 [
                     f"{name.upper()} association",
@@ -163,25 +176,31 @@ def run() -> Section:
 def _dynamic_row(name: str, batch: int, slots: int, paper_s: float) -> list[str]:
     """Warm-started consecutive slots with the per-slot budget of DYNAMIC_BUDGET."""
     options = DYNAMIC_BUDGET[name]
-    scenario = CatnScenario.from_preset("paper", batch_size=batch)
-    trace = run_two_stage(
-        scenario, "sc", name, slots, seed=0, progress=False, solver_options=options
-    )
-    per = float(trace.beamforming_time_s[1:].mean()) / batch
-    rate = f"{float(trace.sum_rate[1:].mean()):.4g}"
+    scenario = CatnScenario.config_from("paper")
+
+    def two_stage(warm: bool):  # warm: with the per-slot budget; cold: converged solves
+        env = build_catn_env(f"sc+{name}", scenario, batch_size=batch)
+        budget = options if warm else {}
+        scheme = build_scheme(f"sc+{name}", env, {**budget, "warm_start": warm})
+        log = run_online(env, scheme, slots, train=False, seed=0)
+        return log, torch.tensor(log.beamforming_time_s), torch.tensor(log.iterations)
+
+    trace, times, iterations = two_stage(True)
+    per = float(times[1:].mean()) / batch
+    rate = f"{float(trace.stacked('sum_rate')[1:].mean()):.4g}"
     if batch == 1:
-        cold = run_two_stage(scenario, "sc", name, slots, seed=0, progress=False, warm_start=False)
-        rate += f" ({float(cold.sum_rate[1:].mean()):.4g})"
+        cold, _, _ = two_stage(False)
+        rate += f" ({float(cold.stacked('sum_rate')[1:].mean()):.4g})"
     budget = options.get("max_iter", "default")
     return [
         f"SC-{name.upper()} dynamic, max_iter {budget}",
         str(batch),
         fmt(per * batch * 1e3),
         fmt(per * 1e3),
-        fmt(float(trace.iterations[1:].float().mean())),
+        fmt(float(iterations[1:].float().mean())),
         rate,
-        fmt(float(trace.au_interference_ratio[1:].max())),
-        fmt(float(trace.feasible[1:].float().mean() * 100)),
+        fmt(float(trace.stacked("au_interference_ratio")[1:].max())),
+        fmt(float(trace.stacked("feasible")[1:].float().mean() * 100)),
         fmt(paper_s * 1e3),
         f"{paper_s / per:,.0f}x",
     ]

@@ -15,7 +15,6 @@ from skyshare.envs.multiband import (
     MultibandEnvConfig,
     MultibandParallelEnv,
     make_multiband_parallel,
-    run_episodes,
 )
 from skyshare.errors import ConfigError, ShapeError, UnknownNameError
 from skyshare.scenarios.multiband import MultibandScenario
@@ -179,11 +178,19 @@ def test_seeded_resets_repeat_and_unseeded_resets_continue():
     assert not torch.allclose(first, later)
 
 
-def test_run_episodes_shapes_and_equal_power_baseline():
+def test_problem_is_the_current_blocks():
+    # (whole episodes of a scheme: skyshare.schemes.multiband.run_multiband, tested there)
     env = _env(batch_size=2)
-    caps = run_episodes(env, lambda e: e.scenario.equal_power(e.state), n_episodes=2, seed=0)
-    assert caps.shape == (2, T, 2, C)
-    assert bool((caps > 0).all())
+    with pytest.raises(RuntimeError, match="reset"):
+        env.problem()
+    env.reset(seed=0)
+    env.step_power(env.scenario.equal_power(env.state) * 0.5)  # carry half of P_b(1) over
+    problem = env.problem()
+    assert problem.gain_power is env.state.gain_power and problem.H is env.state.H
+    # P_b(2) = (P_bar - P_b(1) / 2) / (T - 1), shared by the U users (eqs. (5), (14))
+    per_block = env.scenario.power_budget_total / T
+    expected = (env.scenario.power_budget_total - per_block / 2) / (T - 1) / U
+    assert torch.allclose(problem.user_budget, torch.full((2, C * U), expected), rtol=1e-6)
 
 
 def test_pettingzoo_parallel_api_test():

@@ -4,6 +4,7 @@ and a rerun resumes without recomputing."""
 import json
 
 import pytest
+import yaml
 
 from skyshare.cli import main
 from skyshare.experiments import catn_fig4
@@ -22,14 +23,19 @@ TINY = {
 
 
 @pytest.fixture
-def tiny(monkeypatch):
-    monkeypatch.setitem(catn_fig4.PRESETS, "tiny", TINY)
+def tiny(tmp_path):
+    """The tiny network as a YAML file for ``skyshare run --config`` (on top of quick)."""
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    return path
 
 
-def test_every_scheme_runs_and_figure_is_written(tmp_path, tiny):
-    summary = catn_fig4.run(tmp_path, "tiny", execution=QUIET)
+def test_every_scheme_runs_and_figure_is_written(tmp_path):
+    summary = catn_fig4.EXPERIMENT.run(
+        tmp_path, catn_fig4.Preset(**TINY), preset_name="tiny", execution=QUIET
+    )
     results = summary["results"]
-    assert {r["scheme"] for r in results.values()} == set(catn_fig4.SCHEMES)
+    assert {r["scheme"] for r in results.values()} == set(catn_fig4.FIG4_SCHEMES)
     for result in results.values():
         assert result["mean_sum_rate_last"] >= 0
         # DFP on dfp_slots equally spaced slots (every 12 // 3 = 4th), the others on all 12
@@ -40,11 +46,13 @@ def test_every_scheme_runs_and_figure_is_written(tmp_path, tiny):
             assert result["violation_share_last"] == 0.0  # rounding at I_max is no violation
     assert (tmp_path / "fig4.png").stat().st_size > 10_000
     assert json.loads((tmp_path / "summary.json").read_text())["preset"] == "tiny"
+    resolved = yaml.safe_load((tmp_path / "preset.yaml").read_text())  # the resolved preset
+    assert resolved["n_slots"] == 12 and resolved["scenario"]["n_tu"] == 14
 
 
 def test_cli_run_resumes_and_rejects_bad_input(tmp_path, tiny, capsys):
     out = tmp_path / "run"
-    argv = ["run", "catn-fig4", "--preset", "tiny", "--out", str(out), "--schemes", "SC-WMMSE"]
+    argv = ["run", "catn-fig4", "--config", str(tiny), "--out", str(out), "--schemes", "SC-WMMSE"]
     assert main(argv) == 0
     marker = next(out.glob("jobs/*/result.json"))
     stamp = marker.stat().st_mtime_ns
@@ -52,23 +60,26 @@ def test_cli_run_resumes_and_rejects_bad_input(tmp_path, tiny, capsys):
     assert marker.stat().st_mtime_ns == stamp
     assert "SC-WMMSE" in capsys.readouterr().out
     assert main(["run", "catn-fig4", "--preset", "huge"]) == 2
-    assert main(["run", "catn-fig4", "--preset", "tiny", "--schemes", "MAGIC"]) == 2
+    assert main(["run", "catn-fig4", "--config", str(tiny), "--schemes", "MAGIC"]) == 2
     assert "unknown scheme(s) MAGIC" in capsys.readouterr().err
 
 
 def test_corrupt_checkpoint_is_a_clear_error_and_keeps_finished_jobs(tmp_path, tiny, capsys):
     out = tmp_path / "run"
     assert (
-        main(["run", "catn-fig4", "--preset", "tiny", "--out", str(out), "--schemes", "SC-WMMSE"])
+        main(
+            ["run", "catn-fig4", "--config", str(tiny), "--out", str(out), "--schemes", "SC-WMMSE"]
+        )
         == 0
     )
     finished = next(out.glob("jobs/*/result.json"))
     stamp = finished.stat().st_mtime_ns
-    job = catn_fig4.catn_fig4_jobs("tiny", ["D3QN-CUP"])[0]
+    preset = catn_fig4.EXPERIMENT.load_preset("quick", file=tiny)
+    job = catn_fig4.jobs(preset, "quick", ["D3QN-CUP"])[0]
     folder = out / "jobs" / job.job_id
     folder.mkdir(parents=True)
     (folder / "checkpoint.pt").write_bytes(b"not a checkpoint")  # e.g. a truncated copy
-    argv = ["run", "catn-fig4", "--preset", "tiny", "--out", str(out)]
+    argv = ["run", "catn-fig4", "--config", str(tiny), "--out", str(out)]
     argv += ["--schemes", "SC-WMMSE", "D3QN-CUP"]
     assert main(argv) == 2
     err = capsys.readouterr().err
@@ -79,7 +90,7 @@ def test_corrupt_checkpoint_is_a_clear_error_and_keeps_finished_jobs(tmp_path, t
 
 def test_cli_seeds_runs_every_job_once_per_seed_and_reuses_the_presets_job(tmp_path, tiny, capsys):
     out = tmp_path / "run"
-    base = ["run", "catn-fig4", "--preset", "tiny", "--out", str(out), "--schemes", "SC-WMMSE"]
+    base = ["run", "catn-fig4", "--config", str(tiny), "--out", str(out), "--schemes", "SC-WMMSE"]
     assert main(base) == 0  # the preset's seed 0
     marker = next(out.glob("jobs/*/result.json"))
     stamp = marker.stat().st_mtime_ns
@@ -96,3 +107,27 @@ def test_cli_seeds_runs_every_job_once_per_seed_and_reuses_the_presets_job(tmp_p
     with pytest.raises(SystemExit) as exit_info:  # argparse: not an integer
         main([*base, "--seeds", "x"])
     assert exit_info.value.code == 2
+
+
+def test_cli_run_config_and_set_are_validated_before_anything_is_written(tmp_path, tiny, capsys):
+    out = tmp_path / "run"
+    base = ["run", "catn-fig4", "--config", str(tiny), "--out", str(out), "--schemes", "SC-WMMSE"]
+    for bad, message in (
+        (["--set", "n_slots=-3"], "n_slots = -3: must be >= 1"),
+        (["--set", "hidden_sizes=[]"], "hidden_sizes"),
+        (["--set", "colour=blue"], "colour: unknown key"),
+        (["--set", "seeds=[-1]"], "seeds.0 = -1: must be >= 0"),
+    ):
+        assert main([*base, *bad]) == 2
+        assert message in capsys.readouterr().err
+        assert not out.exists()  # nothing written for bad input
+    missing = tmp_path / "missing.yaml"
+    assert main(["run", "catn-fig4", "--config", str(missing), "--out", str(out)]) == 2
+    assert "cannot read config file" in capsys.readouterr().err and not out.exists()
+    # --set reaches into the nested scenario overrides; the resolved preset is recorded
+    assert main([*base, "--set", "n_slots=7", "--set", "scenario.n_tu=12"]) == 0
+    resolved = yaml.safe_load((out / "preset.yaml").read_text())
+    assert resolved["n_slots"] == 7 and resolved["scenario"]["n_tu"] == 12
+    config = json.loads(next(out.glob("jobs/*/config.json")).read_text())
+    assert config["scenario"]["n_tu"] == 12 and config["n_slots"] == 7
+    assert config["scheme_options"]["warm_start"] is False  # recorded: the preset's default

@@ -9,11 +9,12 @@ import math
 
 import pytest
 import torch
+import yaml
 
 from skyshare.cli import main
 from skyshare.envs.catn import CatnEnv
 from skyshare.experiments import catn_fig5, catn_fig6, catn_fig7, catn_fig8, catn_table1
-from skyshare.experiments.catn_schemes import build_agents, build_env, read_series
+from skyshare.experiments.catn_schemes import build_env, build_job_scheme, read_series
 from skyshare.experiments.jobs import Execution, job_folder
 from test_experiment_catn_fig4 import TINY as SMALL  # the same reduced network
 
@@ -26,15 +27,15 @@ def _tail_mean(values):
 
 
 def test_fig5_zeta_sweep_and_cup(tmp_path, monkeypatch):
-    monkeypatch.setitem(catn_fig5.PRESETS, "tiny", {**SMALL, "zetas": [0.1, 100.0]})
-    summary = catn_fig5.run(tmp_path, "tiny", execution=QUIET)
+    preset = catn_fig5.Preset(**SMALL, zetas=[0.1, 100.0])
+    summary = catn_fig5.EXPERIMENT.run(tmp_path, preset, preset_name="tiny", execution=QUIET)
     results = summary["results"]
     assert sorted(r["label"] for r in results.values()) == [
         "D3QN-CUP",
         "D3QN-PPO, zeta=0.1",
         "D3QN-PPO, zeta=100",
     ]
-    for job in catn_fig5.catn_fig5_jobs("tiny"):
+    for job in catn_fig5.jobs(preset, "tiny"):
         folder = job_folder(tmp_path, job)
         config = json.loads((folder / "config.json").read_text())
         if job.scheme == "D3QN-PPO":  # the swept zeta reached the learner
@@ -46,7 +47,7 @@ def test_fig5_zeta_sweep_and_cup(tmp_path, monkeypatch):
         assert result["mean_sum_rate_last"] == pytest.approx(_tail_mean(series["sum_rate"]))
         assert (folder / "networks.pt").exists() and (folder / "checkpoint.pt").exists()
     assert (tmp_path / "fig5.png").stat().st_size > 10_000
-    title, _, rows = catn_fig5.summary_table(summary)
+    title, _, rows = catn_fig5.EXPERIMENT.table(summary)
     assert len(rows) == 3 and "fig5" in title
 
 
@@ -58,9 +59,9 @@ def test_fig5_zeta_sweep_and_cup(tmp_path, monkeypatch):
     ],
 )
 def test_scenario_sweeps_cover_every_value(tmp_path, monkeypatch, module, key, field, values):
-    monkeypatch.setitem(module.PRESETS, "tiny", {**SMALL, key: values})
-    summary = module.run(tmp_path, "tiny", execution=QUIET)
-    jobs = getattr(module, f"{module.__name__.rsplit('.', 1)[1]}_jobs")("tiny")
+    preset = module.Preset(**SMALL, **{key: values})
+    summary = module.EXPERIMENT.run(tmp_path, preset, preset_name="tiny", execution=QUIET)
+    jobs = module.jobs(preset, "tiny")
     assert len(jobs) == len(summary["results"]) == len(values)
     seen = []
     for job in jobs:
@@ -73,12 +74,10 @@ def test_scenario_sweeps_cover_every_value(tmp_path, monkeypatch, module, key, f
 
 
 def test_fig8_test_metrics_follow_from_the_test_series(tmp_path, monkeypatch):
-    monkeypatch.setitem(
-        catn_fig8.PRESETS, "tiny", {**SMALL, "test_slots": 9, "test_seed_offset": 0}
-    )
-    summary = catn_fig8.run(tmp_path, "tiny", execution=QUIET)
+    preset = catn_fig8.Preset(**SMALL, test_slots=9, test_seed_offset=0)
+    summary = catn_fig8.EXPERIMENT.run(tmp_path, preset, preset_name="tiny", execution=QUIET)
     assert {r["scheme"] for r in summary["results"].values()} == set(catn_fig8.SCHEMES)
-    for job in catn_fig8.catn_fig8_jobs("tiny"):
+    for job in catn_fig8.jobs(preset, "tiny"):
         result = summary["results"][job.job_id]
         series = read_series(job_folder(tmp_path, job) / "test_series.csv")
         assert len(series["slot"]) == result["test_slots"] == 9
@@ -100,9 +99,10 @@ def test_fig8_job_resumes_from_its_checkpoints_without_playing_a_slot(tmp_path, 
     """A job that finished but lost its result marker (a crash before the marker) is rerun:
     the training and test runs restore their final checkpoints and play no slot."""
     params = {**SMALL, "n_slots": 6, "test_slots": 4, "test_seed_offset": 1}
-    monkeypatch.setitem(catn_fig8.PRESETS, "tiny", params)
-    first = catn_fig8.run(tmp_path, "tiny", schemes=["D3QN-CUP"], execution=QUIET)
-    (job,) = catn_fig8.catn_fig8_jobs("tiny", ["D3QN-CUP"])
+    preset = catn_fig8.Preset(**params)
+    run = catn_fig8.EXPERIMENT.run
+    first = run(tmp_path, preset, preset_name="tiny", schemes=["D3QN-CUP"], execution=QUIET)
+    (job,) = catn_fig8.jobs(preset, "tiny", ["D3QN-CUP"])
     folder = job_folder(tmp_path, job)
     (folder / "result.json").unlink()
 
@@ -110,15 +110,16 @@ def test_fig8_job_resumes_from_its_checkpoints_without_playing_a_slot(tmp_path, 
         raise AssertionError("a finished run played a slot again")
 
     monkeypatch.setattr(CatnEnv, "associate", no_more_slots)
-    again = catn_fig8.run(tmp_path, "tiny", schemes=["D3QN-CUP"], execution=QUIET)
+    again = run(tmp_path, preset, preset_name="tiny", schemes=["D3QN-CUP"], execution=QUIET)
     before, after = first["results"][job.job_id], again["results"][job.job_id]
     for key in ("mean_sum_rate_last", "throughput_bps", "handover_percent", "au_rho_mw"):
         assert after[key] == before[key]
     assert after["test_seed"] == 1
     # the saved networks load into fresh agents of the same scheme
-    saved = torch.load(folder / "networks.pt", weights_only=False)
+    saved = torch.load(folder / "networks.pt", weights_only=True)
     env = build_env("D3QN-CUP", params, 0, 6)
-    tu, bs = build_agents(env, "D3QN-CUP", params, 0)
+    scheme = build_job_scheme(env, "D3QN-CUP", params, 0)
+    tu, bs = scheme.association.agents, scheme.beamforming.agents
     tu.load_state_dict(saved["tu_agents"])
     bs.load_state_dict(saved["bs_agents"])
     assert bs.n_updates == saved["bs_agents"]["n_updates"]
@@ -126,9 +127,9 @@ def test_fig8_job_resumes_from_its_checkpoints_without_playing_a_slot(tmp_path, 
 
 def test_table1_measures_the_closed_form_signaling(tmp_path, monkeypatch):
     """Paper sizes: L=2, N=7, K=21, M=16, N_c=4, B_in=4, B~_in=5, K_in=3, K_out=3."""
-    tiny = {**catn_table1.PRESETS["quick"], "n_slots": 2, "dfp_slots": 1, "hidden_sizes": [8, 8, 8]}
-    monkeypatch.setitem(catn_table1.PRESETS, "tiny", tiny)
-    summary = catn_table1.run(tmp_path, "tiny", execution=QUIET)
+    overrides = ["n_slots=2", "dfp_slots=1", "hidden_sizes=[8, 8, 8]"]
+    preset = catn_table1.EXPERIMENT.load_preset("quick", overrides=overrides)
+    summary = catn_table1.EXPERIMENT.run(tmp_path, preset, execution=QUIET)
     L, N, K, M, Nc, B_in, B_pri, K_in, K_out = 2, 7, 21, 16, 4, 4, 5, 3, 3
     exchange = (3 * Nc * K + K + 2) * B_in * K_in + (K + 6) * B_pri * L + 3 * K_out * B_in + 2 * L
     global_csi = 2 * M * (N - 1) * K + 2 * M * (N - 1) * L
@@ -156,13 +157,14 @@ def test_table1_measures_the_closed_form_signaling(tmp_path, monkeypatch):
 
 
 def test_cli_runs_new_experiments_and_resumes(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(catn_fig7.PRESETS, "tiny", {**SMALL, "n_slots": 4, "p_max_values_w": [5.0]})
+    tiny = tmp_path / "tiny.yaml"
+    tiny.write_text(yaml.safe_dump({**SMALL, "n_slots": 4, "p_max_values_w": [5.0]}))
     out = tmp_path / "run"
-    argv = ["run", "catn-fig7", "--preset", "tiny", "--out", str(out)]
+    argv = ["run", "catn-fig7", "--config", str(tiny), "--out", str(out)]
     assert main(argv) == 0
     marker = next(out.glob("jobs/*/result.json"))
     stamp = marker.stat().st_mtime_ns
     assert main(argv) == 0  # resumed: the finished job is not recomputed
     assert marker.stat().st_mtime_ns == stamp
-    assert "catn-fig7 (tiny)" in capsys.readouterr().out
+    assert "catn-fig7 (quick)" in capsys.readouterr().out
     assert main(["run", "catn-fig5", "--preset", "tiny", "--schemes", "SC-CUP"]) == 2

@@ -14,7 +14,7 @@ import torch
 from skyshare.cli import main
 from skyshare.experiments import multiband_capacity as mc
 from skyshare.experiments.jobs import Execution, job_folder
-from skyshare.rl.td3_mix import TD3Mix
+from skyshare.rl.td3_mix import TD3MixAgents as TD3Mix
 
 QUIET = Execution(progress=False)
 
@@ -64,9 +64,25 @@ EXPERIMENTS = {"multiband-fig5": mc.FIG5, "multiband-fig6": mc.FIG6, "multiband-
 
 
 @pytest.fixture
-def tiny(monkeypatch):
+def tiny(tmp_path):
+    """The tiny presets as YAML files for ``skyshare run --config`` (name -> path)."""
+    import yaml
+
+    paths = {}
     for name, preset in TINY.items():
-        monkeypatch.setitem(mc.PRESETS[name], "tiny", preset)
+        paths[name] = tmp_path / f"{name}-tiny.yaml"
+        paths[name].write_text(yaml.safe_dump(preset))
+    return paths
+
+
+def _run(name, run_dir, **kwargs):
+    """Run ``name`` on its tiny preset (a preset object, reported as "tiny")."""
+    preset = mc.Preset(**TINY[name])
+    return EXPERIMENTS[name].run(run_dir, preset, preset_name="tiny", execution=QUIET, **kwargs)
+
+
+def _jobs(name, schemes=None):
+    return EXPERIMENTS[name].jobs(mc.Preset(**TINY[name]), "tiny", schemes)
 
 
 def _eval_rows(folder):
@@ -75,9 +91,9 @@ def _eval_rows(folder):
 
 
 @pytest.mark.parametrize("name", list(EXPERIMENTS))
-def test_every_scheme_and_point_runs_and_figure_is_written(tmp_path, tiny, name):
+def test_every_scheme_and_point_runs_and_figure_is_written(tmp_path, name):
     experiment = EXPERIMENTS[name]
-    summary = experiment.run(tmp_path, "tiny", execution=QUIET)
+    summary = _run(name, tmp_path)
     preset = TINY[name]
     results = summary["results"]
     seen = {(r["scheme"], json.dumps(r["point"], sort_keys=True)) for r in results.values()}
@@ -95,7 +111,7 @@ def test_every_scheme_and_point_runs_and_figure_is_written(tmp_path, tiny, name)
     assert len(rows) == len(expected) and len(columns) == len(rows[0])
 
     n_realizations = preset["test_batch"] * preset["scenario"]["n_blocks"]
-    for job in mc.capacity_jobs(name, "tiny"):
+    for job in _jobs(name):
         folder = job_folder(tmp_path, job)
         result = results[job.job_id]
         # Positive, finite capacities, on the stated number of test realizations.
@@ -111,16 +127,16 @@ def test_every_scheme_and_point_runs_and_figure_is_written(tmp_path, tiny, name)
         assert all(math.isfinite(float(r["capacity_per_cell"])) for r in rows)
         config = json.loads((folder / "config.json").read_text())
         assert config["scenario"]["n_cells"] == 2 and config["point"] == job.params["point"]
-        if job.scheme in mc.LEARNED_SCHEMES:
+        if job.scheme in mc.SCHEMES.names(learns=True):
             assert (folder / "checkpoint.pt").exists()
             assert config["td3_mix"]["hidden_sizes"] == [16, 16]
             assert result["train_steps"] == preset["train_steps"]
 
 
-def test_flwf_is_the_mean_over_its_starts_and_realizations_are_shared(tmp_path, tiny):
-    summary = mc.run("multiband-fig5", tmp_path, "tiny", schemes=["FLWF", "SSWF"], execution=QUIET)
+def test_flwf_is_the_mean_over_its_starts_and_realizations_are_shared(tmp_path):
+    summary = _run("multiband-fig5", tmp_path, schemes=["FLWF", "SSWF"])
     preset = TINY["multiband-fig5"]
-    for job in mc.capacity_jobs("multiband-fig5", "tiny", ["FLWF", "SSWF"]):
+    for job in _jobs("multiband-fig5", ["FLWF", "SSWF"]):
         rows = _eval_rows(job_folder(tmp_path, job))
         result = summary["results"][job.job_id]
         # Mean over starts per realization, then over realizations, recomputed from the CSV.
@@ -140,7 +156,7 @@ def test_flwf_is_the_mean_over_its_starts_and_realizations_are_shared(tmp_path, 
     from skyshare.scenarios.multiband import MultibandConfig
     from skyshare.solvers.waterfilling import sswf
 
-    job = mc.capacity_jobs("multiband-fig5", "tiny", ["SSWF"])[-1]
+    job = _jobs("multiband-fig5", ["SSWF"])[-1]
     folder = job_folder(tmp_path, job)
     config = json.loads((folder / "config.json").read_text())
     seed = config["test_scenario_seed"]
@@ -150,14 +166,52 @@ def test_flwf_is_the_mean_over_its_starts_and_realizations_are_shared(tmp_path, 
     env.reset(seed=seed)
     expected = []
     while not env.done:
-        expected.append(env.step_power(sswf(env.scenario, env.state).power).reward.mean(-1))
+        expected.append(env.step_power(sswf(env.problem()).power).reward.mean(-1))
     stored = torch.tensor([float(r["capacity_per_cell"]) for r in _eval_rows(folder)])
     assert torch.allclose(stored, torch.cat(expected), rtol=1e-5)
 
 
+def test_a_sixth_registered_scheme_runs_and_plots_with_the_five(tmp_path):
+    from skyshare.plots import plot_capacity_sweep
+    from skyshare.schemes.base import Stateless
+    from skyshare.schemes.multiband import MULTIBAND_SCHEMES, MultibandDecision
+
+    class EqualPower(Stateless):
+        """Each user spends its budget P_b(t) / U equally over the N_f channels."""
+
+        def __init__(self, env, options=None) -> None:
+            pass
+
+        def decide(self, env):
+            return MultibandDecision(env.scenario.equal_power(env.state))
+
+    MULTIBAND_SCHEMES.register("equal power", EqualPower, learns=False)
+    try:
+        assert "equal power" in mc.SCHEMES  # the experiment reads the registry
+        summary = _run("multiband-fig7", tmp_path)
+        schemes = {result["scheme"] for result in summary["results"].values()}
+        assert schemes == {"random", "SSWF", "FLWF", "TD3-MIX", "TD3-MIX+FLWF", "equal power"}
+        equal = [r for r in summary["table"] if r["scheme"] == "equal power"]
+        assert len(equal) == len(TINY["multiband-fig7"]["points"])
+        assert all(
+            math.isfinite(r["capacity_per_cell"]) and r["capacity_per_cell"] > 0 for r in equal
+        )
+        assert (tmp_path / "fig7.png").stat().st_size > 10_000
+        # the plot takes any number of schemes: twelve made-up ones (colours and markers cycle)
+        row = next(iter(summary["results"].values()))
+        results = {str(i): {**row, "scheme": f"scheme {i}"} for i in range(12)}
+        rows = mc.aggregate({**summary, "results": results})
+        path = plot_capacity_sweep(rows, "sir_db", "twelve schemes", tmp_path / "many.png")
+        assert path.stat().st_size > 10_000
+    finally:
+        MULTIBAND_SCHEMES.unregister("equal power")
+    assert "equal power" not in mc.SCHEMES
+
+
 def test_cli_run_resumes_and_rejects_bad_input(tmp_path, tiny, capsys):
     out = tmp_path / "run"
-    argv = ["run", "multiband-fig7", "--preset", "tiny", "--out", str(out), "--schemes", "SSWF"]
+    argv = ["run", "multiband-fig7", "--config", str(tiny["multiband-fig7"]), "--out", str(out)]
+    argv += ["--schemes", "SSWF"]
     assert main(argv) == 0
     markers = sorted(out.glob("jobs/*/result.json"))
     assert len(markers) == len(TINY["multiband-fig7"]["points"])
@@ -167,12 +221,13 @@ def test_cli_run_resumes_and_rejects_bad_input(tmp_path, tiny, capsys):
     assert "SSWF" in capsys.readouterr().out
     assert (out / "fig7.png").exists()
     assert main(["run", "multiband-fig5", "--preset", "huge"]) == 2
-    assert main(["run", "multiband-fig6", "--preset", "tiny", "--schemes", "ZF"]) == 2
+    assert main(["run", "multiband-fig6", "--preset", "tiny", "--schemes", "SSWF"]) == 2
+    assert main(["run", "multiband-fig6", "--schemes", "ZF"]) == 2
     assert "unknown scheme(s) ZF" in capsys.readouterr().err
 
 
-def test_interrupted_learned_job_resumes_from_its_checkpoint(tmp_path, tiny, monkeypatch):
-    job = mc.capacity_jobs("multiband-fig5", "tiny", ["TD3-MIX+FLWF"])[0]
+def test_interrupted_learned_job_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    job = _jobs("multiband-fig5", ["TD3-MIX+FLWF"])[0]
     folder = job_folder(tmp_path, job)
     folder.mkdir(parents=True)
     trained_steps = []

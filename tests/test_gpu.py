@@ -51,11 +51,11 @@ def test_dcd_association_gives_the_cpu_answer_on_the_gpu():
     assert torch.equal(gpu.serving.cpu(), cpu.serving)
 
 
-def test_catn_schemes_train_on_the_gpu_in_worker_processes(tmp_path, monkeypatch):
-    monkeypatch.setitem(catn_fig4.PRESETS, "tiny", CATN_TINY)
+def test_catn_schemes_train_on_the_gpu_in_worker_processes(tmp_path):
     schemes = ["D3QN-CUP", "D3QN-PPO", "SC-WMMSE"]
     execution = Execution(device="cuda", workers=2, progress=False)
-    summary = catn_fig4.run(tmp_path, "tiny", schemes=schemes, execution=execution)
+    preset = catn_fig4.Preset(**CATN_TINY)
+    summary = catn_fig4.EXPERIMENT.run(tmp_path, preset, schemes=schemes, execution=execution)
     assert {r["scheme"] for r in summary["results"].values()} == set(schemes)
     for job_dir in (tmp_path / "jobs").iterdir():
         assert json.loads((job_dir / "job.json").read_text())["device"] == "cuda"
@@ -65,12 +65,10 @@ def test_catn_schemes_train_on_the_gpu_in_worker_processes(tmp_path, monkeypatch
         assert all(math.isfinite(x) for x in result["mean_rho_over_imax_last"])
 
 
-def test_multiband_td3_mix_trains_on_the_gpu(tmp_path, monkeypatch):
-    monkeypatch.setitem(mc.PRESETS["multiband-fig7"], "tiny", MULTIBAND_TINY["multiband-fig7"])
-    summary = mc.run(
-        "multiband-fig7",
+def test_multiband_td3_mix_trains_on_the_gpu(tmp_path):
+    summary = mc.FIG7.run(
         tmp_path,
-        "tiny",
+        mc.Preset(**MULTIBAND_TINY["multiband-fig7"]),
         schemes=["TD3-MIX", "FLWF"],
         execution=Execution(device="cuda", progress=False),
     )

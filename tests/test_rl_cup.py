@@ -1,5 +1,6 @@
 """CUP (seed 000 Algorithm 3) and its Beta policy: closed forms by hand, early stops, learning."""
 
+import copy
 import io
 import math
 
@@ -7,14 +8,11 @@ import pytest
 import torch
 
 from skyshare.errors import ConfigError, ShapeError
+from skyshare.rl.common.buffers import Trajectory, TrajectoryCollector
+from skyshare.rl.common.distributions import IndependentBeta, beta_kl
+from skyshare.rl.common.gae import gae_targets
+from skyshare.rl.common.optim import GroupAdam
 from skyshare.rl.cup import CupAgents, CupConfig, improvement_loss, nu_update, projection_loss
-from skyshare.rl.policies import (
-    GroupAdam,
-    IndependentBeta,
-    Trajectory,
-    TrajectoryCollector,
-    beta_kl,
-)
 
 EULER_GAMMA = 0.5772156649015329
 
@@ -35,6 +33,24 @@ def beta_pdf(a: float, b: float, x: float) -> float:
 def small_config(**overrides) -> CupConfig:
     base = {"hidden_sizes": (16,), "actor_activations": ("relu",), "seed": 0}
     return CupConfig(**(base | overrides))
+
+
+def weights_only_copy(state):
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+def agent_major(x):
+    """(T, B, N, ...) -> (N, T*B, ...), sample t*B + b."""
+    T, B, N = x.shape[:3]
+    return x.permute(2, 0, 1, *range(3, x.ndim)).reshape(N, T * B, *x.shape[3:])
+
+
+def normalized(obs):
+    """The agents' normaliser before any statistics: symlog, mean 0, variance 1, clip 10."""
+    return (torch.sign(obs) * torch.log1p(obs.abs()) / math.sqrt(1 + 1e-8)).clamp(-10, 10)
 
 
 def random_trajectory(T=50, B=2, N=2, D=4, d=3, L=1, seed=0) -> Trajectory:
@@ -209,21 +225,53 @@ def test_kl_early_stops_fire_with_a_huge_learning_rate_and_not_with_a_tiny_one()
     assert torch.all(stats["kl_improve"] <= 0.02) and torch.all(stats["kl_project"] <= 0.02)
 
 
-def test_checkpoint_round_trip_reproduces_the_next_update():
-    trajectory = random_trajectory()
-    first = CupAgents(4, 3, 2, 1, small_config(epochs=2))
-    first.update(trajectory)
-    buffer = io.BytesIO()
-    torch.save(first.state_dict(), buffer)
-    buffer.seek(0)
-    second = CupAgents(4, 3, 2, 1, small_config(epochs=2, seed=7))
-    second.load_state_dict(torch.load(buffer, weights_only=False))
-    stats_first, stats_second = first.update(trajectory), second.update(trajectory)
-    torch.testing.assert_close(stats_first["nu"], stats_second["nu"])
-    for p, q in zip(first.actor.parameters(), second.actor.parameters(), strict=True):
-        torch.testing.assert_close(p, q)
+def collect(agents, collector, obs, gen, n_updates):
+    """Bandit slots (reward sum(a), cost a_0 - 0.3) until ``n_updates`` updates are done."""
+    actions_seen, stats = [], []
+    while len(stats) < n_updates:
+        actions, _, _ = agents.act(obs)
+        next_obs = torch.randn(obs.shape, generator=gen)
+        collector.add(obs, actions, actions.sum(-1), actions[..., :1] - 0.3, next_obs)
+        actions_seen.append(actions)
+        obs = next_obs
+        if collector.full:
+            stats.append(agents.update(collector.pop()))
+    return obs, torch.stack(actions_seen), stats
+
+
+def test_checkpoint_loads_with_weights_only_and_continues_bit_identically():
+    config = small_config(epochs=2, collector_size=10, minibatch_size=5)
+    agents, twin = CupAgents(4, 3, 2, 1, config), CupAgents(4, 3, 2, 1, config)
+    runs = []
+    for learner in (agents, twin):
+        gen = torch.Generator().manual_seed(0)
+        collector = TrajectoryCollector(10)
+        obs, _, _ = collect(learner, collector, torch.randn(2, 2, 4, generator=gen), gen, 2)
+        for _ in range(4):  # a half-full collector travels with the checkpoint
+            actions, _, _ = learner.act(obs)
+            collector.add(obs, actions, actions.sum(-1), actions[..., :1] - 0.3, obs)
+        runs.append((collector, obs, gen))
+    state = weights_only_copy({"agents": agents.state_dict(), "collector": runs[0][0].state_dict()})
+    assert state["agents"]["config"]["epochs"] == 2 and state["agents"]["nu"].shape == (2, 1)
+    restored = CupAgents(4, 3, 2, 1, config.replace(seed=7))  # the generator state wins
+    restored.load_state_dict(state["agents"])
+    collector = TrajectoryCollector(1)
+    collector.load_state_dict(state["collector"])
+    gen = torch.Generator()
+    gen.set_state(runs[0][2].get_state())
+    _, actions_restored, stats_restored = collect(restored, collector, runs[0][1], gen, 2)
+    _, actions_twin, stats_twin = collect(twin, runs[1][0], runs[1][1], runs[1][2], 2)
+    assert torch.equal(actions_restored, actions_twin)
+    assert torch.equal(stats_restored[-1]["nu"], stats_twin[-1]["nu"])
+    for name in ("actor", "reward_critic", "cost_critic", "normalizer"):
+        for p, q in zip(
+            getattr(restored, name).state_dict().values(),
+            getattr(twin, name).state_dict().values(),
+            strict=True,
+        ):
+            assert torch.equal(p, q), name
     with pytest.raises(ShapeError, match="checkpoint"):
-        CupAgents(5, 3, 2, 1, small_config()).load_state_dict(first.state_dict())
+        CupAgents(5, 3, 2, 1, small_config()).load_state_dict(agents.state_dict())
 
 
 def test_config_validation():
@@ -294,12 +342,122 @@ def test_group_adam_clipping_matches_per_agent_clip_grad_norm_and_adam():
         torch.testing.assert_close(bias[agent].detach(), b.detach())
 
 
-def test_update_learns_inside_a_no_grad_caller():
+def test_update_inside_a_no_grad_caller_is_the_same_update():
     trajectory = random_trajectory(N=2, L=1)
-    agents = CupAgents(4, 3, 2, 1, small_config(epochs=1))
-    before = [p.detach().clone() for p in agents.actor.parameters()]
+    agents, twin = (CupAgents(4, 3, 2, 1, small_config(epochs=1)) for _ in range(2))
     with torch.no_grad():  # e.g. an evaluation or benchmark loop around the online loop
         agents.update(trajectory)
-    assert any(
-        not torch.equal(a, b) for a, b in zip(before, agents.actor.parameters(), strict=True)
+    twin.update(trajectory)
+    for p, q in zip(agents.actor.parameters(), twin.actor.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_step_1_lowers_losses_4_5_and_6_on_the_collected_batch():
+    """With nu = 0 the projection (7) is KL(pi_theta || pi_theta'') alone, whose gradient
+    vanishes at theta'': the update is step 1. On the collected batch, with the advantages and
+    targets of the collecting networks, the critic losses (4), (5) and the clipped surrogate
+    (6) must be lower after the update than before."""
+    T, B, N, D, d, L = 50, 2, 2, 4, 3, 2
+    trajectory = random_trajectory(T=T, B=B, N=N, D=D, d=d, L=L, seed=3)
+    trajectory.rewards = trajectory.rewards - 5.0  # reward and cost targets far apart
+    agents = CupAgents(D, d, N, L, small_config(nu_init=0.0, lr_nu=0.0))
+    before = copy.deepcopy(agents)
+    stats = agents.update(trajectory)
+    assert torch.all(stats["epochs_improve"] >= 1) and torch.equal(stats["nu"], torch.zeros(N, L))
+    obs, next_obs = (
+        normalized(agent_major(trajectory.obs)),
+        normalized(agent_major(trajectory.next_obs)),
     )
+    actions = agent_major(trajectory.actions)
+
+    def time_major(x):
+        return x.reshape(N, T, B, *x.shape[2:]).movedim(0, 2)
+
+    with torch.no_grad():
+        adv, target = gae_targets(
+            trajectory.rewards,
+            time_major(before.reward_critic(obs)[..., 0]),
+            time_major(before.reward_critic(next_obs)[..., 0]),
+            0.5,
+            0.1,
+        )
+        _, cost_target = gae_targets(
+            trajectory.costs,
+            time_major(before.cost_critic(obs)),
+            time_major(before.cost_critic(next_obs)),
+            0.5,
+            0.1,
+        )
+        adv, target, cost_target = agent_major(adv), agent_major(target), agent_major(cost_target)
+        adv = (adv - adv.mean(1, keepdim=True)) / (adv.std(1, keepdim=True, correction=0) + 1e-8)
+        old_log_prob = before.actor(obs).log_prob(actions)
+
+        def losses(net):
+            value = (net.reward_critic(obs)[..., 0] - target).square().mean(1)
+            cost_value = (net.cost_critic(obs) - cost_target).square().mean(1).sum(-1)
+            surrogate = improvement_loss(net.actor(obs).log_prob(actions), old_log_prob, adv, 0.2)
+            return value, cost_value, surrogate
+
+        for name, old, new in zip(
+            ("(4)", "(5)", "(6)"), losses(before), losses(agents), strict=True
+        ):
+            assert torch.all(new < old - 1e-3), (name, old, new)
+
+
+def test_one_projection_epoch_is_loss_7_by_hand():
+    """Step 2 starts at theta'' (the policy after step 1) and minimises (7), whose ratio is
+    pi_theta(a|o) / pi_theta'(a|o) with theta' the *collecting* policy (the one whose data
+    estimated A^C). One epoch of one minibatch: the reported projection loss is (7) at theta''
+    averaged over agents, recomputed here from theta', theta'' (recorded after step 1's single
+    gradient step), the cost critic's GAE (centred) and the nu of line 6."""
+    T, B, N, D, d, L = 20, 2, 2, 4, 3, 2
+    gamma, lam, lr_nu, nu_init = 0.5, 0.1, 0.1, 0.5
+    trajectory = random_trajectory(T=T, B=B, N=N, D=D, d=d, L=L, seed=5)
+    config = small_config(
+        epochs=1, minibatch_size=T, lr_actor=0.02, nu_init=nu_init, lr_nu=lr_nu, kl_bound=10.0
+    )
+    agents = CupAgents(D, d, N, L, config)
+    collecting = copy.deepcopy(agents)  # theta' and the cost critic of lines 3-4
+    after_step = []
+    step = agents.actor_optimizer.step
+
+    def recording_step(active=None):
+        step(active)
+        after_step.append(copy.deepcopy(agents.actor))
+
+    agents.actor_optimizer.step = recording_step
+    stats = agents.update(trajectory)
+    assert len(after_step) == 2  # one gradient step in step 1, one in step 2
+    improved = after_step[0]  # theta''
+
+    obs, next_obs = (
+        normalized(agent_major(trajectory.obs)),
+        normalized(agent_major(trajectory.next_obs)),
+    )
+    actions = agent_major(trajectory.actions).clamp(1e-6, 1 - 1e-6).double()  # (N, S, d)
+    with torch.no_grad():
+
+        def log_prob(actor):  # ln pi(a|o) of the independent Beta, reference implementation
+            dist = actor(obs)
+            beta = torch.distributions.Beta(dist.alpha.double(), dist.beta.double())
+            return beta.log_prob(actions).sum(-1)  # (N, S)
+
+        ratio = torch.exp(log_prob(improved) - log_prob(collecting.actor))
+        assert float((ratio - 1).abs().max()) > 0.02  # step 1 moved the policy
+        values = collecting.cost_critic(obs).double().reshape(N, T, B, L)
+        next_values = collecting.cost_critic(next_obs).double().reshape(N, T, B, L)
+    costs = agent_major(trajectory.costs).double().reshape(N, T, B, L)
+    cost_adv = torch.zeros(N, T, B, L, dtype=torch.float64)
+    following = torch.zeros(N, B, L, dtype=torch.float64)
+    for t in reversed(range(T)):  # GAE, lines 3-4: A_t = delta_t + gamma lam A_{t+1}
+        delta = costs[:, t] + gamma * next_values[:, t] - values[:, t]
+        following = delta + gamma * lam * following
+        cost_adv[:, t] = following
+    cost_adv = cost_adv.reshape(N, T * B, L)
+    cost_adv = cost_adv - cost_adv.mean(1, keepdim=True)  # centred per agent and cost
+    nu = (nu_init + lr_nu * costs.mean((1, 2))).clamp(0.0, 10.0)  # line 6, (N, L)
+    torch.testing.assert_close(stats["nu"].double(), nu)
+    coefficient = (1 - gamma * lam) / (1 - gamma)
+    # (7) at theta = theta'': KL(pi_theta || pi_theta'') = 0
+    loss = (coefficient * ratio * (cost_adv * nu[:, None, :]).sum(-1)).mean(1)  # (N,)
+    assert stats["project_loss"] == pytest.approx(float(loss.mean()), rel=1e-4, abs=1e-7)

@@ -2,6 +2,7 @@
 schedule, target copies, FIFO replay, agent independence, checkpoints, and learning on a tiny
 CATN."""
 
+import io
 import math
 
 import pytest
@@ -12,19 +13,31 @@ from skyshare.rl.d3qn import (
     D3QNAgents,
     D3QNConfig,
     DuelingQNetwork,
-    catn_tu_observation_transform,
     d3qn_loss,
     double_q_target,
     dueling_q_values,
 )
-from skyshare.rl.replay import ReplayMemory
 
 
 def _agents(obs_dim=5, n_actions=3, n_agents=4, seed=0, **overrides):
-    config = D3QNConfig(observation_transform="none", **overrides)
-    return D3QNAgents(
-        obs_dim, n_actions, n_agents, config, generator=torch.Generator().manual_seed(seed)
-    )
+    return D3QNAgents(obs_dim, n_actions, n_agents, D3QNConfig(seed=seed, **overrides))
+
+
+def weights_only_copy(state):
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+def q_by_hand(weights, a, x):
+    """Agent a's dueling Q values from a parameter dict (plain tensor algebra)."""
+    h = x
+    for layer in ("trunk.net.0", "trunk.net.2"):
+        h = torch.relu(h @ weights[f"{layer}.weight"][a] + weights[f"{layer}.bias"][a, 0])
+    v = h @ weights["value.weight"][a] + weights["value.bias"][a, 0]
+    adv = h @ weights["advantage.weight"][a] + weights["advantage.bias"][a, 0]
+    return v + adv - adv.mean(-1, keepdim=True)
 
 
 def _fill(agents, slots, batch=2, seed=1):
@@ -104,52 +117,24 @@ def test_update_reports_loss_13_of_the_sampled_batch():
     replay_gen = torch.Generator()
     replay_gen.set_state(agents.generator.get_state())
     batch = agents.memory.sample(6, replay_gen)
-
-    def q(net, a, x):  # plain per-agent forward pass
-        h = x
-        for layer in (net.trunk.net[0], net.trunk.net[2]):
-            h = torch.relu(h @ layer.weight[a] + layer.bias[a, 0])
-        v = h @ net.value.weight[a] + net.value.bias[a, 0]
-        adv = h @ net.advantage.weight[a] + net.advantage.bias[a, 0]
-        return v + adv - adv.mean(-1, keepdim=True)
+    online, target = dict(agents.online.named_parameters()), dict(agents.target.named_parameters())
 
     expected = []
     with torch.no_grad():
         for a in range(agents.n_agents):
             total = 0.0
             for j in range(6):
-                o, o1 = batch.obs[a, j], batch.next_obs[a, j]
-                best = int(q(agents.online, a, o1).argmax())
-                y = float(batch.rewards[a, j]) + 0.7 * float(q(agents.target, a, o1)[best])
-                total += (float(q(agents.online, a, o)[batch.actions[a, j]]) - y) ** 2
+                o, o1 = batch["obs"][a, j], batch["next_obs"][a, j]
+                best = int(q_by_hand(online, a, o1).argmax())
+                y = float(batch["rewards"][a, j]) + 0.7 * float(q_by_hand(target, a, o1)[best])
+                total += (float(q_by_hand(online, a, o)[batch["actions"][a, j]]) - y) ** 2
             expected.append(total / (2 * 6))
     stats = agents.update()
     torch.testing.assert_close(agents.last_agent_loss, torch.tensor(expected), rtol=1e-5, atol=1e-6)
     assert stats["loss"] == pytest.approx(sum(expected) / len(expected), rel=1e-5)
 
 
-def test_catn_observation_transform_by_hand():
-    N = 2
-    obs = torch.tensor([[3.0, 1.0, 0.0, 1.0, 999.0, 9.0, 0.099, 2.5, 99.0, 9999.0]])
-    out = catn_tu_observation_transform(obs, N)
-    expected = [
-        2 * 3 / 4,
-        2 * 1 / 4,  # relative loads
-        0.0,
-        1.0,  # one-hot unchanged
-        math.log10(1 + 999.0),
-        math.log10(1 + 9.0),  # strengths
-        math.log10(1 + 0.099 / 1e-3),  # power re 1 mW
-        2.5,  # rate unchanged
-        math.log10(1 + 99.0),
-        math.log10(1 + 9999.0),
-    ]
-    torch.testing.assert_close(out[0], torch.tensor(expected))
-    with pytest.raises(ShapeError):
-        catn_tu_observation_transform(obs, 3)
-
-
-# --- exploration, target copies, replay --------------------------------------------------------
+# --- exploration, target copies --------------------------------------------------------------
 
 
 def test_random_actions_and_no_updates_before_the_memory_holds_a_batch():
@@ -211,54 +196,6 @@ def test_target_copied_every_t_minus_updates():
     assert flags == [0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0]
 
 
-def test_fifo_replay_overwrites_the_oldest():
-    memory = ReplayMemory(n_agents=2, capacity=5, obs_dim=1)
-    for slot in range(4):  # 2 environments per slot, rewards 0..7 in arrival order
-        r = torch.tensor([[2.0 * slot, 100 + 2.0 * slot], [2.0 * slot + 1, 101 + 2.0 * slot]])
-        o = r[..., None]
-        memory.add(o, torch.zeros(2, 2, dtype=torch.long), r, o)
-    assert len(memory) == 5 and memory.n_added == 8
-    assert sorted(memory.rewards[0].tolist()) == [3.0, 4.0, 5.0, 6.0, 7.0]
-    assert sorted(memory.rewards[1].tolist()) == [103.0, 104.0, 105.0, 106.0, 107.0]
-    torch.testing.assert_close(memory.obs[..., 0], memory.rewards)
-    batch = memory.sample(5, torch.Generator().manual_seed(0), replacement=False)  # all, once
-    assert sorted(batch.rewards[0].tolist()) == [3.0, 4.0, 5.0, 6.0, 7.0]
-    # more transitions in one call than the capacity: only the newest survive
-    big = torch.arange(12.0).view(6, 2) + 1000
-    memory.add(big[..., None], torch.zeros(6, 2, dtype=torch.long), big, big[..., None])
-    assert sorted(memory.rewards[0].tolist()) == [1002.0, 1004.0, 1006.0, 1008.0, 1010.0]
-    with pytest.raises(ConfigError):
-        memory.sample(6, torch.Generator())
-    with pytest.raises(ShapeError):
-        memory.add(torch.zeros(1, 3, 1), torch.zeros(1, 3), torch.zeros(1, 3), torch.zeros(1, 3, 1))
-
-
-def test_replay_samples_uniformly_and_independently_per_agent():
-    memory = ReplayMemory(n_agents=3, capacity=50, obs_dim=1)
-    r = torch.arange(50.0)[:, None].expand(50, 3)
-    memory.add(r[..., None], torch.zeros(50, 3, dtype=torch.long), r, r[..., None])
-    gen = torch.Generator().manual_seed(1)
-    distinct = memory.sample(20, gen, replacement=False)
-    for a in range(3):
-        assert len(set(distinct.rewards[a].tolist())) == 20
-    assert not torch.equal(distinct.rewards[0], distinct.rewards[1])
-    torch.testing.assert_close(distinct.obs[..., 0], distinct.rewards)  # rows stay together
-    # with replacement: each of the 50 rows has probability 1/50 per draw. Pearson chi-square
-    # over 3 x 50 cells with 49 dof each: mean 147, sd sqrt(2 * 147) = 17; allow 5 sd.
-    draws = 50 * 200
-    counts = torch.stack(
-        [torch.bincount(memory.sample(50, gen).rewards[a].long(), minlength=50) for a in range(3)]
-    )
-    for _ in range(199):
-        batch = memory.sample(50, gen)
-        counts += torch.stack(
-            [torch.bincount(batch.rewards[a].long(), minlength=50) for a in range(3)]
-        )
-    expected = draws / 50
-    chi2 = float(((counts - expected) ** 2 / expected).sum())
-    assert abs(chi2 - 147) < 5 * math.sqrt(2 * 147)
-
-
 # --- independence, checkpoints, errors ---------------------------------------------------------
 
 
@@ -269,7 +206,7 @@ def test_agents_are_independent():
         agents = _agents(batch_size=4, memory_size=20, seed=5)
         _fill(agents, slots=4)
         if perturb:
-            agents.memory.rewards[2] += 10.0
+            agents.memory.storage["rewards"][2] += 10.0
         for _ in range(3):
             agents.update()
         runs.append([p.detach().clone() for p in agents.online.parameters()])
@@ -278,22 +215,42 @@ def test_agents_are_independent():
         assert differs.tolist() == [False, False, True, False]
 
 
-def test_state_dict_round_trip_resumes_identically():
-    agents = _agents(batch_size=4, memory_size=20)
-    _fill(agents, slots=4)
-    for _ in range(3):
+def _play(agents, slots, seed):
+    """``slots`` slots of Algorithm 4's TU side on random data: act, observe, update."""
+    gen = torch.Generator().manual_seed(seed)
+    K, D = agents.n_agents, agents.obs_dim
+    actions = []
+    for _ in range(slots):
+        obs = torch.randn(2, K, D, generator=gen)
+        chosen = agents.act(obs, explore=True)
+        agents.observe(
+            obs, chosen, torch.randn(2, K, generator=gen), torch.randn(2, K, D, generator=gen)
+        )
         agents.update()
-        agents.act(torch.randn(2, 4, 5), explore=True)
-    state = agents.state_dict()
-    restored = _agents(batch_size=4, memory_size=20, seed=9)
+        actions.append(chosen)
+    return torch.stack(actions)
+
+
+def test_checkpoint_loads_with_weights_only_and_continues_bit_identically():
+    agents, twin = _agents(batch_size=4, memory_size=20), _agents(batch_size=4, memory_size=20)
+    _play(agents, 6, seed=1)
+    _play(twin, 6, seed=1)
+    state = weights_only_copy(agents.state_dict(include_memory=True))
+    assert state["config"]["batch_size"] == 4 and isinstance(state["generator"], torch.Tensor)
+    restored = _agents(batch_size=4, memory_size=20, seed=9)  # everything is overwritten
     restored.load_state_dict(state)
-    obs = torch.randn(2, 4, 5)
-    torch.testing.assert_close(restored.q_values(obs), agents.q_values(obs))
-    assert restored.epsilon == agents.epsilon and restored.n_updates == 3
-    restored.generator.set_state(agents.generator.get_state())
-    assert restored.update() == agents.update()  # same memory, optimizer and target
+    # the restored agents and the uninterrupted twin go on identically: exploration draws,
+    # epsilon, replay samples, Adam moments, target copies
+    assert torch.equal(_play(restored, 8, seed=2), _play(twin, 8, seed=2))
+    assert restored.epsilon == twin.epsilon and restored.n_updates == twin.n_updates == 13
+    for p, q in zip(restored.online.parameters(), twin.online.parameters(), strict=True):
+        assert torch.equal(p, q)
+    for p, q in zip(restored.target.parameters(), twin.target.parameters(), strict=True):
+        assert torch.equal(p, q)
     light = agents.state_dict(include_memory=False)
     assert "memory" not in light and "optimizer" in light
+    with pytest.raises(ShapeError, match="checkpoint"):
+        _agents(obs_dim=6).load_state_dict(light)
 
 
 def test_bad_arguments_raise():
@@ -301,8 +258,12 @@ def test_bad_arguments_raise():
         D3QNConfig(gamma=1.0)
     with pytest.raises(ConfigError, match="batch_size"):
         D3QNConfig(batch_size=300, memory_size=200)
-    with pytest.raises(ConfigError, match="3 n_actions \\+ 4"):
-        D3QNAgents(10, 7, 3)
+    with pytest.raises(ConfigError, match="learning_starts"):
+        D3QNConfig(batch_size=10, memory_size=20, learning_starts=30)
+    with pytest.raises(ConfigError, match="observation_transform: unknown key"):
+        D3QNConfig(observation_transform="catn_tu")  # the env normalises (tu_observation)
+    with pytest.raises(ConfigError, match="n_actions"):
+        D3QNAgents(10, 0, 3)
     agents = _agents()
     with pytest.raises(ShapeError, match="obs"):
         agents.act(torch.zeros(2, 3, 5))
@@ -321,14 +282,13 @@ def test_d3qn_association_beats_random_on_a_tiny_catn():
 
     B = 4
     scenario = CatnScenario.config_from("quick", overrides={"n_tu": 7, "n_slots": 400})
-    env = CatnEnv(scenario, CatnEnvConfig(k_out=1), batch_size=B)
+    env = CatnEnv(scenario, CatnEnvConfig(k_out=1, tu_observation="normalized"), batch_size=B)
     N, K = env.N, env.K
     mrt = torch.zeros(B, N, env.action_dim)
     mrt[..., 0] = 1.0  # q_total = 1
     mrt[..., 1 : 1 + K] = 1.0  # equal power split over own users
     mrt[..., 2 * K + 1] = 0.5  # eta (irrelevant with alpha = mu = 0)
-    gen = torch.Generator().manual_seed(0)
-    agents = D3QNAgents(env.tu_obs_dim, N, K, D3QNConfig(), generator=gen)
+    agents = D3QNAgents(env.tu_obs_dim, N, K, D3QNConfig(seed=0))
     obs = env.reset(seed=0)
     for _ in range(120):
         actions = agents.act(obs, explore=True)
@@ -350,16 +310,58 @@ def test_d3qn_association_beats_random_on_a_tiny_catn():
         return total / slots
 
     learned = average_reward(lambda o: agents.act(o, explore=False))
-    random = average_reward(lambda o: torch.randint(0, N, (B, K), generator=gen))
+    random = average_reward(lambda o: torch.randint(0, N, (B, K), generator=agents.generator))
     assert learned > random + 3.0, (learned, random)
 
 
-def test_update_learns_inside_a_no_grad_caller():
-    agents = _agents(batch_size=4, memory_size=50)
-    _fill(agents, slots=4, batch=2)
-    before = [p.detach().clone() for p in agents.online.parameters()]
-    with torch.no_grad():
+def test_one_update_is_the_hand_computed_adam_step_on_loss_13():
+    """Loss (13) with the double-Q target written by hand (online network selects, target
+    network evaluates), its gradient, and Adam's first step ``p - lr g / (|g| + eps)`` (the
+    bias-corrected moments of one step are g and g^2): what update() does to every agent."""
+    lr, gamma = 0.01, 0.7
+    agents = _agents(batch_size=6, memory_size=20, gamma=gamma, learning_rate=lr)
+    _fill(agents, slots=5)
+    noise = torch.Generator().manual_seed(7)
+    with torch.no_grad():  # a target network well away from the online one
+        for p in agents.target.parameters():
+            p.add_(0.5 * torch.randn(p.shape, generator=noise))
+    replay = torch.Generator()
+    replay.set_state(agents.generator.get_state())
+    batch = agents.memory.sample(6, replay)  # the batch update() will draw
+    online = {
+        k: p.detach().clone().requires_grad_(True) for k, p in agents.online.named_parameters()
+    }
+    target = {k: p.detach().clone() for k, p in agents.target.named_parameters()}
+    loss = torch.zeros(())
+    for a in range(agents.n_agents):
+        with torch.no_grad():
+            next_q_online = q_by_hand(online, a, batch["next_obs"][a])  # (B_b, N)
+            best = next_q_online.argmax(-1, keepdim=True)
+            y = (
+                batch["rewards"][a]
+                + gamma * q_by_hand(target, a, batch["next_obs"][a]).gather(-1, best)[:, 0]
+            )
+        q_taken = q_by_hand(online, a, batch["obs"][a]).gather(-1, batch["actions"][a, :, None])[
+            :, 0
+        ]
+        loss = loss + ((q_taken - y) ** 2).sum() / (2 * 6)
+    grads = torch.autograd.grad(loss, list(online.values()))
+    expected = {
+        k: p.detach() - lr * g / (g.abs() + 1e-8)
+        for (k, p), g in zip(online.items(), grads, strict=True)
+    }
+    stats = agents.update()
+    assert stats["loss"] == pytest.approx(float(loss.detach()) / agents.n_agents, rel=1e-5)
+    for k, p in agents.online.named_parameters():
+        torch.testing.assert_close(p.detach(), expected[k], rtol=0, atol=1e-3 * lr)
+
+
+def test_update_inside_a_no_grad_caller_is_the_same_update():
+    agents, twin = _agents(batch_size=4, memory_size=50), _agents(batch_size=4, memory_size=50)
+    for a in (agents, twin):
+        _fill(a, slots=4, batch=2)
+    with torch.no_grad():  # e.g. an evaluation or benchmark loop around the online loop
         assert agents.update()["updates"] == 1.0
-    assert any(
-        not torch.equal(a, b) for a, b in zip(before, agents.online.parameters(), strict=True)
-    )
+    twin.update()
+    for p, q in zip(agents.online.parameters(), twin.online.parameters(), strict=True):
+        assert torch.equal(p, q)

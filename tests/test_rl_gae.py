@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from skyshare.errors import ConfigError, ShapeError
-from skyshare.rl.gae import gae, gae_targets
+from skyshare.rl.common.gae import gae, gae_targets
 
 GAMMA, LAM = 0.5, 0.1  # seed 000 §VI
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from skyshare.rl.networks import GroupLinear, GroupMLP
+from skyshare.rl.common.networks import GroupLinear, GroupMLP
 
 
 def test_group_linear_equals_independent_linears():

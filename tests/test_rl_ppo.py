@@ -1,12 +1,15 @@
 """PPO with a fixed cost penalty (seed 000 §VI benchmark), its collector and learning."""
 
+import copy
 import io
+import math
 
 import pytest
 import torch
 
 from skyshare.errors import ConfigError, ShapeError
-from skyshare.rl.policies import Trajectory, TrajectoryCollector
+from skyshare.rl.common.buffers import Trajectory, TrajectoryCollector
+from skyshare.rl.common.gae import gae_targets
 from skyshare.rl.ppo_penalty import (
     PpoPenaltyAgents,
     PpoPenaltyConfig,
@@ -121,25 +124,82 @@ def test_a_large_penalty_reduces_the_violation():
     assert history[-1]["violation_mean"] < 0.5 * history[0]["violation_mean"]
 
 
-def test_checkpoint_round_trip_and_config_validation():
+def test_checkpoint_loads_with_weights_only_and_continues_bit_identically():
     agents = PpoPenaltyAgents(4, 3, 2, 1, small_config(epochs=2))
+    twin = PpoPenaltyAgents(4, 3, 2, 1, small_config(epochs=2))
     run_bandit(agents, 1)
+    run_bandit(twin, 1)
     buffer = io.BytesIO()
     torch.save(agents.state_dict(), buffer)
     buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+    assert state["config"]["penalty"] == 1.0 and state["dims"] == [4, 3, 2, 1]
     restored = PpoPenaltyAgents(4, 3, 2, 1, small_config(epochs=2, seed=5))
-    restored.load_state_dict(torch.load(buffer, weights_only=False))
+    restored.load_state_dict(state)
     obs = torch.randn(3, 2, 4, generator=torch.Generator().manual_seed(2))
-    torch.testing.assert_close(
-        agents.act(obs, deterministic=True)[0], restored.act(obs, deterministic=True)[0]
+    assert torch.equal(
+        twin.act(obs, deterministic=True)[0], restored.act(obs, deterministic=True)[0]
     )
-    # same state (networks, normaliser, optimisers, generator): the next update is identical
-    after, after_restored = run_bandit(agents, 1, seed=3)[0], run_bandit(restored, 1, seed=3)[0]
-    assert after["reward_mean"] == after_restored["reward_mean"]
-    assert after["policy_loss"] == pytest.approx(after_restored["policy_loss"])
-    for p, q in zip(agents.actor.parameters(), restored.actor.parameters(), strict=True):
-        torch.testing.assert_close(p, q)
+    # same state (networks, normaliser, optimisers, generator): the next updates are identical
+    after, after_restored = run_bandit(twin, 2, seed=3), run_bandit(restored, 2, seed=3)
+    assert after[-1]["policy_loss"] == after_restored[-1]["policy_loss"]
+    for p, q in zip(twin.actor.parameters(), restored.actor.parameters(), strict=True):
+        assert torch.equal(p, q)
+    for p, q in zip(
+        twin.reward_critic.parameters(), restored.reward_critic.parameters(), strict=True
+    ):
+        assert torch.equal(p, q)
+
+
+def test_config_validation():
     with pytest.raises(ConfigError, match="penalty"):
         PpoPenaltyConfig(penalty=-1.0)
     with pytest.raises(ConfigError, match="clip_ratio"):
         PpoPenaltyConfig(clip_ratio=1.5)
+    with pytest.raises(ConfigError, match="seed"):
+        PpoPenaltyConfig(seed="zero")
+    assert PpoPenaltyConfig(kl_bound=None).kl_bound is None  # PPO may run without early stop
+
+
+def test_one_update_lowers_losses_4_and_6_on_the_collected_batch():
+    """On the collected batch, with the penalised reward's advantages and targets of the
+    collecting networks, the critic loss (4) and the clipped surrogate (6) are lower after one
+    update than before."""
+    T, B, N, D, d, L = 50, 2, 2, 4, 3, 2
+    g = torch.Generator().manual_seed(4)
+    actions = torch.rand(T, B, N, d, generator=g).clamp(1e-3, 1 - 1e-3)
+    trajectory = Trajectory(
+        obs=torch.randn(T, B, N, D, generator=g),
+        actions=actions,
+        rewards=actions.sum(-1),
+        costs=actions[..., :L] - 0.3,
+        next_obs=torch.randn(T, B, N, D, generator=g),
+    )
+    agents = PpoPenaltyAgents(D, d, N, L, small_config(penalty=2.0))
+    before = copy.deepcopy(agents)
+    agents.update(trajectory)
+
+    def agent_major(x):
+        return x.movedim(2, 0).reshape(N, T * B, *x.shape[3:])
+
+    def normalized(x):  # symlog, then the initial statistics (mean 0, variance 1)
+        return torch.sign(x) * torch.log1p(x.abs()) / math.sqrt(1 + 1e-8)
+
+    obs = normalized(agent_major(trajectory.obs))
+    next_obs = normalized(agent_major(trajectory.next_obs))
+    shaped = trajectory.rewards - 2.0 * trajectory.costs.clamp(min=0).sum(-1)
+    with torch.no_grad():
+        values = before.reward_critic(obs)[..., 0].reshape(N, T, B).movedim(0, 2)
+        next_values = before.reward_critic(next_obs)[..., 0].reshape(N, T, B).movedim(0, 2)
+        adv, target = gae_targets(shaped, values, next_values, 0.5, 0.1)
+        adv, target = agent_major(adv), agent_major(target)
+        adv = (adv - adv.mean(1, keepdim=True)) / (adv.std(1, keepdim=True, correction=0) + 1e-8)
+        old_log_prob = before.actor(obs).log_prob(agent_major(actions))
+
+        def losses(net):
+            value = (net.reward_critic(obs)[..., 0] - target).square().mean(1)
+            log_prob = net.actor(obs).log_prob(agent_major(actions))
+            return value, clipped_surrogate_loss(log_prob, old_log_prob, adv, 0.2)
+
+        for name, old, new in zip(("(4)", "(6)"), losses(before), losses(agents), strict=True):
+            assert torch.all(new < old - 1e-3), (name, old, new)

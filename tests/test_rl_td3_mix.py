@@ -3,24 +3,31 @@ Algorithm 1): target (22) on fixed tensors, delayed policy updates, soft updates
 budget, the FLWF step of Algorithm 1 lines 7-9, checkpoints, and learning beyond random
 power allocation on a tiny instance."""
 
+import copy
 import math
 
 import pytest
 import torch
 from torch.nn import functional
 
-from skyshare.envs.multiband import MultibandEnv, MultibandEnvConfig, run_episodes
+from skyshare.envs.multiband import MultibandEnv, MultibandEnvConfig
 from skyshare.errors import ConfigError, ShapeError
-from skyshare.rl.mixing import QMixer
+from skyshare.rl.common.mixing import QMixer
+from skyshare.rl.common.networks import GroupLinear
 from skyshare.rl.td3_mix import (
-    ReplayBuffer,
-    TD3Mix,
+    TD3MixAgents,
     TD3MixConfig,
     smoothed_target_actions,
     soft_update_,
     twin_td_target,
 )
 from skyshare.scenarios.multiband import MultibandScenario
+from skyshare.schemes.multiband import (
+    MULTIBAND_SCHEMES,
+    MultibandSchemeOptions,
+    PowerRule,
+    run_multiband,
+)
 
 TINY = {"n_cells": 2, "n_antennas": 4, "users_per_cell": 2, "n_freq": 2, "n_blocks": 4}
 C_ONLY = {"observe_channels": False, "observe_beams": False}
@@ -32,7 +39,19 @@ def _env(batch_size=4, env_config=None, **overrides):
 
 
 def _learner(env, seed=0, **config):
-    return TD3Mix(env, TD3MixConfig(**config), generator=torch.Generator().manual_seed(seed))
+    return TD3MixAgents.for_env(env, TD3MixConfig(seed=seed, **config))
+
+
+def dense(group, index, x):
+    """Network ``index`` of a GroupMLP with ReLU hidden layers and a linear output, by hand
+    (float64)."""
+    layers = [m for m in group.modules() if isinstance(m, GroupLinear)]
+    x = x.double()
+    for j, layer in enumerate(layers):
+        x = x @ layer.weight[index].double() + layer.bias[index, 0].double()
+        if j < len(layers) - 1:
+            x = torch.relu(x)
+    return x
 
 
 # ---------------------------------------------------------------------------------------------
@@ -118,23 +137,67 @@ def test_target_noise_is_clipped_and_actions_stay_in_range():
     torch.testing.assert_close(out, torch.tensor([0.75, 1.0, 0.0, 0.2]))
 
 
-def test_learner_td_target_is_the_min_of_the_twin_target_mixers():
-    env = _env(batch_size=5, env_config=C_ONLY)
-    learner = _learner(env, target_noise_clip=0.05, gamma=0.5)
-    obs = env.reset(seed=0)
-    for p in learner.mixers_target.parameters():  # make the twins differ
-        p.data.add_(0.1 * torch.randn(p.shape, generator=torch.Generator().manual_seed(3)))
-    reward = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])
-    done = torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0])
-    noise = torch.full((5, 2, env.action_dim), 0.3)  # clipped to 0.05
-    y = learner.td_target(reward, obs, done, noise=noise)
+def test_td_target_22_by_hand_with_every_target_network_perturbed():
+    """y = r + gamma (1 - done) min_i Q_tot,Theta_i'(Q_theta_i'(S'_b, x~'_b); S') with
+    x~' = project(clip(pi_phi'(S'_b) + clip(eps, -c, c), 0, 1)), written out: the target actor
+    (softmax per user), the clipped noise and the per-user renormalisation, every BS's twin
+    target critics, and the twin target mixers (hypernetworks |W1|, b1, |W2|, V, ELU) fed by
+    those target critics. The actor, critic and mixer targets are all moved away from the
+    online networks, so none of them may be replaced by its online twin."""
+    C, D, U, F = 2, 5, 2, 2
+    A, E, gamma, clip = U * F, 3, 0.9, 0.05
+    config = TD3MixConfig(
+        hidden_sizes=(8, 8),
+        hypernet_hidden=(6,),
+        mixing_embed_dim=E,
+        gamma=gamma,
+        target_noise_clip=clip,
+        seed=2,
+    )
+    agents = TD3MixAgents(C, D, U, F, config)
+    noise_source = torch.Generator().manual_seed(3)
     with torch.no_grad():
-        actions = learner.project(learner.policy(obs, target=True) + 0.05)
-        q = learner.q_total(obs, actions, target=True)
-    assert not torch.allclose(q[0], q[1])
-    for n in range(5):
-        bootstrap = 0.0 if n == 2 else 0.5 * min(float(q[0, n]), float(q[1, n]))
-        assert float(y[n]) == pytest.approx(float(reward[n]) + bootstrap, rel=1e-5)
+        for module in (agents.actor_target, agents.critics_target, agents.mixers_target):
+            for p in module.parameters():
+                p.add_(0.3 * torch.randn(p.shape, generator=noise_source))
+    N = 6
+    next_obs = torch.randn(N, C, D, generator=noise_source)
+    reward = torch.linspace(-1.0, 2.0, N)
+    done = torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0, 0.0])
+    noise = 0.1 * torch.randn(N, C, A, generator=noise_source)  # partly beyond the clip
+    y = agents.td_target(reward, next_obs, done, noise=noise)
+
+    mixers = agents.mixers_target
+    expected = []
+    for n in range(N):
+        actions = []
+        for b in range(C):
+            x = dense(agents.actor_target, 0, next_obs[n, b]).reshape(U, F).softmax(-1)
+            x = (x + noise[n, b].double().reshape(U, F).clamp(-clip, clip)).clamp(0, 1)
+            actions.append((x / x.sum(-1, keepdim=True)).reshape(A))
+        state = next_obs[n].reshape(C * D)
+        q_tot = []
+        for i in range(2):
+            q = torch.stack(
+                [
+                    dense(
+                        agents.critics_target,
+                        i * C + b,
+                        torch.cat([next_obs[n, b].double(), actions[b]]),
+                    )[0]
+                    for b in range(C)
+                ]
+            )
+            w1 = dense(mixers.hyper_w1, i, state).abs().reshape(C, E)
+            b1 = dense(mixers.hyper_b1, i, state)
+            w2 = dense(mixers.hyper_w2, i, state).abs()
+            value = dense(mixers.value, i, state)[0]
+            q_tot.append(functional.elu(q @ w1 + b1) @ w2 + value)
+        bootstrap = 0.0 if done[n] else gamma * float(min(q_tot))
+        expected.append(float(reward[n]) + bootstrap)
+    torch.testing.assert_close(
+        y.double(), torch.tensor(expected, dtype=torch.float64), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_soft_update_is_polyak_averaging():
@@ -154,7 +217,9 @@ def test_policy_and_targets_update_every_d_critic_updates():
     for _ in range(3):
         actions = learner.project(env.random_actions(torch.Generator().manual_seed(1)))
         out = env.step(actions)
-        learner.buffer.add(obs, actions, out.reward_total, out.obs, out.done)
+        learner.memory.add(
+            obs=obs, actions=actions, reward=out.reward_total, next_obs=out.obs, done=out.done
+        )
         obs = out.obs
 
     def snapshot(module):
@@ -171,18 +236,6 @@ def test_policy_and_targets_update_every_d_critic_updates():
     assert [c[2] for c in changed] == [False, False, True, False, False, True, False]
     assert all(c[1] for c in changed)  # the critics learn at every update
     assert learner.n_critic_updates == 7 and learner.n_actor_updates == 2
-
-
-def test_replay_buffer_wraps_around():
-    buffer = ReplayBuffer(5, n_agents=2, obs_dim=3, action_dim=4)
-    for start in (0, 3):
-        n = 3
-        obs = torch.arange(start, start + n, dtype=torch.float32)[:, None, None].expand(n, 2, 3)
-        buffer.add(obs, torch.zeros(n, 2, 4), torch.arange(start, start + n) * 1.0, obs, False)
-    assert len(buffer) == 5
-    torch.testing.assert_close(buffer.reward, torch.tensor([5.0, 1.0, 2.0, 3.0, 4.0]))
-    batch = buffer.sample(16, torch.Generator().manual_seed(0))
-    assert batch["obs"].shape == (16, 2, 3) and batch["done"].shape == (16,)
 
 
 def test_config_validation():
@@ -229,17 +282,19 @@ def test_td3_mix_flwf_stores_the_actor_action_and_the_reward_after_k_flwf_iterat
     env.reset(seed=5)
     state = env.state
     log = learner.train(env, 1)
-    assert len(learner.buffer) == 3 and log.n_transitions == 3
-    stored = learner.buffer.actions[:3]
+    assert len(learner.memory) == 3 and log.n_transitions == 3
+    stored = learner.memory.storage["actions"][0, :3]
     share = env.scenario.user_power_budget(state.budget)[..., None]
     power0 = share * stored.reshape(3, 4, 2)  # simplex actions: fractions of the user's share
-    result = flwf(env.scenario, state, power0, max_iter=3)
+    result = flwf(env.scenario.problem(state), power0, max_iter=3)
     expected = env.scenario.cell_capacity(env.scenario.rates(state, result.power)).sum(-1)
-    torch.testing.assert_close(learner.buffer.reward[:3], expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        learner.memory.storage["reward"][0, :3], expected, rtol=1e-4, atol=1e-4
+    )
     # Online use: the actor's allocation, then FLWF until convergence.
     decision = learner.decide(env)
     assert decision.flwf is not None and bool(decision.flwf.converged.all())
-    again = flwf(env.scenario, env.state, decision.initial_power)
+    again = flwf(env.problem(), decision.initial_power)
     torch.testing.assert_close(decision.power, again.power)
 
 
@@ -250,7 +305,7 @@ def test_plain_td3_mix_learns_on_mean_user_capacity_without_flwf(tmp_path):
     log = learner.train(env, 2)
     # reward = R_total / (C U), the target is the reward itself (no forward-looking term)
     assert log.reward[0] == pytest.approx(log.capacity_per_cell[0] * 2 / 4, rel=1e-5)
-    batch = learner.buffer.sample(4, torch.Generator().manual_seed(0))
+    batch = learner.memory.sample(4, torch.Generator().manual_seed(0))
     y = learner.td_target(batch["reward"], batch["next_obs"], batch["done"])
     torch.testing.assert_close(y, batch["reward"])
     decision = learner.decide(env)
@@ -275,12 +330,13 @@ def test_td3_mix_beats_random_power_allocation():
     learner.train(env, 300)
     evaluation = _env(batch_size=64, env_config=C_ONLY, sir_db=0.0)
     random_generator = torch.Generator().manual_seed(1)
-    random = run_episodes(
+    random = run_multiband(
         evaluation,
-        lambda e: e.action_to_power(e.random_actions(random_generator)),
+        PowerRule(lambda e: e.action_to_power(e.random_actions(random_generator))),
         seed=123,
-    ).mean()
-    learned = run_episodes(evaluation, learner.allocate, seed=123).mean()
+    ).capacity.mean()
+    plain = MULTIBAND_SCHEMES.build("TD3-MIX", evaluation, MultibandSchemeOptions(agents=learner))
+    learned = run_multiband(evaluation, plain, seed=123).capacity.mean()
     assert float(learned) > 1.2 * float(random), (float(learned), float(random))
 
 
@@ -303,3 +359,90 @@ def test_variants_train_and_keep_shapes(config, env_config):
     obs = env.observe()
     assert learner.q_total(obs, learner.act(obs)).shape == (2, 2)
     assert all(math.isfinite(x) for x in log.critic_loss + log.actor_loss)
+
+
+# ---------------------------------------------------------------------------------------------
+# One constructor shape, checkpoints, learning steps
+# ---------------------------------------------------------------------------------------------
+
+
+def test_agents_are_built_from_dims_and_for_an_env_alike():
+    env = _env(batch_size=2, env_config={"observe_budget": True})
+    from_env = _learner(env, seed=4, mixer_state="interference")
+    from_dims = TD3MixAgents(
+        env.n_agents,
+        env.obs_dim,
+        env.users_per_cell,
+        env.n_freq,
+        TD3MixConfig(seed=4, mixer_state="interference"),
+        interference_features=env.interference_features,
+    )
+    for p, q in zip(from_env.actor.parameters(), from_dims.actor.parameters(), strict=True):
+        assert torch.equal(p, q)
+    with pytest.raises(ConfigError, match="interference_features"):
+        TD3MixAgents(2, 5, 2, 2, TD3MixConfig(mixer_state="interference"))
+    with pytest.raises(ConfigError, match="action_mapping"):
+        TD3MixAgents(2, 5, 2, 2, action_mapping="ball")
+
+
+def test_checkpoint_loads_with_weights_only_and_training_continues_bit_identically(tmp_path):
+    """Save mid-training (with the replay memory), load with weights_only=True into agents of
+    another seed, and go on training on a twin environment: the same transitions, losses and
+    parameters as the uninterrupted agents."""
+    config = {"learning_starts": 4, "batch_size": 4, "flwf_iterations": 2, "hidden_sizes": (16, 16)}
+    env, twin_env = _env(batch_size=2), _env(batch_size=2)
+    agents, twin = _learner(env, **config), _learner(twin_env, **config)
+    env.reset(seed=1)
+    twin_env.reset(seed=1)
+    agents.train(env, 5)
+    twin.train(twin_env, 5)
+    path = agents.save(tmp_path / "td3.pt")
+    state = torch.load(path, weights_only=True)
+    assert state["config"]["hidden_sizes"] == [16, 16] and state["memory"]["size"] == 10
+    restored = _learner(env, seed=9, **config)
+    restored.load(path)
+    log, twin_log = restored.train(env, 4), twin.train(twin_env, 4)
+    assert log.critic_loss == twin_log.critic_loss and log.actor_loss == twin_log.actor_loss
+    assert log.capacity_per_cell == twin_log.capacity_per_cell
+    for name in ("actor", "critics", "mixers", "actor_target", "critics_target", "mixers_target"):
+        for p, q in zip(
+            getattr(restored, name).parameters(), getattr(twin, name).parameters(), strict=True
+        ):
+            assert torch.equal(p, q), name
+    light = agents.state_dict(include_memory=False)
+    assert "memory" not in light and "critic_optimizer" in light
+    with pytest.raises(ShapeError, match="checkpoint"):
+        TD3MixAgents(3, env.obs_dim, 2, 2).load_state_dict(light)
+
+
+def test_one_update_lowers_the_critic_loss_and_the_actor_loss_on_its_batch():
+    """A fixed batch, no target noise (y is deterministic), an actor update at every critic
+    update: the critics' loss (13) against the same y and the actor's loss -Q_tot,1(S, pi(S))
+    (under the updated critics) are lower after the update."""
+    env = _env(batch_size=8, env_config=C_ONLY)
+    agents = _learner(env, learning_starts=64, target_noise=0.0, policy_delay=1, batch_size=16)
+    env.reset(seed=3)
+    agents.train(env, 2)  # 16 random transitions, no update yet
+    assert agents.n_critic_updates == 0
+    batch = agents.memory.sample(16, torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        y = agents.td_target(batch["reward"], batch["next_obs"], batch["done"], noise=None)
+
+        def critic_loss():
+            return float(
+                (agents.q_total(batch["obs"], batch["actions"]) - y).square().mean(1).sum()
+            )
+
+        before = critic_loss()
+        actor_before = copy.deepcopy(agents.actor)
+    losses = agents.update(batch)
+    assert losses["critic_loss"] == pytest.approx(before, rel=1e-5)
+    with torch.no_grad():
+        assert critic_loss() < before - 1e-4
+        obs = batch["obs"]
+        actor_after = agents.actor
+        agents.actor = actor_before
+        old = float(-agents.q_total(obs, agents.policy(obs))[0].mean())
+        agents.actor = actor_after
+        new = float(-agents.q_total(obs, agents.policy(obs))[0].mean())
+    assert new < old - 1e-5, (old, new)

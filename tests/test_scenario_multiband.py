@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from skyshare.errors import ConfigError, ShapeError
 from skyshare.metrics import effective_gains
 from skyshare.scenarios import SCENARIOS
 from skyshare.scenarios.multiband import MultibandConfig, MultibandScenario, MultibandState
+from skyshare.solvers.multiband_problem import MultibandProblem
 
 PRESETS = Path(__file__).parents[1] / "src" / "skyshare" / "configs" / "multiband"
 
@@ -308,6 +311,61 @@ def test_single_cell_at_high_power_is_interference_free():
     assert torch.allclose(c, 1 / state.direct_gain)
 
 
+def test_problem_holds_the_blocks_tensors_and_evaluates_as_the_scenario():
+    scenario = tiny(batch_size=3)
+    with pytest.raises(RuntimeError, match="reset"):
+        scenario.problem()
+    state = scenario.reset(seed=12)
+    problem = scenario.problem()  # the current block
+    # the block's tensors, not copies; the per-user budget P_b(t) / U of eq. (14) by hand
+    assert problem.gain_power is state.gain_power and problem.direct_gain is state.direct_gain
+    assert problem.H is state.H and problem.W is state.W
+    assert (problem.batch_size, problem.n_users, problem.n_freq) == (3, 4, 2)
+    assert (problem.n_cells, problem.users_per_cell, problem.noise) == (2, 2, 1.0)
+    assert problem.user_cell.tolist() == [0, 0, 1, 1]
+    for b in range(3):
+        for k in range(4):
+            expected = float(state.budget[b, k // 2]) / 2
+            assert float(problem.user_budget[b, k]) == pytest.approx(expected, rel=1e-15)
+    # rates, eq. (7) and cell sums: the scenario's, bit for bit
+    power = random_power(scenario, state)
+    rates = problem.rates(power)
+    assert torch.equal(rates, scenario.rates(state, power))
+    c = problem.interference_plus_noise_ratio(power)
+    assert torch.equal(c, scenario.interference_plus_noise_ratio(state, power))
+    assert torch.equal(problem.cell_sum(rates), scenario.cell_capacity(rates))
+    assert torch.equal(problem.cell_sum(power), scenario.bs_power(power))
+    # without the channels (a hand-built problem) the rates are log2(1 + p / c): ZF nulls the
+    # intra-cell term, so they agree with the SINR kernel
+    bare = dataclasses.replace(problem, H=None, W=None)
+    assert torch.allclose(bare.rates(power), rates, rtol=1e-9, atol=1e-12)
+    # another budget, and a subset of the batch
+    half = scenario.problem(state, budget=state.budget / 2)
+    assert torch.allclose(half.user_budget, problem.user_budget / 2, rtol=0, atol=0)
+    picked = problem.subset([2, 0, 2])
+    assert torch.equal(picked.gain_power, state.gain_power[[2, 0, 2]])
+    assert torch.equal(picked.user_budget, problem.user_budget[[2, 0, 2]])
+    assert torch.equal(picked.H, state.H[[2, 0, 2]])
+
+
+def test_problem_rejects_inconsistent_tensors():
+    problem = tiny().problem(tiny().reset(seed=0))
+    with pytest.raises(ShapeError, match="n_cells"):
+        dataclasses.replace(problem, n_cells=3)
+    with pytest.raises(ShapeError, match="gain_power"):
+        dataclasses.replace(problem, gain_power=problem.gain_power[..., :1])
+    with pytest.raises(ShapeError, match="user_budget"):
+        dataclasses.replace(problem, user_budget=problem.user_budget[:, :1])
+    with pytest.raises(ShapeError, match="H and W"):
+        dataclasses.replace(problem, W=None)
+    with pytest.raises(ShapeError, match="direct_gain"):
+        MultibandProblem(problem.gain_power, problem.direct_gain[0], problem.user_budget, 1.0, 2, 2)
+    with pytest.raises(ShapeError, match="power"):
+        problem.check_power(torch.ones(2, 4, 3))
+    with pytest.raises(ConfigError, match="power"):
+        problem.check_power(torch.full((2, 4, 2), math.inf))
+
+
 def test_bad_power_rejected():
     scenario = tiny()
     state = scenario.reset()
@@ -351,6 +409,9 @@ def test_plot_topology_writes_png(tmp_path):
     out = scenario.plot_topology(tmp_path / "topology.png")
     assert out.exists() and out.stat().st_size > 10_000
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # matplotlib's object API: no global backend switch, no pyplot state
+    source = inspect.getsource(MultibandScenario.plot_topology)
+    assert "matplotlib.use" not in source and "pyplot" not in source
 
 
 def test_cli_inspect(monkeypatch, tmp_path):

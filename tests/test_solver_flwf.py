@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import pytest
@@ -10,7 +9,7 @@ import torch
 
 from multiband_cases import hand_water_filling, tiny
 from skyshare.errors import ConfigError, ShapeError
-from skyshare.scenarios.multiband import MultibandScenario, MultibandState
+from skyshare.scenarios.multiband import MultibandScenario
 from skyshare.solvers.flwf import (
     equilibrium_gap,
     flwf,
@@ -19,6 +18,7 @@ from skyshare.solvers.flwf import (
     forward_looking_floor,
     interference_derivative,
 )
+from skyshare.solvers.multiband_problem import MultibandProblem
 from skyshare.solvers.waterfilling import random_power, sswf
 
 
@@ -28,37 +28,25 @@ def hand_floor(c: float, p: float) -> float:
     return (c * c + phi * p * p) / (c - phi * p)
 
 
-def uncoupled(direct: list[list[float]], budget: float) -> tuple[MultibandScenario, MultibandState]:
-    """One realization of 2 cells x 1 user x 2 channels with the given direct gains and no
-    inter-cell coupling at all (cross gains exactly 0), so c = sigma^2 / gain = 1 / gain."""
-    scenario = tiny(batch_size=1, users_per_cell=1, n_freq=2)
-    state = scenario.reset(seed=0)
+def uncoupled(direct: list[list[float]], budget: float) -> MultibandProblem:
+    """A hand-built problem: one realization of 2 cells x 1 user x 2 channels with the given
+    direct gains and no inter-cell coupling at all (cross gains exactly 0), so
+    c = sigma^2 / gain = 1 / gain, and each user's budget ``budget`` (U = 1)."""
     gains = torch.tensor([direct], dtype=torch.float64)  # (1, K=2, F=2)
     gain_power = torch.diag_embed(gains.transpose(1, 2)).permute(0, 2, 3, 1)  # (1, K, K, F)
-    state = dataclasses.replace(
-        state,
+    return MultibandProblem(
         gain_power=gain_power,
         direct_gain=gains,
-        budget=torch.full((1, 2), budget, dtype=torch.float64),
+        user_budget=torch.full((1, 2), budget, dtype=torch.float64),
+        noise=1.0,
+        n_cells=2,
+        users_per_cell=1,
     )
-    return scenario, state
 
 
-def realization(state: MultibandState, b: int, repeats: int = 1) -> MultibandState:
-    """Realization b of a batched state (repeated ``repeats`` times on the batch axis)."""
-
-    def pick(x: torch.Tensor) -> torch.Tensor:
-        return x[b : b + 1].repeat_interleave(repeats, dim=0)
-
-    return dataclasses.replace(
-        state,
-        H=pick(state.H),
-        W=pick(state.W),
-        gain_power=pick(state.gain_power),
-        direct_gain=pick(state.direct_gain),
-        spent=pick(state.spent),
-        budget=pick(state.budget),
-    )
+def realization(problem: MultibandProblem, b: int, repeats: int = 1) -> MultibandProblem:
+    """Realization b of a batched problem (repeated ``repeats`` times on the batch axis)."""
+    return problem.subset([b] * repeats)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -112,8 +100,9 @@ def test_update_rejects_mismatched_shapes():
 def test_one_iteration_uses_the_scenario_environmental_function():
     scenario = tiny()
     state = scenario.reset(seed=2)
-    power0 = random_power(scenario, state, torch.Generator().manual_seed(0))
-    result = flwf(scenario, state, power0, max_iter=1)
+    problem = scenario.problem(state)
+    power0 = random_power(problem, torch.Generator().manual_seed(0))
+    result = flwf(problem, power0, max_iter=1)
     c = scenario.interference_plus_noise_ratio(state, power0)  # eq. (7)
     per_user = scenario.user_power_budget(state.budget)  # eq. (14)
     assert torch.allclose(result.power, flwf_update(c, power0, per_user), atol=1e-12)
@@ -128,14 +117,15 @@ def test_one_iteration_uses_the_scenario_environmental_function():
 def test_converges_on_small_cases():
     scenario = tiny(batch_size=4, users_per_cell=1)
     state = scenario.reset(seed=3)
-    power0 = random_power(scenario, state, torch.Generator().manual_seed(1))
-    result = flwf(scenario, state, power0, max_iter=2000, tol=1e-6)
+    problem = scenario.problem(state)
+    power0 = random_power(problem, torch.Generator().manual_seed(1))
+    result = flwf(problem, power0, max_iter=2000, tol=1e-6)
     assert bool(result.converged.all())
     assert result.iterations < 2000
     assert bool((result.instance_iterations <= result.iterations).all())
     assert bool((result.equilibrium_gap <= 1e-6).all())
     assert torch.allclose(
-        equilibrium_gap(scenario, state, result.power), result.equilibrium_gap, atol=1e-15
+        equilibrium_gap(problem, result.power), result.equilibrium_gap, atol=1e-15
     )
     # at the equilibrium every user's best response (15) leaves its rate unchanged (1e-6)
     c = scenario.interference_plus_noise_ratio(state, result.power)
@@ -150,8 +140,9 @@ def test_converges_on_small_cases():
 def test_equilibrium_gap_against_hand_computation():
     scenario = tiny(batch_size=2)
     state = scenario.reset(seed=4)
-    power = random_power(scenario, state, torch.Generator().manual_seed(2))
-    gap = equilibrium_gap(scenario, state, power)
+    problem = scenario.problem(state)
+    power = random_power(problem, torch.Generator().manual_seed(2))
+    gap = equilibrium_gap(problem, power)
     c = scenario.interference_plus_noise_ratio(state, power)
     U = scenario.config.users_per_cell
     for b in range(2):
@@ -172,12 +163,13 @@ def test_equilibrium_gap_against_hand_computation():
 def test_per_user_budget_holds_at_every_iterate_and_trace_is_consistent():
     scenario = tiny(batch_size=2)
     state = scenario.reset(seed=5)
-    power0 = random_power(scenario, state, torch.Generator().manual_seed(3)) * 0.3
+    problem = scenario.problem(state)
+    power0 = random_power(problem, torch.Generator().manual_seed(3)) * 0.3
     per_user = scenario.user_power_budget(state.budget)
-    long = flwf(scenario, state, power0, max_iter=8, tol=0.0)
+    long = flwf(problem, power0, max_iter=8, tol=0.0)
     assert long.iterations == 8 and long.capacity_trace.shape == (2, 9)
     for k in range(1, 9):
-        short = flwf(scenario, state, power0, max_iter=k, tol=0.0)
+        short = flwf(problem, power0, max_iter=k, tol=0.0)
         assert torch.allclose(short.power.sum(-1), per_user, rtol=1e-12)  # eq. (14)
         assert bool((short.power >= 0).all())
         assert torch.allclose(short.capacity_trace, long.capacity_trace[:, : k + 1])
@@ -191,9 +183,9 @@ def test_per_user_budget_holds_at_every_iterate_and_trace_is_consistent():
 
 def test_max_iter_zero_evaluates_the_start():
     scenario = tiny(batch_size=2)
-    state = scenario.reset(seed=6)
-    power0 = random_power(scenario, state, torch.Generator().manual_seed(4))
-    result = flwf(scenario, state, power0, max_iter=0)
+    problem = scenario.problem(scenario.reset(seed=6))
+    power0 = random_power(problem, torch.Generator().manual_seed(4))
+    result = flwf(problem, power0, max_iter=0)
     assert torch.equal(result.power, power0)
     assert result.iterations == 0 and not bool(result.converged.any())
     assert result.capacity_trace.shape == (2, 1)
@@ -204,17 +196,18 @@ def test_first_iterate_from_silence_is_sswf():
     scenario = tiny(sir_db=0.0)
     state = scenario.reset(seed=7)
     zero = torch.zeros(3, scenario.config.n_users, scenario.config.n_freq, dtype=torch.float64)
-    first = flwf(scenario, state, zero, max_iter=1)
-    assert torch.allclose(first.power, sswf(scenario, state).power, atol=1e-12)
+    problem = scenario.problem(state)
+    first = flwf(problem, zero, max_iter=1)
+    assert torch.allclose(first.power, sswf(problem).power, atol=1e-12)
 
 
 def test_without_coupling_iterative_water_filling_is_sswf():
-    scenario, state = uncoupled([[1.0, 0.5], [0.25, 1.0]], budget=4.0)
-    expected = sswf(scenario, state).power
+    problem = uncoupled([[1.0, 0.5], [0.25, 1.0]], budget=4.0)
+    expected = sswf(problem).power
     # by hand: user 0 floors (1, 2), P = 4: level 3.5; user 1 floors (4, 1): level 4.5
     assert expected.flatten().tolist() == pytest.approx([2.5, 1.5, 0.5, 3.5], abs=1e-12)
     power0 = torch.full_like(expected, 2.0)
-    iwf = flwf(scenario, state, power0, forward_looking=False)
+    iwf = flwf(problem, power0, forward_looking=False)
     assert torch.allclose(iwf.power, expected, atol=1e-12)
     assert bool(iwf.converged.all()) and iwf.instance_iterations.tolist() == [1]
     assert float(iwf.equilibrium_gap[0]) <= 1e-12
@@ -227,27 +220,27 @@ def test_without_coupling_forward_looking_concentrates_power():
     # so (4, 0) is a fixed point. User 1 (c = (4, 1)) likewise settles on (0, 4).
     g1 = hand_floor(1.0, 4.0)
     assert 4 + g1 < 2.0 and 4 + g1 < (4 + g1 + 2) / 2
-    scenario, state = uncoupled([[1.0, 0.5], [0.25, 1.0]], budget=4.0)
+    problem = uncoupled([[1.0, 0.5], [0.25, 1.0]], budget=4.0)
     power0 = torch.full((1, 2, 2), 2.0, dtype=torch.float64)
-    result = flwf(scenario, state, power0, max_iter=500, tol=1e-9)
+    result = flwf(problem, power0, max_iter=500, tol=1e-9)
     assert bool(result.converged.all())
     assert result.power.flatten().tolist() == pytest.approx([4.0, 0.0, 0.0, 4.0], abs=1e-7)
     # water-filling is optimal without coupling, so SSWF's rate is higher here
     flwf_rate = math.log2(1 + 4 / 1)
     sswf_rate = math.log2(1 + 2.5 / 1) + math.log2(1 + 1.5 / 2)
     assert float(result.rates[0, 0].sum()) == pytest.approx(flwf_rate, rel=1e-7)
-    assert sswf(scenario, state).power[0, 0].tolist() == pytest.approx([2.5, 1.5], abs=1e-12)
+    assert sswf(problem).power[0, 0].tolist() == pytest.approx([2.5, 1.5], abs=1e-12)
     assert flwf_rate < sswf_rate
 
 
 def test_batch_equals_one_realization_at_a_time():
     scenario = tiny(batch_size=3)
-    state = scenario.reset(seed=8)
-    power0 = random_power(scenario, state, torch.Generator().manual_seed(5))
-    batched = flwf(scenario, state, power0, max_iter=400, tol=1e-5)
+    problem = scenario.problem(scenario.reset(seed=8))
+    power0 = random_power(problem, torch.Generator().manual_seed(5))
+    batched = flwf(problem, power0, max_iter=400, tol=1e-5)
     assert len(set(batched.instance_iterations.tolist())) > 1  # instances stop at different i
     for b in range(3):
-        alone = flwf(scenario, realization(state, b), power0[b : b + 1], max_iter=400, tol=1e-5)
+        alone = flwf(realization(problem, b), power0[b : b + 1], max_iter=400, tol=1e-5)
         assert torch.allclose(alone.power, batched.power[b : b + 1], rtol=1e-10, atol=1e-12)
         assert alone.instance_iterations.tolist() == batched.instance_iterations[b : b + 1].tolist()
         assert alone.converged.tolist() == batched.converged[b : b + 1].tolist()
@@ -259,14 +252,13 @@ def test_batch_equals_one_realization_at_a_time():
 def test_random_starts_equal_flwf_on_repeated_realizations():
     scenario = tiny(batch_size=2)
     state = scenario.reset(seed=9)
+    problem = scenario.problem(state)
     S = 4
-    starts = flwf_random_starts(
-        scenario, state, S, torch.Generator().manual_seed(6), max_iter=50, tol=1e-5
-    )
+    starts = flwf_random_starts(problem, S, torch.Generator().manual_seed(6), max_iter=50, tol=1e-5)
     assert starts.result.power.shape == (2 * S, 4, 3) and starts.capacity.shape == (2, S)
     for b in range(2):
-        repeated = realization(state, b, repeats=S)
-        alone = flwf(scenario, repeated, starts.power0[b * S : (b + 1) * S], max_iter=50, tol=1e-5)
+        repeated = realization(problem, b, repeats=S)
+        alone = flwf(repeated, starts.power0[b * S : (b + 1) * S], max_iter=50, tol=1e-5)
         assert torch.allclose(alone.power, starts.result.power[b * S : (b + 1) * S], atol=1e-12)
         final = alone.cell_capacity.mean(-1)
         assert torch.allclose(starts.capacity[b], final, rtol=1e-10)
@@ -282,25 +274,30 @@ def test_flwf_beats_sswf_and_random_on_the_quick_preset():
     # (M, U) = (8, 4), N_f = 6, SIR 0 dB: the cells learn to share the channels.
     scenario = MultibandScenario.from_preset("quick", batch_size=2)
     state = scenario.reset(seed=0)
+    problem = scenario.problem(state)
     g = torch.Generator().manual_seed(0)
-    starts = flwf_random_starts(scenario, state, 4, g, max_iter=150)
-    selfish = sswf(scenario, state).cell_capacity.mean(-1)
-    random = scenario.cell_capacity(scenario.rates(state, random_power(scenario, state, g)))
+    starts = flwf_random_starts(problem, 4, g, max_iter=150)
+    selfish = sswf(problem).cell_capacity.mean(-1)
+    random = scenario.cell_capacity(scenario.rates(state, random_power(problem, g)))
     assert bool((starts.capacity_mean > 2.5 * selfish).all())
     assert bool((starts.capacity_mean > 2.5 * random.mean(-1)).all())
 
 
 def test_rejects_bad_arguments():
     scenario = tiny(batch_size=1)
-    state = scenario.reset(seed=0)
-    good = random_power(scenario, state, torch.Generator().manual_seed(0))
+    problem = scenario.problem(scenario.reset(seed=0))
+    good = random_power(problem, torch.Generator().manual_seed(0))
     with pytest.raises(ShapeError, match="power0"):
-        flwf(scenario, state, good[..., :2])
+        flwf(problem, good[..., :2])
     with pytest.raises(ConfigError, match="power0"):
-        flwf(scenario, state, -good)
+        flwf(problem, -good)
+    with pytest.raises(ConfigError, match="power0"):
+        flwf(problem, good * math.nan)
     with pytest.raises(ConfigError, match="max_iter"):
-        flwf(scenario, state, good, max_iter=-1)
+        flwf(problem, good, max_iter=-1)
     with pytest.raises(ConfigError, match="tol"):
-        flwf(scenario, state, good, tol=-1e-3)
+        flwf(problem, good, tol=-1e-3)
     with pytest.raises(ConfigError, match="n_starts"):
-        flwf_random_starts(scenario, state, 0, torch.Generator())
+        flwf_random_starts(problem, 0, torch.Generator())
+    with pytest.raises(ShapeError, match="power"):
+        equilibrium_gap(problem, good[0])

@@ -9,6 +9,7 @@ import torch
 
 from multiband_cases import hand_water_filling, tiny
 from skyshare.errors import ConfigError, ShapeError
+from skyshare.solvers.multiband_problem import MultibandProblem
 from skyshare.solvers.waterfilling import (
     random_power,
     random_split,
@@ -124,7 +125,7 @@ def test_water_filling_rejects_bad_arguments():
 def test_sswf_is_per_user_water_filling_on_the_noise_floor():
     scenario = tiny()
     state = scenario.reset(seed=0)
-    result = sswf(scenario, state)
+    result = sswf(scenario.problem(state))
     U = scenario.config.users_per_cell
     for b in range(state.direct_gain.shape[0]):
         for k in range(scenario.config.n_users):
@@ -136,10 +137,45 @@ def test_sswf_is_per_user_water_filling_on_the_noise_floor():
     assert result.scalars_exchanged == 0
 
 
+def test_sswf_on_a_hand_built_two_band_problem_is_the_closed_form():
+    # 2 cells x 1 user x 2 bands, no channels (H, W): SSWF reads only the direct gains, the
+    # noise and the per-user budgets. User 0: floors sigma^2 / g = (0.5, 1.5), P = 3, both
+    # bands active: level (3 + 0.5 + 1.5) / 2 = 2.5, p = (2, 1). User 1: floors (0.5, 4),
+    # P = 1 < 4 - 0.5: everything on band 0, p = (1, 0). Cross gain 0.25 on both bands.
+    noise = 0.5
+    direct = torch.tensor([[[1.0, 1 / 3], [1.0, 0.125]]], dtype=torch.float64)  # (1, 2, 2)
+    cross = 0.25
+    gain_power = torch.full((1, 2, 2, 2), cross, dtype=torch.float64)
+    gain_power[0, 0, 0], gain_power[0, 1, 1] = direct[0, 0], direct[0, 1]
+    problem = MultibandProblem(
+        gain_power=gain_power,
+        direct_gain=direct,
+        user_budget=torch.tensor([[3.0, 1.0]], dtype=torch.float64),
+        noise=noise,
+        n_cells=2,
+        users_per_cell=1,
+    )
+    result = sswf(problem)
+    assert result.power.flatten().tolist() == pytest.approx([2.0, 1.0, 1.0, 0.0], abs=1e-12)
+    assert result.water_level.flatten().tolist() == pytest.approx([2.5, 1.5], abs=1e-12)
+    # the rates carry the ICI the other cell's powers cause: SINR = p g / (p~ cross + noise)
+    sinr = [2.0 * 1.0 / (1.0 * cross + noise), 1.0 / 3 / (0.0 * cross + noise)]
+    sinr += [1.0 * 1.0 / (2.0 * cross + noise), 0.0]
+    assert result.rates.flatten().tolist() == pytest.approx(
+        [math.log2(1 + x) for x in sinr], rel=1e-12
+    )
+    assert result.cell_capacity.flatten().tolist() == pytest.approx(
+        [math.log2(1 + sinr[0]) + math.log2(1 + sinr[1]), math.log2(1 + sinr[2])], rel=1e-12
+    )
+    # the random benchmark spends exactly the hand-given budgets
+    split = random_power(problem, torch.Generator().manual_seed(0))
+    assert split.sum(-1).flatten().tolist() == pytest.approx([3.0, 1.0], rel=1e-12)
+
+
 def test_sswf_reports_rates_with_the_actual_ici():
     scenario = tiny(sir_db=0.0)
     state = scenario.reset(seed=1)
-    result = sswf(scenario, state)
+    result = sswf(scenario.problem(state))
     assert torch.allclose(result.rates, scenario.rates(state, result.power))
     assert torch.allclose(result.cell_capacity, scenario.cell_capacity(result.rates))
     c = scenario.interference_plus_noise_ratio(state, result.power)
@@ -156,7 +192,7 @@ def test_sswf_ignores_cross_gains():
     state_far = far.reset(seed=5)
     # same draws, scaled: direct gains are identical, only the ICI differs
     assert torch.allclose(state_near.direct_gain, state_far.direct_gain)
-    assert torch.allclose(sswf(near, state_near).power, sswf(far, state_far).power)
+    assert torch.allclose(sswf(near.problem(state_near)).power, sswf(far.problem(state_far)).power)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -167,17 +203,18 @@ def test_sswf_ignores_cross_gains():
 def test_random_power_spends_every_user_budget_and_is_reproducible():
     scenario = tiny()
     state = scenario.reset(seed=0)
-    a = random_power(scenario, state, torch.Generator().manual_seed(9))
-    b = random_power(scenario, state, torch.Generator().manual_seed(9))
-    c = random_power(scenario, state, torch.Generator().manual_seed(10))
+    problem = scenario.problem(state)
+    a = random_power(problem, torch.Generator().manual_seed(9))
+    b = random_power(problem, torch.Generator().manual_seed(9))
+    c = random_power(problem, torch.Generator().manual_seed(10))
     assert a.shape == (3, 4, 3) and bool((a >= 0).all())
     assert torch.equal(a, b) and not torch.equal(a, c)
     per_user = scenario.user_power_budget(state.budget)
     assert torch.allclose(a.sum(-1), per_user, rtol=1e-12)
-    u = random_power(scenario, state, torch.Generator().manual_seed(9), distribution="uniform")
+    u = random_power(problem, torch.Generator().manual_seed(9), distribution="uniform")
     assert torch.allclose(u.sum(-1), per_user, rtol=1e-12)
     with pytest.raises(ConfigError, match="distribution"):
-        random_power(scenario, state, torch.Generator(), distribution="gaussian")
+        random_power(problem, torch.Generator(), distribution="gaussian")
 
 
 def test_dirichlet_split_is_uniform_on_the_simplex():

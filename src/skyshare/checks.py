@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -27,20 +28,34 @@ def positive_int(value: int, name: str) -> int:
 
 
 def read_checkpoint(path: str | Path, map_location: Any = None) -> Any:
-    """``torch.load`` of a checkpoint this package wrote, with a clear error when it is unreadable.
+    """``torch.load`` of a checkpoint this package wrote, safely and with clear errors.
 
-    A truncated or corrupt file (e.g. a disk filled up during a write that bypassed the atomic
-    rename) raises a ConfigError naming the file and what to do, instead of an unpickling
-    traceback. The files hold optimiser states and generator states, so ``weights_only=False``:
-    load only checkpoints you wrote.
+    Checkpoints hold only tensors, numbers, strings and lists/dicts of them (state_dicts), so
+    they are read with ``weights_only=True``: a crafted file cannot execute code when loaded,
+    it is refused. A truncated, corrupt or foreign file raises a :class:`ConfigError` naming
+    the file and what to do, instead of an unpickling traceback.
     """
     path = Path(path)
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise ConfigError(f"checkpoint {str(path)!r} does not exist") from None
-    except Exception as exc:  # pickle, zip and tensor errors: the file is not a checkpoint
+    except IsADirectoryError:
+        raise ConfigError(f"checkpoint {str(path)!r} is a directory, not a file") from None
+    except pickle.UnpicklingError:
+        raise ConfigError(
+            f"checkpoint {str(path)!r} is unreadable as a skyshare checkpoint: it is corrupt, "
+            "truncated, or holds objects other than tensors, numbers, strings, lists and dicts "
+            "(written by an older skyshare, or tampered with); it was refused without running "
+            "anything; delete it to start that job afresh"
+        ) from None
+    except Exception as exc:  # zip and tensor errors: the file is not a checkpoint
         raise ConfigError(
             f"checkpoint {str(path)!r} is unreadable (corrupt or truncated: "
-            f"{type(exc).__name__}: {exc}); delete it to start that job afresh"
+            f"{type(exc).__name__}: {_first_line(exc)}); delete it to start that job afresh"
         ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -5,12 +5,13 @@
                               [--batch B] [--seed S] [--slot T] [--plot FILE] [--json FILE]
     skyshare env catn [--policy {random,heuristic}] [--slots N] [--batch B] [--tu-info ...]
                       [--bs-info ...] [--preset NAME] [--set key=value ...]
-    skyshare run EXPERIMENT [--preset quick|paper] [--executor local|ray] [--address ADDR]
+    skyshare run EXPERIMENT [--preset quick|paper] [--config FILE] [--set key=value ...]
+                            [--executor local|ray] [--address ADDR]
                             [--workers N] [--device cpu|cuda|cuda:N] [--out DIR]
                             [--threads T] [--schemes NAME ...] [--seeds S ...]
-    skyshare solve catn --association {sc,dcd} --beamforming {wmmse,wmmse-lite,fp}
-                        [--slots N] [--preset NAME] [--set key=value ...] [--batch B]
-                        [--plot FILE] [--json FILE]
+    skyshare solve catn [--association {sc,dcd,...}] [--beamforming {wmmse,wmmse-lite,fp,...}]
+                        [--slots N] [--max-iter I] [--cold-start] [--preset NAME]
+                        [--set key=value ...] [--batch B] [--plot FILE] [--json FILE]
 
 Bad input (unknown names, invalid values, unreadable files) prints one clear message naming the
 field and the allowed range, without a traceback, and exits with status 2. Nothing is written
@@ -105,6 +106,15 @@ def _parser() -> argparse.ArgumentParser:
         help="; ".join(f"{name}: {exp.description}" for name, exp in sorted(EXPERIMENTS.items())),
     )
     run.add_argument("--preset", default="quick", help="quick (minutes) or paper (default: quick)")
+    run.add_argument("--config", type=Path, help="YAML file applied on top of the preset")
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one preset value, e.g. --set n_slots=600 or --set scenario.n_tu=7",
+    )
     run.add_argument("--executor", choices=["local", "ray"], default="local")
     run.add_argument("--address", help="Ray cluster address (default: a local Ray instance)")
     run.add_argument(
@@ -127,18 +137,26 @@ def _parser() -> argparse.ArgumentParser:
         "--seeds", nargs="+", type=int, help="run every job once per seed (default: the preset's)"
     )
 
+    from skyshare.schemes.catn import ASSOCIATIONS, BEAMFORMERS
+
     solve = sub.add_parser(
-        "solve", help="run the two-stage optimisation baseline (association + beamforming)"
+        "solve",
+        help="run association + beamforming rules online on the CATN slots (two-stage baselines)",
     )
     solve.add_argument("scenario", choices=["catn"], help="scenario (catn: seed 000)")
-    solve.add_argument("--association", choices=["sc", "dcd"], default="sc")
-    solve.add_argument("--beamforming", choices=["wmmse", "wmmse-lite", "fp"], default="wmmse")
+    solve.add_argument("--association", choices=ASSOCIATIONS.names(learns=False), default="sc")
+    solve.add_argument("--beamforming", choices=BEAMFORMERS.names(learns=False), default="wmmse")
     solve.add_argument("--slots", type=int, default=20, help="dynamic slots to solve (20)")
     solve.add_argument(
         "--max-iter",
         type=int,
-        help="per-slot iteration budget of the beamformer (default: the solver's own; "
-        "slots after the first are warm-started from the previous slot)",
+        help="per-slot iteration budget of the beamformer (default: the solver's own)",
+    )
+    solve.add_argument(
+        "--cold-start",
+        action="store_true",
+        help="solve every slot from scratch (default: warm-start from the previous slot's "
+        "beamformers and multipliers, seed 000 §VI's dynamic setting)",
     )
     _add_config_arguments(solve)
     solve.add_argument("--batch", type=int, default=1, help="realizations solved together (1)")
@@ -320,8 +338,15 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         device=args.device,
         threads=args.threads,
     )
+    # validated before anything is written: a bad --config/--set exits 2 with nothing created
+    preset = experiment.load_preset(args.preset, file=args.config, overrides=args.overrides)
     summary = experiment.run(
-        out, args.preset, schemes=args.schemes, seeds=args.seeds, execution=execution
+        out,
+        preset,
+        preset_name=args.preset,
+        schemes=args.schemes,
+        seeds=args.seeds,
+        execution=execution,
     )
     title, columns, rows = experiment.table(summary)
     table = Table(title=title)
@@ -334,69 +359,105 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _cmd_solve(args: argparse.Namespace, console: Console) -> int:
-    from skyshare.scenarios import get_scenario
-    from skyshare.solvers.two_stage import PAPER_TABLE1_SECONDS, run_two_stage
+def _in_range(value: int | None, low: int, high: int, flag: str) -> None:
+    """A clear error naming ``flag`` unless ``value`` (when given) is in [low, high]."""
+    if value is not None and not low <= value <= high:
+        raise SkyshareError(f"{flag} must be in [{low}, {high}], got {value}")
 
-    cls = get_scenario(args.scenario)
-    if args.batch < 1 or args.batch > 4096:
-        raise SkyshareError(f"--batch must be in [1, 4096], got {args.batch}")
-    if args.seed is not None and args.seed < 0:
-        raise SkyshareError(f"--seed must be >= 0, got {args.seed}")
+
+def _check_solve_args(args: argparse.Namespace) -> None:
+    _in_range(args.batch, 1, 4096, "--batch")
+    _in_range(args.seed, 0, 2**63 - 1, "--seed")
+    _in_range(args.max_iter, 1, 10_000, "--max-iter")
+    _in_range(args.threads, 1, 256, "--threads")
     _check_output_path(args.plot, ".png", "--plot")
     _check_output_path(args.json, ".json", "--json")
-    config = cls.config_from(args.preset, file=args.config, overrides=args.overrides)
-    if not 1 <= args.slots <= config.n_slots:
-        raise SkyshareError(f"--slots must be in [1, n_slots={config.n_slots}], got {args.slots}")
 
-    if args.max_iter is not None and not 1 <= args.max_iter <= 10_000:
-        raise SkyshareError(f"--max-iter must be in [1, 10000], got {args.max_iter}")
-    if not 1 <= args.threads <= 256:
-        raise SkyshareError(f"--threads must be in [1, 256], got {args.threads}")
-    options = {} if args.max_iter is None else {"max_iter": args.max_iter}
+
+def _cmd_solve(args: argparse.Namespace, console: Console) -> int:
     import torch
 
+    from skyshare.scenarios import get_scenario
+    from skyshare.schemes.catn import build_catn_env, build_scheme
+    from skyshare.schemes.catn_online import run_online
+
+    cls = get_scenario(args.scenario)
+    _check_solve_args(args)
+    config = cls.config_from(args.preset, file=args.config, overrides=args.overrides)
+    _in_range(args.slots, 1, config.n_slots - 1, "--slots")
     torch.set_num_threads(args.threads)
-    scenario = cls(config, batch_size=args.batch)
-    trace = run_two_stage(
-        scenario,
-        args.association,
-        args.beamforming,
-        args.slots,
-        seed=args.seed,
-        solver_options=options,
-    )
-    summary = trace.summary()
-    paper_s, paper_scheme = PAPER_TABLE1_SECONDS[args.beamforming]
-    table = Table(
-        title=f"{args.association.upper()}-{args.beamforming.upper()} on {args.scenario}: "
-        f"{args.slots} slots, B={args.batch}"
-    )
-    table.add_column("quantity")
-    table.add_column("value", justify="right")
-    for key, value in summary.items():
-        table.add_row(key, f"{value:.4g}")
-    table.add_row(
-        "time per slot per realization (s)", f"{summary['time per slot (s)'] / args.batch:.4g}"
-    )
-    table.add_row(f"paper Table I ({paper_scheme})", f"{paper_s:.4g} s")
-    console.print(table)
+    name = f"{args.association}+{args.beamforming}"
+    options = {"warm_start": not args.cold_start, "max_iter": args.max_iter}
+    if args.seed is not None:
+        options["seed"] = args.seed
+    env = build_catn_env(name, config, batch_size=args.batch)
+    scheme = build_scheme(name, env, options)
+    log = run_online(env, scheme, args.slots, train=False, seed=args.seed, progress=True)
+    title = f"{args.association.upper()}-{args.beamforming.upper()} on {args.scenario}: "
+    title += f"{args.slots} slots, B={args.batch}, {'cold' if args.cold_start else 'warm'} starts"
+    summary = _solve_summary(log)
+    console.print(_solve_table(title, summary, args))
+    sum_rate = log.mean("sum_rate")
+    ratio = [x.mean(0).tolist() for x in log.au_interference_ratio]
     if args.json is not None:
         payload = {
             "scenario": args.scenario,
             "association": args.association,
             "beamforming": args.beamforming,
+            "scheme_options": scheme.options.model_dump(),
             "config": config.model_dump(),
             "summary": summary,
-            "sum_rate": trace.sum_rate.mean(1).tolist(),
-            "au_interference_ratio": trace.au_interference_ratio.mean(1).tolist(),
+            "slots": log.slots,
+            "sum_rate": sum_rate,
+            "au_interference_ratio": ratio,
         }
         args.json.write_text(json.dumps(payload, indent=2))
         console.print(f"summary written to {args.json}")
     if args.plot is not None:
-        trace.plot(args.plot)
+        from skyshare.plots import plot_online_log
+
+        plot_online_log(log.slots, sum_rate, ratio, args.plot, title=f"{title} (seed 000 §VI)")
         console.print(f"plot written to {args.plot}")
     return 0
+
+
+def _solve_table(title: str, summary: dict[str, float], args: argparse.Namespace) -> Table:
+    from skyshare.schemes.catn import PAPER_TABLE1_SECONDS
+
+    table = Table(title=title)
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    for key, value in summary.items():
+        table.add_row(key, f"{value:.4g}")
+    per_realization = summary["time per slot (s)"] / args.batch
+    table.add_row("time per slot per realization (s)", f"{per_realization:.4g}")
+    if args.beamforming in PAPER_TABLE1_SECONDS:
+        paper_s, paper_scheme = PAPER_TABLE1_SECONDS[args.beamforming]
+        table.add_row(f"paper Table I ({paper_scheme})", f"{paper_s:.4g} s")
+    return table
+
+
+def _solve_summary(log) -> dict[str, float]:
+    """The table of ``skyshare solve``: means over slots and realizations."""
+    ratio = log.stacked("au_interference_ratio")
+    times = _float64(log.decision_time_s())
+    return {
+        "mean sum rate (bit/s/Hz)": float(log.stacked("sum_rate").mean()),
+        "mean AU interference / I_max": float(ratio.mean()) if ratio.numel() else 0.0,
+        "max AU interference / I_max": float(ratio.max()) if ratio.numel() else 0.0,
+        "feasible slots (%)": float(log.stacked("feasible").float().mean() * 100),
+        "mean beamforming iterations": float(_float64(log.iterations).mean()),
+        "time per slot (s)": float(times.mean()),
+        "association time per slot (s)": float(_float64(log.association_time_s).mean()),
+        "beamforming time per slot (s)": float(_float64(log.beamforming_time_s).mean()),
+        "handovers per slot": float(log.stacked("handovers").float().mean()),
+    }
+
+
+def _float64(values: list[float]):
+    import torch
+
+    return torch.tensor(values, dtype=torch.float64)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

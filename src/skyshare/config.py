@@ -187,9 +187,18 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _config_folder(scenario: str):
+    """The package folder of ``scenario``'s presets: ``configs/<scenario>`` (``scenario`` may
+    name a subfolder, e.g. ``experiments/catn-fig4``)."""
+    folder = resources.files("skyshare") / "configs"
+    for part in scenario.split("/"):
+        folder = folder / part
+    return folder
+
+
 def preset_names(scenario: str) -> list[str]:
-    """Names of the presets shipped for ``scenario``."""
-    folder = resources.files("skyshare") / "configs" / scenario
+    """Names of the presets shipped for ``scenario`` (or ``experiments/<id>``)."""
+    folder = _config_folder(scenario)
     if not folder.is_dir():
         return []
     return sorted(
@@ -198,13 +207,13 @@ def preset_names(scenario: str) -> list[str]:
 
 
 def load_preset(scenario: str, preset: str) -> dict[str, Any]:
-    """The raw mapping of preset ``preset`` of ``scenario``."""
+    """The raw mapping of preset ``preset`` of ``scenario`` (or ``experiments/<id>``)."""
     names = preset_names(scenario)
     if preset not in names:
         raise UnknownNameError(
             f"unknown preset {preset!r} for {scenario}; available: {', '.join(names) or 'none'}"
         )
-    with resources.as_file(resources.files("skyshare") / "configs" / scenario) as folder:
+    with resources.as_file(_config_folder(scenario)) as folder:
         return load_yaml(Path(folder) / f"{preset}.yaml")
 
 

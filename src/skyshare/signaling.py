@@ -14,6 +14,7 @@ smaller than its nominal size) is still transmitted, as in Table I. The ledger i
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 import torch
 
@@ -92,6 +93,24 @@ class SignalingLedger:
         for (kind, _), value in self.per_agent_per_slot().items():
             out[kind] += value
         return dict(out)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Counts so far: ``{"slots", "current", "totals"}`` with (kind, category) keys
+        written as ``"kind/category"`` (tensors, numbers and strings only)."""
+        return {
+            "slots": self.slots,
+            "current": {"/".join(key): value for key, value in self._current.items()},
+            "totals": {"/".join(key): value for key, value in self._totals.items()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+        self.reset()
+        self.slots = int(state["slots"])
+        for name, target in (("current", self._current), ("totals", self._totals)):
+            for key, value in state[name].items():
+                kind, category = key.split("/", 1)
+                target[(kind, category)] = value.to(torch.float64).cpu()
 
     def reset(self) -> None:
         """Forget all counts."""

@@ -32,8 +32,8 @@ output ``x`` in [0, 1]:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
@@ -45,7 +45,47 @@ from skyshare.errors import ConfigError, ShapeError
 from skyshare.scenarios.catn import CatnConfig, CatnScenario, CatnState
 from skyshare.signaling import SignalingLedger
 
-__all__ = ["CatnEnv", "CatnEnvConfig", "SlotOutcome"]
+__all__ = ["CatnEnv", "CatnEnvConfig", "SlotOutcome", "normalized_tu_observation"]
+
+
+def normalized_tu_observation(obs: torch.Tensor, n_bs: int) -> torch.Tensor:
+    """Fixed input normalisation of the CATN TU observation (14), length 3N + 4 (a choice:
+    the seed does not say how the TU networks see their inputs; every field is brought to
+    O(1) so that one learning rate fits all of them). ``CatnEnvConfig(tu_observation=
+    "normalized")`` applies it to every TU observation the env returns.
+
+    ==============  =============================  ==========================================
+    indices          field                          transform
+    ==============  =============================  ==========================================
+    [0, N)           |K_n(t-1)| (BS loads)          ``N |K_n| / sum_n |K_n|`` (1 = average load)
+    [N, 2N)          chi_k(t-1) (one-hot)           unchanged
+    [2N, 3N)         ||h_{n,k}(t)||^2 / sigma^2     ``log10(1 + x)``
+    3N               p_k(t-1) in W                  ``log10(1 + x / 1 mW)``
+    3N + 1           R_k(t-1) in bit/s/Hz           unchanged
+    3N + 2           p^r_k(t-1) / sigma^2           ``log10(1 + x)``
+    3N + 3           beta_k(t-1) / sigma^2          ``log10(1 + x)``
+    ==============  =============================  ==========================================
+
+    Args:
+        obs: (..., 3N + 4) raw observations (14).
+        n_bs: N.
+
+    Returns:
+        (..., 3N + 4) normalised observations (a new tensor).
+    """
+    N = int(n_bs)
+    if obs.shape[-1] != 3 * N + 4:
+        raise ShapeError(
+            f"CATN TU observations have 3N + 4 = {3 * N + 4} entries, got {obs.shape[-1]}"
+        )
+    load = obs[..., :N]
+    relative_load = N * load / load.sum(dim=-1, keepdim=True).clamp_min(1.0)
+    one_hot = obs[..., N : 2 * N]
+    strength = torch.log10(1.0 + obs[..., 2 * N : 3 * N].clamp_min(0.0))
+    power = torch.log10(1.0 + obs[..., 3 * N : 3 * N + 1].clamp_min(0.0) / 1e-3)
+    rate = obs[..., 3 * N + 1 : 3 * N + 2]
+    received_and_beta = torch.log10(1.0 + obs[..., 3 * N + 2 :].clamp_min(0.0))
+    return torch.cat([relative_load, one_hot, strength, power, rate, received_and_beta], dim=-1)
 
 
 class CatnEnvConfig(StrictModel):
@@ -74,6 +114,11 @@ class CatnEnvConfig(StrictModel):
     )
     bs_information: Literal["exchange", "global_csi"] = Field(
         "exchange", description="observation exchange (CUP/PPO) or global CSI (WMMSE/FP)"
+    )
+    tu_observation: Literal["raw", "normalized"] = Field(
+        "raw",
+        description="TU observations (14) as measured, or through the fixed input "
+        "normalisation of normalized_tu_observation (what the D3QN agents learn on; choice)",
     )
 
 
@@ -234,6 +279,50 @@ class CatnEnv:
         self._phase = "associate"
         return self._tu_observation()
 
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the game needs to continue exactly: the scenario's channel process and
+        generator (:meth:`CatnScenario.state_dict`), the turn, the association, the record of
+        the previous slot and the ledger's counts. Tensors, numbers and strings only, so a
+        checkpoint holding it loads with ``torch.load(..., weights_only=True)``."""
+        if self._phase == "reset" and getattr(self, "_episodes", 0) == 0:
+            raise ConfigError("state_dict() needs a reset() environment")
+        previous = None if self.previous is None else asdict(self.previous)
+        state = {
+            "config": self.config.model_dump(),
+            "scenario": self.scenario.state_dict(),
+            "phase": self._phase,
+            "episodes": self._episodes,
+            "serving": self.serving,
+            "previous": previous,
+            "ledger": self.ledger.state_dict(),
+        }
+        if self._phase == "beamform":
+            state["handover"] = self.handover
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; the env must be built with the same configs and batch
+        size (a :class:`ConfigError` otherwise)."""
+        if state["config"] != self.config.model_dump():
+            raise ConfigError(
+                "the saved catn env state was written with another env configuration; "
+                "build the env as for the saved run"
+            )
+        self.scenario.load_state_dict(state["scenario"])
+        self.state = self.scenario.state
+        self._phase, self._episodes = str(state["phase"]), int(state["episodes"])
+        self.serving = state["serving"].to(self.device)
+        previous = state["previous"]
+        self.previous = (
+            None
+            if previous is None
+            else _SlotRecord(**{key: value.to(self.device) for key, value in previous.items()})
+        )
+        if "handover" in state:
+            self.handover = state["handover"].to(self.device)
+        self.ledger.load_state_dict(state["ledger"])
+        self.__dict__.pop("_compressed_key", None)
+
     def associate(self, tu_actions: torch.Tensor) -> torch.Tensor:
         """Turn 1: TU k joins BS ``tu_actions[b, k]``; returns the BS observations (B, N, D)."""
         self._expect("associate")
@@ -259,6 +348,7 @@ class CatnEnv:
         return self._finish_slot(w)
 
     def _finish_slot(self, w: torch.Tensor) -> SlotOutcome:
+        self.last_beamformers = w  # (B, K, M) of the slot just transmitted
         outcome = self._transmit(w, handover=self.handover)
         self.ledger.close_slot()
         truncated = self.scenario.t + 1 >= self.scenario.config.n_slots
@@ -488,7 +578,10 @@ class CatnEnv:
         elif self.config.tu_information == "dcd":
             others = prev.strength.transpose(1, 2)[:, None].expand(self.B, self.K, self.K, self.N)
             self.ledger.receive("tu", "association", others[:, :, 1:])  # N(K-1) strengths
-        return torch.cat([load, chi, strength, scalars.to(self.dtype)], dim=-1)
+        obs = torch.cat([load, chi, strength, scalars.to(self.dtype)], dim=-1)
+        if self.config.tu_observation == "normalized":
+            return normalized_tu_observation(obs, self.N)
+        return obs
 
     def _bs_observation(self) -> torch.Tensor:
         """BS observation (8): (B, N, sum of the block sizes)."""

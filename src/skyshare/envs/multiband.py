@@ -13,7 +13,9 @@ Two layers, as everywhere in skyshare:
 * :class:`MultibandEnv`, the batched core: B parallel environments advanced together, all C
   BSs as one tensor group (``obs: (B, C, D)``, ``actions: (B, C, U*F)``), so a learner acts for
   every BS of every environment in one call. ``step_power`` also accepts an allocation computed
-  elsewhere (FLWF, SSWF, TD3-MIX+FLWF).
+  elsewhere (FLWF, SSWF, TD3-MIX+FLWF) on ``problem()``, the current block's
+  :class:`~skyshare.solvers.multiband_problem.MultibandProblem`. Whole episodes of a named
+  scheme are played by :func:`skyshare.schemes.multiband.run_multiband`.
 * :class:`MultibandParallelEnv`, a PettingZoo ``ParallelEnv`` over one realization with agents
   ``bs_0 .. bs_{C-1}`` (all BSs act simultaneously, as in the paper).
 
@@ -55,7 +57,6 @@ eq. (7), since ZF nulls the intra-cell term). ``R_total = sum_b R_b`` (19).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -68,6 +69,7 @@ from pydantic import Field
 from skyshare.config import StrictModel, build_config
 from skyshare.errors import ConfigError, ShapeError, UnknownNameError
 from skyshare.scenarios.multiband import MultibandConfig, MultibandScenario, MultibandState
+from skyshare.solvers.multiband_problem import MultibandProblem
 
 __all__ = [
     "MultibandEnv",
@@ -75,7 +77,6 @@ __all__ = [
     "MultibandParallelEnv",
     "MultibandStep",
     "make_multiband_parallel",
-    "run_episodes",
 ]
 
 # Relative slack when checking an allocation against P_b(t) (the scenario uses the same).
@@ -137,7 +138,8 @@ class MultibandEnv:
 
     Attributes:
         scenario: the :class:`MultibandScenario` (channels, budgets, SINR kernel).
-        state: the current block's :class:`MultibandState` (what FLWF and SSWF take).
+        state: the current block's :class:`MultibandState`; ``problem()`` turns it into what
+            FLWF and SSWF take.
         n_agents: C. users_per_cell: U. n_freq: F. n_antennas: M. horizon: T.
         obs_dim: D, action_dim: U F, state_dim: C D (the global state is all observations).
         interference_features: the slice of the ``log10 c`` features (U F) in an observation.
@@ -233,6 +235,13 @@ class MultibandEnv:
         if self.state is None:
             raise RuntimeError("call reset() first")
         return self.state.t
+
+    def problem(self) -> MultibandProblem:
+        """The current block's power-allocation problem (what FLWF, SSWF and the random
+        benchmark take): ``self.scenario.problem(self.state)``, budgets ``P_b(t) / U``."""
+        if self.state is None:
+            raise RuntimeError("call reset() first")
+        return self.scenario.problem(self.state)
 
     def observe(self) -> torch.Tensor:
         """The current observations ``S_b(t)`` (17) of every BS: (B, C, D) float."""
@@ -567,40 +576,6 @@ def make_multiband_parallel(
     ``make_multiband_parallel("quick", {"n_freq": 2})``; ``kwargs`` go to the constructor."""
     scenario_config = build_config(MultibandConfig, "multiband", preset=preset, overrides=overrides)
     return MultibandParallelEnv(scenario_config, **kwargs)
-
-
-def run_episodes(
-    env: MultibandEnv,
-    allocate: Callable[[MultibandEnv], torch.Tensor],
-    *,
-    n_episodes: int = 1,
-    seed: int | None = None,
-) -> torch.Tensor:
-    """Play whole episodes with any allocation rule and return every cell's capacity.
-
-    Args:
-        env: the batched environment (B parallel episodes at a time).
-        allocate: ``allocate(env) -> power (B, C*U, F)`` for the env's current block (it may
-            read ``env.observe()``, ``env.state``, ``env.scenario``), e.g. ``TD3Mix.allocate``,
-            or ``lambda e: e.action_to_power(e.random_actions(g))`` for random allocation.
-        n_episodes: episodes of T blocks, played one after the other.
-        seed: seed of the first episode's reset (the later resets continue the stream), so
-            that two rules evaluated with the same seed see the same channels block by block
-            as long as ``allocate`` does not draw from the env's generator.
-
-    Returns:
-        (n_episodes, T, B, C) float, ``R_b`` (18) of every block, in bit/s/Hz.
-    """
-    if isinstance(n_episodes, bool) or int(n_episodes) != n_episodes or n_episodes < 1:
-        raise ConfigError(f"n_episodes must be an integer >= 1, got {n_episodes}")
-    capacities = []
-    for episode in range(int(n_episodes)):
-        env.reset(seed if episode == 0 else None)
-        blocks = []
-        while not env.done:
-            blocks.append(env.step_power(allocate(env)).reward)
-        capacities.append(torch.stack(blocks))
-    return torch.stack(capacities)
 
 
 def _to_numpy(x: torch.Tensor) -> np.ndarray:

@@ -1,63 +1,46 @@
 """``catn-fig4``: sum rate and per-AU interference over training slots, all schemes (seed 000).
 
 Every scheme of seed 000 §VI is one job per seed, run with the online loop of Algorithm 4
-(:func:`skyshare.experiments.catn_training.run_online`). DCD-DFP is computed on equally spaced
+(:func:`skyshare.schemes.catn_online.run_online`). DCD-DFP is computed on equally spaced
 slots only, as in the paper (100 slots out of 6000). The figure plots moving averages with a
 span of 41 slots (§VI), like Fig. 4(a)-(b).
 
-Presets: ``paper`` (6000 slots, the paper's networks) and ``quick`` (a few hundred slots, smaller
-networks: minutes on a laptop CPU).
+Presets (``skyshare/configs/experiments/catn-fig4/``): ``paper`` (6000 slots, the paper's
+networks) and ``quick`` (a few hundred slots, smaller networks: minutes on a laptop CPU).
+``--schemes`` may name any registered CATN scheme (:data:`skyshare.schemes.catn.SCHEMES`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from skyshare.experiments.catn_schemes import SCHEMES, training_curves_experiment
+from skyshare.experiments.catn_schemes import CatnPreset, scheme_jobs, training_curves_experiment
 from skyshare.experiments.jobs import Job
+from skyshare.schemes.catn import SCHEMES
 
-__all__ = [
-    "EXPERIMENT",
-    "PRESETS",
-    "SCHEMES",
-    "catn_fig4_jobs",
-    "run",
-    "summary_table",
-]
+__all__ = ["EXPERIMENT", "FIG4_SCHEMES", "Preset", "jobs", "summary_table"]
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {
-        "n_slots": 6000,
-        "dfp_slots": 100,
-        "seeds": [0],
-        "hidden_sizes": [512, 128, 64],
-        "scenario": {},
-        "ppo_penalty": 10.0,
-    },
-    "quick": {
-        "n_slots": 300,
-        "dfp_slots": 6,
-        "seeds": [0],
-        "hidden_sizes": [64, 32, 16],
-        "scenario": {"n_tu": 14},
-        "ppo_penalty": 10.0,
-    },
-}
+# the eight schemes of Fig. 4 (seed 000 §VI)
+FIG4_SCHEMES = (
+    "D3QN-CUP",
+    "DCD-CUP",
+    "SC-CUP",
+    "D3QN-PPO",
+    "D3QN-WMMSE",
+    "SC-WMMSE",
+    "DCD-WMMSE",
+    "DCD-DFP",
+)
 
 
-def catn_fig4_jobs(preset: str = "quick", schemes: list[str] | None = None) -> list[Job]:
-    """One job per (scheme, seed) with the preset's parameters."""
-    if preset not in PRESETS:
-        from skyshare.errors import UnknownNameError
+class Preset(CatnPreset):
+    """catn-fig4: the shared seed-000 parameters (:class:`CatnPreset`)."""
 
-        raise UnknownNameError(f"unknown preset {preset!r}; available: {', '.join(PRESETS)}")
-    params = PRESETS[preset]
-    names = schemes or list(SCHEMES)
-    return [
-        Job("catn-fig4", name, seed, {**params, "preset": preset})
-        for name in names
-        for seed in params["seeds"]
-    ]
+
+def jobs(preset: Preset, preset_name: str, schemes: Sequence[str] | None = None) -> list[Job]:
+    """One job per (scheme, seed); ``schemes`` defaults to Fig. 4's eight."""
+    return scheme_jobs("catn-fig4", preset, preset_name, schemes or FIG4_SCHEMES)
 
 
 def summary_table(summary: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
@@ -78,10 +61,9 @@ def summary_table(summary: dict[str, Any]) -> tuple[str, list[str], list[list[st
 EXPERIMENT = training_curves_experiment(
     "catn-fig4",
     "seed 000 Fig. 4: sum rate and AU interference over training slots, all schemes",
-    PRESETS,
-    tuple(SCHEMES),
-    catn_fig4_jobs,
+    Preset,
+    SCHEMES,  # the registry itself: a scheme registered later can be run too
+    jobs,
     "fig4.png",
     table=summary_table,
 )
-run = EXPERIMENT.run

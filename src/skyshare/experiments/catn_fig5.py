@@ -15,61 +15,51 @@ the ``paper`` preset sweeps five decades, 0.01 to 100, around the scale of the c
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Annotated
 
-from skyshare.errors import UnknownNameError
-from skyshare.experiments import catn_fig4
-from skyshare.experiments.catn_schemes import training_curves_experiment
+from pydantic import Field
+
+from skyshare.experiments.catn_schemes import CatnPreset, training_curves_experiment
 from skyshare.experiments.jobs import Job
 
-__all__ = [
-    "EXPERIMENT",
-    "PRESETS",
-    "SCHEMES",
-    "catn_fig5_jobs",
-    "run",
-    "summary_table",
-]
+__all__ = ["EXPERIMENT", "SCHEMES", "Preset", "jobs"]
 
 SCHEMES = ("D3QN-PPO", "D3QN-CUP")
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {**catn_fig4.PRESETS["paper"], "zetas": [0.01, 0.1, 1.0, 10.0, 100.0]},
-    "quick": {**catn_fig4.PRESETS["quick"], "zetas": [0.01, 1.0, 100.0]},
-}
+
+class Preset(CatnPreset):
+    """catn-fig5: the shared parameters and the penalty weights of the D3QN-PPO curves."""
+
+    zetas: list[Annotated[float, Field(ge=0)]] = Field(..., min_length=1)
 
 
-def catn_fig5_jobs(preset: str = "quick", schemes: list[str] | None = None) -> list[Job]:
+def jobs(preset: Preset, preset_name: str, schemes: Sequence[str] | None = None) -> list[Job]:
     """D3QN-PPO once per zeta of the preset and D3QN-CUP once, per seed."""
-    if preset not in PRESETS:
-        raise UnknownNameError(f"unknown preset {preset!r}; available: {', '.join(PRESETS)}")
-    params = {k: v for k, v in PRESETS[preset].items() if k != "zetas"}
-    params["preset"] = preset
-    names = schemes or list(SCHEMES)
-    jobs = []
-    for seed in params["seeds"]:
+    params = preset.job_params(preset_name, exclude={"zetas"})
+    names = schemes or SCHEMES
+    selected = []
+    for seed in preset.seeds:
         if "D3QN-PPO" in names:
-            jobs += [
+            selected += [
                 Job(
                     "catn-fig5",
                     "D3QN-PPO",
                     seed,
                     {**params, "ppo_penalty": float(z), "label": f"D3QN-PPO, zeta={z:g}"},
                 )
-                for z in PRESETS[preset]["zetas"]
+                for z in preset.zetas
             ]
         if "D3QN-CUP" in names:
-            jobs.append(Job("catn-fig5", "D3QN-CUP", seed, {**params, "label": "D3QN-CUP"}))
-    return jobs
+            selected.append(Job("catn-fig5", "D3QN-CUP", seed, {**params, "label": "D3QN-CUP"}))
+    return selected
 
 
 EXPERIMENT = training_curves_experiment(
     "catn-fig5",
     "seed 000 Fig. 5: D3QN-PPO for a sweep of penalty weights zeta vs D3QN-CUP",
-    PRESETS,
-    tuple(SCHEMES),
-    catn_fig5_jobs,
+    Preset,
+    SCHEMES,
+    jobs,
     "fig5.png",
 )
-run = EXPERIMENT.run
-summary_table = EXPERIMENT.table

@@ -15,56 +15,43 @@ figure): the ``paper`` preset sweeps factors of 2 around the nominal 1.6e-10 mW 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Annotated
 
-from skyshare.errors import UnknownNameError
-from skyshare.experiments import catn_fig4
-from skyshare.experiments.catn_schemes import scenario_sweep_jobs, training_curves_experiment
+from pydantic import Field
+
+from skyshare.experiments.catn_schemes import (
+    CatnPreset,
+    scenario_sweep_jobs,
+    training_curves_experiment,
+)
 from skyshare.experiments.jobs import Job
 
-__all__ = [
-    "EXPERIMENT",
-    "PRESETS",
-    "SCHEMES",
-    "catn_fig6_jobs",
-    "run",
-    "summary_table",
-]
+__all__ = ["EXPERIMENT", "SCHEMES", "Preset", "jobs"]
 
 SCHEMES = ("D3QN-CUP",)
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {
-        **catn_fig4.PRESETS["paper"],
-        "i_max_values_mw": [0.4e-10, 0.8e-10, 1.6e-10, 3.2e-10, 6.4e-10],
-    },
-    "quick": {**catn_fig4.PRESETS["quick"], "i_max_values_mw": [0.4e-10, 1.6e-10, 6.4e-10]},
-}
+
+class Preset(CatnPreset):
+    """catn-fig6: the shared parameters and the I_max of the D3QN-CUP curves, in mW."""
+
+    i_max_values_mw: list[Annotated[float, Field(gt=0)]] = Field(..., min_length=1)
 
 
-def catn_fig6_jobs(preset: str = "quick", schemes: list[str] | None = None) -> list[Job]:
+def jobs(preset: Preset, preset_name: str, schemes: Sequence[str] | None = None) -> list[Job]:
     """D3QN-CUP once per value of ``i_max_values_mw`` and seed."""
-    if preset not in PRESETS:
-        raise UnknownNameError(f"unknown preset {preset!r}; available: {', '.join(PRESETS)}")
     if schemes is not None and "D3QN-CUP" not in schemes:
         return []
     return scenario_sweep_jobs(
-        "catn-fig6",
-        preset,
-        PRESETS[preset],
-        "i_max_values_mw",
-        "i_max_mw",
-        "D3QN-CUP, I_max={:.2g} mW",
+        "catn-fig6", preset, preset_name, "i_max_values_mw", "i_max_mw", "D3QN-CUP, I_max={:.2g} mW"
     )
 
 
 EXPERIMENT = training_curves_experiment(
     "catn-fig6",
     "seed 000 Fig. 6: D3QN-CUP for several interference limits I_max",
-    PRESETS,
-    tuple(SCHEMES),
-    catn_fig6_jobs,
+    Preset,
+    SCHEMES,
+    jobs,
     "fig6.png",
 )
-run = EXPERIMENT.run
-summary_table = EXPERIMENT.table

@@ -14,48 +14,43 @@ I_max = 1.6e-10 mW); the ``quick`` preset keeps 5, 20 and 40 W.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Annotated
 
-from skyshare.errors import UnknownNameError
-from skyshare.experiments import catn_fig4
-from skyshare.experiments.catn_schemes import scenario_sweep_jobs, training_curves_experiment
+from pydantic import Field
+
+from skyshare.experiments.catn_schemes import (
+    CatnPreset,
+    scenario_sweep_jobs,
+    training_curves_experiment,
+)
 from skyshare.experiments.jobs import Job
 
-__all__ = [
-    "EXPERIMENT",
-    "PRESETS",
-    "SCHEMES",
-    "catn_fig7_jobs",
-    "run",
-    "summary_table",
-]
+__all__ = ["EXPERIMENT", "SCHEMES", "Preset", "jobs"]
 
 SCHEMES = ("D3QN-CUP",)
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {**catn_fig4.PRESETS["paper"], "p_max_values_w": [5.0, 10.0, 20.0, 40.0]},
-    "quick": {**catn_fig4.PRESETS["quick"], "p_max_values_w": [5.0, 20.0, 40.0]},
-}
+
+class Preset(CatnPreset):
+    """catn-fig7: the shared parameters and the BS power budgets P_max of the D3QN-CUP curves, W."""
+
+    p_max_values_w: list[Annotated[float, Field(gt=0)]] = Field(..., min_length=1)
 
 
-def catn_fig7_jobs(preset: str = "quick", schemes: list[str] | None = None) -> list[Job]:
+def jobs(preset: Preset, preset_name: str, schemes: Sequence[str] | None = None) -> list[Job]:
     """D3QN-CUP once per value of ``p_max_values_w`` and seed."""
-    if preset not in PRESETS:
-        raise UnknownNameError(f"unknown preset {preset!r}; available: {', '.join(PRESETS)}")
     if schemes is not None and "D3QN-CUP" not in schemes:
         return []
     return scenario_sweep_jobs(
-        "catn-fig7", preset, PRESETS[preset], "p_max_values_w", "p_max_w", "D3QN-CUP, P_max={:g} W"
+        "catn-fig7", preset, preset_name, "p_max_values_w", "p_max_w", "D3QN-CUP, P_max={:g} W"
     )
 
 
 EXPERIMENT = training_curves_experiment(
     "catn-fig7",
     "seed 000 Fig. 7: D3QN-CUP for several BS power limits P_max",
-    PRESETS,
-    tuple(SCHEMES),
-    catn_fig7_jobs,
+    Preset,
+    SCHEMES,
+    jobs,
     "fig7.png",
 )
-run = EXPERIMENT.run
-summary_table = EXPERIMENT.table

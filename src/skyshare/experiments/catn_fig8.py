@@ -23,54 +23,50 @@ single simulation scenario, Fig. 3: same layout, trajectories and fading seed); 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import Field
 
-from skyshare.errors import UnknownNameError
-from skyshare.experiments import catn_fig4
 from skyshare.experiments.catn_schemes import (
     VIOLATION_TOL,
+    CatnPreset,
     evaluate_scheme,
     read_series,
-    scheme_experiment,
+    scheme_jobs,
     summarize_log,
     train_scheme,
     write_series,
 )
-from skyshare.experiments.jobs import Job
+from skyshare.experiments.jobs import Experiment, Job, load_result
+from skyshare.plots import plot_fig8_bars
 
 __all__ = [
     "EXPERIMENT",
-    "PRESETS",
     "SCHEMES",
+    "Preset",
     "catn_fig8_job",
-    "catn_fig8_jobs",
-    "plot_catn_fig8",
-    "run",
+    "finish",
+    "jobs",
     "summary_table",
     "test_metrics",
 ]
 
 SCHEMES = ("D3QN-CUP", "DCD-CUP", "SC-CUP")
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {**catn_fig4.PRESETS["paper"], "test_slots": 6000, "test_seed_offset": 0},
-    "quick": {**catn_fig4.PRESETS["quick"], "test_slots": 300, "test_seed_offset": 0},
-}
+
+class Preset(CatnPreset):
+    """catn-fig8: the shared training parameters and the frozen-policy test."""
+
+    test_slots: int = Field(..., ge=1, le=10_000_000, description="test slots after training")
+    test_seed_offset: int = Field(0, ge=0, description="shift of the test game's seed")
 
 
-def catn_fig8_jobs(preset: str = "quick", schemes: list[str] | None = None) -> list[Job]:
+def jobs(preset: Preset, preset_name: str, schemes: Sequence[str] | None = None) -> list[Job]:
     """One job (train, then test) per scheme and seed."""
-    if preset not in PRESETS:
-        raise UnknownNameError(f"unknown preset {preset!r}; available: {', '.join(PRESETS)}")
-    params = {**PRESETS[preset], "preset": preset}
-    return [
-        Job("catn-fig8", name, seed, params)
-        for name in schemes or SCHEMES
-        for seed in params["seeds"]
-    ]
+    return scheme_jobs("catn-fig8", preset, preset_name, schemes or SCHEMES)
 
 
 def test_metrics(series: dict[str, list[float]], bandwidth_hz: float, i_max_mw: float) -> dict:
@@ -103,7 +99,7 @@ def catn_fig8_job(job: Job, folder: Path) -> dict[str, Any]:
     tested = evaluate_scheme(
         trained, p, test_seed, int(p["test_slots"]), folder / "test_checkpoint.pt"
     )
-    write_series(folder / "test_series.csv", tested.log, tested.env.L)
+    write_series(folder / "test_series.csv", tested.log, tested.env.L, tested.env.K)
     scenario = tested.env.scenario.config
     metrics = test_metrics(
         read_series(folder / "test_series.csv"), scenario.bandwidth_mhz * 1e6, scenario.i_max_mw
@@ -116,42 +112,12 @@ def catn_fig8_job(job: Job, folder: Path) -> dict[str, Any]:
     }
 
 
-def plot_catn_fig8(run_dir: str | Path, jobs: list[Job]) -> Path:
-    """Three bar charts like Fig. 8: (a) sum throughput in Mbit/s, (b) received interference
-    power per AU in mW with I_max dotted, (c) handover percentage."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from skyshare.experiments.jobs import load_result
-
-    run_dir = Path(run_dir)
-    results = [load_result(run_dir, job) for job in jobs]
-    several_seeds = len({job.seed for job in jobs}) > 1
-    names = [f"{job.scheme} s{job.seed}" if several_seeds else job.scheme for job in jobs]
-    colours = [f"C{i}" for i in range(len(jobs))]
-    fig, (a, b, c) = plt.subplots(1, 3, figsize=(13, 4.2))
-    a.bar(names, [r["throughput_bps"] / 1e6 for r in results], color=colours)
-    a.set(ylabel="sum throughput (Mbit/s)", title="(a) throughput of the TUs in one second")
-    n_au = len(results[0]["au_rho_mw"])
-    width = 0.8 / max(1, n_au)
-    for l_ in range(n_au):
-        x = [i + (l_ - (n_au - 1) / 2) * width for i in range(len(results))]
-        b.bar(x, [r["au_rho_mw"][l_] for r in results], width, label=f"AU {l_ + 1}",
-              color=colours, alpha=1.0 - 0.35 * l_, edgecolor="k")  # fmt: skip
-    b.axhline(results[0]["i_max_mw"], color="k", ls=":", lw=1, label="I_max")
-    b.set_xticks(range(len(results)), names)
-    b.set(ylabel="received interference power (mW)", title="(b) interference at the AUs")
-    b.legend(fontsize=8)
-    c.bar(names, [r["handover_percent"] for r in results], color=colours)
-    c.set(ylabel="TUs performing a handover (%)", title="(c) handover percentage")
-    fig.suptitle("catn-fig8 (seed 000 Fig. 8): test slots after training, frozen policies")
-    fig.tight_layout()
-    path = run_dir / "fig8.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+def finish(run_dir: Path, selected: list[Job], summary: dict[str, Any]) -> Path:
+    """``fig8.png``: Fig. 8's three bar charts from the finished jobs."""
+    results = [load_result(run_dir, job) for job in selected]
+    several_seeds = len({job.seed for job in selected}) > 1
+    names = [f"{job.scheme} s{job.seed}" if several_seeds else job.scheme for job in selected]
+    return plot_fig8_bars(names, results, run_dir / "fig8.png")
 
 
 def summary_table(summary: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
@@ -177,15 +143,14 @@ def summary_table(summary: dict[str, Any]) -> tuple[str, list[str], list[list[st
     return title, columns, rows
 
 
-EXPERIMENT = scheme_experiment(
+EXPERIMENT = Experiment(
     "catn-fig8",
     "seed 000 Fig. 8: throughput, AU interference and handovers of D3QN-, DCD-, "
     "SC-CUP in test slots after training",
-    PRESETS,
-    SCHEMES,
-    catn_fig8_jobs,
-    plot_catn_fig8,
-    summary_table,
+    Preset,
+    jobs,
     catn_fig8_job,
+    finish,
+    summary_table,
+    SCHEMES,
 )
-run = EXPERIMENT.run

@@ -15,8 +15,13 @@ possibly with a swept value) decide the network, the learners and the run length
 
 Every job folder receives ``config.json`` (the resolved scenario, env and learner configs),
 ``series.csv`` (per slot), ``checkpoint.pt`` (the full state of the online loop: an
-interrupted job resumes from it, see :func:`~skyshare.experiments.catn_training.run_online`)
+interrupted job resumes from it, see :func:`~skyshare.schemes.catn_online.run_online`)
 and, for learned schemes, ``networks.pt`` (the trained agents' ``state_dict``s).
+
+The schemes themselves (names, components, the online loop) live in :mod:`skyshare.schemes`;
+this module turns one into a resumable job. Solver beamformers run cold-started in every slot
+here (``warm_start`` false, the setting the published curves were measured with), unless a
+job's parameters say ``"warm_start": true``.
 """
 
 from __future__ import annotations
@@ -24,57 +29,48 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+from pydantic import Field
 
-from skyshare.envs.catn import CatnEnv, CatnEnvConfig
-from skyshare.errors import UnknownNameError
-from skyshare.experiments.catn_training import TrainingLog, run_online
-from skyshare.experiments.jobs import Execution, Experiment, Job, run_jobs, with_seeds
-from skyshare.rl.cup import CupAgents, CupConfig
-from skyshare.rl.d3qn import D3QNAgents
-from skyshare.rl.ppo_penalty import PpoPenaltyAgents, PpoPenaltyConfig
+from skyshare.envs.catn import CatnEnv
+from skyshare.experiments.jobs import Experiment, ExperimentPreset, Job
+from skyshare.plots import TrainingCurve, plot_training_curves
 from skyshare.scenarios.catn import CatnScenario
+from skyshare.schemes.catn import (
+    SCHEMES,
+    CatnScheme,
+    build_catn_env,
+    build_scheme,
+    split_scheme,
+)
+from skyshare.schemes.catn_online import VIOLATION_TOL, OnlineLog, run_online
 
 __all__ = [
     "SCHEMES",
     "VIOLATION_TOL",
+    "CatnPreset",
     "SchemeRun",
-    "build_agents",
     "build_env",
+    "build_job_scheme",
     "evaluate_scheme",
-    "moving_average",
-    "plot_training_curves",
     "read_series",
-    "run_scheme_jobs",
     "save_networks",
     "scenario_sweep_jobs",
-    "scheme_experiment",
     "scheme_job",
+    "scheme_jobs",
     "summarize_log",
     "train_scheme",
+    "training_curves",
     "training_curves_experiment",
     "training_curves_table",
     "write_config",
     "write_series",
 ]
-
-# scheme -> (association, beamforming); the paper's WMMSE benchmark is its low-complexity
-# variant (§VI), DFP is the direct FP upper bound.
-SCHEMES: dict[str, tuple[str, str]] = {
-    "D3QN-CUP": ("d3qn", "cup"),
-    "DCD-CUP": ("dcd", "cup"),
-    "SC-CUP": ("sc", "cup"),
-    "D3QN-PPO": ("d3qn", "ppo"),
-    "D3QN-WMMSE": ("d3qn", "wmmse-lite"),
-    "SC-WMMSE": ("sc", "wmmse-lite"),
-    "DCD-WMMSE": ("dcd", "wmmse-lite"),
-    "DCD-DFP": ("dcd", "fp"),
-}
 
 
 @dataclass
@@ -82,21 +78,13 @@ class SchemeRun:
     """A scheme after :func:`train_scheme` (or :func:`evaluate_scheme`).
 
     Attributes:
-        scheme: name in :data:`SCHEMES`. env: the game it ran on. log: its per-slot log.
-        tu_agents, bs_agents: the (trained) learners, None for decision rules and solvers.
+        scheme: the built :class:`~skyshare.schemes.catn.CatnScheme` (its learners trained).
+        env: the game it ran on. log: its per-slot log.
     """
 
-    scheme: str
+    scheme: CatnScheme
     env: CatnEnv
-    log: TrainingLog
-    tu_agents: D3QNAgents | None
-    bs_agents: CupAgents | PpoPenaltyAgents | None
-
-
-def _scheme(scheme: str) -> tuple[str, str]:
-    if scheme not in SCHEMES:
-        raise UnknownNameError(f"unknown scheme {scheme!r}; available: {', '.join(SCHEMES)}")
-    return SCHEMES[scheme]
+    log: OnlineLog
 
 
 def build_env(
@@ -108,89 +96,70 @@ def build_env(
     batch_size: int = 1,
     device: str | torch.device = "cpu",
 ) -> CatnEnv:
-    """The CATN game of ``scheme`` on ``device``: the ``paper`` scenario with
-    ``params["scenario"]`` overrides, a horizon of ``n_slots`` (+2: slot 0 of the reset and one
-    spare) and the signaling of the scheme (what its TUs and BSs receive, Table I)."""
-    association, beamforming = _scheme(scheme)
+    """The CATN game of ``scheme`` on ``device``: the ``params["scenario_preset"]`` (``paper``
+    when absent) scenario with ``params["scenario"]`` overrides, a horizon of ``n_slots`` (+2:
+    slot 0 of the reset and one spare), ``params["env"]`` overrides and the signaling of the
+    scheme (Table I)."""
     scenario = CatnScenario.config_from(
-        "paper", overrides={**params.get("scenario", {}), "n_slots": n_slots + 2, "seed": seed}
+        params.get("scenario_preset", "paper"),
+        overrides={**params.get("scenario", {}), "n_slots": n_slots + 2, "seed": seed},
     )
-    bs_info = "exchange" if beamforming in ("cup", "ppo") else "global_csi"
-    return CatnEnv(
-        scenario,
-        CatnEnvConfig(**params.get("env", {}), tu_information=association, bs_information=bs_info),
-        batch_size=batch_size,
-        device=device,
+    return build_catn_env(
+        scheme, scenario, params.get("env", {}), batch_size=batch_size, device=device
     )
 
 
-def build_agents(
-    env: CatnEnv, scheme: str, params: dict[str, Any], seed: int
-) -> tuple[D3QNAgents | None, CupAgents | PpoPenaltyAgents | None]:
-    """Fresh (untrained) learners of ``scheme`` on ``env`` (and its device): D3QN TU agents
-    (§VI defaults, seeded by ``seed``) and CUP or PPO-penalty BS agents with
-    ``params["hidden_sizes"]`` (and ``params["ppo_penalty"]`` = zeta); None where the scheme
-    uses a rule or a solver."""
-    association, beamforming = _scheme(scheme)
-    hidden = tuple(params["hidden_sizes"])
-    tu_agents = bs_agents = None
-    if association == "d3qn":
-        tu_agents = D3QNAgents(
-            env.tu_obs_dim,
-            env.N,
-            env.K,
-            generator=torch.Generator().manual_seed(seed),
-            device=env.device,
-        )
-    dims = (env.bs_obs_dim, env.action_dim, env.N, env.L)
-    if beamforming == "cup":
-        bs_agents = CupAgents(*dims, CupConfig(hidden_sizes=hidden, seed=seed), env.device)
-    elif beamforming == "ppo":
-        config = PpoPenaltyConfig(hidden_sizes=hidden, penalty=params["ppo_penalty"], seed=seed)
-        bs_agents = PpoPenaltyAgents(*dims, config, env.device)
-    return tu_agents, bs_agents
+def build_job_scheme(env: CatnEnv, scheme: str, params: dict[str, Any], seed: int) -> CatnScheme:
+    """Fresh (untrained) components of ``scheme`` on ``env``: learners seeded by ``seed`` with
+    ``params["hidden_sizes"]`` (BS actor and critics) and ``params["ppo_penalty"]`` (zeta);
+    solvers cold-started unless ``params["warm_start"]``."""
+    options = {
+        "seed": seed,
+        "hidden_sizes": tuple(params["hidden_sizes"]),
+        "ppo_penalty": params.get("ppo_penalty", 10.0),
+        "warm_start": params.get("warm_start", False),
+    }
+    return build_scheme(scheme, env, options)
 
 
-def write_config(
-    path: Path,
-    scheme: str,
-    env: CatnEnv,
-    tu_agents: D3QNAgents | None,
-    bs_agents: CupAgents | PpoPenaltyAgents | None,
-    **extra: Any,
-) -> None:
-    """``config.json``: the scheme, the resolved scenario and env configs (``model_dump``), the
-    learner configs and ``extra`` (run length, seed, ...)."""
-    association, beamforming = _scheme(scheme)
+def _learner_config(component: Any) -> dict[str, Any] | None:
+    agents = getattr(component, "agents", None)
+    if agents is None:
+        return None
+    config = agents.config
+    data = asdict(config) if is_dataclass(config) else config.model_dump()
+    return {"type": type(agents).__name__, **data}
+
+
+def write_config(path: Path, scheme: CatnScheme, env: CatnEnv, **extra: Any) -> None:
+    """``config.json``: the scheme, its options, the resolved scenario and env configs
+    (``model_dump``), the learner configs and ``extra`` (run length, seed, ...)."""
+    association, beamforming = scheme.pair
     config = {
-        "scheme": scheme,
+        "scheme": scheme.name,
         "association": association,
         "beamforming": beamforming,
         **extra,
         "batch_size": env.B,
+        "scheme_options": scheme.options.model_dump(),
         "scenario": env.scenario.config.model_dump(),
         "env": env.config.model_dump(),
-        "tu_agents": None if tu_agents is None else asdict(tu_agents.config),
-        "bs_agents": None
-        if bs_agents is None
-        else {"type": type(bs_agents).__name__, **asdict(bs_agents.config)},
+        "tu_agents": _learner_config(scheme.association),
+        "bs_agents": _learner_config(scheme.beamforming),
     }
     path.write_text(json.dumps(config, indent=2, default=str))
 
 
-def save_networks(
-    path: Path,
-    scheme: str,
-    tu_agents: D3QNAgents | None,
-    bs_agents: CupAgents | PpoPenaltyAgents | None,
-) -> None:
+def save_networks(path: Path, scheme: CatnScheme) -> None:
     """``networks.pt``: the agents' ``state_dict`` (networks, optimisers, nu; no replay memory)
     for reuse, e.g. ``CupAgents(...).load_state_dict(torch.load(path)["bs_agents"])``."""
+    tu = getattr(scheme.association, "agents", None)
+    bs = getattr(scheme.beamforming, "agents", None)
     torch.save(
         {
-            "scheme": scheme,
-            "tu_agents": None if tu_agents is None else tu_agents.state_dict(include_memory=False),
-            "bs_agents": None if bs_agents is None else bs_agents.state_dict(),
+            "scheme": scheme.name,
+            "tu_agents": None if tu is None else tu.state_dict(include_memory=False),
+            "bs_agents": None if bs is None else bs.state_dict(),
         },
         path,
     )
@@ -199,7 +168,7 @@ def save_networks(
 SERIES_COLUMNS = ("slot", "sum_rate", "effective_sum_rate", "handover_fraction", "decision_time_s")
 
 
-def write_series(path: Path, log: TrainingLog, n_au: int) -> None:
+def write_series(path: Path, log: OnlineLog, n_au: int, n_tu: int) -> None:
     """Per logged slot: sum rate and effective sum rate (16) in bit/s/Hz, rho_l / I_max per AU,
     the share of TUs that changed BS and the decision time in s."""
     with open(path, "w", newline="") as handle:
@@ -214,15 +183,17 @@ def write_series(path: Path, log: TrainingLog, n_au: int) -> None:
                 "decision_time_s",
             ]
         )
+        sum_rate, effective = log.mean("sum_rate"), log.mean("effective_sum_rate")
+        times = log.decision_time_s()
         for i, slot in enumerate(log.slots):
             writer.writerow(
                 [
                     slot,
-                    log.sum_rate[i],
-                    log.effective_sum_rate[i],
-                    *log.au_interference_ratio[i],
-                    log.handover_fraction[i],
-                    log.decision_time_s[i],
+                    sum_rate[i],
+                    effective[i],
+                    *log.au_interference_ratio[i].mean(0).tolist(),
+                    float(log.handovers[i].float().mean()) / n_tu,
+                    times[i],
                 ]
             )
 
@@ -236,25 +207,24 @@ def read_series(path: Path) -> dict[str, list[float]]:
     return {key: [float(row[key]) for row in rows] for key in rows[0]}
 
 
-VIOLATION_TOL = 1e-3  # relative; the solvers' feasibility_tol (float32 rounding sits at 1e-7)
-
-
-def summarize_log(scheme: str, log: TrainingLog) -> dict[str, Any]:
+def summarize_log(scheme: str, log: OnlineLog) -> dict[str, Any]:
     """Summary of a training log: means over the last sixth of the logged slots (after
     convergence, as the paper reads its curves), the share of those slots in which some AU
     received more than (1 + VIOLATION_TOL) I_max, and the mean decision time over all slots."""
     tail = max(1, len(log.slots) // 6)
-    ratio = torch.tensor(log.au_interference_ratio, dtype=torch.float64)
+    ratio = torch.tensor(
+        [x.mean(0).tolist() for x in log.au_interference_ratio], dtype=torch.float64
+    )
     return {
         "scheme": scheme,
         "slots": len(log.slots),
-        "mean_sum_rate_last": float(torch.tensor(log.sum_rate[-tail:]).mean()),
+        "mean_sum_rate_last": float(torch.tensor(log.mean("sum_rate")[-tail:]).mean()),
         "mean_rho_over_imax_last": ratio[-tail:].mean(0).tolist(),
         "max_rho_over_imax_last": ratio[-tail:].max(0).values.tolist(),
         "violation_share_last": float(
             (ratio[-tail:] > 1.0 + VIOLATION_TOL).any(-1).double().mean()
         ),
-        "mean_decision_time_s": float(torch.tensor(log.decision_time_s).mean()),
+        "mean_decision_time_s": float(torch.tensor(log.decision_time_s()).mean()),
         "bs_updates": log.updates,
     }
 
@@ -276,32 +246,29 @@ def train_scheme(
     """Build ``scheme`` on ``device``, run it online for ``params["n_slots"]`` slots (training
     its learners), resuming from ``folder/checkpoint.pt`` if present; write ``config.json``,
     ``series.csv`` and ``networks.pt`` into ``folder``."""
-    association, beamforming = _scheme(scheme)
+    _, beamforming = split_scheme(scheme)
     n_slots = int(params["n_slots"])
     env = build_env(scheme, params, seed, n_slots, device=device)
-    tu_agents, bs_agents = build_agents(env, scheme, params, seed)
+    built = build_job_scheme(env, scheme, params, seed)
     every = max(1, n_slots // int(params["dfp_slots"])) if beamforming == "fp" else 1
     write_config(
-        folder / "config.json", scheme, env, tu_agents, bs_agents,
+        folder / "config.json", built, env,
         n_slots=n_slots, seed=seed, evaluate_every=every, params=params,
     )  # fmt: skip
     log = run_online(
         env,
-        association,
-        beamforming,
+        built,
         n_slots,
-        tu_agents=tu_agents,
-        bs_agents=bs_agents,
         seed=seed,
         evaluate_every=every,
         progress=_slot_progress() if progress is None else progress,
         checkpoint_path=folder / "checkpoint.pt",
         checkpoint_every=int(params.get("checkpoint_every", max(1, n_slots // 10))),
     )
-    write_series(folder / "series.csv", log, env.L)
-    if tu_agents is not None or bs_agents is not None:
-        save_networks(folder / "networks.pt", scheme, tu_agents, bs_agents)
-    return SchemeRun(scheme, env, log, tu_agents, bs_agents)
+    write_series(folder / "series.csv", log, env.L, env.K)
+    if built.learns:
+        save_networks(folder / "networks.pt", built)
+    return SchemeRun(built, env, log)
 
 
 def evaluate_scheme(
@@ -316,22 +283,19 @@ def evaluate_scheme(
     """Test ``trained`` for ``n_slots`` slots with frozen policies (greedy D3QN, mean Beta
     actions) on a fresh game of the same scenario seeded with ``seed``; resumable from
     ``checkpoint_path``."""
-    association, beamforming = _scheme(trained.scheme)
-    env = build_env(trained.scheme, params, seed, n_slots, device=trained.env.device)
+    name = trained.scheme.name
+    env = build_env(name, params, seed, n_slots, device=trained.env.device)
     log = run_online(
         env,
-        association,
-        beamforming,
+        trained.scheme,
         n_slots,
-        tu_agents=trained.tu_agents,
-        bs_agents=trained.bs_agents,
         train=False,
         seed=seed,
         progress=_slot_progress() if progress is None else progress,
         checkpoint_path=checkpoint_path,
         checkpoint_every=max(1, n_slots // 10),
     )
-    return SchemeRun(trained.scheme, env, log, trained.tu_agents, trained.bs_agents)
+    return SchemeRun(trained.scheme, env, log)
 
 
 def scheme_job(job: Job, folder: Path) -> dict[str, Any]:
@@ -345,101 +309,32 @@ def scheme_job(job: Job, folder: Path) -> dict[str, Any]:
     return summary
 
 
-def moving_average(values: list[float], span: int = 41) -> list[float]:
-    """Centred moving average over ``span`` slots (seed 000 §VI: "each value is a moving
-    average with a span of 41 time slots"), edges padded with the end values."""
-    x = torch.tensor(values, dtype=torch.float64)
-    k = max(1, min(span, x.numel()))
-    padded = torch.nn.functional.pad(x[None, None], (k // 2, k - 1 - k // 2), "replicate")
-    return torch.nn.functional.conv1d(padded, torch.ones(1, 1, k, dtype=x.dtype) / k)[0, 0].tolist()
-
-
-def run_scheme_jobs(
-    experiment: str,
-    jobs: list[Job],
-    run_dir: str | Path,
-    preset: str,
-    params: dict[str, Any],
-    job_fn: Any = None,
-    *,
-    execution: Execution | None = None,
-) -> dict[str, Any]:
-    """Run the unfinished ``jobs`` with ``job_fn`` (default :func:`scheme_job`) as
-    ``execution`` says, write and return ``summary.json`` (experiment, preset, parameters,
-    results by job id)."""
-    results = run_jobs(jobs, job_fn or scheme_job, run_dir, execution)
-    summary = {
-        "experiment": experiment,
-        "preset": preset,
-        "params": params,
-        "results": {job.job_id: results[job.job_id] for job in jobs},
-    }
-    (Path(run_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
-
-
 def _job_i_max_mw(run_dir: Path, job: Job) -> float:
     config = json.loads((run_dir / "jobs" / job.job_id / "config.json").read_text())
     return float(config["scenario"]["i_max_mw"])
 
 
-def plot_training_curves(run_dir: str | Path, jobs: list[Job], name: str, title: str) -> Path:
-    """Two panels like seed 000 Figs. 4-7: (a) TU sum rate and (b) received interference
-    power of each AU in dBm (solid AU 1, dashed AU 2, ...) over training slots, moving
-    averages over 41 slots, with each curve's I_max as a dotted line; one colour per job,
-    labelled by ``job.params["label"]`` (the scheme otherwise) and its seed when the jobs have
-    several. A job logged on spaced slots (DCD-DFP on 100 of 6000) is drawn unsmoothed with
-    markers. Saved as ``run_dir/name``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def training_curves(run_dir: str | Path, jobs: list[Job]) -> list[TrainingCurve]:
+    """The curves of finished jobs (their ``series.csv`` and I_max), labelled by
+    ``job.params["label"]`` (the scheme otherwise) and the seed when the jobs have several."""
     run_dir = Path(run_dir)
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 8), sharex=True)
-    styles = ("-", "--", "-.", ":")
-    limits_drawn: set[float] = set()
     several_seeds = len({job.seed for job in jobs}) > 1
-    for i, job in enumerate(jobs):
-        colour = f"C{i % 10}"
+    curves = []
+    for job in jobs:
+        series = read_series(run_dir / "jobs" / job.job_id / "series.csv")
         label = job.params.get("label", job.scheme) + (
             f", seed {job.seed}" if several_seeds else ""
         )
-        series = read_series(run_dir / "jobs" / job.job_id / "series.csv")
-        slots = series["slot"]
-        sparse = len(slots) > 1 and slots[1] - slots[0] > 1
-        smooth = (lambda x: x) if sparse else moving_average
-        marker = "." if sparse else None
-        top.plot(slots, smooth(series["sum_rate"]), color=colour, marker=marker, label=label)
-        i_max_mw = _job_i_max_mw(run_dir, job)
-        i_max_dbm = 10 * torch.log10(torch.tensor(i_max_mw)).item()
-        for l_, key in enumerate(k for k in series if k.startswith("au")):
-            dbm = (10 * torch.log10(torch.tensor(series[key])) + i_max_dbm).tolist()
-            bottom.plot(
-                slots,
-                smooth(dbm),
-                styles[l_ % len(styles)],
-                color=colour,
-                marker=marker,
-                lw=0.9,
-                label=f"{label}, AU {l_ + 1}",
+        curves.append(
+            TrainingCurve(
+                label=label,
+                slots=series["slot"],
+                sum_rate=series["sum_rate"],
+                au_ratio=[series[k] for k in series if k.startswith("au")],
+                i_max_mw=_job_i_max_mw(run_dir, job),
             )
-        if round(i_max_dbm, 3) not in limits_drawn:
-            limits_drawn.add(round(i_max_dbm, 3))
-            bottom.axhline(i_max_dbm, color=colour, lw=1, ls=":")
-    top.set(ylabel="TU sum rate (bit/s/Hz)", title=f"{title}, moving average over 41 slots")
-    bottom.set(
-        xlabel="training slot",
-        ylabel="received interference power (dBm)",
-        title="dotted: I_max",
-    )
-    top.legend(fontsize=7, ncol=2)
-    bottom.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    path = run_dir / name
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+        )
+    return curves
 
 
 def training_curves_table(
@@ -460,83 +355,69 @@ def training_curves_table(
     return f"{experiment} ({summary['preset']}): last sixth of the training slots", columns, rows
 
 
-def scheme_experiment(
-    name: str,
-    description: str,
-    presets: dict[str, dict[str, Any]],
-    schemes: tuple[str, ...],
-    jobs: Callable[[str, list[str] | None], list[Job]],
-    finish: Callable[[Path, list[Job]], Any],
-    table: Callable[[dict[str, Any]], tuple[str, list[str], list[list[str]]]],
-    job_fn: Callable[[Job, Path], dict[str, Any]] = scheme_job,
-) -> Experiment:
-    """The :class:`Experiment` of a seed-000 figure or table: ``run`` builds
-    ``jobs(preset, schemes)``, runs the unfinished ones with ``job_fn``
-    (:func:`run_scheme_jobs`, which writes ``summary.json``), then calls
-    ``finish(run_dir, jobs)`` to draw the figure or write the table files."""
-
-    def run(
-        run_dir: str | Path,
-        preset: str = "quick",
-        *,
-        schemes: list[str] | None = None,
-        seeds: list[int] | None = None,
-        execution: Execution | None = None,
-    ) -> dict[str, Any]:
-        """All jobs (resuming finished ones), the figure or table and ``summary.json``."""
-        selected = jobs(preset, schemes)
-        if seeds is not None:
-            selected = with_seeds(selected, seeds)
-        summary = run_scheme_jobs(
-            name, selected, run_dir, preset, presets[preset], job_fn, execution=execution
-        )
-        if selected:
-            finish(Path(run_dir), selected)
-        return summary
-
-    return Experiment(name, description, presets, schemes, run, table)
+# -------------------------------------------------------------------------------------------
+# Presets and jobs
+# -------------------------------------------------------------------------------------------
 
 
-def training_curves_experiment(
-    name: str,
-    description: str,
-    presets: dict[str, dict[str, Any]],
-    schemes: tuple[str, ...],
-    jobs: Callable[[str, list[str] | None], list[Job]],
-    figure: str,
-    table: Callable[[dict[str, Any]], tuple[str, list[str], list[list[str]]]] | None = None,
-) -> Experiment:
-    """A :func:`scheme_experiment` whose result is a training-curves figure (seed 000 Figs.
-    4-7) saved as ``figure`` (e.g. ``"fig6.png"``, :func:`plot_training_curves`); ``table``
-    defaults to :func:`training_curves_table`."""
-    number = figure.removesuffix(".png").removeprefix("fig")
-    title = f"{name} (seed 000 Fig. {number})"
+class CatnPreset(ExperimentPreset):
+    """The parameters every seed-000 experiment shares (YAML under
+    ``skyshare/configs/experiments/catn-*/``).
 
-    def curves_table(summary: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
-        """(title, columns, rows): per curve, means over the last sixth of the training slots."""
-        return training_curves_table(name, summary)
+    Options left unset (None) take the experiment's default and are not part of a job's
+    identity, so a new option never orphans the finished jobs of an earlier run.
+    """
 
-    def plot(run_dir: Path, selected: list[Job]) -> Path:
-        return plot_training_curves(run_dir, selected, figure, title)
+    n_slots: int = Field(..., ge=1, le=10_000_000, description="training slots")
+    dfp_slots: int = Field(..., ge=1, description="slots on which DCD-DFP is solved")
+    hidden_sizes: list[Annotated[int, Field(ge=1)]] = Field(
+        ..., min_length=1, description="BS actor and critics (§VI: 512, 128, 64)"
+    )
+    scenario: dict[str, Any] = Field(
+        default_factory=dict, description="overrides of the scenario preset"
+    )
+    scenario_preset: str | None = Field(None, description="catn scenario preset (None: paper)")
+    env: dict[str, Any] | None = Field(None, description="overrides of CatnEnvConfig")
+    ppo_penalty: float = Field(10.0, ge=0, description="zeta of D3QN-PPO")
+    warm_start: bool | None = Field(
+        None, description="warm-start solver beamformers slot to slot (None: false)"
+    )
+    checkpoint_every: int | None = Field(
+        None, ge=1, description="slots between checkpoints (None: a tenth of the run)"
+    )
 
-    return scheme_experiment(name, description, presets, schemes, jobs, plot, table or curves_table)
+    def job_params(self, preset_name: str, *, exclude: set[str] = frozenset()) -> dict[str, Any]:
+        """The JSON parameters of a job: every set field (minus ``exclude``, e.g. a sweep
+        list) and the preset's name."""
+        data = self.model_dump(mode="json", exclude_none=True, exclude=set(exclude))
+        return {**data, "preset": preset_name}
+
+
+def scheme_jobs(
+    experiment: str,
+    preset: CatnPreset,
+    preset_name: str,
+    schemes: Sequence[str],
+) -> list[Job]:
+    """One job per scheme and seed with the preset's parameters."""
+    params = preset.job_params(preset_name)
+    return [Job(experiment, name, seed, params) for name in schemes for seed in preset.seeds]
 
 
 def scenario_sweep_jobs(
     experiment: str,
-    preset: str,
-    params: dict[str, Any],
+    preset: CatnPreset,
+    preset_name: str,
     sweep_key: str,
     field: str,
     label: str,
     scheme: str = "D3QN-CUP",
 ) -> list[Job]:
-    """One ``scheme`` job per seed and per value of ``params[sweep_key]``, each with the
-    scenario override ``field = value`` and the curve label ``label.format(value)``; the
+    """One ``scheme`` job per seed and per value of the preset's ``sweep_key`` list, each with
+    the scenario override ``field = value`` and the curve label ``label.format(value)``; the
     sweep list itself is left out of the job parameters (adding a value keeps the ids of the
     other jobs)."""
-    base = {k: v for k, v in params.items() if k != sweep_key}
-    base["preset"] = preset
+    base = preset.job_params(preset_name, exclude={sweep_key})
     return [
         Job(
             experiment,
@@ -548,6 +429,33 @@ def scenario_sweep_jobs(
                 "label": label.format(value),
             },
         )
-        for seed in params["seeds"]
-        for value in params[sweep_key]
+        for seed in preset.seeds
+        for value in getattr(preset, sweep_key)
     ]
+
+
+def training_curves_experiment(
+    name: str,
+    description: str,
+    Preset: type[CatnPreset],
+    schemes: Collection[str],
+    jobs: Callable[[Any, str, Sequence[str] | None], list[Job]],
+    figure: str,
+    table: Callable[[dict[str, Any]], tuple[str, list[str], list[list[str]]]] | None = None,
+) -> Experiment:
+    """The :class:`Experiment` of a training-curves figure (seed 000 Figs. 4-7): jobs run by
+    :func:`scheme_job`; the figure (:func:`skyshare.plots.plot_training_curves`) is saved as
+    ``figure``; ``table`` defaults to :func:`training_curves_table`."""
+    number = figure.removesuffix(".png").removeprefix("fig")
+    title = f"{name} (seed 000 Fig. {number})"
+
+    def finish(run_dir: Path, selected: list[Job], summary: dict[str, Any]) -> Path:
+        return plot_training_curves(training_curves(run_dir, selected), run_dir / figure, title)
+
+    def curves_table(summary: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
+        """(title, columns, rows): per curve, means over the last sixth of the training slots."""
+        return training_curves_table(name, summary)
+
+    return Experiment(
+        name, description, Preset, jobs, scheme_job, finish, table or curves_table, schemes
+    )

@@ -22,27 +22,31 @@ from __future__ import annotations
 
 import csv
 import platform
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from skyshare.envs.catn import CatnEnv
-from skyshare.errors import UnknownNameError
-from skyshare.experiments.catn_schemes import SCHEMES as ALL_SCHEMES
-from skyshare.experiments.catn_schemes import build_agents, build_env, scheme_experiment
-from skyshare.experiments.catn_training import run_online
-from skyshare.experiments.jobs import Job, load_result
+from skyshare.experiments.catn_schemes import (
+    CatnPreset,
+    build_env,
+    build_job_scheme,
+    scheme_jobs,
+)
+from skyshare.experiments.jobs import Experiment, Job, load_result
+from skyshare.schemes.catn import split_scheme
+from skyshare.schemes.catn_online import run_online
 
 __all__ = [
     "EXPERIMENT",
     "PAPER_TABLE1",
-    "PRESETS",
     "SCHEMES",
+    "Preset",
     "catn_table1_job",
-    "catn_table1_jobs",
     "closed_forms",
-    "run",
+    "jobs",
     "summary_table",
     "write_table1",
 ]
@@ -61,31 +65,12 @@ PAPER_TABLE1: dict[str, dict[str, float]] = {
     "D3QN-WMMSE": {"tu": 7, "bs": 4416, "time_s": 1.257},
 }
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {
-        "n_slots": 100,
-        "dfp_slots": 100,
-        "seeds": [0],
-        "hidden_sizes": [512, 128, 64],
-        "scenario": {},
-        "ppo_penalty": 10.0,
-    },
-    "quick": {
-        "n_slots": 20,
-        "dfp_slots": 3,
-        "seeds": [0],
-        "hidden_sizes": [512, 128, 64],
-        "scenario": {},
-        "ppo_penalty": 10.0,
-    },
-}
-
 
 def closed_forms(env: CatnEnv, scheme: str) -> dict[str, float]:
     """Table I's formulas at ``env``'s sizes: TU column N (D3QN), N(K-1) (DCD), 0 (SC); BS column
     (3N_cK + K + 2) B_in K_in + (K + 6) B~_in L + 3 K_out B_in + 2L (observation exchange) or
     2M(N-1)K + 2M(N-1)L (global CSI)."""
-    association, beamforming = ALL_SCHEMES[scheme]
+    association, beamforming = split_scheme(scheme)
     c, N, K, L, M = env.config, env.N, env.K, env.L, env.M
     tu = {"d3qn": N, "dcd": N * (K - 1), "sc": 0}[association]
     if beamforming in ("cup", "ppo"):
@@ -96,16 +81,14 @@ def closed_forms(env: CatnEnv, scheme: str) -> dict[str, float]:
     return {"tu": float(tu), "bs": float(bs)}
 
 
-def catn_table1_jobs(preset: str = "quick", schemes: list[str] | None = None) -> list[Job]:
+class Preset(CatnPreset):
+    """catn-table1: evaluation slots (``n_slots``; DCD-DFP ``dfp_slots``) of untrained agents
+    of the trained size."""
+
+
+def jobs(preset: Preset, preset_name: str, schemes: Sequence[str] | None = None) -> list[Job]:
     """One measurement job per scheme and seed."""
-    if preset not in PRESETS:
-        raise UnknownNameError(f"unknown preset {preset!r}; available: {', '.join(PRESETS)}")
-    params = {**PRESETS[preset], "preset": preset}
-    return [
-        Job("catn-table1", name, seed, params)
-        for name in schemes or SCHEMES
-        for seed in params["seeds"]
-    ]
+    return scheme_jobs("catn-table1", preset, preset_name, schemes or SCHEMES)
 
 
 def catn_table1_job(job: Job, folder: Path) -> dict[str, Any]:
@@ -114,22 +97,13 @@ def catn_table1_job(job: Job, folder: Path) -> dict[str, Any]:
     Table I's closed forms at these sizes and the paper's numbers."""
     torch.set_num_threads(job.threads)
     p = job.params
-    association, beamforming = ALL_SCHEMES[job.scheme]
+    _, beamforming = split_scheme(job.scheme)
     n_slots = int(p["dfp_slots"] if beamforming == "fp" else p["n_slots"])
     env = build_env(job.scheme, p, job.seed, n_slots, device=job.device)
-    tu_agents, bs_agents = build_agents(env, job.scheme, p, job.seed)
-    log = run_online(
-        env,
-        association,
-        beamforming,
-        n_slots,
-        tu_agents=tu_agents,
-        bs_agents=bs_agents,
-        train=False,
-        seed=job.seed,
-    )
+    scheme = build_job_scheme(env, job.scheme, p, job.seed)
+    log = run_online(env, scheme, n_slots, train=False, seed=job.seed)
     measured = env.ledger.per_kind_per_slot()
-    times = torch.tensor(log.decision_time_s, dtype=torch.float64)
+    times = torch.tensor(log.decision_time_s(), dtype=torch.float64)
     return {
         "scheme": job.scheme,
         "slots": len(log.slots),
@@ -174,10 +148,12 @@ def _rows(results: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     return columns, rows
 
 
-def write_table1(run_dir: str | Path, jobs: list[Job]) -> tuple[Path, Path]:
+def write_table1(
+    run_dir: str | Path, selected: list[Job], summary: dict[str, Any] | None = None
+) -> tuple[Path, Path]:
     """``table1.csv`` and ``table1.md`` from the finished jobs."""
     run_dir = Path(run_dir)
-    results = [load_result(run_dir, job) for job in jobs]
+    results = [load_result(run_dir, job) for job in selected]
     columns, rows = _rows(results)
     with open(run_dir / "table1.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
@@ -209,14 +185,13 @@ def summary_table(summary: dict[str, Any]) -> tuple[str, list[str], list[list[st
     return f"catn-table1 ({summary['preset']}): per agent and slot", columns, rows
 
 
-EXPERIMENT = scheme_experiment(
+EXPERIMENT = Experiment(
     "catn-table1",
     "seed 000 Table I: measured signaling and decision time per scheme vs the paper",
-    PRESETS,
-    SCHEMES,
-    catn_table1_jobs,
+    Preset,
+    jobs,
+    catn_table1_job,
     write_table1,
     summary_table,
-    catn_table1_job,
+    SCHEMES,
 )
-run = EXPERIMENT.run

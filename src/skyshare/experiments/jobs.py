@@ -22,16 +22,21 @@ import json
 import os
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import yaml
+from pydantic import Field
+
+from skyshare.config import StrictModel, build_config, preset_names
 from skyshare.errors import SkyshareError
 
 __all__ = [
     "Execution",
     "Experiment",
+    "ExperimentPreset",
     "Job",
     "JobFailed",
     "job_folder",
@@ -73,28 +78,106 @@ class Job:
         return f"{safe}-s{self.seed}-{digest}"
 
 
+class ExperimentPreset(StrictModel):
+    """Base of every experiment's preset model: the seeds every job runs with. An experiment
+    module subclasses it with its own fields (the paper's values in ``paper.yaml``, a reduced
+    setting in ``quick.yaml`` under ``skyshare/configs/experiments/<id>/``)."""
+
+    seeds: list[Annotated[int, Field(ge=0, le=2**63 - 1)]] = Field([0], min_length=1)
+
+
 @dataclass(frozen=True)
 class Experiment:
     """A runnable experiment id of ``skyshare run`` (see :mod:`skyshare.experiments.registry`).
 
     Attributes:
-        name: experiment id, e.g. ``"catn-fig4"``.
+        name: experiment id, e.g. ``"catn-fig4"``; its presets are the YAML files of
+            ``skyshare/configs/experiments/<name>/``.
         description: one line for ``skyshare run --help``.
-        presets: ``{preset name: parameters}`` (``paper`` and ``quick`` at least).
-        schemes: the scheme names a run may be restricted to.
-        run: ``run(run_dir, preset, *, schemes, seeds, execution) -> summary``: runs the
-            unfinished jobs (``seeds``: other seeds than the preset's, :func:`with_seeds`;
-            ``execution``: an :class:`Execution`), writes figures and ``summary.json``,
-            returns the summary dict.
+        Preset: the pydantic model of its presets (an :class:`ExperimentPreset`).
+        jobs: ``jobs(preset, preset_name, schemes) -> [Job]``: every job of a resolved preset
+            (``schemes``: a subset, None for the experiment's own).
+        run_job: ``run_job(job, folder) -> dict``: one job, writing into its folder (module
+            level, so that workers and Ray can import it).
+        finish: ``finish(run_dir, jobs, summary)``: figures and table files from the results.
         table: ``table(summary) -> (title, columns, rows)``: the summary table the CLI prints.
+        schemes: the scheme names a run may be restricted to (a tuple, or a scheme
+            :class:`~skyshare.schemes.base.Registry`, read when the run starts).
     """
 
     name: str
     description: str
-    presets: dict[str, dict[str, Any]]
-    schemes: tuple[str, ...]
-    run: Callable[..., dict[str, Any]]
+    Preset: type[ExperimentPreset]
+    jobs: Callable[[Any, str, Sequence[str] | None], list[Job]]
+    run_job: Callable[[Job, Path], dict[str, Any]]
+    finish: Callable[[Path, list[Job], dict[str, Any]], Any]
     table: Callable[[dict[str, Any]], tuple[str, list[str], list[list[str]]]]
+    schemes: Collection[str]
+
+    @property
+    def presets(self) -> list[str]:
+        """The preset names shipped for this experiment."""
+        return preset_names(f"experiments/{self.name}")
+
+    def load_preset(
+        self,
+        preset: str = "quick",
+        *,
+        file: str | Path | None = None,
+        overrides: Sequence[str] | dict[str, Any] | None = None,
+    ) -> ExperimentPreset:
+        """The validated preset: the YAML preset ``preset`` (None: the model's defaults), then
+        the YAML ``file``, then ``key=value`` overrides (dotted keys reach into dicts)."""
+        return build_config(
+            self.Preset,
+            f"experiments/{self.name}",
+            preset=preset,
+            file=file,
+            overrides=list(overrides) if isinstance(overrides, tuple) else overrides,
+        )
+
+    def run(
+        self,
+        run_dir: str | Path,
+        preset: str | ExperimentPreset = "quick",
+        *,
+        config: str | Path | None = None,
+        overrides: Sequence[str] | dict[str, Any] | None = None,
+        schemes: Sequence[str] | None = None,
+        seeds: Sequence[int] | None = None,
+        execution: Execution | None = None,
+        preset_name: str | None = None,
+    ) -> dict[str, Any]:
+        """Resolve the preset (a name, or a ready preset object), write it to
+        ``run_dir/preset.yaml``, run the unfinished jobs as ``execution`` says, write
+        ``summary.json`` and the figures; return the summary."""
+        if isinstance(preset, str):
+            preset_name = preset_name or preset
+            resolved = self.load_preset(preset, file=config, overrides=overrides)
+        else:
+            resolved = self.Preset.from_dict(preset.model_dump(), what=self.name)
+            preset_name = preset_name or "custom"
+        selected = self.jobs(resolved, preset_name, schemes)
+        if seeds is not None:
+            selected = with_seeds(selected, seeds)
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        dumped = resolved.model_dump(mode="json")
+        (run_dir / "preset.yaml").write_text(
+            f"# {self.name}, preset {preset_name!r} as resolved for this run\n"
+            + yaml.safe_dump(dumped, sort_keys=False)
+        )
+        results = run_jobs(selected, self.run_job, run_dir, execution)
+        summary = {
+            "experiment": self.name,
+            "preset": preset_name,
+            "params": dumped,
+            "results": {job.job_id: results[job.job_id] for job in selected},
+        }
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        if selected:
+            self.finish(run_dir, selected, summary)
+        return summary
 
 
 def with_seeds(jobs: Sequence[Job], seeds: Sequence[int]) -> list[Job]:

@@ -189,6 +189,27 @@ def _hexagon_annulus_area(circumradius_m: float, min_distance_m: float) -> float
     return hexagon_area - disc_inside
 
 
+def _circumradius(isd_m: float | None, circumradius_m: float | None) -> float:
+    """The hexagon's circumradius from exactly one of ``isd_m`` or ``circumradius_m``."""
+    if (isd_m is None) == (circumradius_m is None):
+        raise ConfigError("give exactly one of isd_m or circumradius_m")
+    name, size = ("isd_m", isd_m) if isd_m is not None else ("circumradius_m", circumradius_m)
+    if not size > 0:
+        raise ConfigError(f"{name} must be > 0 m, got {size}")
+    return circumradius_m if circumradius_m is not None else isd_m / _SQRT3
+
+
+def _batched_centres(centres: torch.Tensor, batch: int) -> torch.Tensor:
+    """``(C, 2)`` or ``(B, C, 2)`` centres as ``(B, C, 2)``."""
+    if centres.ndim == 2:
+        centres = centres.unsqueeze(0).expand(batch, -1, -1)
+    if centres.ndim != 3 or centres.shape[0] != batch or centres.shape[-1] != 2:
+        raise ShapeError(
+            f"centres must have shape (C, 2) or (B={batch}, C, 2), got {centres.shape}"
+        )
+    return centres
+
+
 def drop_in_hexagon(
     batch: int,
     n: int,
@@ -222,22 +243,12 @@ def drop_in_hexagon(
     region; the loop ends when every cell holds ``n`` points (almost always after one round).
     """
     _check_counts(batch, n)
-    if (isd_m is None) == (circumradius_m is None):
-        raise ConfigError("give exactly one of isd_m or circumradius_m")
-    name, size = ("isd_m", isd_m) if isd_m is not None else ("circumradius_m", circumradius_m)
-    if not size > 0:
-        raise ConfigError(f"{name} must be > 0 m, got {size}")
-    radius = circumradius_m if circumradius_m is not None else isd_m / _SQRT3
+    radius = _circumradius(isd_m, circumradius_m)
     if not min_distance_m >= 0:
         raise ConfigError(f"min_distance_m must be >= 0 m, got {min_distance_m}")
     if isinstance(max_rounds, bool) or not isinstance(max_rounds, int) or max_rounds < 1:
         raise ConfigError(f"max_rounds must be an integer >= 1, got {max_rounds!r}")
-    if centres.ndim == 2:
-        centres = centres.unsqueeze(0).expand(batch, -1, -1)
-    if centres.ndim != 3 or centres.shape[0] != batch or centres.shape[-1] != 2:
-        raise ShapeError(
-            f"centres must have shape (C, 2) or (B={batch}, C, 2), got {centres.shape}"
-        )
+    centres = _batched_centres(centres, batch)
     n_centres = centres.shape[1]
 
     accept_area = _hexagon_annulus_area(radius, min_distance_m)

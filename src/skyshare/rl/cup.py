@@ -3,8 +3,8 @@
 CUP: L. Yang, J. Ji, J. Dai, L. Zhang, B. Zhou, P. Li, Y. Yang, G. Pan, "Constrained update
 projection approach to safe policy optimization", NeurIPS 2022 (the seed's [44]). Every BS agent
 n has its own actor pi_theta, reward critic V_phi and cost critic V_psi^C (L outputs, one per
-aerial user), all N agents batched (:mod:`skyshare.rl.policies`). One ``update`` is one call of
-Algorithm 3 on the B_m^BS = 50 slots of the trajectory collector:
+aerial user), all N agents batched (:mod:`skyshare.rl.common.onpolicy`). One ``update`` is one
+call of Algorithm 3 on the B_m^BS = 50 slots of the trajectory collector:
 
 1. GAE advantages for the reward and each cost (lines 2-3), critic targets (line 4);
 2. J_C = mean of the collected costs (line 5), nu <- clip(nu + alpha_nu (J_C - b), 0, nu_max)
@@ -35,49 +35,61 @@ Where the seed's text is inconsistent or silent (see docs/rl/cup.md):
   The old log-probabilities ln pi_theta'(a|o) are computed once per update, and the policy of
   the last KL check (no gradient step since) serves as pi_theta'' and as the final policy, so
   an update runs no forward pass twice (cost analysis: docs/rl/cup.md "Cost").
+
+Usage (a collector of B_m^BS slots filled by the online loop, then one update)::
+
+    agents = CupAgents(env.bs_obs_dim, env.action_dim, env.N, env.L, CupConfig(seed=0))
+    actions, _, _ = agents.act(bs_obs)             # (B, N, d) in [0, 1]
+    collector.add(bs_obs, actions, reward, cost, next_bs_obs)
+    if collector.full:
+        stats = agents.update(collector.pop())     # Algorithm 3
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
+from pydantic import Field, model_validator
 
-from skyshare.rl.gae import gae_targets
-from skyshare.rl.policies import (
-    CriticGroup,
-    GroupAdam,
-    IndependentBeta,
+from skyshare.rl.common.buffers import Trajectory, from_agent_major, to_agent_major
+from skyshare.rl.common.distributions import IndependentBeta
+from skyshare.rl.common.gae import gae_targets
+from skyshare.rl.common.networks import CriticGroup
+from skyshare.rl.common.onpolicy import (
+    EpochsResult,
     OnPolicyAgents,
     OnPolicyConfig,
-    Trajectory,
-    from_agent_major,
+    PreparedTrajectory,
+    SurrogateBatch,
+    clipped_surrogate_loss,
     standardized,
-    to_agent_major,
 )
+from skyshare.rl.common.optim import GroupAdam
 
 __all__ = ["CupAgents", "CupConfig", "improvement_loss", "nu_update", "projection_loss"]
 
 
-@dataclass
 class CupConfig(OnPolicyConfig):
-    """Hyper-parameters of Algorithm 3 (the shared ones in OnPolicyConfig). Defaults: §VI."""
+    """Hyper-parameters of Algorithm 3 (the shared ones in :class:`OnPolicyConfig`).
 
-    lr_nu: float = 0.06  # alpha_nu (§VI)
-    nu_init: float = 1.0  # nu_0, every element (§VI)
-    nu_max: float = 10.0  # nu_max, every element (§VI)
-    cost_limit: float = 0.0  # b, every element (§VI; (11) makes b = 0)
-    center_cost_advantages: bool = True  # cost advantages, no scaling (OmniSafe CUP default)
+    Defaults: seed 000 §VI unless the description says otherwise.
+    """
 
-    def _checks(self) -> list[tuple[str, bool, str]]:
-        return [
-            *super()._checks(),
-            ("kl_bound", self.kl_bound is not None and self.kl_bound > 0.0, "> 0"),
-            ("lr_nu", self.lr_nu >= 0.0, ">= 0"),
-            ("nu_max", self.nu_max >= 0.0, ">= 0"),
-            ("nu_init", 0.0 <= self.nu_init <= self.nu_max, "[0, nu_max]"),
-        ]
+    kl_bound: float = Field(0.02, gt=0.0, description="epsilon of both KL early stops (§VI)")
+    lr_nu: float = Field(0.06, ge=0.0, description="alpha_nu, step of the nu update (§VI)")
+    nu_init: float = Field(1.0, ge=0.0, description="nu_0, every element (§VI)")
+    nu_max: float = Field(10.0, ge=0.0, description="nu_max, every element (§VI)")
+    cost_limit: float = Field(0.0, description="b, every element (§VI; (11) makes b = 0)")
+    center_cost_advantages: bool = Field(
+        True, description="centre the cost advantages, no scaling (OmniSafe CUP default)"
+    )
+
+    @model_validator(mode="after")
+    def _nu_init_within_bounds(self) -> CupConfig:
+        if not self.nu_init <= self.nu_max:
+            raise ValueError(f"nu_init = {self.nu_init} must be in [0, nu_max = {self.nu_max}]")
+        return self
 
 
 # ---------------------------------------------------------------------------------------------
@@ -107,11 +119,10 @@ def improvement_loss(
         clip_ratio: eps of (6).
 
     Returns:
-        (...) the loss of each agent.
+        (...) the loss of each agent (PPO's clipped surrogate,
+        :func:`~skyshare.rl.common.onpolicy.clipped_surrogate_loss`).
     """
-    ratio = torch.exp(log_prob - old_log_prob)
-    clipped = ratio.clamp(1.0 - clip_ratio, 1.0 + clip_ratio)
-    return -torch.minimum(ratio * advantages, clipped * advantages).mean(-1)
+    return clipped_surrogate_loss(log_prob, old_log_prob, advantages, clip_ratio)
 
 
 def projection_loss(
@@ -142,11 +153,6 @@ def projection_loss(
     return (kl + coefficient * ratio * weighted_cost_advantage).mean(-1)
 
 
-def _kl_exceeded(kl: torch.Tensor, bound: float) -> torch.Tensor:
-    """KL > bound, with a non-finite KL counting as exceeded."""
-    return ~(kl <= bound)
-
-
 # ---------------------------------------------------------------------------------------------
 # The agents
 # ---------------------------------------------------------------------------------------------
@@ -160,11 +166,12 @@ class CupAgents(OnPolicyAgents):
         act_dim: d (CATN: ``env.action_dim`` = 2K + L + 2 = 46).
         n_agents: N (CATN: 7 BSs).
         n_costs: L (CATN: 2 aerial users).
-        config: :class:`CupConfig`.
+        config: :class:`CupConfig` (seed 000 §VI defaults when None).
         device: where networks and updates run.
 
-    Attributes: ``actor``, ``reward_critic``, ``cost_critic`` (group modules), ``normalizer``,
-    ``nu`` (N, L), the optimisers, ``generator`` (sampling and shuffles), ``n_updates``.
+    Attributes: ``actor``, ``reward_critic``, ``cost_critic`` (group modules; the cost critic
+    is initialised from a generator seeded with ``config.seed + 1``), ``normalizer``, ``nu``
+    (N, L), the optimisers, ``generator`` (sampling and shuffles), ``n_updates``.
     """
 
     _checkpointed = (*OnPolicyAgents._checkpointed, "cost_critic", "cost_critic_optimizer")
@@ -176,10 +183,11 @@ class CupAgents(OnPolicyAgents):
         n_agents: int,
         n_costs: int,
         config: CupConfig | None = None,
+        *,
         device: str | torch.device = "cpu",
     ) -> None:
         config = config or CupConfig()
-        super().__init__(obs_dim, act_dim, n_agents, n_costs, config, device)
+        super().__init__(obs_dim, act_dim, n_agents, n_costs, config, device=device)
         cost_init = torch.Generator().manual_seed(config.seed + 1)
         self.cost_critic = CriticGroup(
             n_agents, obs_dim, n_costs, config.hidden_sizes, config.critic_activation, cost_init
@@ -192,11 +200,12 @@ class CupAgents(OnPolicyAgents):
         """Algorithm 3 on the collected trajectory of every agent.
 
         Args:
-            trajectory: :class:`Trajectory` with obs (T, B, N, D), actions (T, B, N, d),
-                rewards (T, B, N), costs (T, B, N, L), next_obs (T, B, N, D).
+            trajectory: :class:`~skyshare.rl.common.buffers.Trajectory` with obs (T, B, N, D),
+                actions (T, B, N, d), rewards (T, B, N), costs (T, B, N, L), next_obs
+                (T, B, N, D).
 
         Returns:
-            Statistics; floats are means over agents, tensors are per agent:
+            Statistics; floats are means over agents, tensors (CPU) are per agent:
             ``reward_mean``, ``cost_mean`` (float); ``reward_per_agent`` (N,); ``J_C`` (N, L)
             the line-5 estimate; ``nu`` (N, L) after line 6; ``value_loss``,
             ``cost_value_loss``, ``improve_loss``, ``project_loss`` (means over the gradient
@@ -206,149 +215,107 @@ class CupAgents(OnPolicyAgents):
             ``entropy`` (mean entropy of the final policy), ``clip_fraction`` (step 1).
         """
         cfg = self.config
-        T, B, N = trajectory.n_slots, trajectory.n_envs, self.n_agents
+        prepared = self.prepare(trajectory)
+        # Lines 2-4: GAE for the reward and every cost, critic targets
+        adv, target, cost_adv, cost_target = self._advantages(prepared)
+        # Lines 5-6: J_C and the nu update
+        cost_return = prepared.costs.mean((0, 1))  # (N, L)
+        self.nu = nu_update(self.nu, cost_return, cfg.cost_limit, cfg.lr_nu, cfg.nu_max)
+        # Line 8: theta' <- theta, the collecting policy and its log-probabilities
+        batch = self.surrogate_batch(prepared, adv)
 
-        # ---- Lines 2-4: GAE for the reward and every cost, critic targets -----------------
-        with torch.no_grad():
-            prepared = self._prepare(trajectory)
-            obs, next_obs, actions = prepared.obs, prepared.next_obs, prepared.actions
-            rewards, costs = prepared.rewards, prepared.costs
-            cost_values = from_agent_major(self.cost_critic(obs), T, B)  # (T, B, N, L)
-            next_cost_values = from_agent_major(self.cost_critic(next_obs), T, B)
-            next_cost_values = next_cost_values * prepared.alive[..., None, None]
-            ends = trajectory.episode_ends()
-            adv, target = gae_targets(
-                rewards,
-                prepared.values,
-                prepared.next_values,
+        # Lines 7-18: Step 1, performance improvement; critics (4), (5) and surrogate (6)
+        def critic_losses(mb_obs: torch.Tensor, minibatch: torch.Tensor) -> dict[str, torch.Tensor]:
+            value = (self.reward_critic(mb_obs)[..., 0] - target[:, minibatch]).square().mean(1)
+            cost_value = (self.cost_critic(mb_obs) - cost_target[:, minibatch]).square()
+            return {"value": value, "cost_value": cost_value.mean(1).sum(-1)}  # (5): sum over L
+
+        improve = self.ppo_epochs(batch, critic_losses, self._step1_optimizers())
+        # Lines 19-28: Step 2, projection onto the constraint with loss (7)
+        project = self._project(batch, improve.final, cost_adv)
+        self.n_updates += 1
+        return self._stats(prepared, cost_return, batch.old_dist, improve, project)
+
+    @torch.no_grad()
+    def _advantages(self, prepared: PreparedTrajectory) -> tuple[torch.Tensor, ...]:
+        """Algorithm 3 lines 2-4: reward advantages and critic targets (N, S), cost advantages
+        and cost-critic targets (N, S, L); reward advantages standardised and cost advantages
+        centred per agent as configured."""
+        cfg = self.config
+        T, B = prepared.rewards.shape[:2]
+        cost_values = from_agent_major(self.cost_critic(prepared.obs), T, B)  # (T, B, N, L)
+        next_cost_values = from_agent_major(self.cost_critic(prepared.next_obs), T, B)
+        next_cost_values = next_cost_values * prepared.alive[..., None, None]
+        ends = prepared.episode_ends
+        adv, target = gae_targets(
+            prepared.rewards, prepared.values, prepared.next_values, cfg.gamma, cfg.gae_lambda, ends
+        )
+        cost_adv, cost_target = gae_targets(
+            prepared.costs, cost_values, next_cost_values, cfg.gamma, cfg.gae_lambda, ends
+        )
+        adv, target = to_agent_major(adv), to_agent_major(target)  # (N, S)
+        cost_adv, cost_target = to_agent_major(cost_adv), to_agent_major(cost_target)
+        if cfg.standardize_advantages:
+            adv = standardized(adv)
+        if cfg.center_cost_advantages:
+            cost_adv = cost_adv - cost_adv.mean(1, keepdim=True)
+        return adv, target, cost_adv, cost_target
+
+    def _project(
+        self, batch: SurrogateBatch, improved: IndependentBeta, cost_adv: torch.Tensor
+    ) -> EpochsResult:
+        """Step 2 (lines 19-28): theta'' <- theta (``improved``, the policy after step 1, with
+        no gradient step since its last KL check); B_e epochs minimising (7) with the ratio
+        pi_theta / pi_theta' (the collecting policy, whose data estimated A^C) and the KL to
+        pi_theta''; an agent stops once mean_i KL(pi_theta || pi_theta'')[o_i] > epsilon."""
+        cfg = self.config
+
+        def step(minibatch: torch.Tensor, active: torch.Tensor) -> dict[str, torch.Tensor]:
+            dist = self.actor(batch.obs[:, minibatch])
+            loss = projection_loss(
+                dist.kl(improved[:, minibatch]),
+                dist.log_prob(batch.actions[:, minibatch]),
+                batch.old_log_prob[:, minibatch],
+                cost_adv[:, minibatch],
+                self.nu,
                 cfg.gamma,
                 cfg.gae_lambda,
-                ends,
             )
-            cost_adv, cost_target = gae_targets(
-                costs, cost_values, next_cost_values, cfg.gamma, cfg.gae_lambda, ends
-            )
-            adv, target = to_agent_major(adv), to_agent_major(target)  # (N, S)
-            cost_adv, cost_target = to_agent_major(cost_adv), to_agent_major(cost_target)
-            if cfg.standardize_advantages:
-                adv = standardized(adv)
-            if cfg.center_cost_advantages:
-                cost_adv = cost_adv - cost_adv.mean(1, keepdim=True)
+            self.actor_optimizer.zero_grad()
+            loss.sum().backward()
+            self.actor_optimizer.step(active)
+            return {"project": loss}
 
-            # ---- Lines 5-6: J_C and the nu update ---------------------------------------
-            cost_return = costs.mean((0, 1))  # (N, L)
-            self.nu = nu_update(self.nu, cost_return, cfg.cost_limit, cfg.lr_nu, cfg.nu_max)
+        return self.kl_stopped_epochs(batch.obs, improved, step, batch.minibatch_samples)
 
-            # ---- Line 8: theta' <- theta ---------------------------------------------------
-            old_dist = self.actor(obs)  # pi_theta', (N, S, d)
-            old_log_prob = old_dist.log_prob(actions)  # (N, S)
-
-        minibatch_samples = cfg.minibatch_size * B
-        zero = torch.zeros((), device=self.device)
-        sums = dict.fromkeys(("value", "cost_value", "improve", "project", "clip"), zero)
-        counts = {"improve": 0, "project": 0}
-
-        # ---- Lines 7-18: Step 1, performance improvement -----------------------------------
-        active = torch.ones(N, dtype=torch.bool)  # host side
-        epochs_improve = torch.zeros(N, dtype=torch.long)
-        kl_improve = torch.zeros(N)
-        for _ in range(cfg.epochs):
-            weight = (active.float() / active.float().sum()).to(self.device)
-            for mb in self._minibatches(T * B, minibatch_samples):
-                mb_obs = obs[:, mb]
-                # (4) and (5): critic MSE, lines 11-12; (5) summed over the L cost outputs
-                value_loss = (self.reward_critic(mb_obs)[..., 0] - target[:, mb]).square().mean(1)
-                cost_value_loss = (self.cost_critic(mb_obs) - cost_target[:, mb]).square()
-                cost_value_loss = cost_value_loss.mean(1).sum(-1)  # (N,)
-                # (6): clipped surrogate, line 13
-                dist = self.actor(mb_obs)
-                log_prob = dist.log_prob(actions[:, mb])
-                loss = improvement_loss(log_prob, old_log_prob[:, mb], adv[:, mb], cfg.clip_ratio)
-                if cfg.entropy_coef > 0:
-                    loss = loss - cfg.entropy_coef * dist.entropy().mean(1)
-                # the three networks have disjoint parameters: one backward serves all three
-                for optimizer in self._step1_optimizers():
-                    optimizer.zero_grad()
-                (value_loss + cost_value_loss + loss).sum().backward()
-                for optimizer in self._step1_optimizers():
-                    optimizer.step(active)
-                with torch.no_grad():
-                    ratio = torch.exp(log_prob - old_log_prob[:, mb])
-                    clipped = ((ratio - 1.0).abs() > cfg.clip_ratio).float().mean(1)
-                    sums["value"] = sums["value"] + (value_loss * weight).sum()
-                    sums["cost_value"] = sums["cost_value"] + (cost_value_loss * weight).sum()
-                    sums["improve"] = sums["improve"] + (loss * weight).sum()
-                    sums["clip"] = sums["clip"] + (clipped * weight).sum()
-                counts["improve"] += 1
-            # Lines 15-17: KL(pi_theta || pi_theta') over the collector, per agent
-            with torch.no_grad():
-                current_dist = self.actor(obs)  # the policy after this epoch
-                kl = current_dist.kl(old_dist).mean(1).cpu()  # (N,)
-            kl_improve = torch.where(active, kl, kl_improve)
-            epochs_improve += active.long()
-            active &= ~_kl_exceeded(kl, cfg.kl_bound)
-            if not bool(active.any()):
-                break
-
-        # ---- Lines 19-28: Step 2, projection --------------------------------------------
-        improved_dist = current_dist  # pi_theta'', line 20 (no step since the last KL check)
-        active = torch.ones(N, dtype=torch.bool)  # host side
-        epochs_project = torch.zeros(N, dtype=torch.long)
-        kl_project = torch.zeros(N)
-        for _ in range(cfg.epochs):
-            weight = (active.float() / active.float().sum()).to(self.device)
-            for mb in self._minibatches(T * B, minibatch_samples):
-                dist = self.actor(obs[:, mb])
-                kl_mb = dist.kl(improved_dist[:, mb])
-                log_prob = dist.log_prob(actions[:, mb])
-                loss = projection_loss(
-                    kl_mb,
-                    log_prob,
-                    old_log_prob[:, mb],
-                    cost_adv[:, mb],
-                    self.nu,
-                    cfg.gamma,
-                    cfg.gae_lambda,
-                )
-                self.actor_optimizer.zero_grad()
-                loss.sum().backward()
-                self.actor_optimizer.step(active)
-                with torch.no_grad():
-                    sums["project"] = sums["project"] + (loss * weight).sum()
-                counts["project"] += 1
-            # Lines 25-27: KL(pi_theta || pi_theta'') over the collector, per agent
-            with torch.no_grad():
-                current_dist = self.actor(obs)
-                kl = current_dist.kl(improved_dist).mean(1).cpu()
-            kl_project = torch.where(active, kl, kl_project)
-            epochs_project += active.long()
-            active &= ~_kl_exceeded(kl, cfg.kl_bound)
-            if not bool(active.any()):
-                break
-
-        with torch.no_grad():
-            final_dist: IndependentBeta = current_dist  # no step since the last KL check
-            kl_total = final_dist.kl(old_dist).mean(1)
-            entropy = float(final_dist.entropy().mean())
-        self.n_updates += 1
-        n_improve, n_project = max(counts["improve"], 1), max(counts["project"], 1)
+    @torch.no_grad()
+    def _stats(
+        self,
+        prepared: PreparedTrajectory,
+        cost_return: torch.Tensor,
+        old_dist: IndependentBeta,
+        improve: EpochsResult,
+        project: EpochsResult,
+    ) -> dict[str, Any]:
+        final = project.final  # no gradient step since the last KL check
+        rewards, costs = prepared.rewards, prepared.costs
         return {
             "reward_mean": float(rewards.mean()),
             "cost_mean": float(costs.mean()),
             "reward_per_agent": rewards.mean((0, 1)).cpu(),
             "J_C": cost_return.cpu(),
             "nu": self.nu.clone().cpu(),
-            "value_loss": float(sums["value"]) / n_improve,
-            "cost_value_loss": float(sums["cost_value"]) / n_improve,
-            "improve_loss": float(sums["improve"]) / n_improve,
-            "project_loss": float(sums["project"]) / n_project,
-            "clip_fraction": float(sums["clip"]) / n_improve,
-            "kl_improve": kl_improve,
-            "kl_project": kl_project,
-            "kl_total": kl_total.cpu(),
-            "epochs_improve": epochs_improve,
-            "epochs_project": epochs_project,
-            "entropy": entropy,
+            "value_loss": improve.mean("value"),
+            "cost_value_loss": improve.mean("cost_value"),
+            "improve_loss": improve.mean("policy"),
+            "project_loss": project.mean("project"),
+            "clip_fraction": improve.mean("clip"),
+            "kl_improve": improve.kl,
+            "kl_project": project.kl,
+            "kl_total": final.kl(old_dist).mean(1).cpu(),
+            "epochs_improve": improve.epochs,
+            "epochs_project": project.epochs,
+            "entropy": float(final.entropy().mean()),
         }
 
     def _step1_optimizers(self) -> tuple[GroupAdam, GroupAdam, GroupAdam]:
@@ -359,7 +326,7 @@ class CupAgents(OnPolicyAgents):
     # -----------------------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """The base checkpoint plus the cost multipliers nu."""
+        """The base checkpoint (:meth:`OnPolicyAgents.state_dict`) plus ``nu`` (N, L)."""
         return {**super().state_dict(), "nu": self.nu.clone()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

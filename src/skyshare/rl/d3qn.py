@@ -2,11 +2,12 @@
 
 Every terrestrial user k is an independent agent with its own online network Q_omega, target
 network Q_omega^- and FIFO replay memory xi_k (Algorithm 4 lines 1-2). The K agents are held as
-one batched group: one :class:`~skyshare.rl.networks.GroupMLP` with A = K independent trunks,
-per-agent dueling heads, one optimizer whose per-parameter (Adam) updates never mix agents, one
-:class:`~skyshare.rl.replay.ReplayMemory` with a queue per agent. B parallel environments share
-each agent's networks and memory (B transitions per agent per slot). For independent runs (e.g.
-seeds) use A = B K agents and pass observations as (1, B K, obs_dim).
+one batched group: one :class:`~skyshare.rl.common.networks.GroupMLP` with A = K independent
+trunks, per-agent dueling heads, one optimizer whose per-parameter (Adam) updates never mix
+agents, one :class:`~skyshare.rl.common.buffers.ReplayBuffer` with a queue per agent. B
+parallel environments share each agent's networks and memory (B transitions per agent per
+slot). For independent runs (e.g. seeds) use A = B K agents and pass observations as
+(1, B K, obs_dim).
 
 Equations (seed 000 §V-D-1, [45] van Hasselt et al. 2016, [46] Wang et al. 2016):
 
@@ -27,106 +28,93 @@ A typical slot of Algorithm 4 (TU side)::
     agents.observe(obs_prev, actions_prev, rewards_prev, obs)   # line 9
     stats = agents.update()                                     # lines 10-14
     actions = agents.act(obs, explore=True)                     # lines 15-19
+
+Observations are used as given (any layout of length ``obs_dim``). The CATN TU observation (14)
+spans many decades; the env normalises it when asked, ``CatnEnvConfig(tu_observation=
+"normalized")`` (:func:`skyshare.envs.catn.normalized_tu_observation`), which is how the
+seed-000 schemes feed their D3QN agents.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Any
 
 import torch
+from pydantic import Field, PositiveInt, model_validator
 from torch import nn
 
 from skyshare.errors import ConfigError, ShapeError
-from skyshare.rl.networks import GroupLinear, GroupMLP
-from skyshare.rl.replay import ReplayMemory
+from skyshare.rl.common.buffers import ReplayBuffer
+from skyshare.rl.common.config import LearnerConfig, plain
+from skyshare.rl.common.networks import ActivationName, GroupLinear, GroupMLP, init_uniform
 
 __all__ = [
     "D3QNAgents",
     "D3QNConfig",
     "DuelingQNetwork",
-    "catn_tu_observation_transform",
     "d3qn_loss",
     "double_q_target",
     "dueling_q_values",
 ]
 
 
-@dataclass
-class D3QNConfig:
-    """Hyper-parameters of the TU agents; defaults are seed 000 §VI unless marked as a choice.
+class D3QNConfig(LearnerConfig):
+    """Hyper-parameters of the TU agents; defaults are seed 000 §VI unless the description says
+    otherwise. ``seed`` seeds the agents' CPU generator (initialisation, exploration, replay
+    sampling)."""
 
-    Attributes:
-        hidden_sizes: Q-network hidden layers (64, 32) (§VI); the value and advantage streams
-            are linear heads on the last hidden layer (choice, see docs/rl/d3qn.md).
-        activation: hidden activation, ReLU (§VI).
-        gamma: discount factor 0.5 (§VI: "the parameters of Algorithm 4 ... gamma = 0.5";
-            Algorithm 4 line 2 gives the TU agents a discount factor, one value is listed).
-        learning_rate: alpha_omega of Algorithm 4 line 12; not given by the seed. Choice: 1e-3
-            with Adam (Kingma & Ba 2015 default; the usual DQN-on-vector-observations value).
-        adam_eps: Adam epsilon (PyTorch default).
-        target_update_interval: T^- = 50 updates between target copies (§VI).
-        memory_size: B_m^TU = 2000 transitions per agent, FIFO (§VI).
-        batch_size: B_b^TU = 200 transitions per agent and update (§VI).
-        learning_starts: transitions per agent before updates and epsilon-greedy start
-            (Algorithm 4 line 10: t - 1 >= B_b^TU); None means ``batch_size``.
-        sample_with_replacement: draw the B_b^TU rows of a batch with replacement (True, the
-            usual DQN replay; the seed does not say) or as distinct rows (False).
-        epsilon_start, epsilon_min, epsilon_decay: 0.3, 0.005, 0.995 (§VI).
-        observation_transform: "catn_tu" (fixed transform of observation (14), see
-            :func:`catn_tu_observation_transform`; requires obs_dim = 3 n_actions + 4) or
-            "none" (observations used as given).
-    """
+    hidden_sizes: tuple[PositiveInt, ...] = Field(
+        (64, 32),
+        min_length=1,
+        description="Q-network hidden layers (§VI); the value and advantage streams are linear "
+        "heads on the last hidden layer (choice, docs/rl/d3qn.md)",
+    )
+    activation: ActivationName = Field("relu", description="hidden activation (§VI)")
+    gamma: float = Field(
+        0.5,
+        ge=0.0,
+        lt=1.0,
+        description="discount factor (§VI: the parameters of Algorithm 4 ... gamma = 0.5)",
+    )
+    learning_rate: float = Field(
+        1e-3,
+        gt=0.0,
+        description="alpha_omega of Algorithm 4 line 12 with Adam; not given by the seed "
+        "(choice: Kingma & Ba's default, the usual DQN-on-vector-observations value)",
+    )
+    adam_eps: float = Field(1e-8, gt=0.0, description="Adam epsilon (PyTorch default)")
+    target_update_interval: int = Field(
+        50, ge=1, description="T^-, updates between target copies (§VI)"
+    )
+    memory_size: int = Field(2000, ge=1, description="B_m^TU, FIFO transitions per agent (§VI)")
+    batch_size: int = Field(200, ge=1, description="B_b^TU, transitions per agent and update (§VI)")
+    learning_starts: int | None = Field(
+        None,
+        ge=1,
+        description="transitions per agent before updates and epsilon-greedy start "
+        "(Algorithm 4 line 10: t - 1 >= B_b^TU); None: batch_size",
+    )
+    sample_with_replacement: bool = Field(
+        True, description="draw a batch's rows with replacement (usual DQN replay; choice)"
+    )
+    epsilon_start: float = Field(0.3, ge=0.0, le=1.0, description="epsilon_0 (§VI)")
+    epsilon_min: float = Field(0.005, ge=0.0, le=1.0, description="epsilon floor (§VI)")
+    epsilon_decay: float = Field(0.995, ge=0.0, le=1.0, description="epsilon factor (§VI)")
 
-    hidden_sizes: tuple[int, ...] = (64, 32)
-    activation: str = "relu"
-    gamma: float = 0.5
-    learning_rate: float = 1e-3
-    adam_eps: float = 1e-8
-    target_update_interval: int = 50
-    memory_size: int = 2000
-    batch_size: int = 200
-    learning_starts: int | None = None
-    sample_with_replacement: bool = True
-    epsilon_start: float = 0.3
-    epsilon_min: float = 0.005
-    epsilon_decay: float = 0.995
-    observation_transform: Literal["catn_tu", "none"] = "catn_tu"
-
-    def __post_init__(self) -> None:
-        self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
-        if not self.hidden_sizes or min(self.hidden_sizes) < 1:
-            raise ConfigError(
-                f"hidden_sizes must be non-empty widths >= 1, got {self.hidden_sizes}"
-            )
-        if not 0.0 <= self.gamma < 1.0:
-            raise ConfigError(f"gamma must be in [0, 1), got {self.gamma}")
-        if not self.learning_rate > 0:
-            raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
-        for name in ("target_update_interval", "memory_size", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+    @model_validator(mode="after")
+    def _batch_fits_the_memory(self) -> D3QNConfig:
         if self.batch_size > self.memory_size:
-            raise ConfigError(
+            raise ValueError(
                 f"batch_size ({self.batch_size}) must be <= memory_size ({self.memory_size})"
             )
-        starts = self.starts
-        if not self.batch_size <= starts <= self.memory_size:
-            raise ConfigError(
+        if not self.batch_size <= self.starts <= self.memory_size:
+            raise ValueError(
                 f"learning_starts must be in [batch_size, memory_size] = "
-                f"[{self.batch_size}, {self.memory_size}], got {starts}"
+                f"[{self.batch_size}, {self.memory_size}], got {self.starts}"
             )
-        for name in ("epsilon_start", "epsilon_min", "epsilon_decay"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        if self.observation_transform not in ("catn_tu", "none"):
-            raise ConfigError(
-                "observation_transform must be 'catn_tu' or 'none', "
-                f"got {self.observation_transform!r}"
-            )
+        return self
 
     @property
     def starts(self) -> int:
@@ -208,45 +196,6 @@ def d3qn_loss(q_taken: torch.Tensor, q_target: torch.Tensor) -> torch.Tensor:
     return 0.5 * (q_taken - q_target.detach()).square().mean(dim=-1)
 
 
-def catn_tu_observation_transform(obs: torch.Tensor, n_bs: int) -> torch.Tensor:
-    """Fixed input normalisation of the CATN TU observation (14), length 3N + 4.
-
-    Layout of (14) (skyshare.envs.catn) and the transform applied to each field:
-
-    ==============  =============================  ==========================================
-    indices          field                          transform
-    ==============  =============================  ==========================================
-    [0, N)           |K_n(t-1)| (BS loads)          ``N |K_n| / sum_n |K_n|`` (1 = average load)
-    [N, 2N)          chi_k(t-1) (one-hot)           unchanged
-    [2N, 3N)         ||h_{n,k}(t)||^2 / sigma^2     ``log10(1 + x)``
-    3N               p_k(t-1) in W                  ``log10(1 + x / 1 mW)``
-    3N + 1           R_k(t-1) in bit/s/Hz           unchanged
-    3N + 2           p^r_k(t-1) / sigma^2           ``log10(1 + x)``
-    3N + 3           beta_k(t-1) / sigma^2          ``log10(1 + x)``
-    ==============  =============================  ==========================================
-
-    Args:
-        obs: (..., 3N + 4) raw observations.
-        n_bs: N.
-
-    Returns:
-        (..., 3N + 4) transformed observations (a new tensor).
-    """
-    N = int(n_bs)
-    if obs.shape[-1] != 3 * N + 4:
-        raise ShapeError(
-            f"CATN TU observations have 3N + 4 = {3 * N + 4} entries, got {obs.shape[-1]}"
-        )
-    load = obs[..., :N]
-    relative_load = N * load / load.sum(dim=-1, keepdim=True).clamp_min(1.0)
-    one_hot = obs[..., N : 2 * N]
-    strength = torch.log10(1.0 + obs[..., 2 * N : 3 * N].clamp_min(0.0))
-    power = torch.log10(1.0 + obs[..., 3 * N : 3 * N + 1].clamp_min(0.0) / 1e-3)
-    rate = obs[..., 3 * N + 1 : 3 * N + 2]
-    received_and_beta = torch.log10(1.0 + obs[..., 3 * N + 2 :].clamp_min(0.0))
-    return torch.cat([relative_load, one_hot, strength, power, rate, received_and_beta], dim=-1)
-
-
 # -------------------------------------------------------------------------------------------
 # Networks
 # -------------------------------------------------------------------------------------------
@@ -282,19 +231,6 @@ class DuelingQNetwork(nn.Module):
         return dueling_q_values(self.value(features), self.advantage(features))
 
 
-def _initialise(network: nn.Module, generator: torch.Generator) -> None:
-    """nn.Linear's default initialisation U(-1/sqrt(in), 1/sqrt(in)) for every GroupLinear,
-    drawn from ``generator`` (no global random state)."""
-    with torch.no_grad():
-        for layer in network.modules():
-            if isinstance(layer, GroupLinear):
-                bound = 1.0 / math.sqrt(layer.in_features)
-                for parameter in (layer.weight, layer.bias):
-                    draw = torch.empty(parameter.shape, device=generator.device)
-                    draw.uniform_(-bound, bound, generator=generator)
-                    parameter.copy_(draw)
-
-
 # -------------------------------------------------------------------------------------------
 # The agents
 # -------------------------------------------------------------------------------------------
@@ -307,14 +243,16 @@ class D3QNAgents:
         obs_dim: observation length (3N + 4 for CATN TUs).
         n_actions: number of discrete actions (N BSs).
         n_agents: A (K TUs).
-        config: :class:`D3QNConfig` (seed 000 §VI defaults).
+        config: :class:`D3QNConfig` (seed 000 §VI defaults when None).
         device: where networks and memory live.
-        generator: the only source of randomness (initialisation, exploration, sampling); must
-            live on ``device``'s type or on the CPU. None: a CPU generator seeded with 0.
 
     Attributes:
+        generator: the only source of randomness (initialisation, exploration, sampling), a CPU
+            generator seeded with ``config.seed`` whatever the device (draws are moved).
         online, target: :class:`DuelingQNetwork` with A agents.
-        memory: :class:`ReplayMemory`.
+        memory: :class:`~skyshare.rl.common.buffers.ReplayBuffer` with A queues: ``obs``,
+            ``next_obs`` (D,) float32, ``actions`` () long, ``rewards`` () float32,
+            ``terminated`` () bool.
         epsilon: current exploration rate. n_updates: gradient steps taken.
         last_agent_loss: (A,) loss (13) of each agent at the last update.
     """
@@ -325,27 +263,21 @@ class D3QNAgents:
         n_actions: int,
         n_agents: int,
         config: D3QNConfig | None = None,
+        *,
         device: str | torch.device = "cpu",
-        generator: torch.Generator | None = None,
     ) -> None:
         for name, value in (("obs_dim", obs_dim), ("n_actions", n_actions), ("n_agents", n_agents)):
             if int(value) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {value}")
-        self.config = config or D3QNConfig()
-        cfg = self.config
-        if cfg.observation_transform == "catn_tu" and obs_dim != 3 * n_actions + 4:
-            raise ConfigError(
-                f"observation_transform='catn_tu' needs obs_dim = 3 n_actions + 4 = "
-                f"{3 * n_actions + 4}, got {obs_dim}; use observation_transform='none'"
-            )
+        self.config = cfg = config or D3QNConfig()
         self.obs_dim, self.n_actions, self.n_agents = int(obs_dim), int(n_actions), int(n_agents)
         self.device = torch.device(device)
-        self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
 
         self.online = DuelingQNetwork(
             n_agents, obs_dim, n_actions, cfg.hidden_sizes, cfg.activation
         ).to(self.device)
-        _initialise(self.online, self.generator)
+        init_uniform(self.online, self.generator)
         self.target = copy.deepcopy(self.online)  # Algorithm 4 line 1: omega^- <- omega
         self.target.requires_grad_(False)
         # fused: one kernel over all parameters instead of ~10 small ops per tensor (same rule)
@@ -353,7 +285,14 @@ class D3QNAgents:
         self.optimizer = torch.optim.Adam(
             self.online.parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps, fused=fused or None
         )
-        self.memory = ReplayMemory(n_agents, cfg.memory_size, obs_dim, device=self.device)
+        fields = {
+            "obs": ((obs_dim,), torch.float32),
+            "actions": ((), torch.long),
+            "rewards": ((), torch.float32),
+            "next_obs": ((obs_dim,), torch.float32),
+            "terminated": ((), torch.bool),
+        }
+        self.memory = ReplayBuffer(cfg.memory_size, fields, n_queues=n_agents, device=self.device)
         self.epsilon = float(cfg.epsilon_start)
         self.n_updates = 0
         self.last_agent_loss = torch.zeros(n_agents, device=self.device)
@@ -365,12 +304,9 @@ class D3QNAgents:
         """Whether the memory holds enough transitions (Algorithm 4 line 10: t - 1 >= B_b^TU)."""
         return len(self.memory) >= self.config.starts
 
-    def _prepare(self, obs: torch.Tensor) -> torch.Tensor:
-        """Raw observations (..., obs_dim) -> network input (..., obs_dim) float32."""
-        obs = obs.to(self.device, torch.float32)
-        if self.config.observation_transform == "catn_tu":
-            return catn_tu_observation_transform(obs, self.n_actions)
-        return obs
+    def _inputs(self, obs: torch.Tensor) -> torch.Tensor:
+        """Observations (..., obs_dim) -> network input (..., obs_dim) float32 on the device."""
+        return obs.to(self.device, torch.float32)
 
     def _check_obs(self, obs: torch.Tensor, name: str = "obs") -> None:
         if obs.ndim != 3 or obs.shape[1:] != (self.n_agents, self.obs_dim):
@@ -383,7 +319,7 @@ class D3QNAgents:
     def q_values(self, obs: torch.Tensor) -> torch.Tensor:
         """Online Q values: obs (B, K, obs_dim) -> (B, K, n_actions)."""
         self._check_obs(obs)
-        return self.online(self._prepare(obs.transpose(0, 1))).transpose(0, 1)
+        return self.online(self._inputs(obs.transpose(0, 1))).transpose(0, 1)
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, explore: bool = True) -> torch.Tensor:
@@ -420,18 +356,21 @@ class D3QNAgents:
     ) -> None:
         """Store ``<o(t-1), rho(t-1), r(t-1), o(t)>`` for every agent (Algorithm 4 line 9).
 
-        The memory keeps the network inputs, i.e. the observations after the fixed
-        ``observation_transform`` (computed once per transition instead of once per sample).
-
         Args:
-            obs, next_obs: (B, K, obs_dim) raw observations.
+            obs, next_obs: (B, K, obs_dim) observations.
             actions: (B, K) long. rewards: (B, K) float.
             terminated: (B, K) bool or None. CATN is continuing: pass None, also at the
                 horizon truncation (the target then bootstraps from ``next_obs``).
         """
         self._check_obs(obs)
         self._check_obs(next_obs, "next_obs")
-        self.memory.add(self._prepare(obs), actions, rewards, self._prepare(next_obs), terminated)
+        self.memory.add(
+            obs=self._inputs(obs),
+            actions=actions,
+            rewards=rewards,
+            next_obs=self._inputs(next_obs),
+            terminated=False if terminated is None else terminated,
+        )
 
     @torch.enable_grad()  # a learner step needs autograd even inside a no_grad caller
     def update(self) -> dict[str, float]:
@@ -445,20 +384,19 @@ class D3QNAgents:
         if not self.learning:
             return {}
         cfg = self.config
-        batch = self.memory.sample(  # (A, B_b, ...), observations already transformed
+        batch = self.memory.sample(  # (A, B_b, ...)
             cfg.batch_size, self.generator, replacement=cfg.sample_with_replacement
         )
-        obs, next_obs = batch.obs, batch.next_obs
-
         with torch.no_grad():
+            next_obs = batch["next_obs"]
             q_target = double_q_target(
-                batch.rewards,
+                batch["rewards"],
                 self.online(next_obs),
                 self.target(next_obs),
                 cfg.gamma,
-                batch.terminated,
+                batch["terminated"],
             )
-        q_taken = self.online(obs).gather(-1, batch.actions[..., None]).squeeze(-1)
+        q_taken = self.online(batch["obs"]).gather(-1, batch["actions"][..., None]).squeeze(-1)
         agent_loss = d3qn_loss(q_taken, q_target)  # (A,)
 
         # Agents share no parameters, so the gradient of the sum w.r.t. agent k's weights is
@@ -488,13 +426,18 @@ class D3QNAgents:
 
     # --- checkpoints --------------------------------------------------------------------------
 
-    def state_dict(self, include_memory: bool = True) -> dict:
-        """Networks, optimizer, epsilon, update count, config and (optionally) the memory."""
+    def state_dict(self, include_memory: bool = True) -> dict[str, Any]:
+        """Networks, optimizer, ``generator`` (ByteTensor), ``epsilon``, ``n_updates``, ``dims``
+        [obs_dim, n_actions, n_agents], ``config`` (a plain dict) and, with
+        ``include_memory``, the replay ``memory``: tensors, numbers, strings, lists and dicts
+        only (``torch.load(weights_only=True)`` reads it)."""
         state = {
-            "config": asdict(self.config),
+            "config": plain(self.config.model_dump()),
+            "dims": [self.obs_dim, self.n_actions, self.n_agents],
             "online": self.online.state_dict(),
             "target": self.target.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
             "epsilon": self.epsilon,
             "n_updates": self.n_updates,
         }
@@ -502,12 +445,19 @@ class D3QNAgents:
             state["memory"] = self.memory.state_dict()
         return state
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict` (same sizes). A checkpoint without memory leaves the
         current memory as it is."""
+        dims = (self.obs_dim, self.n_actions, self.n_agents)
+        if tuple(state["dims"]) != dims:
+            raise ShapeError(
+                f"checkpoint has (obs_dim, n_actions, n_agents) = {tuple(state['dims'])}, "
+                f"these agents {dims}"
+            )
         self.online.load_state_dict(state["online"])
         self.target.load_state_dict(state["target"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))  # torch's load aliases
+        self.generator.set_state(state["generator"].cpu())
         self.epsilon = float(state["epsilon"])
         self.n_updates = int(state["n_updates"])
         if "memory" in state:

@@ -4,19 +4,11 @@ Multi-agent TD3 (Fujimoto, van Hoof, Meger, ICML 2018) whose per-BS critics are 
 mixing networks (Rashid et al., ICML 2018) into the network value ``Q_tot``, on the batched
 :class:`~skyshare.envs.multiband.MultibandEnv`:
 
-* actor ``pi_phi``: one MLP, **the same for all BSs** (§IV-C), observation ``S_b`` (17) ->
-  policy output ``x_b in [0, 1]^{U F}``, mapped to powers by the environment: a softmax over
-  each user's F channels for the environment's "simplex" mapping (which uses only the
-  proportions; a sigmoid there has a free scale that we saw drift to saturation, i.e. equal
-  power), a sigmoid for "box";
-* twin per-BS critics ``Q_theta_i(S_b, x_b)``, i = 1, 2: each BS has its own pair
-  (``share_critics=False``, Fig. 4 draws a critic per BS), held as one GroupMLP of 2C networks;
-  ``share_critics=True`` uses one pair for all BSs;
-* twin mixers ``Q_tot,Theta_i(Q_theta_i(S_1, x_1), ..., Q_theta_i(S_C, x_C); S)``
-  (:class:`~skyshare.rl.mixing.QMixer`, non-negative hypernetwork weights), conditioned on the
-  global state ``S = (S_1, ..., S_C)`` of eq. (20);
-* target copies of all five, soft-updated with rate tau; clipped target-policy noise; the actor
-  and the targets updated every ``policy_delay`` (d) critic updates.
+an actor ``pi_phi`` shared by all BSs (§IV-C), twin critics ``Q_theta_i(S_b, x_b)`` per BS
+(Fig. 4), twin QMIX mixers ``Q_tot,Theta_i(Q_theta_i(S_1, x_1), ..., Q_theta_i(S_C, x_C); S)``
+(:class:`~skyshare.rl.common.mixing.QMixer`) conditioned on the global state ``S`` of eq. (20),
+and target copies of all five, soft-updated with rate tau every ``policy_delay`` critic updates
+(architecture and choices: :class:`TD3MixAgents`, docs/rl/td3_mix.md).
 
 One environment step (Algorithm 1 lines 7-10) for B parallel environments:
 
@@ -35,28 +27,24 @@ Targets (line 12 and eq. (22)), for a sampled mini-batch::
     x~' = clip(pi_phi'(S'_b) + clip(N(0, sigma_t^2), -c, c), 0, 1)
     y   = r + gamma (1 - done) min_i Q_tot,Theta_i'(Q_theta_i'(S'_b, x~'_b); S')
 
-Eq. (22), ``G0(S_t, P_t) = R_total(S_t, P_{t+k}) + gamma R_total(S_{t+k}, P_{t+2k})``, maps to
-this target as follows: ``r`` is ``R_total(S_t, P_{t+k})``, the network capacity (19) of the
-allocation reached after the k FLWF iterations started from the stored action; the second term,
-the capacity of the next block (``S_{t+k}`` is the next block's state under time-varying
-channels) under the target policy followed by FLWF, is estimated by the twin target mixers
-(Algorithm 1 line 12 replaces it with ``min_i Q_tot,Theta_i'``). ``done`` is 1 after the last
-of the T blocks that share the power budget (eq. (5)); there is no next block to bootstrap.
-
-Plain TD3-MIX (§V): "for the Q function of TD3-MIX, we applied nothing but the mean users'
-capacity at each time slot, i.e., the reward divided by the number of users, as the global Q
-function". Our reading (defaults of ``scheme="td3_mix"``, each a separate field): the reward is
-``R_total / (C U)`` (``reward="mean_user"``) and the mixed critic regresses on it alone, with no
-forward-looking term (``bootstrap=False``: ``y = r``). Blocks are independent and the simplex
-action mapping spends ``P_b(t)`` every block, so the action reaches the next block only through
-its ``c`` features (the interference the current powers leave); the per-slot target ignores
-that link and the variance of the future terms.
+Eq. (22), ``G0(S_t, P_t) = R_total(S_t, P_{t+k}) + gamma R_total(S_{t+k}, P_{t+2k})``: ``r`` is
+the capacity (19) reached after the k FLWF iterations from the stored action, the second term
+(the next block under the target policy + FLWF) is what the twin target mixers estimate;
+``done`` is 1 after the last of the T blocks that share the budget (eq. (5)). Plain TD3-MIX
+(§V, ``scheme="td3_mix"``): reward ``R_total / (C U)`` and ``y = r`` (``bootstrap=False``).
+Both readings are argued in docs/rl/td3_mix.md.
 
 The critics and mixers are trained on ``sum_i mean (y - Q_tot,Theta_i(Q_theta_i(S, x); S))^2``
 with the *stored* action ``x`` (Algorithm 1 line 13 writes ``x~``, the target-policy action, a
 typo with respect to TD3, which uses the stored one); the actor ascends
 ``Q_tot,Theta_1(Q_theta_1(S_b, pi_phi(S_b)); S)`` (line 15 through the mixer, as the global
 value is what the BSs cooperate on).
+
+Usage (sizes from a :class:`~skyshare.envs.multiband.MultibandEnv`)::
+
+    agents = TD3MixAgents.for_env(env, TD3MixConfig(scheme="td3_mix_flwf", seed=0))
+    log = agents.train(env, n_steps=1000)          # Algorithm 1
+    power = agents.allocate(env)                   # online use (§IV-C)
 """
 
 from __future__ import annotations
@@ -64,21 +52,23 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from torch import nn
+from pydantic import Field, PositiveInt, model_validator
 
 from skyshare.checks import read_checkpoint
 from skyshare.errors import ConfigError, ShapeError
-from skyshare.rl.mixing import QMixer
-from skyshare.rl.networks import GroupMLP
+from skyshare.rl.common.buffers import ReplayBuffer
+from skyshare.rl.common.config import LearnerConfig, plain
+from skyshare.rl.common.mixing import QMixer
+from skyshare.rl.common.networks import GroupMLP
+from skyshare.rl.common.td3 import smoothed_target_actions, soft_update_, twin_td_target
 
 __all__ = [
-    "ReplayBuffer",
-    "TD3Mix",
+    "TD3MixAgents",
     "TD3MixConfig",
     "TD3MixDecision",
     "TD3MixTrainLog",
@@ -88,8 +78,7 @@ __all__ = [
 ]
 
 
-@dataclass
-class TD3MixConfig:
+class TD3MixConfig(LearnerConfig):
     """Hyper-parameters of TD3-MIX / TD3-MIX+FLWF.
 
     Paper values (seed 004 §V): 2 hidden layers of 128 in every MLP, Adam, learning rate 1e-3,
@@ -97,241 +86,87 @@ class TD3MixConfig:
     seed leaves out: tau = 0.005, policy delay d = 2, exploration sigma 0.1, target noise 0.2
     clipped to 0.5, all *relative to the half-width of the action range*; our actions live in
     [0, 1] (half-width 0.5), so the defaults are half of TD3's. QMIX's mixer (Rashid et al.
-    2018): embedding 32, hypernetworks with one hidden layer of 64 (pymarl).
-
-    Attributes:
-        scheme: "td3_mix_flwf" (Algorithm 1) or "td3_mix" (the §V benchmark, no FLWF).
-        hidden_sizes: hidden widths of the actor and of each critic (paper: (128, 128)).
-        actor_lr, critic_lr: Adam learning rates (paper: 1e-3); critic_lr also trains the
-            mixers.
-        gamma: discount of eq. (21)/(22) (paper: 0.99).
-        batch_size: N, mini-batch of experience replay (paper: 16).
-        tau: soft target update rate (TD3: 0.005).
-        policy_delay: d, critic updates per actor/target update (TD3: 2).
-        exploration_noise: sigma of line 7 on the [0, 1] policy output (TD3 0.1 -> 0.05).
-        target_noise, target_noise_clip: sigma and c of line 11 (TD3 0.2, 0.5 -> 0.1, 0.25).
-        buffer_size: replay capacity in transitions (one transition = one environment of the
-            batch for one block; it holds 2 C D + C U F + 2 floats).
-        learning_starts: transitions played with uniform random actions before learning.
-        updates_per_step: gradient updates per environment step (B transitions).
-        share_critics: one critic pair for all BSs instead of one pair per BS.
-        mixing_embed_dim, hypernet_hidden, mixing_weight_activation: QMixer arguments.
-        mixer_state: what the mixers' hypernetworks read: "observations", the global state
-            ``S_t = (S_1(t), ..., S_C(t))`` of eq. (20) (C D features), or "interference", only
-            the ``log10 c`` features of every BS (C U F; choice, far fewer parameters at the
-            paper's sizes, where C D = 37152).
-        flwf_iterations: k, FLWF iterations between two updates in training (choice: 20, seed
-            004 Fig. 9 shows convergence within 20 iterations at SIR 0 dB).
-        online_flwf_max_iter, online_flwf_tol: FLWF "until convergence" in online use (§IV-C).
-        reward: "total" (R_total, eq. (19)) or "mean_user" (R_total / (C U)); None: the
-            scheme's default ("total" for td3_mix_flwf, "mean_user" for td3_mix).
-        bootstrap: use the target critics (y = r + gamma (1 - done) min Q') or not (y = r);
-            None: the scheme's default (True for td3_mix_flwf, False for td3_mix).
-        reward_scale: multiplies the reward before it is stored (1: as defined above).
+    2018): embedding 32, hypernetworks with one hidden layer of 64 (pymarl). ``reward`` and
+    ``bootstrap`` left at None take the scheme's defaults when the config is built.
     """
 
-    scheme: Literal["td3_mix_flwf", "td3_mix"] = "td3_mix_flwf"
-    hidden_sizes: tuple[int, ...] = (128, 128)
-    actor_lr: float = 1e-3
-    critic_lr: float = 1e-3
-    gamma: float = 0.99
-    batch_size: int = 16
-    tau: float = 0.005
-    policy_delay: int = 2
-    exploration_noise: float = 0.05
-    target_noise: float = 0.1
-    target_noise_clip: float = 0.25
-    buffer_size: int = 4096
-    learning_starts: int = 128
-    updates_per_step: int = 1
-    share_critics: bool = False
-    mixing_embed_dim: int = 32
-    hypernet_hidden: tuple[int, ...] = (64,)
-    mixing_weight_activation: Literal["abs", "softplus"] = "abs"
-    mixer_state: Literal["observations", "interference"] = "observations"
-    flwf_iterations: int = 20
-    online_flwf_max_iter: int = 200
-    online_flwf_tol: float = 1e-6
-    reward: Literal["total", "mean_user"] | None = None
-    bootstrap: bool | None = None
-    reward_scale: float = 1.0
+    scheme: Literal["td3_mix_flwf", "td3_mix"] = Field(
+        "td3_mix_flwf", description="td3_mix_flwf (Algorithm 1) or td3_mix (§V, no FLWF)"
+    )
+    hidden_sizes: tuple[PositiveInt, ...] = Field(
+        (128, 128), min_length=1, description="hidden widths of the actor and each critic (§V)"
+    )
+    actor_lr: float = Field(1e-3, gt=0.0, description="actor's Adam learning rate (§V)")
+    critic_lr: float = Field(1e-3, gt=0.0, description="critics' and mixers' learning rate (§V)")
+    gamma: float = Field(0.99, ge=0.0, le=1.0, description="discount of eqs. (21)/(22) (§V)")
+    batch_size: int = Field(16, ge=1, description="N, replay mini-batch (§V)")
+    tau: float = Field(0.005, gt=0.0, le=1.0, description="soft target update rate (TD3)")
+    policy_delay: int = Field(2, ge=1, description="d, critic updates per actor update (TD3)")
+    exploration_noise: float = Field(
+        0.05, ge=0.0, description="sigma of line 7 on the [0, 1] output (TD3 0.1 -> 0.05)"
+    )
+    target_noise: float = Field(0.1, ge=0.0, description="sigma of line 11 (TD3 0.2 -> 0.1)")
+    target_noise_clip: float = Field(0.25, ge=0.0, description="c of line 11 (TD3 0.5 -> 0.25)")
+    buffer_size: int = Field(
+        4096,
+        ge=1,
+        description="replay capacity in transitions (one environment of the batch for one "
+        "block: 2 C D + C U F + 2 floats)",
+    )
+    learning_starts: int = Field(
+        128, ge=0, description="transitions played with uniform random actions first"
+    )
+    updates_per_step: int = Field(1, ge=1, description="updates per step (B transitions)")
+    share_critics: bool = Field(False, description="one critic pair for all BSs")
+    mixing_embed_dim: int = Field(32, ge=1, description="QMixer embedding E (QMIX: 32)")
+    hypernet_hidden: tuple[PositiveInt, ...] = Field(
+        (64,), description="QMixer hypernetworks' hidden widths (pymarl: (64,))"
+    )
+    mixing_weight_activation: Literal["abs", "softplus"] = Field(
+        "abs", description="non-negative mixing weights: abs (QMIX) or softplus"
+    )
+    mixer_state: Literal["observations", "interference"] = Field(
+        "observations",
+        description="what the hypernetworks read: the global state S_t of eq. (20) (C D "
+        "features) or only every BS's log10 c features (C U F; choice)",
+    )
+    flwf_iterations: int = Field(
+        20, ge=1, description="k, FLWF iterations per training step (choice; Fig. 9)"
+    )
+    online_flwf_max_iter: int = Field(200, ge=1, description="FLWF in online use (§IV-C)")
+    online_flwf_tol: float = Field(1e-6, gt=0.0, description="FLWF tolerance in online use")
+    reward: Literal["total", "mean_user"] | None = Field(
+        None,
+        description="R_total (eq. (19)) or R_total / (C U); None: the scheme's (total for "
+        "td3_mix_flwf, mean_user for td3_mix)",
+    )
+    bootstrap: bool | None = Field(
+        None,
+        description="y = r + gamma (1 - done) min Q' (True) or y = r; None: the scheme's "
+        "(True for td3_mix_flwf, False for td3_mix)",
+    )
+    reward_scale: float = Field(1.0, gt=0.0, description="multiplies the stored reward")
 
-    def __post_init__(self) -> None:
-        if self.scheme not in ("td3_mix_flwf", "td3_mix"):
-            raise ConfigError(f"scheme must be 'td3_mix_flwf' or 'td3_mix', got {self.scheme!r}")
-        if self.reward is None:
-            self.reward = "total" if self.scheme == "td3_mix_flwf" else "mean_user"
-        if self.bootstrap is None:
-            self.bootstrap = self.scheme == "td3_mix_flwf"
-        if self.mixer_state not in ("observations", "interference"):
-            raise ConfigError(
-                f"mixer_state must be 'observations' or 'interference', got {self.mixer_state!r}"
-            )
-        if self.reward not in ("total", "mean_user"):
-            raise ConfigError(f"reward must be 'total' or 'mean_user', got {self.reward!r}")
-        self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
-        self.hypernet_hidden = tuple(int(h) for h in self.hypernet_hidden)
-        if not self.hidden_sizes or any(h < 1 for h in (*self.hidden_sizes, *self.hypernet_hidden)):
-            raise ConfigError(
-                f"hidden_sizes needs >= 1 layer and all widths >= 1, got {self.hidden_sizes} "
-                f"and hypernet_hidden {self.hypernet_hidden}"
-            )
-        for name in (
-            "batch_size",
-            "policy_delay",
-            "buffer_size",
-            "updates_per_step",
-            "mixing_embed_dim",
-            "flwf_iterations",
-            "online_flwf_max_iter",
-        ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or int(value) != value or value < 1:
-                raise ConfigError(f"{name} must be an integer >= 1, got {value}")
-        if self.learning_starts < 0:
-            raise ConfigError(f"learning_starts must be >= 0, got {self.learning_starts}")
-        if not (0.0 <= self.gamma <= 1.0):
-            raise ConfigError(f"gamma must be in [0, 1], got {self.gamma}")
-        if not (0.0 < self.tau <= 1.0):
-            raise ConfigError(f"tau must be in (0, 1], got {self.tau}")
-        for name in ("actor_lr", "critic_lr", "reward_scale", "online_flwf_tol"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("exploration_noise", "target_noise", "target_noise_clip"):
-            if not getattr(self, name) >= 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+    @model_validator(mode="before")
+    @classmethod
+    def _scheme_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = dict(data)
+            flwf = data.get("scheme", "td3_mix_flwf") == "td3_mix_flwf"
+            if data.get("reward") is None:
+                data["reward"] = "total" if flwf else "mean_user"
+            if data.get("bootstrap") is None:
+                data["bootstrap"] = flwf
+        return data
 
     @property
     def uses_flwf(self) -> bool:
         return self.scheme == "td3_mix_flwf"
 
 
-# --------------------------------------------------------------------------------------------
-# TD3 building blocks (pure functions, tested on fixed tensors)
-# --------------------------------------------------------------------------------------------
-
-
-def smoothed_target_actions(
-    actions: torch.Tensor, noise: torch.Tensor, noise_clip: float
-) -> torch.Tensor:
-    """Target policy smoothing (TD3 eq. (14); Algorithm 1 line 11) on [0, 1] actions:
-    ``clip(actions + clip(noise, -c, c), 0, 1)``. Any shapes that broadcast."""
-    return (actions + noise.clamp(-noise_clip, noise_clip)).clamp(0.0, 1.0)
-
-
-def twin_td_target(
-    reward: torch.Tensor,
-    next_q_tot: torch.Tensor,
-    done: torch.Tensor,
-    gamma: float,
-    *,
-    bootstrap: bool = True,
-) -> torch.Tensor:
-    """Clipped double-Q target (TD3 eq. (10); Algorithm 1 line 12; seed 004 eq. (22)):
-    ``y = r + gamma (1 - done) min(Q'_1, Q'_2)``, or ``y = r`` without bootstrap.
-
-    Args:
-        reward: (N,) float. next_q_tot: (2, N) float, the twin target mixers' values at S'.
-        done: (N,) float or bool, 1 where S' is past the episode's last block.
-    """
-    if next_q_tot.ndim != 2 or next_q_tot.shape[0] != 2 or next_q_tot.shape[1:] != reward.shape:
-        raise ShapeError(
-            f"next_q_tot must be (2, N) with N = {tuple(reward.shape)}, got "
-            f"{tuple(next_q_tot.shape)}"
-        )
-    if not bootstrap:
-        return reward
-    return reward + gamma * (1.0 - done.to(reward.dtype)) * next_q_tot.min(dim=0).values
-
-
-@torch.no_grad()
-def soft_update_(target: nn.Module, online: nn.Module, tau: float) -> None:
-    """Polyak averaging in place (Algorithm 1 line 16): ``theta' <- tau theta + (1-tau) theta'``."""
-    targets, onlines = list(target.parameters()), list(online.parameters())
-    if len(targets) != len(onlines):
-        raise ShapeError(f"target has {len(targets)} parameters, online {len(onlines)}")
-    torch._foreach_lerp_(targets, onlines, tau)
-
-
-class ReplayBuffer:
-    """Ring buffer of transitions ``(S, x, r, S', done)`` held as preallocated tensors.
-
-    Args:
-        capacity: transitions kept (the oldest are overwritten).
-        n_agents, obs_dim, action_dim: C, D, U F.
-        device, dtype: where the tensors live.
-
-    ``add`` takes B transitions at once: ``obs (B, C, D)``, ``actions (B, C, A)``,
-    ``reward (B,)``, ``next_obs (B, C, D)``, ``done`` (bool, or (B,)). ``sample(n, generator)``
-    returns a dict of the same keys with n rows drawn uniformly with replacement.
-    """
-
-    def __init__(
-        self,
-        capacity: int,
-        n_agents: int,
-        obs_dim: int,
-        action_dim: int,
-        *,
-        device: str | torch.device = "cpu",
-        dtype: torch.dtype = torch.float32,
-    ) -> None:
-        if capacity < 1:
-            raise ConfigError(f"capacity must be >= 1, got {capacity}")
-        kw = {"device": device, "dtype": dtype}
-        self.capacity = capacity
-        self.obs = torch.zeros(capacity, n_agents, obs_dim, **kw)
-        self.actions = torch.zeros(capacity, n_agents, action_dim, **kw)
-        self.reward = torch.zeros(capacity, **kw)
-        self.next_obs = torch.zeros(capacity, n_agents, obs_dim, **kw)
-        self.done = torch.zeros(capacity, **kw)
-        self.position = 0
-        self.size = 0
-
-    def __len__(self) -> int:
-        return self.size
-
-    def add(
-        self,
-        obs: torch.Tensor,
-        actions: torch.Tensor,
-        reward: torch.Tensor,
-        next_obs: torch.Tensor,
-        done: bool | torch.Tensor,
-    ) -> None:
-        n = obs.shape[0]
-        if n > self.capacity:
-            raise ShapeError(f"adding {n} transitions to a buffer of capacity {self.capacity}")
-        rows = (self.position + torch.arange(n, device=self.obs.device)) % self.capacity
-        self.obs[rows] = obs.detach()
-        self.actions[rows] = actions.detach()
-        self.reward[rows] = reward.detach()
-        self.next_obs[rows] = next_obs.detach()
-        self.done[rows] = torch.as_tensor(done, dtype=self.done.dtype, device=self.done.device)
-        self.position = (self.position + n) % self.capacity
-        self.size = min(self.size + n, self.capacity)
-
-    def sample(self, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        if self.size == 0:
-            raise RuntimeError("the replay buffer is empty")
-        rows = torch.randint(0, self.size, (n,), generator=generator, device=self.obs.device)
-        return {
-            "obs": self.obs[rows],
-            "actions": self.actions[rows],
-            "reward": self.reward[rows],
-            "next_obs": self.next_obs[rows],
-            "done": self.done[rows],
-        }
-
-
-# --------------------------------------------------------------------------------------------
-# The learner
-# --------------------------------------------------------------------------------------------
-
-
 @dataclass
 class TD3MixTrainLog:
-    """What :meth:`TD3Mix.train` records (one entry per environment step unless stated).
+    """What :meth:`TD3MixAgents.train` records (one entry per environment step unless stated).
 
     Attributes:
         capacity_per_cell: mean cell capacity (bit/s/Hz, sum over users and channels) of the
@@ -370,49 +205,103 @@ class TD3MixDecision:
     wall_time_s: float
 
 
-class TD3Mix:
-    """TD3-MIX / TD3-MIX+FLWF learner for a :class:`~skyshare.envs.multiband.MultibandEnv`.
+# --------------------------------------------------------------------------------------------
+# The agents
+# --------------------------------------------------------------------------------------------
+
+
+class TD3MixAgents:
+    """TD3-MIX / TD3-MIX+FLWF agents: the C BSs of a multiband network (seed 004).
 
     Args:
-        env: the batched environment to train on (its B environments give B transitions per
-            step). Only its sizes are read at construction.
-        config: :class:`TD3MixConfig` (paper defaults, scheme td3_mix_flwf).
-        generator: drives network initialisation, exploration and target noise and replay
-            sampling (the channels come from the environment's own generator). A generator
-            seeded with 0 on the env's device when omitted.
+        n_agents: C, the BSs (cells).
+        obs_dim: D, the length of a BS observation S_b (17).
+        users_per_cell: U. n_freq: F (an action is the U F policy outputs of one BS).
+        config: :class:`TD3MixConfig` (paper defaults, scheme td3_mix_flwf, when None).
+        device, dtype: where and in which precision the networks and the replay live.
+        action_mapping: the env's mapping of policy outputs to powers: "simplex" (the actor
+            ends in a softmax over each user's F channels; the mapping uses only proportions,
+            so a sigmoid would have a free scale that drifts to saturation) or "box" (sigmoid).
+        interference_features: the slice of the U F ``log10 c`` features within S_b (needed
+            for ``mixer_state="interference"``).
 
-    Networks (attributes): ``actor`` (GroupMLP, 1 network, D -> U F, sigmoid), ``critics``
-    (GroupMLP of 2C networks, ``[i C + b]`` is ``Q_theta_{i+1}`` of BS b; 2 with
-    ``share_critics``), ``mixers`` (QMixer with 2 mixers), and ``actor_target``,
-    ``critics_target``, ``mixers_target``.
+    :meth:`for_env` reads all of these from a :class:`~skyshare.envs.multiband.MultibandEnv`.
+    The agents own ``generator`` (on ``device``, seeded with ``config.seed``): network
+    initialisation, exploration and target noise, replay sampling (the channels come from the
+    environment's own generator).
+
+    Networks (attributes): ``actor`` (GroupMLP, 1 network, D -> U F), ``critics`` (GroupMLP of
+    2C networks, ``[i C + b]`` is ``Q_theta_{i+1}`` of BS b; 2 with ``share_critics``),
+    ``mixers`` (QMixer with 2 mixers), and ``actor_target``, ``critics_target``,
+    ``mixers_target``. ``memory``: the replay buffer (one joint queue; fields ``obs`` (C, D),
+    ``actions`` (C, U F), ``reward`` (), ``next_obs`` (C, D), ``done`` ()).
     """
 
     def __init__(
         self,
-        env: Any,
+        n_agents: int,
+        obs_dim: int,
+        users_per_cell: int,
+        n_freq: int,
         config: TD3MixConfig | None = None,
         *,
-        generator: torch.Generator | None = None,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        action_mapping: Literal["simplex", "box"] = "simplex",
+        interference_features: slice | None = None,
     ) -> None:
-        self.config = config if config is not None else TD3MixConfig()
-        cfg = self.config
-        self.n_agents, self.obs_dim, self.action_dim = env.n_agents, env.obs_dim, env.action_dim
-        self.n_users = env.n_agents * env.users_per_cell
-        self.users_per_cell, self.n_freq = env.users_per_cell, env.n_freq
-        # "simplex": the actor ends in a softmax over each user's F channels (the environment's
-        # mapping only uses the proportions, so a sigmoid output would have a free scale that
-        # drifts to saturation); "box": a sigmoid in [0, 1]^{U F}.
-        self.simplex = env.config.action_mapping == "simplex"
-        self.device, self.dtype = env.device, env.dtype
-        if generator is None:
-            generator = torch.Generator(device=self.device)
-            generator.manual_seed(0)
-        self.generator = generator
-
+        self.config = cfg = config if config is not None else TD3MixConfig()
+        for name, value in (("n_agents", n_agents), ("obs_dim", obs_dim),
+                            ("users_per_cell", users_per_cell), ("n_freq", n_freq)):  # fmt: skip
+            if int(value) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {value}")
+        if action_mapping not in ("simplex", "box"):
+            raise ConfigError(f"action_mapping must be 'simplex' or 'box', got {action_mapping!r}")
+        if cfg.mixer_state == "interference" and interference_features is None:
+            raise ConfigError("mixer_state='interference' needs interference_features")
+        self.n_agents, self.obs_dim = int(n_agents), int(obs_dim)
+        self.users_per_cell, self.n_freq = int(users_per_cell), int(n_freq)
+        self.action_dim = self.users_per_cell * self.n_freq
+        self.n_users = self.n_agents * self.users_per_cell
+        self.simplex = action_mapping == "simplex"
+        self.interference_features = interference_features
+        self.device, self.dtype = torch.device(device), dtype
+        self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        self._build_networks()
         C, D, A = self.n_agents, self.obs_dim, self.action_dim
-        self.interference_features = env.interference_features
+        fields = {"obs": (C, D), "actions": (C, A), "reward": (), "next_obs": (C, D), "done": ()}
+        self.memory = ReplayBuffer(
+            cfg.buffer_size,
+            {name: (shape, dtype) for name, shape in fields.items()},
+            device=self.device,
+        )
+        self.n_critic_updates = 0
+        self.n_actor_updates = 0
+        self.n_transitions = 0
+
+    @classmethod
+    def for_env(cls, env: Any, config: TD3MixConfig | None = None) -> TD3MixAgents:
+        """Agents sized for ``env`` (a MultibandEnv): its C, D, U, F, device, dtype, action
+        mapping and interference features."""
+        return cls(
+            env.n_agents,
+            env.obs_dim,
+            env.users_per_cell,
+            env.n_freq,
+            config,
+            device=env.device,
+            dtype=env.dtype,
+            action_mapping=env.config.action_mapping,
+            interference_features=env.interference_features,
+        )
+
+    def _build_networks(self) -> None:
+        """Actor, twin critics, twin mixers, their targets and the two Adam optimisers."""
+        cfg = self.config
+        C, D, A = self.n_agents, self.obs_dim, self.action_dim
         hidden = cfg.hidden_sizes
         # nn.init draws from the global RNG: seed a forked copy from our generator instead.
+        generator = self.generator
         init_seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=self.device))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
@@ -443,10 +332,6 @@ class TD3Mix:
         self.critic_optimizer = torch.optim.Adam(
             [*self.critics.parameters(), *self.mixers.parameters()], lr=cfg.critic_lr, foreach=True
         )
-        self.buffer = ReplayBuffer(cfg.buffer_size, C, D, A, device=self.device, dtype=self.dtype)
-        self.n_critic_updates = 0
-        self.n_actor_updates = 0
-        self.n_transitions = 0
 
     # ---------------------------------------------------------------------------------------
     # Networks
@@ -504,6 +389,10 @@ class TD3Mix:
         mixers = self.mixers_target if target else self.mixers
         return mixers(self.agent_values(obs, actions, target=target), state)
 
+    # ---------------------------------------------------------------------------------------
+    # Learning (Algorithm 1 lines 11-17)
+    # ---------------------------------------------------------------------------------------
+
     @torch.no_grad()
     def td_target(
         self,
@@ -514,10 +403,14 @@ class TD3Mix:
     ) -> torch.Tensor:
         """``y`` of Algorithm 1 line 12 / eq. (22) for a mini-batch: (N,).
 
+        ``x~' = project(clip(pi_phi'(S') + clip(noise, -c, c), 0, 1))`` from the *target*
+        actor, then ``y = r + gamma (1 - done) min_i Q_tot,Theta_i'(Q_theta_i'(S'_b, x~'_b);
+        S')`` with the *target* critics and mixers (``y = r`` without bootstrap).
+
         Args:
             reward: (N,). next_obs: (N, C, D). done: (N,).
             noise: (N, C, A) unclipped target-policy noise; drawn from N(0, target_noise^2)
-                with the learner's generator when omitted.
+                with the agents' generator when omitted.
         """
         cfg = self.config
         if not cfg.bootstrap:
@@ -536,11 +429,19 @@ class TD3Mix:
     @torch.enable_grad()  # a learner step needs autograd even inside a no_grad caller
     def update(self, batch: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
         """One critic update (lines 11-13) and, every ``policy_delay``-th call, one actor
-        update and soft target update (lines 14-16). Samples from the buffer when ``batch``
-        is omitted. Returns the losses computed."""
+        update and soft target update (lines 14-16).
+
+        Args:
+            batch: ``obs`` (N, C, D), ``actions`` (N, C, U F), ``reward`` (N,), ``next_obs``
+                (N, C, D), ``done`` (N,); sampled from the replay memory when omitted.
+
+        Returns:
+            ``critic_loss`` ``sum_i mean_j (y_j - Q_tot,Theta_i(...))^2`` and, on actor
+            updates, ``actor_loss`` ``-mean_j Q_tot,Theta_1(Q_theta_1(S_b, pi_phi(S_b)); S)``.
+        """
         cfg = self.config
         if batch is None:
-            batch = self.buffer.sample(cfg.batch_size, self.generator)
+            batch = self.memory.sample(cfg.batch_size, self.generator)
         y = self.td_target(batch["reward"], batch["next_obs"], batch["done"])
         q = self.q_total(batch["obs"], batch["actions"])  # (2, N)
         critic_loss = (q - y).square().mean(dim=1).sum()
@@ -548,20 +449,23 @@ class TD3Mix:
         critic_loss.backward()
         self.critic_optimizer.step()
         self.n_critic_updates += 1
-        losses = {"critic_loss": float(critic_loss.detach())}
-
+        stats = {"critic_loss": float(critic_loss.detach())}
         if self.n_critic_updates % cfg.policy_delay == 0:
-            obs = batch["obs"]
-            actor_loss = -self.q_total(obs, self.policy(obs))[0].mean()
-            self.actor_optimizer.zero_grad()
-            actor_loss.backward()
-            self.actor_optimizer.step()
-            self.n_actor_updates += 1
-            soft_update_(self.critics_target, self.critics, cfg.tau)
-            soft_update_(self.mixers_target, self.mixers, cfg.tau)
-            soft_update_(self.actor_target, self.actor, cfg.tau)
-            losses["actor_loss"] = float(actor_loss.detach())
-        return losses
+            stats["actor_loss"] = self._actor_and_target_update(batch["obs"])
+        return stats
+
+    def _actor_and_target_update(self, obs: torch.Tensor) -> float:
+        """Lines 14-16: the actor ascends the first mixed value; Polyak-averaged targets."""
+        cfg = self.config
+        actor_loss = -self.q_total(obs, self.policy(obs))[0].mean()
+        self.actor_optimizer.zero_grad()
+        actor_loss.backward()
+        self.actor_optimizer.step()
+        self.n_actor_updates += 1
+        soft_update_(self.critics_target, self.critics, cfg.tau)
+        soft_update_(self.mixers_target, self.mixers, cfg.tau)
+        soft_update_(self.actor_target, self.actor, cfg.tau)
+        return float(actor_loss.detach())
 
     # ---------------------------------------------------------------------------------------
     # Acting
@@ -594,8 +498,7 @@ class TD3Mix:
             from skyshare.solvers.flwf import flwf
 
             result = flwf(
-                env.scenario,
-                env.state,
+                env.problem(),
                 initial,
                 max_iter=self.config.online_flwf_max_iter if max_iter is None else max_iter,
                 tol=self.config.online_flwf_tol if tol is None else tol,
@@ -621,40 +524,22 @@ class TD3Mix:
     ) -> TD3MixTrainLog:
         """Run ``n_steps`` environment steps of Algorithm 1 on ``env`` (B transitions each).
 
-        The environment is reset when its episode ends (after T blocks) or if it has not been
-        started; training can be resumed with further calls. ``callback(step, log)`` is called
-        after every step.
+        Every step plays one block in the B environments (lines 7-10, :meth:`_play`) and, once
+        the memory holds ``max(learning_starts, batch_size)`` transitions, makes
+        ``updates_per_step`` updates (lines 11-17, :meth:`update`). The environment is reset
+        when its episode ends (after T blocks) or if it has not been started; training can be
+        resumed with further calls. ``callback(step, log)`` is called after every step.
         """
         from tqdm.auto import tqdm
 
         cfg = self.config
-        if cfg.uses_flwf:
-            from skyshare.solvers.flwf import flwf
         if isinstance(n_steps, bool) or int(n_steps) != n_steps or n_steps < 0:
             raise ConfigError(f"n_steps must be an integer >= 0, got {n_steps}")
         log = TD3MixTrainLog()
         start = time.perf_counter()
         obs = env.reset() if env.done else env.observe()
-        reward_factor = cfg.reward_scale * (1.0 if cfg.reward == "total" else 1.0 / self.n_users)
         for step in tqdm(range(int(n_steps)), disable=not progress, desc=cfg.scheme):
-            if self.n_transitions < cfg.learning_starts:
-                actions = self.project(env.random_actions(self.generator))
-            else:
-                actions = self.act(obs, explore=True)
-            power = env.action_to_power(actions)
-            if cfg.uses_flwf:
-                result = flwf(env.scenario, env.state, power, max_iter=cfg.flwf_iterations)
-                power = result.power
-                log.flwf_iterations.append(float(result.iterations))
-            out = env.step_power(power)
-            reward = out.reward_total * reward_factor
-            self.buffer.add(obs, actions, reward, out.obs, out.done)
-            self.n_transitions += obs.shape[0]
-            log.n_transitions += obs.shape[0]
-            log.capacity_per_cell.append(float(out.reward.mean()))
-            log.reward.append(float(reward.mean()))
-            obs = env.reset() if out.done else out.obs
-
+            obs = self._play(env, obs, log)
             if self.n_transitions >= max(cfg.learning_starts, cfg.batch_size):
                 for _ in range(cfg.updates_per_step):
                     losses = self.update()
@@ -668,51 +553,89 @@ class TD3Mix:
         log.wall_time_s = time.perf_counter() - start
         return log
 
+    def _play(self, env: Any, obs: torch.Tensor, log: TD3MixTrainLog) -> torch.Tensor:
+        """Lines 7-10 in the B environments: the actor's noisy action x (uniform random for the
+        first ``learning_starts`` transitions), k FLWF iterations from its powers
+        (td3_mix_flwf), the block played, ``(S, x, r, S', done)`` stored. Returns the next
+        observation (of a new episode after the last block)."""
+        cfg = self.config
+        if self.n_transitions < cfg.learning_starts:
+            actions = self.project(env.random_actions(self.generator))
+        else:
+            actions = self.act(obs, explore=True)
+        power = env.action_to_power(actions)
+        if cfg.uses_flwf:
+            from skyshare.solvers.flwf import flwf
+
+            result = flwf(env.problem(), power, max_iter=cfg.flwf_iterations)
+            power = result.power
+            log.flwf_iterations.append(float(result.iterations))
+        out = env.step_power(power)
+        reward_factor = cfg.reward_scale * (1.0 if cfg.reward == "total" else 1.0 / self.n_users)
+        reward = out.reward_total * reward_factor
+        self.memory.add(obs=obs, actions=actions, reward=reward, next_obs=out.obs, done=out.done)
+        self.n_transitions += obs.shape[0]
+        log.n_transitions += obs.shape[0]
+        log.capacity_per_cell.append(float(out.reward.mean()))
+        log.reward.append(float(reward.mean()))
+        return env.reset() if out.done else out.obs
+
     # ---------------------------------------------------------------------------------------
     # Checkpoints
     # ---------------------------------------------------------------------------------------
 
-    def state_dict(self) -> dict[str, Any]:
-        """Networks, targets, optimisers and counters (not the replay buffer)."""
-        return {
-            "config": asdict(self.config),
-            "actor": self.actor.state_dict(),
-            "critics": self.critics.state_dict(),
-            "mixers": self.mixers.state_dict(),
-            "actor_target": self.actor_target.state_dict(),
-            "critics_target": self.critics_target.state_dict(),
-            "mixers_target": self.mixers_target.state_dict(),
-            "actor_optimizer": self.actor_optimizer.state_dict(),
-            "critic_optimizer": self.critic_optimizer.state_dict(),
-            "counters": {
+    _checkpointed = (  # modules and optimisers in state_dict()
+        *("actor", "critics", "mixers", "actor_target", "critics_target", "mixers_target"),
+        *("actor_optimizer", "critic_optimizer"),
+    )
+
+    def state_dict(self, include_memory: bool = True) -> dict[str, Any]:
+        """Networks, targets, optimisers, ``counters``, ``generator`` (ByteTensor), ``dims``
+        [C, D, U, F], ``config`` (a plain dict) and, with ``include_memory``, the replay
+        ``memory`` (then a resumed run continues exactly; it holds ``buffer_size`` x (2 C D +
+        C U F + 2) floats). Tensors, numbers, strings, lists and dicts only
+        (``torch.load(weights_only=True)`` reads it)."""
+        state: dict[str, Any] = {
+            name: getattr(self, name).state_dict() for name in self._checkpointed
+        }
+        state.update(
+            config=plain(self.config.model_dump()),
+            dims=[self.n_agents, self.obs_dim, self.users_per_cell, self.n_freq],
+            counters={
                 "n_critic_updates": self.n_critic_updates,
                 "n_actor_updates": self.n_actor_updates,
                 "n_transitions": self.n_transitions,
             },
-            "generator": self.generator.get_state(),
-        }
+            generator=self.generator.get_state(),
+        )
+        if include_memory:
+            state["memory"] = self.memory.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for name in (
-            "actor",
-            "critics",
-            "mixers",
-            "actor_target",
-            "critics_target",
-            "mixers_target",
-            "actor_optimizer",
-            "critic_optimizer",
-        ):
-            getattr(self, name).load_state_dict(state[name])
+        """Restore a :meth:`state_dict` (same sizes and config); a state without ``memory``
+        leaves the current replay memory as it is."""
+        dims = (self.n_agents, self.obs_dim, self.users_per_cell, self.n_freq)
+        if tuple(state["dims"]) != dims:
+            raise ShapeError(
+                f"checkpoint has (C, D, U, F) = {tuple(state['dims'])}, these agents {dims}"
+            )
+        for name in self._checkpointed:  # optimiser states copied: torch's load aliases them
+            value = state[name]
+            getattr(self, name).load_state_dict(
+                copy.deepcopy(value) if name.endswith("optimizer") else value
+            )
         for key, value in state["counters"].items():
             setattr(self, key, int(value))
-        self.generator.set_state(state["generator"])
+        self.generator.set_state(state["generator"].cpu())
+        if "memory" in state:
+            self.memory.load_state_dict(state["memory"])
 
-    def save(self, path: str | Path) -> Path:
+    def save(self, path: str | Path, *, include_memory: bool = True) -> Path:
         """Write :meth:`state_dict` to ``path`` (torch.save); return the path."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(self.state_dict(), path)
+        torch.save(self.state_dict(include_memory=include_memory), path)
         return path
 
     def load(self, path: str | Path) -> None:

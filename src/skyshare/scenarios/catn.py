@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from pydantic import Field, field_validator, model_validator
@@ -269,6 +270,57 @@ class CatnScenario(Scenario[CatnConfig]):
             self.los = draw_los(uma_los_probability(d2d, self.config.tu_height_m), self.generator)
         self.state = self._state()
         return self.state
+
+    # ----------------------------------------------------------------------------------------
+    # State (checkpoints)
+    # ----------------------------------------------------------------------------------------
+
+    _STATE_TENSORS = (
+        "bs_positions",
+        "tu_knots",
+        "au_direction",
+        "au_start_xy",
+        "los",
+        "shadowing_db",
+    )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the channel process needs to continue exactly: the slot index, the
+        generator state, the drawn layout and trajectories, LoS and shadowing states and the
+        fading processes (tensors and numbers only; ``torch.load(weights_only=True)`` reads it).
+        """
+        if self.state is None:
+            raise ConfigError("state_dict() needs a reset() scenario")
+        return {
+            "config": self.config.model_dump(),
+            "batch_size": self.batch_size,
+            "t": self.t,
+            "generator": self.generator.get_state(),
+            **{name: getattr(self, name) for name in self._STATE_TENSORS},
+            "tu_fading": self.tu_fading.h,
+            "au_fading": self.au_fading.h,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (same config and batch size) and recompute the slot's
+        channels, which are a deterministic function of it."""
+        if state["config"] != self.config.model_dump() or state["batch_size"] != self.batch_size:
+            raise ConfigError(
+                "the saved catn state was written with another configuration or batch size; "
+                "build the scenario as for the saved run"
+            )
+        cfg, B, opts = self.config, self.batch_size, {"device": self.device}
+        for name in self._STATE_TENSORS:
+            setattr(self, name, state[name].to(**opts))
+        fading = {"device": self.device, "dtype": self.cdtype}
+        K, N, L, M = cfg.n_tu, cfg.n_bs, cfg.n_au, cfg.n_antennas
+        self.tu_fading = GaussMarkovFading((B, K, N, M), cfg.ar1_alpha, self.generator, **fading)
+        self.au_fading = GaussMarkovFading((B, L, N, M), cfg.ar1_alpha, self.generator, **fading)
+        self.tu_fading.h = state["tu_fading"].to(**opts)
+        self.au_fading.h = state["au_fading"].to(**opts)
+        self.generator.set_state(state["generator"])  # after the constructors' draws
+        self.t = int(state["t"])
+        self.state = self._state()
 
     # ----------------------------------------------------------------------------------------
     # Geometry and channels of slot t

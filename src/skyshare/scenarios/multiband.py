@@ -43,6 +43,7 @@ from skyshare.config import StrictModel
 from skyshare.errors import ConfigError, ShapeError
 from skyshare.geometry import hex_grid
 from skyshare.scenarios.base import LinkBudget, Scenario
+from skyshare.solvers.multiband_problem import MultibandProblem
 from skyshare.units import linear_to_db
 
 # Relative slack allowed when checking a block's spending against P_b(t) (float rounding).
@@ -281,12 +282,43 @@ class MultibandScenario(Scenario[MultibandConfig]):
         cfg = self.config
         return power.reshape(power.shape[0], cfg.n_cells, cfg.users_per_cell * cfg.n_freq).sum(-1)
 
+    def problem(
+        self, state: MultibandState | None = None, *, budget: torch.Tensor | None = None
+    ) -> MultibandProblem:
+        """The block's power-allocation problem, what the seed 004 solvers take.
+
+        Args:
+            state: the block (the current one when omitted).
+            budget: (B, C) float, the BSs' block budgets ``P_b(t)`` (``state.budget`` when
+                omitted); each user gets ``P_b(t) / U`` (eq. (14)).
+
+        Returns:
+            :class:`~skyshare.solvers.multiband_problem.MultibandProblem` holding the block's
+            tensors (no copy): ``gain_power (B, C*U, C*U, F)``, ``direct_gain (B, C*U, F)``,
+            ``user_budget (B, C*U)``, the noise, C and U, and ``H``, ``W`` for the exact rates.
+        """
+        if state is None:
+            if self.state is None:
+                raise RuntimeError("call reset() before problem()")
+            state = self.state
+        cfg = self.config
+        return MultibandProblem(
+            gain_power=state.gain_power,
+            direct_gain=state.direct_gain,
+            user_budget=self.user_power_budget(state.budget if budget is None else budget),
+            noise=self.noise_w,
+            n_cells=cfg.n_cells,
+            users_per_cell=cfg.users_per_cell,
+            H=state.H,
+            W=state.W,
+        )
+
     def rates(self, state: MultibandState, power: torch.Tensor) -> torch.Tensor:
         """Per-user per-channel rate ``log2(1 + SINR_{b,u}[f])`` of eq. (1) in bit/s/Hz.
 
         The SINR comes from the package's kernel (metrics.effective_gains + metrics.sinr) with
         the ZF beams scaled by ``sqrt(p)``; the intra-cell term is kept in the kernel and is ~0
-        because of ZF (the integrand of eq. (6a)).
+        because of ZF (the integrand of eq. (6a)). ``MultibandProblem.rates`` on the block.
 
         Args:
             state: the block's state.
@@ -295,10 +327,7 @@ class MultibandScenario(Scenario[MultibandConfig]):
         Returns:
             (B, C*U, F) float.
         """
-        power = self._check_power(power, state)
-        W = state.W * power.sqrt().to(state.W.dtype)[:, None, :, :, None]
-        result = metrics.sinr(metrics.effective_gains(state.H, W), noise=self.noise_w)
-        return result.rate
+        return self.problem(state).rates(self._check_power(power, state))
 
     def cell_capacity(self, rates: torch.Tensor) -> torch.Tensor:
         """Capacity of each cell, ``sum_{u,f} rate``: (B, C*U, F) -> (B, C) in bit/s/Hz."""
@@ -318,6 +347,8 @@ class MultibandScenario(Scenario[MultibandConfig]):
         + sigma^2) / |w_{b,u}^H h_{b,(b,u)}|^2``: other-cell interference plus noise over the
         direct ZF gain, so that user (b, u)'s rate on f is ``log2(1 + p_{b,u}[f] / c_{b,u}[f])``.
 
+        ``MultibandProblem.interference_plus_noise_ratio`` on the block.
+
         Args:
             state: the block's state (gain_power holds the unit-power gains).
             power: (B, C*U, F) float >= 0, the current allocation of every user.
@@ -325,11 +356,7 @@ class MultibandScenario(Scenario[MultibandConfig]):
         Returns:
             (B, C*U, F) float.
         """
-        power = self._check_power(power, state)
-        other_cell = self.user_cell[:, None] != self.user_cell[None, :]  # (K, J)
-        cross = state.gain_power * other_cell[None, :, :, None]
-        ici = torch.einsum("bkjf,bjf->bkf", cross, power)
-        return (ici + self.noise_w) / state.direct_gain
+        return self.problem(state).interference_plus_noise_ratio(self._check_power(power, state))
 
     def _check_power(self, power: torch.Tensor, state: MultibandState) -> torch.Tensor:
         cfg = self.config
@@ -404,10 +431,7 @@ class MultibandScenario(Scenario[MultibandConfig]):
         """A schematic of the system (seed 004 has no geometry, gains are set by SNR and SIR):
         C hexagonal cells, U user dots per cell at illustrative positions, and arrows labelled
         with the average gains a_bb (serving) and a_b~b (interfering) in dB."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
         from matplotlib.patches import RegularPolygon
 
         cfg = self.config
@@ -433,7 +457,8 @@ class MultibandScenario(Scenario[MultibandConfig]):
 
         centroid = (sum(x for x, _ in centres) / C, sum(y for _, y in centres) / C)
         label_box = {"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85}
-        fig, ax = plt.subplots(figsize=(7.5, 7))
+        fig = Figure(figsize=(7.5, 7))  # object API: no global figure or backend state
+        ax = fig.subplots()
         for c, (x, y) in enumerate(centres):
             ax.add_patch(
                 RegularPolygon(
@@ -569,5 +594,4 @@ class MultibandScenario(Scenario[MultibandConfig]):
         fig.tight_layout()
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=120)
-        plt.close(fig)
         return path

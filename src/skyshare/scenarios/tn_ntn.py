@@ -157,17 +157,8 @@ class TnNtnConfig(StrictModel):
         2.0, gt=0, le=1000, description="e-folding delay of the tap power profile, in taps"
     )
 
-    @model_validator(mode="after")
-    def _check_system(self) -> TnNtnConfig:
-        if self.n_bs < 1:
-            raise ValueError("tbs_xy_m and uav_xy_m must hold at least one BS between them")
-        if self.n_subchannels % self.srb_size != 0:
-            raise ValueError(
-                f"n_subchannels = {self.n_subchannels} must be a multiple of srb_size = "
-                f"{self.srb_size} (equal-size SRBs, §III-A)"
-            )
-        if self.n_taps is not None and self.n_taps > self.n_subchannels:
-            raise ValueError(f"n_taps must be <= n_subchannels = {self.n_subchannels}")
+    def _check_positions(self) -> None:
+        """Every BS, and every TBS's user disc, inside the simulated square."""
         half = self.area_side_m / 2
         for name, positions in (("tbs_xy_m", self.tbs_xy_m), ("uav_xy_m", self.uav_xy_m)):
             for x, y in positions:
@@ -181,6 +172,19 @@ class TnNtnConfig(StrictModel):
                     f"tbs_user_radius_m = {self.tbs_user_radius_m} m: the user disc around TBS "
                     f"({x}, {y}) must lie inside the area [-{half}, {half}]^2 m"
                 )
+
+    @model_validator(mode="after")
+    def _check_system(self) -> TnNtnConfig:
+        if self.n_bs < 1:
+            raise ValueError("tbs_xy_m and uav_xy_m must hold at least one BS between them")
+        if self.n_subchannels % self.srb_size != 0:
+            raise ValueError(
+                f"n_subchannels = {self.n_subchannels} must be a multiple of srb_size = "
+                f"{self.srb_size} (equal-size SRBs, §III-A)"
+            )
+        if self.n_taps is not None and self.n_taps > self.n_subchannels:
+            raise ValueError(f"n_taps must be <= n_subchannels = {self.n_subchannels}")
+        self._check_positions()
         if self.trace_step_s < self.frame_s:
             raise ValueError(f"trace_step_s must be >= frame_s = {self.frame_s} s")
         if self.ar1_alpha < 0:

@@ -11,8 +11,15 @@ from skyshare.solvers.association_dcd import (
     dual_coordinate_descent,
 )
 from skyshare.solvers.association_sc import associate_sc
-from skyshare.solvers.flwf import FlwfResult, flwf, flwf_random_starts
+from skyshare.solvers.flwf import (
+    FlwfResult,
+    FlwfStartsResult,
+    equilibrium_gap,
+    flwf,
+    flwf_random_starts,
+)
 from skyshare.solvers.fp import fp
+from skyshare.solvers.multiband_problem import MultibandProblem
 from skyshare.solvers.power_control import PowerControlResult, network_utility, newton_power_control
 from skyshare.solvers.problem import (
     AssociationResult,
@@ -34,12 +41,15 @@ __all__ = [
     "DualCoordinateDescentResult",
     "Evaluation",
     "FlwfResult",
+    "FlwfStartsResult",
+    "MultibandProblem",
     "PowerControlResult",
     "SswfResult",
     "WStepResult",
     "associate_dcd",
     "associate_sc",
     "dual_coordinate_descent",
+    "equilibrium_gap",
     "evaluate",
     "flwf",
     "flwf_random_starts",

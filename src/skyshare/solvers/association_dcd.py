@@ -250,6 +250,21 @@ def dual_coordinate_descent(
     )
 
 
+def _power_budget(
+    p_max: float | torch.Tensor, B: int, N: int, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """P_max as a (B, N) tensor; a clear error unless finite, > 0 and broadcastable."""
+    upper = torch.as_tensor(p_max, dtype=dtype, device=device)
+    if bool((upper <= 0).any()) or not bool(torch.isfinite(upper).all()):
+        raise ConfigError(f"p_max must be finite and > 0 W, got {p_max}")
+    try:
+        return upper.expand(B, N)
+    except RuntimeError:
+        raise ShapeError(
+            f"p_max must be a float or broadcast to (B, N) = {(B, N)}, got {tuple(upper.shape)}"
+        ) from None
+
+
 def associate_dcd(
     H: torch.Tensor,
     *,
@@ -303,22 +318,13 @@ def associate_dcd(
         raise ConfigError(f"min_power_fraction must lie in (0, 1), got {min_power_fraction}")
     B, _, N, M = H.shape
     strength = metrics.channel_strength(H)  # (B, K, N)
-    real = strength.dtype
-    upper = torch.as_tensor(p_max, dtype=real, device=H.device)
-    if bool((upper <= 0).any()) or not bool(torch.isfinite(upper).all()):
-        raise ConfigError(f"p_max must be finite and > 0 W, got {p_max}")
-    try:
-        upper = upper.expand(B, N)
-    except RuntimeError:
-        raise ShapeError(
-            f"p_max must be a float or broadcast to (B, N) = {(B, N)}, got {tuple(upper.shape)}"
-        ) from None
+    upper = _power_budget(p_max, B, N, strength.dtype, H.device)
     if bs_power is None:
         power = upper.clone()
     else:
         if bs_power.shape != (B, N):
             raise ShapeError(f"bs_power must be (B, N) = {(B, N)}, got {tuple(bs_power.shape)}")
-        power = bs_power.to(real).clone()
+        power = bs_power.to(strength.dtype).clone()
         if power_control:  # a starting point of the power control: into its box
             power = torch.minimum(torch.maximum(power, upper * min_power_fraction), upper)
     antennas = M if n_antennas is None else n_antennas

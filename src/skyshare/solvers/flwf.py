@@ -2,7 +2,7 @@
 
 Every active user (b, u) is a player with the per-user budget of eq. (14),
 ``sum_f p_{b,u}[f] <= P_b(t) / U_b``. Its environment is summarised by the environmental
-function of eq. (7) (``MultibandScenario.interference_plus_noise_ratio``),
+function of eq. (7) (``MultibandProblem.interference_plus_noise_ratio``),
 
     c_{b,u}[f] = (sum_{b~ != b} sum_{u~} p_{b~,u~}[f] |w_{b~,u~}^H h_{b~,(b,u)}[f]|^2 + sigma^2)
                  / |w_{b,u}^H h_{b,(b,u)}[f]|^2,
@@ -65,7 +65,7 @@ from dataclasses import dataclass
 import torch
 
 from skyshare.errors import ConfigError, ShapeError
-from skyshare.scenarios.multiband import MultibandScenario, MultibandState
+from skyshare.solvers.multiband_problem import MultibandProblem
 from skyshare.solvers.waterfilling import _water_fill, random_split
 
 __all__ = [
@@ -158,16 +158,16 @@ class _Environment:
     The other-cell gains are arranged once as ``cross[b, f, k, j]`` (zero for j in k's cell),
     so that the ICI of all users, channels and starts is one batched matrix product (einsum:
     ``torch.matmul`` on the permuted allocation is up to 100x slower on the CPU).
-    Equal to ``MultibandScenario.interference_plus_noise_ratio`` (a test checks it).
+    Equal to ``MultibandProblem.interference_plus_noise_ratio`` (a test checks it).
     """
 
-    def __init__(self, scenario: MultibandScenario, state: MultibandState) -> None:
-        cell = scenario.user_cell
-        other_cell = (cell[:, None] != cell[None, :]).to(state.gain_power.dtype)  # (K, J)
-        self.cross = (state.gain_power * other_cell[None, :, :, None]).permute(0, 3, 1, 2)
+    def __init__(self, problem: MultibandProblem) -> None:
+        cell = problem.user_cell
+        other_cell = (cell[:, None] != cell[None, :]).to(problem.gain_power.dtype)  # (K, J)
+        self.cross = (problem.gain_power * other_cell[None, :, :, None]).permute(0, 3, 1, 2)
         self.cross = self.cross.contiguous()  # (B, F, K, J)
-        self.direct = state.direct_gain[:, None]  # (B, 1, K, F)
-        self.noise = scenario.noise_w
+        self.direct = problem.direct_gain[:, None]  # (B, 1, K, F)
+        self.noise = problem.noise
 
     def __call__(self, power: torch.Tensor) -> torch.Tensor:
         """(B, S, K, F) allocations -> (B, S, K, F) c."""
@@ -267,20 +267,6 @@ def _check_iteration_args(max_iter: int, tol: float) -> None:
         raise ConfigError(f"tol must be a finite number >= 0, got {tol}")
 
 
-def _check_power(
-    power: torch.Tensor, scenario: MultibandScenario, state: MultibandState, name: str
-) -> torch.Tensor:
-    cfg = scenario.config
-    expected = (state.direct_gain.shape[0], cfg.n_users, cfg.n_freq)
-    if not isinstance(power, torch.Tensor) or power.is_complex():
-        raise ShapeError(f"{name} must be a real torch.Tensor of shape (B, C*U, F)")
-    if tuple(power.shape) != expected:
-        raise ShapeError(f"{name} must be (B, C*U, F) = {expected}, got {tuple(power.shape)}")
-    if not bool(torch.isfinite(power).all()) or bool((power < 0).any()):
-        raise ConfigError(f"{name} must be finite and >= 0 on every user and frequency channel")
-    return power.to(device=state.direct_gain.device, dtype=state.direct_gain.dtype)
-
-
 # ------------------------------------------------------------------------------------------------
 # Public solvers
 # ------------------------------------------------------------------------------------------------
@@ -321,7 +307,7 @@ class FlwfResult:
     instance_iterations: torch.Tensor
 
 
-def _result(run: _Run, scenario: MultibandScenario, start: float) -> FlwfResult:
+def _result(run: _Run, problem: MultibandProblem, start: float) -> FlwfResult:
     """Flatten the (B, S) instances of ``run`` to B*S (start s of realization b at b*S + s)."""
     B, S, K, F = run.power.shape
     power = run.power.reshape(B * S, K, F)
@@ -329,7 +315,7 @@ def _result(run: _Run, scenario: MultibandScenario, start: float) -> FlwfResult:
     return FlwfResult(
         power=power,
         rates=rates,
-        cell_capacity=scenario.cell_capacity(rates),
+        cell_capacity=problem.cell_sum(rates),
         iterations=run.iterations,
         converged=run.converged.reshape(B * S),
         equilibrium_gap=run.gap.reshape(B * S),
@@ -341,8 +327,7 @@ def _result(run: _Run, scenario: MultibandScenario, start: float) -> FlwfResult:
 
 
 def flwf(
-    scenario: MultibandScenario,
-    state: MultibandState,
+    problem: MultibandProblem,
     power0: torch.Tensor,
     *,
     max_iter: int = 200,
@@ -357,9 +342,10 @@ def flwf(
     (unless every instance converged earlier); ``max_iter = 0`` evaluates ``power0``.
 
     Args:
-        scenario: the multiband scenario (cells, noise, per-user budget rule).
-        state: the block: ``gain_power (B, C*U, C*U, F)``, ``direct_gain``, ``budget (B, C)``.
-            The B realizations may be copies of one channel (several initialisations).
+        problem: the block (``MultibandScenario.problem(state)``, ``MultibandEnv.problem()``):
+            ``gain_power (B, C*U, C*U, F)``, ``direct_gain (B, C*U, F)``, ``user_budget
+            (B, C*U)`` (``P_b(t) / U``, eq. (14)), noise, C and U. The B realizations may be
+            copies of one channel (several initialisations, ``problem.subset([b] * S)``).
         power0: (B, C*U, F) float >= 0, the initial allocation p^0 (e.g. random, or the actor's
             output); it is not projected on the budget, the first update does that.
         max_iter: most iterations (>= 0).
@@ -372,18 +358,18 @@ def flwf(
     """
     start = time.perf_counter()
     _check_iteration_args(max_iter, tol)
-    power0 = _check_power(power0, scenario, state, "power0")
-    budget = scenario.user_power_budget(state.budget).to(power0.dtype)[:, None]  # (B, 1, K)
+    power0 = problem.check_power(power0, "power0")
+    budget = problem.user_budget.to(power0.dtype)[:, None]  # (B, 1, K)
     run = _play(
-        _Environment(scenario, state),
+        _Environment(problem),
         budget,
         power0[:, None],
-        scenario.config.n_cells,
+        problem.n_cells,
         int(max_iter),
         float(tol),
         forward_looking,
     )
-    return _result(run, scenario, start)
+    return _result(run, problem, start)
 
 
 @dataclass
@@ -411,8 +397,7 @@ class FlwfStartsResult:
 
 
 def flwf_random_starts(
-    scenario: MultibandScenario,
-    state: MultibandState,
+    problem: MultibandProblem,
     n_starts: int,
     generator: torch.Generator,
     *,
@@ -431,7 +416,7 @@ def flwf_random_starts(
     repeated S times with the same initial powers.
 
     Args:
-        scenario, state: as for :func:`flwf`.
+        problem: as for :func:`flwf` (B realizations).
         n_starts: S >= 1 random starts per realization.
         generator: source of the random starts.
         max_iter, tol, forward_looking: as for :func:`flwf`.
@@ -445,24 +430,24 @@ def flwf_random_starts(
     if isinstance(n_starts, bool) or int(n_starts) != n_starts or n_starts < 1:
         raise ConfigError(f"n_starts must be an integer >= 1, got {n_starts}")
     S = int(n_starts)
-    per_user = scenario.user_power_budget(state.budget).to(state.direct_gain.dtype)  # (B, K)
+    per_user = problem.user_budget.to(problem.dtype)  # (B, K)
     B, K = per_user.shape
     power0 = random_split(
         per_user[:, None].expand(B, S, K),
-        scenario.config.n_freq,
+        problem.n_freq,
         generator,
         distribution=distribution,
     )  # (B, S, K, F)
     run = _play(
-        _Environment(scenario, state),
+        _Environment(problem),
         per_user[:, None],
         power0,
-        scenario.config.n_cells,
+        problem.n_cells,
         int(max_iter),
         float(tol),
         forward_looking,
     )
-    result = _result(run, scenario, start)
+    result = _result(run, problem, start)
     capacity = run.trace[..., -1]  # (B, S)
     std = capacity.std(-1, correction=1) if S > 1 else torch.zeros_like(capacity[:, 0])
     return FlwfStartsResult(
@@ -477,8 +462,7 @@ def flwf_random_starts(
 
 
 def equilibrium_gap(
-    scenario: MultibandScenario,
-    state: MultibandState,
+    problem: MultibandProblem,
     power: torch.Tensor,
     *,
     forward_looking: bool = True,
@@ -488,9 +472,14 @@ def equilibrium_gap(
     ``max_{b,u} |R_{b,u}(BR_{b,u}(p)) - R_{b,u}(p_{b,u})| / R_{b,u}(p_{b,u})``: the largest
     relative change of a user's actual rate (others' powers fixed) if it alone played its
     best response (15) to the current powers. 0 exactly at a fixed point of (15).
+
+    Args:
+        problem: the block (:class:`MultibandProblem`).
+        power: (B, C*U, F) float >= 0, the allocation to test.
+        forward_looking: False tests the fixed point of classic iterative water-filling.
     """
-    power = _check_power(power, scenario, state, "power")[:, None]
-    budget = scenario.user_power_budget(state.budget).to(power.dtype)[:, None]
-    c = _Environment(scenario, state)(power)
+    power = problem.check_power(power, "power")[:, None]
+    budget = problem.user_budget.to(power.dtype)[:, None]
+    c = _Environment(problem)(power)
     response = _water_fill(forward_looking_floor(c, power, forward_looking=forward_looking), budget)
     return _relative_gap(response, c, _user_rates(power, c).sum(-1))[:, 0]

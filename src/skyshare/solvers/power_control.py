@@ -196,6 +196,35 @@ def _derivatives(
     return utility, gradient, hessian
 
 
+def _check_newton_options(
+    variable: str, max_iter: int, tol: float, min_power_fraction: float, armijo: float
+) -> None:
+    if variable not in _VARIABLES:
+        raise ConfigError(f"variable must be one of {_VARIABLES}, got {variable!r}")
+    if max_iter < 0:
+        raise ConfigError(f"max_iter must be >= 0, got {max_iter}")
+    if not tol > 0:
+        raise ConfigError(f"tol must be > 0, got {tol}")
+    if not 0 < min_power_fraction < 1:
+        raise ConfigError(f"min_power_fraction must lie in (0, 1), got {min_power_fraction}")
+    if not 0 < armijo < 0.5:
+        raise ConfigError(f"armijo must lie in (0, 0.5), got {armijo}")
+
+
+def _newton_direction(
+    grad: torch.Tensor, hess: torch.Tensor, free: torch.Tensor, eye: torch.Tensor
+) -> torch.Tensor:
+    """Ascent direction (B, N) of the projected Newton step on the free coordinates: the
+    Hessian restricted to them (identity on the active bounds) with its eigenvalues replaced
+    by their absolute values (floored), the model Hessian ``-V diag(|lambda|) V^T``."""
+    hess_free = hess * free[:, :, None] * free[:, None, :] - eye * (1.0 - free)[:, None, :]
+    eigenvalues, eigenvectors = torch.linalg.eigh(hess_free)
+    floor = 1e-8 * (1.0 + eigenvalues.abs().amax(-1, keepdim=True))
+    curvature = torch.maximum(eigenvalues.abs(), floor)
+    coefficients = (eigenvectors.transpose(1, 2) @ (grad * free)[..., None]).squeeze(-1)
+    return (eigenvectors @ (coefficients / curvature)[..., None]).squeeze(-1)
+
+
 def newton_power_control(
     strength: torch.Tensor,
     serving: torch.Tensor,
@@ -236,16 +265,7 @@ def newton_power_control(
         (B, N) powers q_n in watts, or :class:`PowerControlResult`.
     """
     B, K, N = _check_inputs(strength, serving)
-    if variable not in _VARIABLES:
-        raise ConfigError(f"variable must be one of {_VARIABLES}, got {variable!r}")
-    if max_iter < 0:
-        raise ConfigError(f"max_iter must be >= 0, got {max_iter}")
-    if not tol > 0:
-        raise ConfigError(f"tol must be > 0, got {tol}")
-    if not 0 < min_power_fraction < 1:
-        raise ConfigError(f"min_power_fraction must lie in (0, 1), got {min_power_fraction}")
-    if not 0 < armijo < 0.5:
-        raise ConfigError(f"armijo must lie in (0, 0.5), got {armijo}")
+    _check_newton_options(variable, max_iter, tol, min_power_fraction, armijo)
     out_dtype = strength.dtype
     strength = strength.to(compute_dtype or out_dtype)
     dtype, device = strength.dtype, strength.device
@@ -296,12 +316,7 @@ def newton_power_control(
         at_upper = (x >= upper - eps) & (grad > 0)
         at_lower = (x <= lower + eps) & (grad < 0)
         free = (~(at_upper | at_lower)).to(dtype)  # (B, N)
-        hess_free = hess * free[:, :, None] * free[:, None, :] - eye * (1.0 - free)[:, None, :]
-        eigenvalues, eigenvectors = torch.linalg.eigh(hess_free)
-        floor = 1e-8 * (1.0 + eigenvalues.abs().amax(-1, keepdim=True))
-        curvature = torch.maximum(eigenvalues.abs(), floor)  # model Hessian -V diag(.) V^T
-        coefficients = (eigenvectors.transpose(1, 2) @ (grad * free)[..., None]).squeeze(-1)
-        direction = (eigenvectors @ (coefficients / curvature)[..., None]).squeeze(-1)
+        direction = _newton_direction(grad, hess, free, eye)
 
         # Line search on the projected arc, all step lengths at once: (B, S, N) candidates.
         candidates = x[:, None, :] + steps[None, :, None] * direction[:, None, :]

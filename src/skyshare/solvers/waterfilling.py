@@ -22,7 +22,7 @@ can be) or ``+inf`` (a channel that can carry nothing: it gets no power).
 share ``P_b(t) / U_b`` of its BS's budget (eq. (14)) over the N_f channels, "ignorant of any ICI
 to and from other cells": floor ``n_{b,u}[f] = sigma^2 / |w_{b,u}^H h_{b,(b,u)}[f]|^2``, i.e.
 c_{b,u}[f] of eq. (7) without the ICI term. The reported rates are the actual ones, with the ICI
-that the resulting powers cause (``MultibandScenario.rates``).
+that the resulting powers cause (``MultibandProblem.rates``, the package's SINR kernel).
 
 **Random power allocation** (seed 004 §V, "randomly chosen and unoptimized"): the seed gives no
 distribution. Choice (default ``"dirichlet"``): each user spends its full per-user budget
@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import torch
 
 from skyshare.errors import ConfigError, ShapeError
-from skyshare.scenarios.multiband import MultibandScenario, MultibandState
+from skyshare.solvers.multiband_problem import MultibandProblem
 
 __all__ = [
     "RANDOM_POWER_DISTRIBUTIONS",
@@ -133,7 +133,7 @@ class SswfResult:
 
     Attributes:
         power: (B, C*U, F) float, ``p_{b,u}[f]``; each user spends ``P_b(t) / U`` (eq. (14)).
-        rates: (B, C*U, F) float, bit/s/Hz, with the actual ICI (``MultibandScenario.rates``).
+        rates: (B, C*U, F) float, bit/s/Hz, with the actual ICI (``MultibandProblem.rates``).
         cell_capacity: (B, C) float, bit/s/Hz, sum over the cell's users and channels.
         water_level: (B, C*U) float, each user's level mu (in the noise-only floor units).
         wall_time_s: seconds spent (allocation and rate evaluation).
@@ -149,29 +149,30 @@ class SswfResult:
     scalars_exchanged: int = 0
 
 
-def sswf(scenario: MultibandScenario, state: MultibandState) -> SswfResult:
+def sswf(problem: MultibandProblem) -> SswfResult:
     """Selfish single-user water-filling (seed 004 §V), every user of every cell at once.
 
     User (b, u) water-fills ``P_b(t) / U`` (eq. (14)) over the N_f channels with floors
     ``sigma^2 / |w_{b,u}^H h_{b,(b,u)}[f]|^2`` (eq. (7) with the ICI term left out).
 
     Args:
-        scenario: the multiband scenario (noise power, per-user budget rule).
-        state: the block (``direct_gain (B, C*U, F)``, ``budget (B, C)``).
+        problem: the block (:class:`~skyshare.solvers.multiband_problem.MultibandProblem`;
+            reads ``direct_gain (B, C*U, F)``, ``user_budget (B, C*U)`` and the noise, and
+            ``rates`` for the reported rates).
 
     Returns:
         :class:`SswfResult`; rates and capacities include the ICI of the chosen powers.
     """
     start = time.perf_counter()
-    floors = scenario.noise_w / state.direct_gain  # (B, K, F)
-    per_user = scenario.user_power_budget(state.budget).to(floors.dtype)  # (B, K)
+    floors = problem.noise / problem.direct_gain  # (B, K, F)
+    per_user = problem.user_budget.to(floors.dtype)  # (B, K)
     level = _water_level(floors, per_user)
     power = (level - floors).clamp_min(0.0)
-    rates = scenario.rates(state, power)
+    rates = problem.rates(power)
     return SswfResult(
         power=power,
         rates=rates,
-        cell_capacity=scenario.cell_capacity(rates),
+        cell_capacity=problem.cell_sum(rates),
         water_level=level.squeeze(-1),
         wall_time_s=time.perf_counter() - start,
     )
@@ -219,17 +220,15 @@ def random_split(
 
 
 def random_power(
-    scenario: MultibandScenario,
-    state: MultibandState,
+    problem: MultibandProblem,
     generator: torch.Generator,
     *,
     distribution: str = "dirichlet",
 ) -> torch.Tensor:
     """The random, unoptimised benchmark of seed 004 §V: (B, C*U, F) float.
 
-    Every user spends its full share ``P_b(t) / U`` (eq. (14)), split at random over the N_f
-    channels by :func:`random_split` (default Dirichlet(1), uniform on the simplex; choice, the
-    seed gives no distribution).
+    Every user spends its full share ``P_b(t) / U`` (eq. (14), ``problem.user_budget
+    (B, C*U)``), split at random over the N_f channels by :func:`random_split` (default
+    Dirichlet(1), uniform on the simplex; choice, the seed gives no distribution).
     """
-    per_user = scenario.user_power_budget(state.budget)  # (B, K)
-    return random_split(per_user, scenario.config.n_freq, generator, distribution=distribution)
+    return random_split(problem.user_budget, problem.n_freq, generator, distribution=distribution)

@@ -376,6 +376,18 @@ def _nesterov_weights(n: int) -> list[float]:
     return weights
 
 
+def _initial_nu(
+    mu0: torch.Tensor | None, i_max: torch.Tensor, B: int, L: int, real: torch.dtype
+) -> torch.Tensor:
+    """(B, L) starting multipliers nu = mu I_max of the scaled AU constraints (0 without mu0
+    and where (2c) is disabled)."""
+    if mu0 is None:
+        return torch.zeros(B, L, dtype=real, device=i_max.device)
+    if mu0.shape != (B, L) or bool((mu0 < 0).any()):
+        raise ShapeError(f"mu0 must be a (B, L) = {(B, L)} tensor of values >= 0")
+    return torch.where(torch.isinf(i_max), 0.0, mu0.to(real) * i_max)
+
+
 def wmmse_lite(
     problem: BeamformingProblem,
     *,
@@ -450,12 +462,7 @@ def wmmse_lite(
     eye = torch.eye(M, dtype=X.dtype, device=X.device)
     i_max = problem.i_max_per_au()
     inv_i_max = 1.0 / i_max  # 0 where (2c) is disabled
-    if mu0 is None:
-        nu = torch.zeros(B, L, dtype=real, device=X.device)
-    else:
-        if mu0.shape != (B, L) or bool((mu0 < 0).any()):
-            raise ShapeError(f"mu0 must be a (B, L) = {(B, L)} tensor of values >= 0")
-        nu = torch.where(torch.isinf(i_max), 0.0, mu0.to(real) * i_max)
+    nu = _initial_nu(mu0, i_max, B, L, real)
     ln2 = math.log(2.0)
 
     w = initial_beamformers(problem, w0)

@@ -1,4 +1,4 @@
-"""Groups of independent networks evaluated in one batched call.
+"""Groups of independent networks evaluated in one batched call, and the actor / critic groups.
 
 Each paper gives every agent its own networks. A group of A independent MLPs is stored as
 weights of shape (A, in, out) and evaluated with one ``torch.baddbmm`` per layer, instead of a
@@ -29,11 +29,27 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
-__all__ = ["GroupLinear", "GroupMLP", "activation"]
+from skyshare.rl.common.distributions import IndependentBeta
+
+__all__ = [
+    "ActivationName",
+    "BetaActorGroup",
+    "CriticGroup",
+    "GroupLinear",
+    "GroupMLP",
+    "activation",
+    "init_orthogonal",
+    "init_uniform",
+]
+
+ActivationName = Literal["relu", "tanh", "sigmoid", "elu", "identity"]
+"""The activation names :func:`activation` knows (for config fields)."""
 
 _ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -238,3 +254,114 @@ class GroupMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(A, batch, in) -> (A, batch, out)."""
         return self.net(x)
+
+
+# ---------------------------------------------------------------------------------------------
+# Initialisation with an explicit generator
+# ---------------------------------------------------------------------------------------------
+
+
+def init_orthogonal(mlp: GroupMLP, generator: torch.Generator, output_gain: float) -> None:
+    """Orthogonal initialisation of every agent's layers with an explicit generator.
+
+    Hidden layers gain sqrt(2), last layer ``output_gain``, biases 0: CleanRL's PPO
+    (``layer_init``; Engstrom et al., ICLR 2020, "Implementation matters in deep policy
+    gradients"). Initialisation only, so the loop over agents is not a hot path.
+    """
+    layers = [m for m in mlp.modules() if isinstance(m, GroupLinear)]
+    with torch.no_grad():
+        for i, layer in enumerate(layers):
+            gain = output_gain if i == len(layers) - 1 else math.sqrt(2.0)
+            for a in range(layer.n_agents):
+                nn.init.orthogonal_(layer.weight.data[a].T, gain=gain, generator=generator)
+            layer.bias.zero_()
+
+
+def init_uniform(network: nn.Module, generator: torch.Generator) -> None:
+    """nn.Linear's default initialisation U(-1/sqrt(in), 1/sqrt(in)) for every GroupLinear of
+    ``network`` (weights, then bias, layer by layer), drawn from ``generator``."""
+    with torch.no_grad():
+        for layer in network.modules():
+            if isinstance(layer, GroupLinear):
+                bound = 1.0 / math.sqrt(layer.in_features)
+                for parameter in (layer.weight, layer.bias):
+                    draw = torch.empty(parameter.shape, device=generator.device)
+                    draw.uniform_(-bound, bound, generator=generator)
+                    parameter.copy_(draw)
+
+
+# ---------------------------------------------------------------------------------------------
+# Actor and critic groups of the on-policy BS agents (seed 000 §V-C, §VI)
+# ---------------------------------------------------------------------------------------------
+
+
+class BetaActorGroup(nn.Module):
+    """N independent actors obs -> Beta(alpha, beta) on [0, 1]^act_dim.
+
+    Args:
+        n_agents: N. obs_dim: D. act_dim: d.
+        hidden_sizes: hidden widths (seed §VI: 512, 128, 64).
+        activations: one per hidden layer (seed §VI: relu, relu, sigmoid).
+        generator: initialisation (:func:`init_orthogonal`).
+
+    Shapes: observations (N, batch, D) -> :class:`IndependentBeta` with (N, batch, d)
+    concentrations ``softplus(.) + 1``. The last layer starts at gain 0.01, so every agent
+    starts near Beta(1.69, 1.69) (mean 0.5, broad).
+    """
+
+    def __init__(
+        self,
+        n_agents: int,
+        obs_dim: int,
+        act_dim: int,
+        hidden_sizes: Sequence[int],
+        activations: Sequence[str] | str,
+        generator: torch.Generator,
+    ) -> None:
+        super().__init__()
+        self.act_dim = act_dim
+        self.net = GroupMLP(
+            n_agents,
+            (obs_dim, *hidden_sizes, 2 * act_dim),
+            activations,
+            reuse_grad_buffer=True,
+            transposed_storage=True,
+        )
+        init_orthogonal(self.net, generator, output_gain=0.01)
+
+    def forward(self, obs: torch.Tensor) -> IndependentBeta:
+        out = self.net(obs)
+        alpha = F.softplus(out[..., : self.act_dim]) + 1.0
+        beta = F.softplus(out[..., self.act_dim :]) + 1.0
+        return IndependentBeta(alpha, beta)
+
+
+class CriticGroup(nn.Module):
+    """N independent value networks obs (N, batch, D) -> (N, batch, n_outputs).
+
+    One output for the reward critic V_phi; L outputs for the cost critic V_psi^C (one network
+    per agent whose L outputs are the L cost values, as the seed's single psi with "the V values
+    V_psi(o)", §V-C-1). Orthogonal initialisation, output gain 1.
+    """
+
+    def __init__(
+        self,
+        n_agents: int,
+        obs_dim: int,
+        n_outputs: int,
+        hidden_sizes: Sequence[int],
+        activation_name: str,
+        generator: torch.Generator,
+    ) -> None:
+        super().__init__()
+        self.net = GroupMLP(
+            n_agents,
+            (obs_dim, *hidden_sizes, n_outputs),
+            activation_name,
+            reuse_grad_buffer=True,
+            transposed_storage=True,
+        )
+        init_orthogonal(self.net, generator, output_gain=1.0)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs)

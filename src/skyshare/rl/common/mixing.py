@@ -5,7 +5,7 @@ are produced by hypernetworks from the global state ``s`` and made non-negative,
 ``dQ_tot / dQ_a >= 0`` for every agent (Rashid et al. 2018, eq. (4)); seed 004 §IV-B uses such
 a network to merge the BSs' critics (TD3-MIX, Fig. 2). With ``n_mixers = G`` several
 independent mixers (TD3's twin ``Q_tot,Theta_1``, ``Q_tot,Theta_2``) run as one batched module,
-built from :class:`~skyshare.rl.networks.GroupMLP`.
+built from :class:`~skyshare.rl.common.networks.GroupMLP`.
 
 For the agent values ``q: (A,)`` and state ``s`` of one sample and mixer (Rashid et al. §4.3;
 pymarl's ``QMixer``)::
@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn import functional
 
 from skyshare.errors import ConfigError, ShapeError
-from skyshare.rl.networks import GroupMLP
+from skyshare.rl.common.networks import GroupMLP
 
 __all__ = ["QMixer"]
 

@@ -1,0 +1,303 @@
+"""The online loop of seed 000 Algorithm 4, for every CATN scheme.
+
+One loop serves ``skyshare solve catn`` and every ``skyshare run catn-*`` job. Each slot t
+(B parallel environments, all agents of a kind as one batched group):
+
+1. association: the scheme's association component decides from the TU observations (14)
+   (D3QN epsilon-greedy while training) or from the channels (SC, DCD);
+2. the BSs observe (8); a learning beamformer receives the experience of slot t-1
+   ``<o(t-1), a(t-1), r(t-1), c(t-1), o(t)>`` (a full collector triggers one update of
+   Algorithm 3, lines 22-25);
+3. beamforming: the beamforming component decides (CUP / PPO actions, or a solver's
+   beamformers with global CSI);
+4. transmission: rewards (10), (15)-(16) and costs (11); a learning association component
+   stores the TU transitions and takes one gradient step (lines 9-13).
+
+Checkpoints (``checkpoint_path``) hold only tensors, numbers, strings and lists/dicts of them
+and are read with ``torch.load(..., weights_only=True)``: the scheme's ``state_dict`` (networks,
+optimisers, generators, replay memory, trajectory collector, warm-start point), the env's
+``state_dict`` (channel process, generator, last slot record, ledger), the current TU
+observations, the last BS experience, the slot index and the log so far. They are written
+atomically every ``checkpoint_every`` slots and after the last slot; a call that finds the file
+resumes from it, with the same numbers as an uninterrupted run (only measured times differ).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from skyshare.checks import read_checkpoint
+from skyshare.envs.catn import CatnEnv, SlotOutcome
+from skyshare.errors import ConfigError
+from skyshare.schemes.catn import BeamformDecision, CatnScheme
+
+__all__ = ["CHECKPOINT_FORMAT", "VIOLATION_TOL", "OnlineLog", "run_online"]
+
+CHECKPOINT_FORMAT = 2  # version of the checkpoint layout (1: pickled env, before weights-only)
+VIOLATION_TOL = 1e-3  # relative; the solvers' feasibility_tol (float32 rounding sits at 1e-7)
+
+
+@dataclass
+class OnlineLog:
+    """Per-slot records of an online run (S logged slots, B environments, L AUs).
+
+    Attributes:
+        slots: (S,) slot indices logged (all, or every ``evaluate_every``-th).
+        sum_rate, effective_sum_rate: S x (B,) TU sum rate and with the handover discount (16),
+            bit/s/Hz.
+        au_interference_ratio: S x (B, L) rho_l / I_max.
+        handovers: S x (B,) TUs that changed BS.
+        feasible: S x (B,) bool, every AU within (1 + VIOLATION_TOL) I_max and every BS within
+            (1 + VIOLATION_TOL) P_max.
+        tu_reward, bs_reward: S x (B,) mean rewards over the agents.
+        iterations: (S,) solver iterations of the beamformer (0 for a policy).
+        association_time_s, beamforming_time_s: (S,) decision times of the slot for the whole
+            batch (a learner's update in the slot is training and is not counted).
+        updates: learning steps of the beamformer that returned statistics; stats: the last.
+    """
+
+    slots: list[int] = field(default_factory=list)
+    sum_rate: list[torch.Tensor] = field(default_factory=list)
+    effective_sum_rate: list[torch.Tensor] = field(default_factory=list)
+    au_interference_ratio: list[torch.Tensor] = field(default_factory=list)
+    handovers: list[torch.Tensor] = field(default_factory=list)
+    feasible: list[torch.Tensor] = field(default_factory=list)
+    tu_reward: list[torch.Tensor] = field(default_factory=list)
+    bs_reward: list[torch.Tensor] = field(default_factory=list)
+    iterations: list[int] = field(default_factory=list)
+    association_time_s: list[float] = field(default_factory=list)
+    beamforming_time_s: list[float] = field(default_factory=list)
+    updates: int = 0
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def record(
+        self,
+        slot: int,
+        env: CatnEnv,
+        outcome: SlotOutcome,
+        decision: BeamformDecision,
+        w: torch.Tensor,
+        times: tuple[float, float],
+    ) -> None:
+        """Append slot ``slot``'s outcome (moved to the CPU)."""
+        ratio = outcome.au_interference / env.i_max
+        self.slots.append(int(slot))
+        self.sum_rate.append(outcome.rates.sum(-1).cpu())
+        self.effective_sum_rate.append(outcome.effective_rates.sum(-1).cpu())
+        self.au_interference_ratio.append(ratio.cpu())
+        self.handovers.append(outcome.handovers.cpu())
+        self.feasible.append(_feasible(env, ratio, w).cpu())
+        self.tu_reward.append(outcome.tu_reward.mean(-1).cpu())
+        self.bs_reward.append(outcome.bs_reward.mean(-1).cpu())
+        self.iterations.append(int(decision.iterations))
+        self.association_time_s.append(times[0])
+        self.beamforming_time_s.append(times[1])
+
+    def decision_time_s(self) -> list[float]:
+        """(S,) association + beamforming decision time per slot."""
+        return [
+            a + b for a, b in zip(self.association_time_s, self.beamforming_time_s, strict=True)
+        ]
+
+    def mean(self, name: str) -> list[float]:
+        """(S,) the per-slot mean over the B environments of a per-environment series."""
+        return [float(x.mean()) for x in getattr(self, name)]
+
+    def stacked(self, name: str) -> torch.Tensor:
+        """(S, B, ...) one series as a tensor."""
+        values = getattr(self, name)
+        return torch.stack(values) if values else torch.zeros(0)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> OnlineLog:
+        return cls(**{f.name: state[f.name] for f in fields(cls)})
+
+
+def _feasible(env: CatnEnv, ratio: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: (2b) per-BS power and (2c) interference within the tolerance."""
+    power = w.abs().square().sum(-1)  # (B, K)
+    per_bs = torch.zeros(env.B, env.N, dtype=power.dtype, device=power.device)
+    per_bs.scatter_add_(1, env.serving, power)
+    power_ok = (per_bs <= env.p_max * (1 + VIOLATION_TOL)).all(-1)
+    return power_ok & (ratio <= 1 + VIOLATION_TOL).all(-1)
+
+
+def run_online(
+    env: CatnEnv,
+    scheme: CatnScheme,
+    n_slots: int,
+    *,
+    train: bool = True,
+    seed: int | None = None,
+    progress: bool = False,
+    evaluate_every: int = 1,
+    checkpoint_path: str | Path | None = None,
+    checkpoint_every: int = 0,
+) -> OnlineLog:
+    """Run (and train) ``scheme`` for ``n_slots`` slots of ``env``; return its log.
+
+    Args:
+        env: the batched CATN game, built for the scheme
+            (:func:`~skyshare.schemes.catn.build_catn_env`).
+        scheme: :func:`~skyshare.schemes.catn.build_scheme`.
+        n_slots: slots to play (the env resets itself when its horizon is reached).
+        train: let the components learn (False: greedy D3QN, mean Beta actions, no updates).
+        seed: seed of ``env.reset`` (ignored when resuming: the restored env continues).
+        progress: a tqdm bar over the slots.
+        evaluate_every: decide and log only every n-th slot; the other slots advance the
+            channels with silent BSs and are not logged (seed 000 computes DCD-DFP on 100
+            equally spaced slots). Only for schemes that do not learn.
+        checkpoint_path: file holding the full state of the run (module docstring). If it
+            exists, the run resumes from it; ``env`` and ``scheme`` must be built as for the
+            interrupted run and are overwritten with the saved state.
+        checkpoint_every: also write the checkpoint every this many slots (0: only at the end).
+    """
+    if evaluate_every < 1 or (evaluate_every > 1 and scheme.learns):
+        raise ConfigError("evaluate_every must be >= 1, and 1 for schemes that learn")
+    if checkpoint_every < 0:
+        raise ConfigError(f"checkpoint_every must be >= 0 slots, got {checkpoint_every}")
+    identity = {"scheme": scheme.name, "train": train, **scheme.options.model_dump()}
+    identity["hidden_sizes"] = list(identity["hidden_sizes"])
+    path = None if checkpoint_path is None else Path(checkpoint_path)
+    if path is not None and path.exists():
+        first, tu_obs, previous, log = _load(path, identity, n_slots, env, scheme)
+    else:
+        first, tu_obs, previous, log = 0, env.reset(seed=seed), None, OnlineLog()
+    from tqdm.auto import tqdm
+
+    bar = tqdm(
+        range(first, n_slots), desc=scheme.name, initial=first, total=n_slots, disable=not progress
+    )
+    for t in bar:
+        tu_obs, previous = _slot(env, scheme, t, tu_obs, previous, log, train, evaluate_every)
+        done = t + 1
+        if path is not None and (
+            done == n_slots or (checkpoint_every and done % checkpoint_every == 0)
+        ):
+            _save(path, identity, done, tu_obs, previous, log, env, scheme)
+    return log
+
+
+def _slot(
+    env: CatnEnv,
+    scheme: CatnScheme,
+    t: int,
+    tu_obs: torch.Tensor,
+    previous: dict[str, torch.Tensor] | None,
+    log: OnlineLog,
+    train: bool,
+    evaluate_every: int,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
+    """One slot of Algorithm 4; returns the next TU observations and the BS experience."""
+    logged = t % evaluate_every == 0
+    start = time.perf_counter()
+    tu_actions = scheme.association.decide(env, tu_obs, explore=train)
+    bs_obs = env.associate(tu_actions)
+    association_time = time.perf_counter() - start
+    if train and previous is not None and scheme.beamforming.learns:
+        stats = scheme.beamforming.learn(**previous, next_obs=bs_obs)
+        if stats:
+            log.stats, log.updates = stats, log.updates + 1
+    start = time.perf_counter()
+    if logged:
+        decision = scheme.beamforming.decide(env, bs_obs, explore=train)
+    else:  # a silent slot between evaluated ones
+        decision = BeamformDecision(
+            w=torch.zeros(env.B, env.K, env.M, dtype=env.cdtype, device=env.device)
+        )
+    beamforming_time = time.perf_counter() - start
+    if decision.actions is not None:
+        w = None
+        outcome = env.beamform(decision.actions)
+    else:
+        w = decision.w
+        outcome = env.beamform_with(w)
+    if train and scheme.association.learns:
+        scheme.association.learn(tu_obs, tu_actions, outcome.tu_reward, outcome.tu_obs)
+    experience = {
+        "obs": bs_obs,
+        "actions": decision.actions,
+        "reward": outcome.bs_reward,
+        "cost": outcome.cost,
+    }
+    next_obs = outcome.tu_obs
+    if logged:
+        log.record(
+            t,
+            env,
+            outcome,
+            decision,
+            env.last_beamformers if w is None else w,
+            (association_time, beamforming_time),
+        )
+    if outcome.truncated:
+        return env.reset(), None
+    return next_obs, experience
+
+
+# -------------------------------------------------------------------------------------------
+# Checkpoints
+# -------------------------------------------------------------------------------------------
+
+
+def _save(
+    path: Path,
+    identity: dict[str, Any],
+    next_slot: int,
+    tu_obs: torch.Tensor,
+    previous: dict[str, torch.Tensor] | None,
+    log: OnlineLog,
+    env: CatnEnv,
+    scheme: CatnScheme,
+) -> None:
+    """``torch.save`` to a temporary file, then ``os.replace``: a crash never leaves a
+    half-written checkpoint."""
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "identity": identity,
+        "next_slot": next_slot,
+        "tu_obs": tu_obs,
+        "previous": previous,
+        "log": log.state_dict(),
+        "env": env.state_dict(),
+        "scheme": scheme.state_dict(),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _load(
+    path: Path, identity: dict[str, Any], n_slots: int, env: CatnEnv, scheme: CatnScheme
+) -> tuple[int, torch.Tensor, dict[str, torch.Tensor] | None, OnlineLog]:
+    """Restore env and scheme in place; return (next slot, tu_obs, previous, log)."""
+    state = read_checkpoint(path, map_location=env.device)
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise ConfigError(
+            f"checkpoint {path} has format {found}, this version writes {CHECKPOINT_FORMAT}; "
+            "delete it to start that job afresh"
+        )
+    if state["identity"] != identity:
+        raise ConfigError(
+            f"checkpoint {path} was written by {state['identity']}, this run is {identity}; "
+            "delete it to start afresh"
+        )
+    if state["next_slot"] > n_slots:
+        raise ConfigError(
+            f"checkpoint {path} is at slot {state['next_slot']}, beyond n_slots = {n_slots}"
+        )
+    env.load_state_dict(state["env"])
+    scheme.load_state_dict(state["scheme"])
+    log = OnlineLog.from_state_dict(state["log"])
+    return state["next_slot"], state["tu_obs"], state["previous"], log

@@ -1,0 +1,290 @@
+"""The CATN scheme registry and Algorithm 4's online loop (skyshare.schemes)."""
+
+import pytest
+import torch
+
+from skyshare.envs import CatnEnv, CatnEnvConfig
+from skyshare.errors import ConfigError, UnknownNameError
+from skyshare.rl import CupAgents, CupConfig, D3QNAgents, D3QNConfig, PpoPenaltyAgents
+from skyshare.rl.ppo_penalty import PpoPenaltyConfig
+from skyshare.scenarios import CatnScenario
+from skyshare.schemes.catn import (
+    ASSOCIATIONS,
+    BEAMFORMERS,
+    SCHEMES,
+    CatnScheme,
+    D3QNAssociation,
+    LearnedBeamforming,
+    build_catn_env,
+    build_scheme,
+    scheme_env_config,
+)
+from skyshare.schemes.catn_online import OnlineLog, run_online
+
+
+def _scenario(n_slots=200):
+    return CatnScenario.config_from(
+        "quick", overrides={"n_tu": 7, "ura_rows": 2, "ura_cols": 2, "n_slots": n_slots}
+    )
+
+
+def _env(name, batch=2, n_slots=200):
+    return build_catn_env(name, _scenario(n_slots), {"k_out": 1}, batch_size=batch)
+
+
+def _learned(name, batch=2, seed=3, collector=5):
+    """A fresh env and a small learned scheme, as a restarted process would build them."""
+    env = _env(name, batch)
+    small = {"hidden_sizes": (16, 8, 8), "epochs": 2, "minibatch_size": 5, "seed": seed}
+    tu = D3QNAgents(env.tu_obs_dim, env.N, env.K, D3QNConfig(batch_size=8, memory_size=64, seed=5))
+    dims = (env.bs_obs_dim, env.action_dim, env.N, env.L)
+    if name.endswith("cup"):
+        bs = CupAgents(*dims, CupConfig(**small))
+    else:
+        bs = PpoPenaltyAgents(*dims, PpoPenaltyConfig(penalty=5.0, **small))
+    scheme = CatnScheme(name, D3QNAssociation(tu), LearnedBeamforming(bs, collector))
+    return env, scheme
+
+
+def test_registry_names_the_papers_schemes_and_their_components():
+    assert set(SCHEMES) >= {"D3QN-CUP", "DCD-CUP", "SC-CUP", "D3QN-PPO", "SC-WMMSE", "DCD-DFP"}
+    assert SCHEMES.entry("SC-WMMSE").factory == ("sc", "wmmse-lite")
+    assert ASSOCIATIONS.names(learns=False) == ["sc", "dcd"]
+    assert BEAMFORMERS.names(learns=True) == ["cup", "ppo"]
+    # what the ledger counts follows from the components (Table I)
+    config = scheme_env_config("D3QN-WMMSE")
+    assert (config.tu_information, config.bs_information) == ("d3qn", "global_csi")
+    assert scheme_env_config("dcd+cup").bs_information == "exchange"
+    with pytest.raises(UnknownNameError, match=r"available: .*D3QN-CUP"):
+        SCHEMES.entry("D3QN-TD3")
+    with pytest.raises(UnknownNameError, match="catn beamforming 'mrt'"):
+        scheme_env_config("sc+mrt")
+    with pytest.raises(ConfigError, match="already registered"):
+        SCHEMES.register("SC-CUP", ("sc", "cup"))
+
+
+def test_build_scheme_refuses_an_env_that_lacks_the_schemes_information():
+    env = CatnEnv(_scenario(), CatnEnvConfig(k_out=1, bs_information="exchange"))
+    with pytest.raises(ConfigError, match="build_catn_env"):
+        build_scheme("SC-WMMSE", env)
+
+
+def test_d3qn_cup_trains_through_algorithm_4():
+    env, scheme = _learned("d3qn+cup", collector=10)
+    cup = scheme.beamforming.agents
+    d3qn = scheme.association.agents
+    nu0 = cup.nu.clone()
+    log = run_online(env, scheme, 25, seed=0)
+    assert len(log.slots) == 25 and log.au_interference_ratio[0].shape == (2, env.L)
+    assert log.updates == 2  # slots 2..11 and 12..21 fill the collector of 10 twice
+    assert not torch.equal(cup.nu, nu0)  # the nu update of Algorithm 3 ran
+    assert d3qn.n_updates > 0 and d3qn.epsilon < 0.3
+    assert all(r >= 0 for r in log.mean("sum_rate"))
+    # the logged sum rate is the env's, recomputed from the per-environment records
+    assert log.stacked("sum_rate").shape == (25, 2)
+    assert log.iterations == [0] * 25  # a policy has no solver iterations
+
+
+@pytest.mark.parametrize("warm", [True, False])
+def test_solver_scheme_keeps_the_constraints_and_warm_starts_cut_iterations(warm):
+    env = _env("SC-WMMSE", batch=2)
+    scheme = build_scheme("SC-WMMSE", env, {"warm_start": warm})
+    log = run_online(env, scheme, 6, seed=1)
+    assert float(log.stacked("au_interference_ratio").max()) <= 1.0 + 1e-3
+    assert bool(log.stacked("feasible").all())
+    assert bool(scheme.beamforming.previous) == warm
+    if warm:  # the solver state is the warm-start point: tensors only
+        state = scheme.state_dict()["beamforming"]["previous"]
+        assert set(state) == {"w", "serving", "multiplier_mu"}
+
+
+def test_warm_and_cold_solve_the_same_slots():
+    """Warm starts change where the solver starts, not the channels: both runs see the same
+    slots (same association, identical first slot). wmmse-lite stops after 10 outer iterations,
+    so a warm start, which continues from the last slot's solution, ends higher on average."""
+    logs = {}
+    for warm in (True, False):
+        env = _env("SC-WMMSE", batch=2)
+        logs[warm] = run_online(env, build_scheme("SC-WMMSE", env, {"warm_start": warm}), 5)
+    warm, cold = logs[True].stacked("sum_rate"), logs[False].stacked("sum_rate")
+    assert torch.equal(logs[True].stacked("handovers"), logs[False].stacked("handovers"))
+    assert torch.equal(warm[0], cold[0])
+    assert float(warm[1:].mean()) > float(cold[1:].mean())
+
+
+def test_evaluate_every_plays_silent_slots_and_refuses_learners():
+    env = _env("DCD-DFP", batch=1)
+    log = run_online(env, build_scheme("DCD-DFP", env, {"max_iter": 3}), 9, evaluate_every=4)
+    assert log.slots == [0, 4, 8]
+    env, scheme = _learned("d3qn+cup")
+    with pytest.raises(ConfigError, match="evaluate_every"):
+        run_online(env, scheme, 4, evaluate_every=2)
+
+
+def _comparable(log: OnlineLog):
+    """Everything but the wall-clock times and the last update's statistics."""
+    state = log.state_dict()
+    for key in ("association_time_s", "beamforming_time_s", "stats"):
+        state.pop(key)
+    return {k: [x.tolist() if torch.is_tensor(x) else x for x in v] if isinstance(v, list)
+            else v for k, v in state.items()}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["d3qn+cup", "d3qn+ppo"])
+def test_interrupted_run_resumes_exactly(tmp_path, name):
+    """A run that crashes in slot 14 (checkpoints every 4 slots, the last after slot 12) and
+    is restarted in fresh objects gives exactly the log, networks, epsilon and ledger of an
+    uninterrupted run with the same seeds; the checkpoint loads with weights_only=True."""
+    n = 22
+    env, scheme = _learned(name)
+    reference = run_online(env, scheme, n, seed=0)
+    assert reference.updates == 4  # the collector of 5 fills after slots 6, 11, 16, 21
+
+    path = tmp_path / "run.pt"
+    env1, scheme1 = _learned(name)
+    transmit, calls = env1.beamform, []
+
+    def crash_in_slot_14(actions):
+        calls.append(1)
+        if len(calls) == 14:
+            raise KeyboardInterrupt("simulated interruption")
+        return transmit(actions)
+
+    env1.beamform = crash_in_slot_14
+    with pytest.raises(KeyboardInterrupt):
+        run_online(env1, scheme1, n, seed=0, checkpoint_path=path, checkpoint_every=4)
+    assert torch.load(path, weights_only=True)["next_slot"] == 12
+
+    env2, scheme2 = _learned(name)  # the restarted process
+    resumed = run_online(env2, scheme2, n, seed=0, checkpoint_path=path, checkpoint_every=4)
+    assert _comparable(resumed) == _comparable(reference)
+    bs, bs2 = scheme.beamforming.agents, scheme2.beamforming.agents
+    tu, tu2 = scheme.association.agents, scheme2.association.agents
+    for a, b in zip(bs2.actor.parameters(), bs.actor.parameters(), strict=True):
+        assert torch.equal(a, b)
+    for a, b in zip(tu2.online.parameters(), tu.online.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert tu2.epsilon == tu.epsilon and bs2.n_updates == bs.n_updates
+    assert env2.ledger.slots == env.ledger.slots == n
+    assert env2.ledger.per_kind_per_slot() == env.ledger.per_kind_per_slot()
+
+    # a finished run "resumes" to its end without playing a slot; a shorter one is refused
+    env3, scheme3 = _learned(name)
+    again = run_online(env3, scheme3, n, seed=0, checkpoint_path=path)
+    assert _comparable(again) == _comparable(reference) and env3.ledger.slots == n
+    with pytest.raises(ConfigError, match="beyond n_slots"):
+        run_online(env3, scheme3, 5, checkpoint_path=path)
+
+
+def test_checkpoint_of_another_scheme_or_config_is_refused(tmp_path):
+    path = tmp_path / "c.pt"
+    env = _env("SC-WMMSE", batch=1)
+    run_online(env, build_scheme("SC-WMMSE", env), 2, checkpoint_path=path, seed=0)
+    env = _env("DCD-WMMSE", batch=1)
+    with pytest.raises(ConfigError, match="was written by"):
+        run_online(env, build_scheme("DCD-WMMSE", env), 3, checkpoint_path=path, seed=0)
+    env = _env("SC-WMMSE", batch=2)
+    with pytest.raises(ConfigError, match="another configuration"):
+        run_online(env, build_scheme("SC-WMMSE", env), 3, checkpoint_path=path, seed=0)
+    env = _env("SC-WMMSE", batch=1)
+    resumed = run_online(env, build_scheme("SC-WMMSE", env), 4, checkpoint_path=path, seed=0)
+    env = _env("SC-WMMSE", batch=1)
+    reference = run_online(env, build_scheme("SC-WMMSE", env), 4, seed=0)
+    assert resumed.mean("sum_rate") == reference.mean("sum_rate")
+
+
+def test_a_crafted_checkpoint_is_refused_and_runs_nothing(tmp_path):
+    """A checkpoint.pt that would execute code when unpickled (weights_only=False) is refused
+    with a clear error; the planted command never runs."""
+    import os
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "c.pt"
+    torch.save({"format": 2, "identity": Payload()}, path)
+    env = _env("SC-WMMSE", batch=1)
+    with pytest.raises(ConfigError, match="refused without running"):
+        run_online(env, build_scheme("SC-WMMSE", env), 3, checkpoint_path=path, seed=0)
+    assert not marker.exists()
+
+
+def test_env_state_dict_round_trips_and_continues_identically():
+    env = CatnEnv(_scenario(), CatnEnvConfig(k_out=1), batch_size=2)
+    env.reset(seed=4)
+    generator = torch.Generator().manual_seed(0)
+
+    def play(e, slots):
+        outs = []
+        for _ in range(slots):
+            e.associate(torch.randint(0, e.N, (e.B, e.K), generator=generator))
+            outs.append(e.beamform(torch.rand(e.B, e.N, e.action_dim, generator=generator)))
+        return outs
+
+    play(env, 3)
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(env.state_dict(), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+    twin = CatnEnv(_scenario(), CatnEnvConfig(k_out=1), batch_size=2)
+    twin.load_state_dict(state)
+    g_state = generator.get_state()
+    a = play(env, 3)
+    generator.set_state(g_state)
+    b = play(twin, 3)
+    for x, y in zip(a, b, strict=True):
+        assert torch.equal(x.tu_obs, y.tu_obs) and torch.equal(x.bs_reward, y.bs_reward)
+    assert twin.ledger.per_agent_per_slot() == env.ledger.per_agent_per_slot()
+    other = CatnEnv(_scenario(), CatnEnvConfig(k_out=1, b_in=3), batch_size=2)
+    with pytest.raises(ConfigError, match="another env configuration"):
+        other.load_state_dict(state)
+
+
+def test_a_scheme_registered_in_a_test_runs_through_run_and_solve(tmp_path, capsys):
+    """Adding a scheme is one registration: a maximum-ratio beamformer and the pair SC-MRT
+    run through `skyshare solve` and `skyshare run catn-fig4` without touching another file."""
+    import json
+
+    from skyshare.beamforming import mrt_equal_power
+    from skyshare.cli import main
+    from skyshare.schemes.base import Stateless
+    from skyshare.schemes.catn import BeamformDecision
+
+    class FullPowerMrt(Stateless):
+        def decide(self, env, obs, *, explore):
+            return BeamformDecision(w=mrt_equal_power(env.state.H, env.serving, p_total=env.p_max))
+
+    BEAMFORMERS.register(
+        "mrt-test", lambda env, options: FullPowerMrt(), learns=False,
+        env={"bs_information": "global_csi"},
+    )  # fmt: skip
+    SCHEMES.register("SC-MRT-TEST", ("sc", "mrt-test"))
+    tiny = tmp_path / "tiny.yaml"  # on top of the quick preset
+    tiny.write_text("n_slots: 6\nscenario: {n_tu: 14, ura_rows: 2, ura_cols: 2}\n")
+    try:
+        report = tmp_path / "solve.json"
+        argv = ["solve", "catn", "--beamforming", "mrt-test", "--association", "sc"]
+        assert main([*argv, "--preset", "quick", "--slots", "3", "--json", str(report)]) == 0
+        solved = json.loads(report.read_text())["summary"]
+        # full-power MRT ignores I_max: the seed's motivation, interference far above the limit
+        assert solved["max AU interference / I_max"] > 1.0
+        out = tmp_path / "run"
+        argv = ["run", "catn-fig4", "--config", str(tiny), "--out", str(out)]
+        assert main([*argv, "--schemes", "SC-MRT-TEST", "SC-WMMSE"]) == 0
+        summary = json.loads((out / "summary.json").read_text())
+        by_scheme = {r["scheme"]: r for r in summary["results"].values()}
+        assert by_scheme["SC-MRT-TEST"]["slots"] == 6
+        assert max(by_scheme["SC-MRT-TEST"]["mean_rho_over_imax_last"]) > 1.0
+        assert max(by_scheme["SC-WMMSE"]["mean_rho_over_imax_last"]) <= 1.0 + 1e-3
+        assert (out / "fig4.png").exists()
+    finally:
+        SCHEMES.unregister("SC-MRT-TEST")
+        BEAMFORMERS.unregister("mrt-test")
+    with pytest.raises(SystemExit) as exit_info:  # gone again: argparse refuses the choice
+        main(["solve", "catn", "--beamforming", "mrt-test"])
+    assert exit_info.value.code == 2 and "invalid choice" in capsys.readouterr().err
