@@ -211,6 +211,43 @@ def test_observations_rewards_and_costs_equal_direct_recomputation():
             assert float(o_out_pri[l_, 2]) == pytest.approx(share, rel=1e-9, abs=1e-12)
 
 
+@pytest.mark.parametrize("mode", ["raw", "normalized"])
+def test_tu_observation_14_equals_loops_over_every_field(mode):
+    """Every entry of the TU observation (14) of slot t+1, field by field, from the slot-t
+    association, beamformers and rates and the slot-(t+1) channels, by explicit loops; with
+    ``tu_observation="normalized"`` also the fixed normalisation, applied by hand."""
+    env = _env(batch=1, env_overrides={"tu_observation": mode})
+    env.reset(seed=7)
+    K, N = env.K, env.N
+    g = torch.Generator().manual_seed(11)
+    serving = torch.randint(0, N, (1, K), generator=g)
+    env.associate(serving)
+    H = env.state.H[0].clone()
+    w = torch.randn(K, env.M, generator=g, dtype=torch.complex128)
+    obs = env.beamform_with(w[None]).tu_obs[0]  # (K, 3N + 4) of slot t+1
+    H_next = env.state.H[0]
+    s = serving[0]
+    beta = _loop_beta(H, w, s)
+    load = [sum(1 for k in range(K) if int(s[k]) == n) for n in range(N)]
+    for k in range(K):
+        signal = abs(complex((H[k, s[k]].conj() * w[k]).sum())) ** 2
+        total = sum(beta[j][k] for j in range(N)) + 1.0
+        expected = [float(x) for x in load]
+        expected += [1.0 if int(s[k]) == n else 0.0 for n in range(N)]
+        expected += [float((H_next[k, n].abs() ** 2).sum()) for n in range(N)]  # ||h_{n,k}||^2
+        expected += [float((w[k].abs() ** 2).sum()), math.log2(1 + signal / total), signal, total]
+        if mode == "normalized":
+            mean_load = sum(load) / N
+            expected = (
+                [x / mean_load for x in expected[:N]]
+                + expected[N : 2 * N]
+                + [math.log10(1 + x) for x in expected[2 * N : 3 * N]]
+                + [math.log10(1 + expected[3 * N] / 1e-3), expected[3 * N + 1]]
+                + [math.log10(1 + x) for x in expected[3 * N + 2 :]]
+            )
+        torch.testing.assert_close(obs[k], torch.tensor(expected, dtype=obs.dtype))
+
+
 def test_no_interference_makes_penalties_vanish():
     """Only one stream on: every interference term is zero, so (10) = R_k and (15) = R~_k."""
     env = _env(batch=1)

@@ -131,3 +131,48 @@ def test_cli_run_config_and_set_are_validated_before_anything_is_written(tmp_pat
     config = json.loads(next(out.glob("jobs/*/config.json")).read_text())
     assert config["scenario"]["n_tu"] == 12 and config["n_slots"] == 7
     assert config["scheme_options"]["warm_start"] is False  # recorded: the preset's default
+
+
+def test_sigkill_mid_job_then_rerun_recomputes_nothing_and_loses_nothing(tmp_path, tiny):
+    """A job killed with SIGKILL after a checkpoint resumes from it on the rerun and ends with
+    exactly the series of an uninterrupted run (decision times aside); the finished job of the
+    same run directory is not recomputed."""
+    import csv
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    base = ["run", "catn-fig4", "--config", str(tiny), "--set", "n_slots=160"]
+    base += ["--set", "checkpoint_every=4", "--set", "hidden_sizes=[8, 8, 8]"]
+    reference, out = tmp_path / "reference", tmp_path / "killed"
+    assert main([*base, "--out", str(reference), "--schemes", "D3QN-CUP"]) == 0
+    assert main([*base, "--out", str(out), "--schemes", "SC-WMMSE"]) == 0
+    finished = next(out.glob("jobs/*/result.json"))
+    stamp = finished.stat().st_mtime_ns
+    command = [sys.executable, "-m", "skyshare", *base, "--out", str(out)]
+    process = subprocess.Popen(
+        [*command, "--schemes", "D3QN-CUP"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    job_dir = next(reference.glob("jobs/*")).name
+    checkpoint = out / "jobs" / job_dir / "checkpoint.pt"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert checkpoint.exists(), "the job never wrote a checkpoint before the kill"
+    assert not (out / "jobs" / job_dir / "result.json").exists(), "killed after it finished"
+    assert main([*base, "--out", str(out), "--schemes", "D3QN-CUP", "SC-WMMSE"]) == 0
+    assert finished.stat().st_mtime_ns == stamp  # the finished job was not recomputed
+
+    def series(run_dir):
+        with open(run_dir / "jobs" / job_dir / "series.csv") as handle:
+            rows = list(csv.DictReader(handle))
+        return [{k: v for k, v in row.items() if k != "decision_time_s"} for row in rows]
+
+    assert series(out) == series(reference) and len(series(out)) == 160

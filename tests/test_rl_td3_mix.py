@@ -26,6 +26,7 @@ from skyshare.schemes.multiband import (
     MULTIBAND_SCHEMES,
     MultibandSchemeOptions,
     PowerRule,
+    TD3MixScheme,
     run_multiband,
 )
 
@@ -291,10 +292,12 @@ def test_td3_mix_flwf_stores_the_actor_action_and_the_reward_after_k_flwf_iterat
     torch.testing.assert_close(
         learner.memory.storage["reward"][0, :3], expected, rtol=1e-4, atol=1e-4
     )
-    # Online use: the actor's allocation, then FLWF until convergence.
-    decision = learner.decide(env)
-    assert decision.flwf is not None and bool(decision.flwf.converged.all())
-    again = flwf(env.problem(), decision.initial_power)
+    # Online use (the scheme around the agents): the actor's allocation, then FLWF to the end.
+    scheme = TD3MixScheme(learner, use_flwf=True, max_iter=200, tol=1e-6)
+    decision = scheme.decide(env)
+    assert bool(decision.diagnostics["converged"].all())
+    initial = env.action_to_power(learner.act(env.observe()))
+    again = flwf(env.problem(), initial, max_iter=200, tol=1e-6)
     torch.testing.assert_close(decision.power, again.power)
 
 
@@ -308,8 +311,9 @@ def test_plain_td3_mix_learns_on_mean_user_capacity_without_flwf(tmp_path):
     batch = learner.memory.sample(4, torch.Generator().manual_seed(0))
     y = learner.td_target(batch["reward"], batch["next_obs"], batch["done"])
     torch.testing.assert_close(y, batch["reward"])
-    decision = learner.decide(env)
-    assert decision.flwf is None and torch.equal(decision.power, decision.initial_power)
+    decision = TD3MixScheme(learner, use_flwf=False, max_iter=1, tol=1.0).decide(env)
+    actor = env.action_to_power(learner.act(env.observe()))
+    assert not decision.diagnostics and torch.equal(decision.power, actor)
     # checkpoint round trip
     path = learner.save(tmp_path / "td3_mix.pt")
     clone = _learner(env, seed=9, scheme="td3_mix")

@@ -9,6 +9,7 @@ import yaml
 
 from skyshare.config import load_preset
 from skyshare.errors import ConfigError
+from skyshare.plots import plot_topology
 from skyshare.scenarios import CatnConfig, CatnScenario
 
 C = 299_792_458.0
@@ -234,8 +235,22 @@ def test_step_past_horizon_and_before_reset():
 
 
 def test_plot_topology_writes_png(tmp_path, scenario):
-    path = scenario.plot_topology(tmp_path / "catn.png")
+    path = plot_topology(scenario, tmp_path / "catn.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+
+
+def test_au_track_ends_of_the_straight_flights():
+    s = CatnScenario.from_preset("quick", batch_size=2)
+    with pytest.raises(RuntimeError, match="reset"):
+        s.au_track()
+    s.reset(seed=1)
+    cfg = s.config
+    track = s.au_track()  # (B, 2, L, 3)
+    assert track.shape == (2, 2, cfg.n_au, 3)
+    torch.testing.assert_close(track[:, 0], s.state.au_positions)  # slot 0
+    length = torch.linalg.vector_norm(track[:, 1] - track[:, 0], dim=-1)
+    expected = cfg.au_speed_m_s * (cfg.n_slots - 1) * cfg.slot_s
+    torch.testing.assert_close(length, torch.full_like(length, expected))
 
 
 def test_quick_preset_file_is_valid_yaml_subset():

@@ -19,6 +19,7 @@ from skyshare.channels.arrays import los_phase
 from skyshare.channels.fading import rician
 from skyshare.channels.pathloss import a2g_pathloss_db, winner2_c2_pathloss_db
 from skyshare.errors import ConfigError, ShapeError
+from skyshare.plots import plot_topology
 from skyshare.scenarios import SCENARIOS
 from skyshare.scenarios.tn_ntn import TnNtnConfig, TnNtnScenario, TnNtnState
 
@@ -445,9 +446,25 @@ def test_plot_topology_writes_png(tmp_path):
         scenario = _scenario(batch=1, arrival_rate_per_min=300.0, **overrides)
         scenario.reset()
         scenario.step()
-        path = scenario.plot_topology(tmp_path / f"topology_{len(overrides)}.png")
+        path = plot_topology(scenario, tmp_path / f"topology_{len(overrides)}.png")
         data = path.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_trace_positions_follow_the_occupants():
+    training = _scenario(batch=1)
+    training.reset()
+    with pytest.raises(ConfigError, match="dynamic_users"):
+        training.trace_positions()
+    scenario = _scenario(
+        batch=2, dynamic_users=True, horizon_slots=300, trace_step_s=0.1, arrival_rate_per_min=300.0
+    )
+    state = scenario.reset()
+    knots = scenario.trace_positions()  # (B, S, P, 2)
+    assert knots.shape == (*scenario.active_trace.shape, 2)
+    assert bool((knots.abs() <= scenario.half_side_m + 1e-3).all())
+    # frame 0 sits on trace step 0: the state's positions are the knots there
+    torch.testing.assert_close(state.user_positions[..., :2], knots[:, 0])
 
 
 def test_cli_inspect(monkeypatch, tmp_path):

@@ -11,6 +11,7 @@ from skyshare.channels.arrays import upa_steering
 from skyshare.channels.pathloss import fspl_db
 from skyshare.config import load_preset
 from skyshare.errors import ConfigError, ShapeError
+from skyshare.plots import plot_topology
 from skyshare.scenarios.vhetnet import (
     VhetnetConfig,
     VhetnetScenario,
@@ -352,7 +353,7 @@ def test_link_budget_against_hand_calculation():
 def test_plot_topology_writes_png(tmp_path, with_haps):
     scen = scenario(batch=1, with_haps=with_haps)
     scen.reset()
-    path = scen.plot_topology(tmp_path / "topology.png")
+    path = plot_topology(scen, tmp_path / "topology.png")
     assert path.exists() and path.stat().st_size > 1000
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

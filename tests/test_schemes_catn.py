@@ -126,8 +126,7 @@ def _comparable(log: OnlineLog):
     state = log.state_dict()
     for key in ("association_time_s", "beamforming_time_s", "stats"):
         state.pop(key)
-    return {k: [x.tolist() if torch.is_tensor(x) else x for x in v] if isinstance(v, list)
-            else v for k, v in state.items()}  # fmt: skip
+    return {k: v.tolist() if torch.is_tensor(v) else v for k, v in state.items()}
 
 
 @pytest.mark.parametrize("name", ["d3qn+cup", "d3qn+ppo"])

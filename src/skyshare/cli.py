@@ -39,6 +39,14 @@ EXIT_BAD_INPUT = 2
 def _add_config_arguments(parser: argparse.ArgumentParser, *, file: bool = True) -> None:
     """--preset, --config FILE and repeatable --set KEY=VALUE (the scenario config)."""
     parser.add_argument("--preset", default="paper", help="preset name (default: paper)")
+    _add_override_arguments(parser, "p_max_w=10", file=file)
+    parser.add_argument("--seed", type=int, help="random seed (default: the config's seed)")
+
+
+def _add_override_arguments(
+    parser: argparse.ArgumentParser, example: str, *, file: bool = True
+) -> None:
+    """--config FILE (a YAML file on top of the preset) and repeatable --set KEY=VALUE."""
     if file:
         parser.add_argument("--config", type=Path, help="YAML file applied on top of the preset")
     parser.add_argument(
@@ -47,9 +55,9 @@ def _add_config_arguments(parser: argparse.ArgumentParser, *, file: bool = True)
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override one config value, e.g. --set p_max_w=10 (repeatable)",
+        help=f"override one value, e.g. --set {example} (repeatable; dotted keys reach "
+        "into nested fields)",
     )
-    parser.add_argument("--seed", type=int, help="random seed (default: the config's seed)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -106,15 +114,7 @@ def _parser() -> argparse.ArgumentParser:
         help="; ".join(f"{name}: {exp.description}" for name, exp in sorted(EXPERIMENTS.items())),
     )
     run.add_argument("--preset", default="quick", help="quick (minutes) or paper (default: quick)")
-    run.add_argument("--config", type=Path, help="YAML file applied on top of the preset")
-    run.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one preset value, e.g. --set n_slots=600 or --set scenario.n_tu=7",
-    )
+    _add_override_arguments(run, "n_slots=600 or --set scenario.n_tu=7")
     run.add_argument("--executor", choices=["local", "ray"], default="local")
     run.add_argument("--address", help="Ray cluster address (default: a local Ray instance)")
     run.add_argument(
@@ -236,7 +236,9 @@ def _cmd_inspect(args: argparse.Namespace, console: Console) -> int:
         args.json.write_text(json.dumps(payload, indent=2))
         console.print(f"link budget written to {args.json}")
     if args.plot is not None:
-        scenario.plot_topology(args.plot)
+        from skyshare.plots import plot_topology
+
+        plot_topology(scenario, args.plot)
         console.print(f"topology plot written to {args.plot}")
     return 0
 

@@ -15,43 +15,17 @@ figure): the ``paper`` preset sweeps factors of 2 around the nominal 1.6e-10 mW 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Annotated
-
-from pydantic import Field
-
-from skyshare.experiments.catn_schemes import (
-    CatnPreset,
-    scenario_sweep_jobs,
-    training_curves_experiment,
-)
-from skyshare.experiments.jobs import Job
+from skyshare.experiments.catn_schemes import scenario_sweep_experiment
 
 __all__ = ["EXPERIMENT", "SCHEMES", "Preset", "jobs"]
 
 SCHEMES = ("D3QN-CUP",)
 
-
-class Preset(CatnPreset):
-    """catn-fig6: the shared parameters and the I_max of the D3QN-CUP curves, in mW."""
-
-    i_max_values_mw: list[Annotated[float, Field(gt=0)]] = Field(..., min_length=1)
-
-
-def jobs(preset: Preset, preset_name: str, schemes: Sequence[str] | None = None) -> list[Job]:
-    """D3QN-CUP once per value of ``i_max_values_mw`` and seed."""
-    if schemes is not None and "D3QN-CUP" not in schemes:
-        return []
-    return scenario_sweep_jobs(
-        "catn-fig6", preset, preset_name, "i_max_values_mw", "i_max_mw", "D3QN-CUP, I_max={:.2g} mW"
-    )
-
-
-EXPERIMENT = training_curves_experiment(
+Preset, jobs, EXPERIMENT = scenario_sweep_experiment(
     "catn-fig6",
     "seed 000 Fig. 6: D3QN-CUP for several interference limits I_max",
-    Preset,
-    SCHEMES,
-    jobs,
+    "i_max_values_mw",
+    "i_max_mw",
+    "D3QN-CUP, I_max={:.2g} mW",
     "fig6.png",
 )

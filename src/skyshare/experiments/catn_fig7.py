@@ -14,43 +14,17 @@ I_max = 1.6e-10 mW); the ``quick`` preset keeps 5, 20 and 40 W.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Annotated
-
-from pydantic import Field
-
-from skyshare.experiments.catn_schemes import (
-    CatnPreset,
-    scenario_sweep_jobs,
-    training_curves_experiment,
-)
-from skyshare.experiments.jobs import Job
+from skyshare.experiments.catn_schemes import scenario_sweep_experiment
 
 __all__ = ["EXPERIMENT", "SCHEMES", "Preset", "jobs"]
 
 SCHEMES = ("D3QN-CUP",)
 
-
-class Preset(CatnPreset):
-    """catn-fig7: the shared parameters and the BS power budgets P_max of the D3QN-CUP curves, W."""
-
-    p_max_values_w: list[Annotated[float, Field(gt=0)]] = Field(..., min_length=1)
-
-
-def jobs(preset: Preset, preset_name: str, schemes: Sequence[str] | None = None) -> list[Job]:
-    """D3QN-CUP once per value of ``p_max_values_w`` and seed."""
-    if schemes is not None and "D3QN-CUP" not in schemes:
-        return []
-    return scenario_sweep_jobs(
-        "catn-fig7", preset, preset_name, "p_max_values_w", "p_max_w", "D3QN-CUP, P_max={:g} W"
-    )
-
-
-EXPERIMENT = training_curves_experiment(
+Preset, jobs, EXPERIMENT = scenario_sweep_experiment(
     "catn-fig7",
     "seed 000 Fig. 7: D3QN-CUP for several BS power limits P_max",
-    Preset,
-    SCHEMES,
-    jobs,
+    "p_max_values_w",
+    "p_max_w",
+    "D3QN-CUP, P_max={:g} W",
     "fig7.png",
 )

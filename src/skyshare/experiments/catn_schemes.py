@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import torch
-from pydantic import Field
+from pydantic import Field, create_model
 
 from skyshare.envs.catn import CatnEnv
 from skyshare.experiments.jobs import Experiment, ExperimentPreset, Job
@@ -60,6 +60,7 @@ __all__ = [
     "evaluate_scheme",
     "read_series",
     "save_networks",
+    "scenario_sweep_experiment",
     "scenario_sweep_jobs",
     "scheme_job",
     "scheme_jobs",
@@ -458,4 +459,36 @@ def training_curves_experiment(
 
     return Experiment(
         name, description, Preset, jobs, scheme_job, finish, table or curves_table, schemes
+    )
+
+
+def scenario_sweep_experiment(
+    name: str,
+    description: str,
+    sweep_key: str,
+    field: str,
+    label: str,
+    figure: str,
+) -> tuple[type[CatnPreset], Callable[..., list[Job]], Experiment]:
+    """(Preset, jobs, EXPERIMENT) of a D3QN-CUP curve per value of one scenario field (seed
+    000 Figs. 6-7): the preset model adds the list ``sweep_key`` (values > 0) to
+    :class:`CatnPreset`; one job per value and seed with the scenario override ``field``
+    (:func:`scenario_sweep_jobs`)."""
+    Preset = create_model(
+        "Preset",
+        __base__=CatnPreset,
+        __doc__=f"{name}: the shared parameters and the values of ``{field}`` to sweep.",
+        **{sweep_key: (list[Annotated[float, Field(gt=0)]], Field(..., min_length=1))},
+    )
+
+    def jobs(preset: CatnPreset, preset_name: str, schemes: Sequence[str] | None = None):
+        """D3QN-CUP once per value of the sweep and seed."""
+        if schemes is not None and "D3QN-CUP" not in schemes:
+            return []
+        return scenario_sweep_jobs(name, preset, preset_name, sweep_key, field, label)
+
+    return (
+        Preset,
+        jobs,
+        training_curves_experiment(name, description, Preset, ("D3QN-CUP",), jobs, figure),
     )

@@ -186,7 +186,7 @@ def _train_or_resume(job: Job, folder: Path, scenario_config, env_config) -> tup
             state["steps_done"] = int(state["steps_done"]) + chunk
             state["train_time_s"] = float(state["train_time_s"]) + log.wall_time_s
             remaining -= chunk
-            learner.save(checkpoint)
+            learner.save(checkpoint, include_memory=False)  # refills on resume (size, module doc)
             _write_json(state_file, state)  # after the checkpoint: never ahead of it
     return learner, state
 

@@ -1,14 +1,12 @@
 """TD3-MIX and TD3-MIX+FLWF (seed 004 §IV-B, §IV-C, Algorithm 1, §V).
 
-Multi-agent TD3 (Fujimoto, van Hoof, Meger, ICML 2018) whose per-BS critics are merged by QMIX
-mixing networks (Rashid et al., ICML 2018) into the network value ``Q_tot``, on the batched
-:class:`~skyshare.envs.multiband.MultibandEnv`:
-
-an actor ``pi_phi`` shared by all BSs (§IV-C), twin critics ``Q_theta_i(S_b, x_b)`` per BS
-(Fig. 4), twin QMIX mixers ``Q_tot,Theta_i(Q_theta_i(S_1, x_1), ..., Q_theta_i(S_C, x_C); S)``
-(:class:`~skyshare.rl.common.mixing.QMixer`) conditioned on the global state ``S`` of eq. (20),
-and target copies of all five, soft-updated with rate tau every ``policy_delay`` critic updates
-(architecture and choices: :class:`TD3MixAgents`, docs/rl/td3_mix.md).
+Multi-agent TD3 (Fujimoto, van Hoof, Meger, ICML 2018) on the batched
+:class:`~skyshare.envs.multiband.MultibandEnv`: an actor ``pi_phi`` shared by all BSs (§IV-C),
+twin critics ``Q_theta_i(S_b, x_b)`` per BS (Fig. 4) merged by twin QMIX mixers (Rashid et al.,
+ICML 2018; :class:`~skyshare.rl.common.mixing.QMixer`) into
+``Q_tot,Theta_i(Q_theta_i(S_1, x_1), ..., Q_theta_i(S_C, x_C); S)`` given the global state ``S``
+of eq. (20), and target copies of all five, soft-updated with rate tau every ``policy_delay``
+critic updates (architecture and choices: :class:`TD3MixAgents`, docs/rl/td3_mix.md).
 
 One environment step (Algorithm 1 lines 7-10) for B parallel environments:
 
@@ -44,7 +42,7 @@ Usage (sizes from a :class:`~skyshare.envs.multiband.MultibandEnv`)::
 
     agents = TD3MixAgents.for_env(env, TD3MixConfig(scheme="td3_mix_flwf", seed=0))
     log = agents.train(env, n_steps=1000)          # Algorithm 1
-    power = agents.allocate(env)                   # online use (§IV-C)
+    # online use (§IV-C): skyshare.schemes.multiband.TD3MixScheme around the trained agents
 """
 
 from __future__ import annotations
@@ -70,7 +68,6 @@ from skyshare.rl.common.td3 import smoothed_target_actions, soft_update_, twin_t
 __all__ = [
     "TD3MixAgents",
     "TD3MixConfig",
-    "TD3MixDecision",
     "TD3MixTrainLog",
     "smoothed_target_actions",
     "soft_update_",
@@ -133,8 +130,6 @@ class TD3MixConfig(LearnerConfig):
     flwf_iterations: int = Field(
         20, ge=1, description="k, FLWF iterations per training step (choice; Fig. 9)"
     )
-    online_flwf_max_iter: int = Field(200, ge=1, description="FLWF in online use (§IV-C)")
-    online_flwf_tol: float = Field(1e-6, gt=0.0, description="FLWF tolerance in online use")
     reward: Literal["total", "mean_user"] | None = Field(
         None,
         description="R_total (eq. (19)) or R_total / (C U); None: the scheme's (total for "
@@ -186,23 +181,6 @@ class TD3MixTrainLog:
     n_critic_updates: int = 0
     n_actor_updates: int = 0
     wall_time_s: float = 0.0
-
-
-@dataclass
-class TD3MixDecision:
-    """An online decision for the current block of B environments (§IV-C).
-
-    Attributes:
-        power: (B, C*U, F) float, the allocation to play (after FLWF for td3_mix_flwf).
-        initial_power: (B, C*U, F) float, the actor's allocation (FLWF's starting point).
-        flwf: the FlwfResult (iterations, convergence, equilibrium gap), None for td3_mix.
-        wall_time_s: time of the whole decision (actor + FLWF).
-    """
-
-    power: torch.Tensor
-    initial_power: torch.Tensor
-    flwf: Any
-    wall_time_s: float
 
 
 # --------------------------------------------------------------------------------------------
@@ -482,33 +460,6 @@ class TD3MixAgents:
             )
             x = self.project(x + self.config.exploration_noise * noise)
         return x
-
-    @torch.no_grad()
-    def decide(
-        self, env: Any, *, max_iter: int | None = None, tol: float | None = None
-    ) -> TD3MixDecision:
-        """Online use (§IV-C) on the env's current block: the actor's allocation, then (for
-        td3_mix_flwf) FLWF from it until convergence (``online_flwf_max_iter``/``_tol`` unless
-        given). Returns a :class:`TD3MixDecision`."""
-        start = time.perf_counter()
-        initial = env.action_to_power(self.act(env.observe()))
-        result = None
-        power = initial
-        if self.config.uses_flwf:
-            from skyshare.solvers.flwf import flwf
-
-            result = flwf(
-                env.problem(),
-                initial,
-                max_iter=self.config.online_flwf_max_iter if max_iter is None else max_iter,
-                tol=self.config.online_flwf_tol if tol is None else tol,
-            )
-            power = result.power
-        return TD3MixDecision(power, initial, result, time.perf_counter() - start)
-
-    def allocate(self, env: Any) -> torch.Tensor:
-        """The online allocation for the env's current block: (B, C*U, F) (see decide)."""
-        return self.decide(env).power
 
     # ---------------------------------------------------------------------------------------
     # Training (Algorithm 1)

@@ -8,7 +8,8 @@ process. Usage::
     state = scenario.reset(seed=0)      # slot 0
     state = scenario.step()             # slot 1, channels evolved
     print(scenario.link_budget().render_text())
-    scenario.plot_topology("topology.png")
+
+Figures of a scenario live in the plots layer: ``skyshare.plots.plot_topology(scenario, path)``.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ class Scenario(ABC, Generic[C]):
     """Base class of all scenarios.
 
     Subclasses set ``name``, ``title``, ``source`` and ``Config`` and implement :meth:`reset`,
-    :meth:`step`, :meth:`link_budget` and :meth:`plot_topology`.
+    :meth:`step` and :meth:`link_budget`.
 
     Args:
         config: validated config (the ``paper`` preset when omitted).
@@ -142,7 +143,3 @@ class Scenario(ABC, Generic[C]):
     @abstractmethod
     def link_budget(self) -> LinkBudget:
         """Summary numbers of the current realizations (mean SNR per tier, INR at primaries...)."""
-
-    @abstractmethod
-    def plot_topology(self, path: str | Path) -> Path:
-        """Write a PNG of the layout of realization 0 to ``path``; return the path."""

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -343,6 +342,15 @@ class CatnScenario(Scenario[CatnConfig]):
         xy = self.au_start_xy + cfg.au_speed_m_s * t * cfg.slot_s * self.au_direction
         return with_height(xy.expand(self.batch_size, *xy.shape), cfg.au_altitude_m)
 
+    def au_track(self) -> torch.Tensor:
+        """(B, 2, L, 3) metres: every AU's position at the first (slot 0) and the last slot
+        (``n_slots - 1``) of the horizon, the two ends of its straight flight track. Needs a
+        reset scenario."""
+        if self.state is None:
+            raise RuntimeError("call reset() before au_track()")
+        last = self.config.n_slots - 1
+        return torch.stack([self._au_positions(0), self._au_positions(last)], dim=1)
+
     def _state(self) -> CatnState:
         cfg = self.config
         sigma = math.sqrt(self.noise_w)
@@ -394,7 +402,7 @@ class CatnScenario(Scenario[CatnConfig]):
         )
 
     # ----------------------------------------------------------------------------------------
-    # Summary and plot
+    # Summary
     # ----------------------------------------------------------------------------------------
 
     def link_budget(self) -> LinkBudget:
@@ -472,89 +480,3 @@ class CatnScenario(Scenario[CatnConfig]):
                 "> 0 dB: constraint (2c) violated without coordination",
             )
         return budget
-
-    def plot_topology(self, path: str | Path) -> Path:
-        """Two panels like seed 000 Fig. 3: the whole area with AU ground tracks, and a zoom
-        on the terrestrial network with TU trajectories (realization 0)."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        if self.state is None:
-            self.reset()
-        cfg = self.config
-        path = Path(path)
-        bs = self.bs_positions[0, :, :2].cpu()
-        knots = self.tu_knots[0, :, :, :2].cpu()  # (S, K, 2)
-        au_track = torch.stack([self._au_positions(0)[0], self._au_positions(cfg.n_slots - 1)[0]])
-        au_track = au_track[..., :2].cpu() / 1000  # (2, L, 2) km
-
-        fig, (wide, zoom) = plt.subplots(1, 2, figsize=(12, 5.5))
-        for ax, scale in ((wide, 1000.0), (zoom, 1.0)):
-            ax.scatter(
-                bs[:, 0] / scale,
-                bs[:, 1] / scale,
-                marker="^",
-                s=80,
-                c="tab:red",
-                label="BS",
-                zorder=3,
-            )
-            ax.set_aspect("equal")
-        for n in range(cfg.n_bs):
-            zoom.add_patch(_hexagon(bs[n], cfg.isd_m))
-            zoom.annotate(str(n), bs[n] + 12, fontsize=8, color="tab:red")
-        t_end = min(knots.shape[0], math.ceil(cfg.duration_s / cfg.trajectory_step_s) + 1)
-        for k in range(cfg.n_tu):
-            zoom.plot(knots[:t_end, k, 0], knots[:t_end, k, 1], c="tab:blue", lw=1)
-            zoom.scatter(knots[0, k, 0], knots[0, k, 1], s=10, c="tab:blue")
-        zoom.plot([], [], c="tab:blue", label="TU trajectory")
-        for idx in range(cfg.n_au):
-            start, end = au_track[0, idx], au_track[1, idx]
-            wide.plot([start[0], end[0]], [start[1], end[1]], c="tab:green", ls="--", lw=1)
-            wide.annotate(
-                "",
-                xy=end.tolist(),
-                xytext=(start + 0.9 * (end - start)).tolist(),
-                arrowprops={"arrowstyle": "->", "color": "tab:green", "lw": 1.5},
-            )
-            wide.annotate(f"AU {idx}", start.tolist(), color="tab:green", fontsize=8)
-        wide.plot([], [], c="tab:green", ls="--", label="AU ground track")
-        span = 1.15 * max(float(au_track.abs().max()) if cfg.n_au else 0.0, cfg.isd_m / 500)
-        wide.set_xlim(-span, span)
-        wide.set_ylim(-span, span)
-        wide.legend(loc="upper right", fontsize=8)
-        wide.set(
-            xlabel="x (km)",
-            ylabel="y (km)",
-            title=f"AU ground tracks ({cfg.au_altitude_m / 1000:g} km, "
-            f"{cfg.au_speed_m_s:g} m/s, {cfg.duration_s:g} s)",
-        )
-        zoom.set(
-            xlabel="x (m)",
-            ylabel="y (m)",
-            title=f"{cfg.n_bs} BSs, {cfg.n_tu} TUs ({cfg.tu_speed_kmh:g} km/h)",
-        )
-        zoom.legend(loc="upper right", fontsize=8)
-        fig.suptitle(self.title)
-        fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        return path
-
-
-def _hexagon(centre: torch.Tensor, isd_m: float):
-    """A matplotlib hexagon patch of a cell with inter-site distance ``isd_m``."""
-    from matplotlib.patches import RegularPolygon
-
-    return RegularPolygon(
-        (float(centre[0]), float(centre[1])),
-        numVertices=6,
-        radius=isd_m / math.sqrt(3),
-        orientation=math.pi / 6,  # flat-topped, as skyshare.geometry.hex_grid tiles
-        fill=False,
-        lw=0.6,
-        ec="0.6",
-    )

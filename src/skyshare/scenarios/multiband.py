@@ -29,9 +29,7 @@ per user per channel per block on average, the power at which the stated SNR hol
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from pydantic import Field, model_validator
@@ -41,7 +39,6 @@ from skyshare.beamforming import per_cell_zero_forcing
 from skyshare.channels.ofdm import multiband_average_gains, multiband_channels
 from skyshare.config import StrictModel
 from skyshare.errors import ConfigError, ShapeError
-from skyshare.geometry import hex_grid
 from skyshare.scenarios.base import LinkBudget, Scenario
 from skyshare.solvers.multiband_problem import MultibandProblem
 from skyshare.units import linear_to_db
@@ -370,7 +367,7 @@ class MultibandScenario(Scenario[MultibandConfig]):
         return power.to(self.dtype)
 
     # ----------------------------------------------------------------------------------------
-    # Summary and plot
+    # Summary
     # ----------------------------------------------------------------------------------------
 
     def link_budget(self) -> LinkBudget:
@@ -426,172 +423,3 @@ class MultibandScenario(Scenario[MultibandConfig]):
             "equal power, interference-free bound",
         )
         return budget
-
-    def plot_topology(self, path: str | Path) -> Path:
-        """A schematic of the system (seed 004 has no geometry, gains are set by SNR and SIR):
-        C hexagonal cells, U user dots per cell at illustrative positions, and arrows labelled
-        with the average gains a_bb (serving) and a_b~b (interfering) in dB."""
-        from matplotlib.figure import Figure
-        from matplotlib.patches import RegularPolygon
-
-        cfg = self.config
-        path = Path(path)
-        C, U = cfg.n_cells, cfg.users_per_cell
-        isd = 1.0  # arbitrary: the picture has no scale
-        rings = 0
-        while 1 + 3 * rings * (rings + 1) < C:
-            rings += 1
-        centres = hex_grid(1 + 3 * rings * (rings + 1), isd, dtype=torch.float64)[:C].tolist()
-        gains_db = linear_to_db(self.gains.double()).tolist()
-
-        # Users on a sunflower (golden-angle) spiral inside each cell: illustrative only.
-        golden = math.pi * (3 - math.sqrt(5))
-        spiral_radius = 0.36 * isd
-        offsets = [
-            (
-                spiral_radius * math.sqrt((i + 0.5) / U) * math.cos(i * golden),
-                spiral_radius * math.sqrt((i + 0.5) / U) * math.sin(i * golden),
-            )
-            for i in range(U)
-        ]
-
-        centroid = (sum(x for x, _ in centres) / C, sum(y for _, y in centres) / C)
-        label_box = {"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85}
-        fig = Figure(figsize=(7.5, 7))  # object API: no global figure or backend state
-        ax = fig.subplots()
-        for c, (x, y) in enumerate(centres):
-            ax.add_patch(
-                RegularPolygon(
-                    (x, y),
-                    numVertices=6,
-                    radius=isd / math.sqrt(3),
-                    orientation=math.pi / 6,  # flat-topped, as hex_grid tiles
-                    fill=False,
-                    lw=1,
-                    ec="0.5",
-                )
-            )
-            ax.scatter(
-                [x + dx for dx, _ in offsets],
-                [y + dy for _, dy in offsets],
-                s=14,
-                c="tab:blue",
-                zorder=3,
-                label="user (illustrative position)" if c == 0 else None,
-            )
-            ax.scatter(
-                x, y, marker="^", s=140, c="tab:red", zorder=4, label="BS" if c == 0 else None
-            )
-            ax.annotate(
-                f"BS {c}\nM={cfg.n_antennas}",
-                (x, y),
-                xytext=(8, 6),
-                textcoords="offset points",
-                fontsize=8,
-                color="tab:red",
-            )
-            # Serving link: BS -> its user farthest out from the network centre, label beyond.
-            ox, oy = x - centroid[0], y - centroid[1]
-            norm = math.hypot(ox, oy)
-            ox, oy = (ox / norm, oy / norm) if norm > 1e-9 else (0.0, -1.0)
-            dx, dy = max(offsets, key=lambda o: o[0] * ox + o[1] * oy)
-            ax.annotate(
-                "",
-                xy=(x + dx, y + dy),
-                xytext=(x, y),
-                arrowprops={"arrowstyle": "->", "color": "tab:green", "lw": 1.8},
-                zorder=5,
-            )
-            ax.text(
-                x + 0.44 * isd * ox,
-                y + 0.44 * isd * oy,
-                f"$a_{{{c}{c}}}$ = {gains_db[c][c]:.1f} dB",
-                ha="center",
-                va="center",
-                fontsize=9,
-                color="tab:green",
-                bbox=label_box,
-                zorder=6,
-            )
-        # Interference links: BS b~ -> the users of cell b, both directions of every pair,
-        # bending to opposite sides (matplotlib arc3 puts the control point at the chord's
-        # middle + rad * (dy, -dx), so the arc's middle is half of that away from the chord).
-        # Each arc is labelled up to 3 cells; beyond, one box gives the (uniform) gains.
-        label_arcs = C <= 3
-        if C <= 7:
-            rad, start, end = 0.3, 0.12, 0.8
-            for tx in range(C):
-                for rx in range(C):
-                    if tx == rx or self.gains[tx, rx] <= 0:
-                        continue
-                    (x0, y0), (x1, y1) = centres[tx], centres[rx]
-                    ax0, ay0 = x0 + start * (x1 - x0), y0 + start * (y1 - y0)
-                    ax1, ay1 = x0 + end * (x1 - x0), y0 + end * (y1 - y0)
-                    ax.annotate(
-                        "",
-                        xy=(ax1, ay1),
-                        xytext=(ax0, ay0),
-                        arrowprops={
-                            "arrowstyle": "->",
-                            "color": "tab:orange",
-                            "lw": 1.2 if label_arcs else 0.8,
-                            "ls": "--",
-                            "connectionstyle": f"arc3,rad={rad}",
-                            "alpha": 1.0 if label_arcs else 0.6,
-                        },
-                    )
-                    if not label_arcs:
-                        continue
-                    cdx, cdy = ax1 - ax0, ay1 - ay0
-                    ax.text(
-                        (ax0 + ax1) / 2 + 0.5 * rad * cdy,
-                        (ay0 + ay1) / 2 - 0.5 * rad * cdx,
-                        f"$a_{{{tx}{rx}}}$ = {gains_db[tx][rx]:.1f} dB",
-                        ha="center",
-                        va="center",
-                        fontsize=8,
-                        color="tab:orange",
-                        bbox=label_box,
-                        zorder=6,
-                    )
-        if not label_arcs and C > 1:
-            off_diagonal = self.gains[~torch.eye(C, dtype=torch.bool, device=self.gains.device)]
-            cross_db = float(linear_to_db(off_diagonal.double().mean()))
-            ax.text(
-                0.02,
-                0.98,
-                f"$a_{{bb}}$ = {gains_db[0][0]:.1f} dB\n"
-                f"$a_{{\\tilde{{b}}b}}$ = {cross_db:.1f} dB"
-                "\n(all pairs)",
-                transform=ax.transAxes,
-                va="top",
-                fontsize=9,
-                bbox={"boxstyle": "round", "fc": "white", "ec": "0.7"},
-            )
-        ax.plot([], [], c="tab:green", label="serving gain $a_{bb}$")
-        ax.plot(
-            [],
-            [],
-            c="tab:orange",
-            ls="--",
-            label=r"interfering gain $a_{\tilde{b}b}$, $\tilde{b} \neq b$",
-        )
-        xs = [x for x, _ in centres]
-        ys = [y for _, y in centres]
-        margin = 0.75 * isd
-        ax.set_xlim(min(xs) - margin, max(xs) + margin)
-        ax.set_ylim(min(ys) - margin, max(ys) + margin)
-        ax.set_aspect("equal")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=2, fontsize=8.5)
-        ax.set_title(
-            f"{C} cells, (M, U) = ({cfg.n_antennas}, {U}), $N_f$ = {cfg.n_freq}, "
-            f"SIR = {cfg.sir_db:g} dB, SNR = {cfg.snr_db:g} dB\n"
-            "schematic: no geometry in seed 004, user positions illustrative",
-            fontsize=10,
-        )
-        fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
-        return path

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -649,7 +648,7 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         return self.subchannel_rates(state, assignment, power_w).sum(-1)
 
     # ----------------------------------------------------------------------------------------
-    # Summary and plot
+    # Summary
     # ----------------------------------------------------------------------------------------
 
     def link_budget(self) -> LinkBudget:
@@ -751,130 +750,18 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         )
         return budget
 
-    def _knot_positions(self) -> torch.Tensor:
-        """Dynamic mode: (B, S, P, 2) position of each slot's occupant at every trace step."""
+    def trace_positions(self) -> torch.Tensor:
+        """Dynamic mode: (B, S, P, 2) metres, the position of each user slot's occupant at
+        every trace step (every ``trace_step_s``) over the horizon, whether the slot is active
+        then or not; ``active_trace: (B, S, P)`` says when it is and ``arrives: (B, S, P)`` when
+        a new occupant takes the slot. Needs a reset scenario in dynamic mode."""
+        if not self.config.dynamic_users or self.state is None:
+            raise ConfigError("trace_positions() needs a reset scenario with dynamic_users=true")
         start = self.occupant_start  # (B, S, P)
         index = start[..., None].expand(-1, -1, -1, 2)
         walk = self.free_walk_xy[:, :-1]
         walked = walk - torch.gather(walk, 1, index)
         return self._reflect(torch.gather(self.drops_xy, 1, index) + walked)
-
-    def plot_topology(self, path: str | Path) -> Path:
-        """The area with TBSs, NTBS(s) and users of realization 0 at the current frame: active
-        users filled in their BS's colour, inactive slots hollow; in dynamic mode the random-walk
-        paths of every user over the horizon."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib.patches import Circle, Rectangle
-
-        state = self.state if self.state is not None else self.reset()
-        cfg = self.config
-        path = Path(path)
-        half = self.half_side_m
-        bs = state.bs_positions[0].cpu()
-        users = state.user_positions[0, :, :2].cpu()
-        active = state.user_active[0].cpu()
-        colours = plt.get_cmap("tab10")
-
-        fig, ax = plt.subplots(figsize=(7.5, 8.0))
-        ax.add_patch(
-            Rectangle((-half, -half), 2 * half, 2 * half, fill=False, ec="0.3", lw=1.2, zorder=1)
-        )
-        if cfg.dynamic_users:
-            knots = self._knot_positions()[0].cpu()  # (S, P, 2)
-            trace_active = self.active_trace[0].cpu()  # (S, P)
-            arrives = self.arrives[0].cpu()
-            for p in range(self.n_users):
-                xy = knots[:, p].clone()
-                xy[~trace_active[:, p]] = math.nan
-                breaks = arrives[:, p].nonzero().flatten()
-                pieces = torch.tensor_split(xy, breaks)  # one piece per occupant
-                joined = torch.cat([torch.cat([q, q.new_full((1, 2), math.nan)]) for q in pieces])
-                n = int(self.serving[p])
-                ax.plot(joined[:, 0], joined[:, 1], c=colours(n % 10), lw=0.6, alpha=0.6)
-            ax.plot([], [], c="0.4", lw=0.6, label="random-walk paths")
-        for n in range(cfg.n_bs):
-            colour = colours(n % 10)
-            if not bool(self.is_uav[n]):
-                ax.add_patch(
-                    Circle(
-                        (float(bs[n, 0]), float(bs[n, 1])),
-                        cfg.tbs_user_radius_m,
-                        fill=False,
-                        ls=":",
-                        ec=colour,
-                        lw=1.0,
-                    )
-                )
-            mine = self.serving.cpu() == n
-            ax.scatter(
-                users[mine & active, 0],
-                users[mine & active, 1],
-                s=22,
-                color=colour,
-                edgecolors="k",
-                linewidths=0.3,
-                zorder=3,
-            )
-            ax.scatter(
-                users[mine & ~active, 0],
-                users[mine & ~active, 1],
-                s=22,
-                facecolors="none",
-                edgecolors=colour,
-                linewidths=0.8,
-                zorder=3,
-            )
-            is_uav = bool(self.is_uav[n])
-            ax.scatter(
-                float(bs[n, 0]),
-                float(bs[n, 1]),
-                marker="*" if is_uav else "^",
-                s=320 if is_uav else 200,
-                color=colour,
-                edgecolors="k",
-                linewidths=1.0,
-                zorder=4,
-            )
-            label = "NTBS" if is_uav else "TBS"
-            ax.annotate(
-                f"{label} {n} ({float(bs[n, 2]):g} m)",
-                (float(bs[n, 0]), float(bs[n, 1])),
-                xytext=(8, 10),
-                textcoords="offset points",
-                fontsize=9,
-                fontweight="bold",
-                color=colour,
-                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
-                zorder=5,
-            )
-        ax.scatter([], [], marker="^", s=80, c="0.5", edgecolors="k", label="TBS")
-        ax.scatter([], [], marker="*", s=120, c="0.5", edgecolors="k", label="NTBS (UAV)")
-        ax.scatter([], [], s=22, c="0.5", edgecolors="k", linewidths=0.3, label="active user")
-        ax.scatter([], [], s=22, facecolors="none", edgecolors="0.5", label="inactive slot")
-        margin = 0.04 * cfg.area_side_m
-        ax.set_xlim(-half - margin, half + margin)
-        ax.set_ylim(-half - margin, half + margin)
-        ax.set_aspect("equal")
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=5, fontsize=8)
-        mode = (
-            f"dynamic: {cfg.arrival_rate_per_min:g}/min, {cfg.user_speed_m_s:g} m/s"
-            if cfg.dynamic_users
-            else f"training: Poisson({cfg.active_mean_fraction:g} K_max) users"
-        )
-        ax.set(
-            xlabel="x (m)",
-            ylabel="y (m)",
-            title=f"{self.title}\nframe {state.t}, F = {cfg.n_subchannels}, "
-            f"K_max = {cfg.k_max}, {mode}",
-        )
-        fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        return path
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

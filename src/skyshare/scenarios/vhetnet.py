@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from pydantic import Field, model_validator
@@ -566,7 +565,7 @@ class VhetnetScenario(Scenario[VhetnetConfig]):
         )
 
     # ----------------------------------------------------------------------------------------
-    # Summary and plot
+    # Summary
     # ----------------------------------------------------------------------------------------
 
     def link_budget(self) -> LinkBudget:
@@ -637,70 +636,3 @@ class VhetnetScenario(Scenario[VhetnetConfig]):
                 f"gamma_min = {cfg.gamma_min_db:g} dB",
             )
         return budget
-
-    def plot_topology(self, path: str | Path) -> Path:
-        """Realization 0: the square area, MBSs, UEs and the HAPS ground projection."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib.patches import Rectangle
-
-        state = self.state if self.state is not None else self.reset()
-        cfg = self.config
-        path = Path(path)
-        half = cfg.area_side_m / 2
-        ue = state.ue_positions[0, :, :2].cpu()
-        mbs = self.mbs_positions[:, :2].cpu()
-
-        fig, ax = plt.subplots(figsize=(6.0, 7.0))
-        ax.add_patch(
-            Rectangle((-half, -half), cfg.area_side_m, cfg.area_side_m, fill=False, ec="0.4")
-        )
-        ax.scatter(ue[:, 0], ue[:, 1], s=18, c="tab:blue", label=f"UE ({cfg.n_ue})", zorder=3)
-        if cfg.n_mbs > 0:
-            ax.scatter(
-                mbs[:, 0],
-                mbs[:, 1],
-                marker="^",
-                s=120,
-                c="tab:red",
-                label=f"MBS ({cfg.n_mbs}, {cfg.mbs_n_h}x{cfg.mbs_n_v} UPA, {cfg.mbs_height_m:g} m)",
-                zorder=4,
-            )
-            for b in range(cfg.n_mbs):
-                ax.annotate(
-                    f"{b + int(cfg.with_haps)}",
-                    (float(mbs[b, 0]), float(mbs[b, 1])),
-                    xytext=(6, 6),
-                    textcoords="offset points",
-                    color="tab:red",
-                    fontsize=9,
-                )
-        if cfg.with_haps:
-            ax.scatter(
-                0.0,
-                0.0,
-                marker="*",
-                s=260,
-                c="tab:purple",
-                label=f"HAPS 0, ground projection ({cfg.haps_altitude_m / 1000:g} km altitude, "
-                f"{cfg.haps_n_h}x{cfg.haps_n_v} UPA)",
-                zorder=5,
-            )
-        margin = 0.08 * cfg.area_side_m
-        ax.set_xlim(-half - margin, half + margin)
-        ax.set_ylim(-half - margin, half + margin)
-        ax.set_aspect("equal")
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), fontsize=8, frameon=False)
-        network = "vHetNet" if cfg.with_haps else "standalone terrestrial network"
-        ax.set(
-            xlabel="x (m)",
-            ylabel="y (m)",
-            title=f"{network}: {cfg.area_side_m:g} m x {cfg.area_side_m:g} m area",
-        )
-        fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        return path

@@ -115,11 +115,30 @@ class OnlineLog:
         return torch.stack(values) if values else torch.zeros(0)
 
     def state_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """The log with each per-slot list of tensors stacked into one (S, B, ...) tensor (one
+        storage in a checkpoint instead of S small ones)."""
+        state = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name in _PER_SLOT_TENSORS:
+            state[name] = self.stacked(name) if state[name] else None
+        return state
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> OnlineLog:
-        return cls(**{f.name: state[f.name] for f in fields(cls)})
+        data = {f.name: state[f.name] for f in fields(cls)}
+        for name in _PER_SLOT_TENSORS:
+            data[name] = [] if data[name] is None else list(data[name].unbind(0))
+        return cls(**data)
+
+
+_PER_SLOT_TENSORS = (
+    "sum_rate",
+    "effective_sum_rate",
+    "au_interference_ratio",
+    "handovers",
+    "feasible",
+    "tu_reward",
+    "bs_reward",
+)
 
 
 def _feasible(env: CatnEnv, ratio: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

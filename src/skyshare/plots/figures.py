@@ -1,8 +1,9 @@
 """Figures, on matplotlib's object API.
 
-Every function builds a :class:`matplotlib.figure.Figure` directly (no ``pyplot`` state, no
-global backend switch), so importing skyshare never changes the plotting backend of the
-caller's session, and figures are written to PNG files from any thread or process.
+Every function builds a :class:`matplotlib.figure.Figure` directly (no state-machine
+interface, no global backend switch), so importing skyshare never changes the plotting
+backend of the caller's session, and figures are written to PNG files from any thread or
+process.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def moving_average(values: list[float] | torch.Tensor, span: int = 41) -> list[f
 
 
 def new_figure(rows: int = 1, cols: int = 1, **kwargs: Any):
-    """``(figure, axes)`` like ``pyplot.subplots`` but without pyplot's global state."""
+    """``(figure, axes)`` like matplotlib's ``subplots`` but without its global state."""
     from matplotlib.figure import Figure
 
     figsize = kwargs.pop("figsize", None)
