@@ -257,3 +257,28 @@ def test_quick_preset_file_is_valid_yaml_subset():
     quick = load_preset("catn", "quick")
     assert set(quick) <= set(CatnConfig.model_fields)
     assert yaml.safe_dump(quick)
+
+
+@pytest.mark.parametrize("n_au", [1, 2, 3, 4])
+def test_au_tracks_are_the_spacing_apart_at_every_slot(n_au):
+    """Issue 12 item 1: neighbouring AU ground tracks are au_track_spacing_m apart at every
+    slot, whatever the headings (the AUs fly opposite ways and must not share one line), and
+    the tracks are centred on the network (the middle one over it for odd L)."""
+    spacing = 1500.0
+    s = CatnScenario.from_preset(
+        "quick", overrides={"n_au": n_au, "au_track_spacing_m": spacing, "n_slots": 200}
+    )
+    s.reset(seed=0)
+    positions = [s.state.au_positions[0]]
+    for _ in range(199):
+        positions.append(s.step().au_positions[0])
+    track = torch.stack(positions)  # (S, L, 3)
+    y = track[..., 1].double()  # every AU flies east-west: y is its ground track
+    expected = (torch.arange(n_au, dtype=torch.float64) - (n_au - 1) / 2) * spacing
+    torch.testing.assert_close(y, expected.expand_as(y))
+    for a in range(n_au):
+        for b in range(a + 1, n_au):
+            lateral = (track[:, a, 1] - track[:, b, 1]).abs().double()
+            assert bool((lateral == (b - a) * spacing).all())  # never on one line
+    headings = torch.sign(track[-1, :, 0] - track[0, :, 0])
+    assert headings.tolist() == [1.0 if l_ % 2 == 0 else -1.0 for l_ in range(n_au)]

@@ -225,14 +225,17 @@ class CatnScenario(Scenario[CatnConfig]):
             bounds=(-half, half, -half, half),
         )  # (B, S_knots, K, 3)
 
-        # AUs: straight tracks through the network centre at mid-simulation.
-        # Even AUs fly east, odd AUs west (choice; the seed gives no coordinates).
-        heading = (torch.arange(L, **opts) % 2) * math.pi
-        self.au_direction = torch.stack([torch.cos(heading), torch.sin(heading)], -1)  # (L, 2)
+        # AUs: straight east-west tracks, each at mid-simulation abreast of the network centre.
+        # Even AUs fly east, odd AUs west (choice; the seed gives no coordinates); track l lies
+        # at y = (l - (L-1)/2) au_track_spacing_m, so neighbouring tracks are the spacing apart
+        # whatever the headings (the offset is along the common north axis, not along each
+        # AU's own left normal, which would put opposite headings on one line).
+        east = 1.0 - 2.0 * (torch.arange(L, **opts) % 2)  # +1 east, -1 west, exactly
+        self.au_direction = torch.stack([east, torch.zeros_like(east)], -1)  # (L, 2)
         lateral = (torch.arange(L, **opts) - (L - 1) / 2) * cfg.au_track_spacing_m
-        normal = torch.stack([-self.au_direction[:, 1], self.au_direction[:, 0]], -1)
+        north = torch.tensor([0.0, 1.0], **opts)
         half_track = cfg.au_speed_m_s * cfg.duration_s / 2
-        self.au_start_xy = -half_track * self.au_direction + lateral[:, None] * normal  # (L, 2)
+        self.au_start_xy = -half_track * self.au_direction + lateral[:, None] * north  # (L, 2)
 
         # Per-link large-scale state drawn at t = 0.
         tu0 = self._tu_positions(0)
