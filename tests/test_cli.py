@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -140,3 +141,89 @@ def test_solve_command_bad_input(capsys):
     assert "--max-iter must be in [1, 10000], got 0" in capsys.readouterr().err
     assert main(["solve", "catn", "--threads", "0"]) == 2
     assert "--threads must be in" in capsys.readouterr().err
+
+
+def test_bad_paths_configs_and_seeds_exit_2_without_traceback_or_output(tmp_path, capsys):
+    """Issue 12 item 3: each reproduction is a named-field message, exit 2, nothing written."""
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(bytes(range(256)) * 4)
+    nan = tmp_path / "nan.yaml"
+    nan.write_text("p_max_w: .nan\n")
+    huge = "99999999999999999999999"
+    cases = [
+        (["inspect", "catn", "--plot", str(a_file / "x.png")], "is a file, not a folder"),
+        (["inspect", "catn", "--json", str(tmp_path / "missing" / "x.json")], "does not exist"),
+        (["solve", "catn", "--json", str(a_file / "x.json")], "is a file, not a folder"),
+        (["run", "catn-fig4", "--out", str(a_file / "run")], "is a file, not a folder"),
+        (["inspect", "catn", "--config", "/dev/zero"], "not a regular file"),
+        (["inspect", "catn", "--config", str(binary)], "is not text"),
+        (["inspect", "catn", "--config", str(nan)], "p_max_w = nan: Input should be a finite"),
+        (["inspect", "catn", "--seed", huge], "--seed must be in [0, 9223372036854775807]"),
+        (["env", "catn", "--seed", huge], "--seed must be in"),
+        (["solve", "catn", "--seed", huge], "--seed must be in"),
+        (["run", "catn-fig4", "--seeds", huge, "--out", str(tmp_path / "r")], "seeds must be"),
+        (["solve", "catn", "--set", "i_max_mw=1e-300"], "i_max_mw = 1e-300 is 2.51e-290 of"),
+        (["inspect", "catn", "--set", "tu_height_m=1"], "tu_height_m = 1: must be >= 1.5"),
+        (["inspect", "catn", "--set", "n_tu=true"], "n_tu = True: a number is needed"),
+        (["inspect", "catn", "--slot", "100000"], "--slot must be in [0, 5999], got 100000"),
+    ]
+    if Path("/proc").is_dir():
+        cases.append((["inspect", "catn", "--json", "/proc/x.json"], "cannot write in folder"))
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, (argv, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "binary.yaml", "nan.yaml"]
+
+
+def test_infinite_interference_limit_means_no_constraint(tmp_path, capsys):
+    report = tmp_path / "inf.json"
+    argv = ["solve", "catn", "--preset", "quick", "--slots", "2", "--json", str(report)]
+    assert main([*argv, "--set", "i_max_mw=inf"]) == 0
+    summary = json.loads(report.read_text())["summary"]
+    assert summary["max AU interference / I_max"] == 0.0  # rho / inf: nothing to keep
+    assert summary["feasible slots (%)"] == 100.0
+
+
+def test_small_networks_play_with_fitted_report_sizes(capsys):
+    """n_bs = 1 and n_tu = 1 are valid scenarios: every command runs on them (the env fits
+    B_in, B~_in, K_out and K_in to the network and records the fitted values)."""
+    from skyshare.envs import CatnEnv
+    from skyshare.scenarios import CatnScenario
+
+    for override in ("n_bs=1", "n_tu=1", "n_tu=2"):
+        for command in (["solve", "catn", "--slots", "2"], ["env", "catn", "--slots", "2"]):
+            assert main([*command, "--preset", "quick", "--set", override]) == 0, override
+    env = CatnEnv(CatnScenario.config_from("quick", overrides={"n_bs": 1, "n_tu": 2}))
+    assert (env.config.b_in, env.config.b_in_pri, env.config.k_out, env.config.k_in) == (1, 1, 2, 2)
+    paper = CatnEnv(CatnScenario.config_from("paper"))
+    assert (paper.config.b_in, paper.config.b_in_pri, paper.config.k_out) == (4, 5, 3)
+
+
+def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
+    """SIGINT during a run: one line saying how to resume, exit status 130, no traceback;
+    rerunning the same command finishes the run."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    tiny = tmp_path / "tiny.yaml"
+    tiny.write_text("n_slots: 400\nhidden_sizes: [8, 8, 8]\ncheckpoint_every: 5\n")
+    out = tmp_path / "run"
+    argv = ["run", "catn-fig4", "--config", str(tiny), "--out", str(out), "--schemes", "SC-CUP"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "skyshare", *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not list(out.glob("jobs/*/checkpoint.pt")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "interrupted; rerun the same command to resume" in err and "Traceback" not in err

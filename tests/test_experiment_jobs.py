@@ -220,9 +220,10 @@ def uses_its_threads(job, folder):
     return {"threads": torch.get_num_threads()}
 
 
-def test_threads_default_to_every_core_alone_and_one_side_by_side(tmp_path):
-    assert Execution().threads_per_job == (os.cpu_count() or 1)
+def test_threads_default_to_one_for_every_executor(tmp_path):
+    assert Execution().threads_per_job == 1
     assert Execution(workers=2).threads_per_job == 1
+    assert Execution(executor="ray").threads_per_job == 1
     assert Execution(threads=3, workers=2).threads_per_job == 3
     with pytest.raises(Exception, match="threads must be in"):
         Execution(threads=0)
@@ -232,3 +233,45 @@ def test_threads_default_to_every_core_alone_and_one_side_by_side(tmp_path):
     assert next(iter(result.values()))["threads"] == other
     assert torch.get_num_threads() == before  # the caller's setting is restored
     assert Job("t", "s", 0, threads=4).job_id == Job("t", "s", 0).job_id
+
+
+def test_a_started_job_resumes_only_with_its_threads_and_device(tmp_path):
+    """Thread count and device change floating-point results: a job that has a checkpoint
+    is refused, with a clear message, when rerun with other settings; nothing is run."""
+    from skyshare.errors import SkyshareError
+
+    job = Job("t", "s", 0, {"x": 2})
+    folder = tmp_path / "jobs" / job.job_id
+    folder.mkdir(parents=True)
+    (folder / "job.json").write_text(json.dumps({"threads": 1, "device": "cpu"}))
+    (folder / "checkpoint.pt").write_bytes(b"started")
+    CALLS.clear()
+    with pytest.raises(
+        SkyshareError, match=r"started with 1 torch thread\(s\) on cpu.*--threads 1"
+    ):
+        run_jobs([job], square, tmp_path, Execution(threads=2, progress=False))
+    assert CALLS == []
+    run_jobs([job], square, tmp_path, QUIET)  # the same settings resume
+    assert CALLS == [job.job_id]
+
+
+def test_corrupt_markers_and_a_job_folder_replaced_by_a_file_are_named(tmp_path):
+    from skyshare.errors import SkyshareError
+
+    job = Job("t", "s", 0, {"x": 2})
+    run_jobs([job], square, tmp_path, QUIET)
+    marker = tmp_path / "jobs" / job.job_id / "result.json"
+    marker.write_text("{not json")
+    with pytest.raises(SkyshareError, match=r"result\.json .*unreadable.*delete it"):
+        run_jobs([job], square, tmp_path, QUIET)
+    marker.write_text("[1, 2]")
+    with pytest.raises(SkyshareError, match="not a JSON object"):
+        run_jobs([job], square, tmp_path, QUIET)
+    marker.unlink()
+    folder = marker.parent
+    for child in folder.iterdir():
+        child.unlink()
+    folder.rmdir()
+    folder.write_text("a file where the job folder was")
+    with pytest.raises(SkyshareError, match="is a file"):
+        run_jobs([job], square, tmp_path, QUIET)

@@ -34,6 +34,8 @@ from skyshare.config import preset_names
 from skyshare.errors import SkyshareError
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit integer
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser, *, file: bool = True) -> None:
@@ -129,7 +131,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--threads",
         type=int,
-        help="torch threads per job (default: all cores for one job at a time, else 1)",
+        help="torch threads per job (default: 1, whatever the executor: the thread count "
+        "changes the numbers; a started job resumes only with the count it started with)",
     )
     run.add_argument("--out", type=Path, help="run directory (default: runs/EXPERIMENT-PRESET)")
     run.add_argument("--schemes", nargs="+", help="subset of the schemes (default: all)")
@@ -186,29 +189,59 @@ def _cmd_scenarios(console: Console) -> int:
 
 
 def _check_output_path(path: Path | None, suffix: str, flag: str) -> None:
+    """A clear error unless ``path`` names a ``suffix`` file that can be written: not a
+    folder, in an existing folder (not a file) that this user may write to."""
     if path is None:
         return
     if path.suffix.lower() != suffix:
         raise SkyshareError(f"{flag} must name a {suffix} file, got {str(path)!r}")
-    if path.exists() and path.is_dir():
+    if path.is_dir():
         raise SkyshareError(f"{flag} {str(path)!r} is a directory")
-    if not path.parent.exists():
-        raise SkyshareError(f"{flag}: folder {str(path.parent)!r} does not exist")
+    parent = path.parent
+    if not parent.exists() and not any(p.is_file() for p in parent.parents):
+        raise SkyshareError(f"{flag}: folder {str(parent)!r} does not exist")
+    _check_writable_folder(parent, flag, create=False)
+
+
+def _check_writable_folder(folder: Path, flag: str, *, create: bool = True) -> None:
+    """A clear error unless ``folder`` is (or, with ``create``, can be made) a folder this
+    user may write to: no file in the way, the nearest existing ancestor writable."""
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            if not candidate.is_dir():
+                where = "is" if candidate == folder else f"lies under {str(candidate)!r}, which is"
+                raise SkyshareError(f"{flag}: {str(folder)!r} {where} a file, not a folder")
+            if candidate != folder and not create:
+                raise SkyshareError(f"{flag}: folder {str(folder)!r} does not exist")
+            _probe_writable(candidate, flag)
+            return
+
+
+def _probe_writable(folder: Path, flag: str) -> None:
+    """Create and remove a file in ``folder``: permission bits say nothing for root, and
+    kernel or read-only file systems (/proc, /sys, a full disk) refuse only at write time."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise SkyshareError(
+            f"{flag}: cannot write in folder {str(folder)!r} ({exc.strerror})"
+        ) from None
 
 
 def _cmd_inspect(args: argparse.Namespace, console: Console) -> int:
     from skyshare.scenarios import get_scenario
 
     cls = get_scenario(args.scenario)
-    if args.batch < 1 or args.batch > 65536:
-        raise SkyshareError(f"--batch must be in [1, 65536], got {args.batch}")
-    if args.seed is not None and args.seed < 0:
-        raise SkyshareError(f"--seed must be >= 0, got {args.seed}")
-    if args.slot < 0:
-        raise SkyshareError(f"--slot must be >= 0, got {args.slot}")
+    _in_range(args.batch, 1, 65536, "--batch")
+    _in_range(args.seed, 0, MAX_SEED, "--seed")
     _check_output_path(args.plot, ".png", "--plot")
     _check_output_path(args.json, ".json", "--json")
     config = cls.config_from(args.preset, file=args.config, overrides=args.overrides)
+    horizon = getattr(config, "n_slots", getattr(config, "n_blocks", None))
+    _in_range(args.slot, 0, 10**9 if horizon is None else horizon - 1, "--slot")
 
     scenario = cls(config, batch_size=args.batch)
     scenario.reset(seed=args.seed)
@@ -252,15 +285,10 @@ def _cmd_env(args: argparse.Namespace, console: Console) -> int:
     from skyshare.scenarios import get_scenario
 
     cls = get_scenario(args.scenario)
-    if not 1 <= args.batch <= 4096:
-        raise SkyshareError(f"--batch must be in [1, 4096], got {args.batch}")
-    if args.seed is not None and args.seed < 0:
-        raise SkyshareError(f"--seed must be >= 0, got {args.seed}")
+    _in_range(args.batch, 1, 4096, "--batch")
+    _in_range(args.seed, 0, MAX_SEED, "--seed")
     config = cls.config_from(args.preset, file=args.config, overrides=args.overrides)
-    if not 1 <= args.slots < config.n_slots:
-        raise SkyshareError(
-            f"--slots must be in [1, n_slots-1={config.n_slots - 1}], got {args.slots}"
-        )
+    _in_range(args.slots, 1, config.n_slots - 1, "--slots")
     env_config = CatnEnvConfig(tu_information=args.tu_info, bs_information=args.bs_info)
     env = CatnEnv(config, env_config, batch_size=args.batch)
     generator = torch.Generator().manual_seed(0 if args.seed is None else args.seed)
@@ -331,8 +359,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
             f"available: {', '.join(experiment.schemes)}"
         )
     out = args.out or Path("runs") / f"{args.experiment}-{args.preset}"
-    if out.exists() and not out.is_dir():
-        raise SkyshareError(f"--out {str(out)!r} exists and is not a directory")
+    _check_writable_folder(out, "--out")
     execution = Execution(  # validates --workers, --address and --device
         executor=args.executor,
         address=args.address,
@@ -369,7 +396,7 @@ def _in_range(value: int | None, low: int, high: int, flag: str) -> None:
 
 def _check_solve_args(args: argparse.Namespace) -> None:
     _in_range(args.batch, 1, 4096, "--batch")
-    _in_range(args.seed, 0, 2**63 - 1, "--seed")
+    _in_range(args.seed, 0, MAX_SEED, "--seed")
     _in_range(args.max_iter, 1, 10_000, "--max-iter")
     _in_range(args.threads, 1, 256, "--threads")
     _check_output_path(args.plot, ".png", "--plot")
@@ -480,6 +507,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SkyshareError as err:
         print(f"skyshare: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except OSError as err:  # the file system refused a write the checks could not foresee
+        where = f" {err.filename}" if err.filename else ""
+        print(f"skyshare: error: cannot write{where}: {err.strerror or err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("\nskyshare: interrupted; rerun the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
     raise AssertionError(f"unhandled command {args.command}")  # argparse enforces the choices
 
 

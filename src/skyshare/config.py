@@ -18,11 +18,12 @@ from __future__ import annotations
 import math
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from types import UnionType
+from typing import Any, TypeVar, Union, get_args, get_origin
 
 import annotated_types as at
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from skyshare.errors import ConfigError, UnknownNameError
 
@@ -30,9 +31,27 @@ M = TypeVar("M", bound="StrictModel")
 
 
 class StrictModel(BaseModel):
-    """Base of all skyshare configs: frozen, unknown keys forbidden, values validated."""
+    """Base of all skyshare configs: frozen, unknown keys forbidden, values validated.
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    Numbers are finite unless a field says otherwise (``Field(allow_inf_nan=True)``, e.g. an
+    interference limit whose ``inf`` means "no constraint"), and a boolean is not a number
+    (pydantic would read ``true`` as 1).
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        for name, field in cls.model_fields.items():
+            value = data.get(name)
+            if isinstance(value, bool) and _numeric(field.annotation):
+                raise ValueError(f"{name} = {value}: a number is needed, not a boolean")
+        return data
 
     @classmethod
     def from_dict(cls: type[M], data: dict[str, Any], *, what: str | None = None) -> M:
@@ -48,6 +67,12 @@ class StrictModel(BaseModel):
         for key, value in changes.items():
             set_dotted(data, key, value)
         return type(self).from_dict(data)
+
+
+def _numeric(annotation: Any) -> bool:
+    """Whether a field annotation is int or float (possibly optional), not bool."""
+    options = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else ()
+    return annotation in (int, float) or any(a in (int, float) for a in options)
 
 
 # --------------------------------------------------------------------------------------------
@@ -169,13 +194,27 @@ def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a config is a few hundred bytes; refuse to read a device or a blob
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping from ``path`` (a clear error if missing or malformed)."""
     path = Path(path)
     try:
-        text = path.read_text()
+        if path.exists() and not path.is_file():
+            raise ConfigError(f"config file {path} is not a regular file")
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"config file {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB: not a config"
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not text (UTF-8 YAML expected)") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

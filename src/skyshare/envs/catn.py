@@ -12,21 +12,13 @@ group and all N base-station (BS) agents as another. Each slot has two turns, in
    the TU observations of the next slot are returned.
 
 Everything that is not local to an agent reaches it through the :class:`SignalingLedger`, which
-measures the real scalars received per agent and slot (Table I).
+measures the real scalars received per agent and slot (Table I). The observation blocks are
+built in :mod:`skyshare.envs.catn_observations`.
 
-Action mapping (a documented, configurable choice; the seed only says the policy outputs are
-sigmoid-normalised to [0, 1] "before scaling to the actual action values"), for BS n and policy
-output ``x`` in [0, 1]:
-
-* ``q_total = max(x_0, q_total_min)`` in (0, 1];
-* ``q_{n,k} = x_{1+k}`` over the BS's own users, normalised to sum to 1 (uniform if all zero);
-* ``alpha_{n,k} = (1 + alpha_max)^{x} - 1`` in [0, alpha_max], likewise ``mu_{n,l}`` in
-  [0, mu_max] (exponential scaling, 0 at x = 0);
-* ``eta_n = eta_min (eta_max / eta_min)^{x}`` (log-uniform);
-* ``D~_n = sum_i alpha_{n,i} h^_{n,i} h^_{n,i}^H + sum_l mu_{n,l} g^_{n,l} g^_{n,l}^H + eta_n I``
-  with unit-norm directions ``h^ = h / ||h||`` (the weights absorb the channel strengths, a
-  reparametrisation of the seed's D~_n that makes the action scale-free), then
-  ``w~_k = D~^{-1} h / ||D~^{-1} h||`` and ``p_k = P_max q_total q_{n,k}``.
+Action mapping (a documented, configurable choice, :mod:`skyshare.envs.catn_actions`): BS n's
+policy output ``x`` in [0, 1]^(2K+L+2) becomes the power split ``q_total``, ``q_{n,k}``, the
+weights ``alpha_{n,k}``, ``mu_{n,l}`` and ``eta_n`` of ``D~_n``, and the beamformers
+``w_k = sqrt(P_max q_total q_{n,k}) D~_n^{-1} h / ||D~_n^{-1} h||``.
 """
 
 from __future__ import annotations
@@ -41,51 +33,14 @@ from pydantic import Field
 from skyshare import metrics
 from skyshare.channels.arrays import compress_channel, compressed_features, dft_codebook
 from skyshare.config import StrictModel
+from skyshare.envs import catn_observations as observations
+from skyshare.envs.catn_actions import action_field, action_parameters, beamformers
+from skyshare.envs.catn_observations import normalized_tu_observation
 from skyshare.errors import ConfigError, ShapeError
 from skyshare.scenarios.catn import CatnConfig, CatnScenario, CatnState
 from skyshare.signaling import SignalingLedger
 
 __all__ = ["CatnEnv", "CatnEnvConfig", "SlotOutcome", "normalized_tu_observation"]
-
-
-def normalized_tu_observation(obs: torch.Tensor, n_bs: int) -> torch.Tensor:
-    """Fixed input normalisation of the CATN TU observation (14), length 3N + 4 (a choice:
-    the seed does not say how the TU networks see their inputs; every field is brought to
-    O(1) so that one learning rate fits all of them). ``CatnEnvConfig(tu_observation=
-    "normalized")`` applies it to every TU observation the env returns.
-
-    ==============  =============================  ==========================================
-    indices          field                          transform
-    ==============  =============================  ==========================================
-    [0, N)           |K_n(t-1)| (BS loads)          ``N |K_n| / sum_n |K_n|`` (1 = average load)
-    [N, 2N)          chi_k(t-1) (one-hot)           unchanged
-    [2N, 3N)         ||h_{n,k}(t)||^2 / sigma^2     ``log10(1 + x)``
-    3N               p_k(t-1) in W                  ``log10(1 + x / 1 mW)``
-    3N + 1           R_k(t-1) in bit/s/Hz           unchanged
-    3N + 2           p^r_k(t-1) / sigma^2           ``log10(1 + x)``
-    3N + 3           beta_k(t-1) / sigma^2          ``log10(1 + x)``
-    ==============  =============================  ==========================================
-
-    Args:
-        obs: (..., 3N + 4) raw observations (14).
-        n_bs: N.
-
-    Returns:
-        (..., 3N + 4) normalised observations (a new tensor).
-    """
-    N = int(n_bs)
-    if obs.shape[-1] != 3 * N + 4:
-        raise ShapeError(
-            f"CATN TU observations have 3N + 4 = {3 * N + 4} entries, got {obs.shape[-1]}"
-        )
-    load = obs[..., :N]
-    relative_load = N * load / load.sum(dim=-1, keepdim=True).clamp_min(1.0)
-    one_hot = obs[..., N : 2 * N]
-    strength = torch.log10(1.0 + obs[..., 2 * N : 3 * N].clamp_min(0.0))
-    power = torch.log10(1.0 + obs[..., 3 * N : 3 * N + 1].clamp_min(0.0) / 1e-3)
-    rate = obs[..., 3 * N + 1 : 3 * N + 2]
-    received_and_beta = torch.log10(1.0 + obs[..., 3 * N + 2 :].clamp_min(0.0))
-    return torch.cat([relative_load, one_hot, strength, power, rate, received_and_beta], dim=-1)
 
 
 class CatnEnvConfig(StrictModel):
@@ -167,6 +122,24 @@ class _SlotRecord:
     g_stat: torch.Tensor  # (B, N, L, 4) [theta, phi, L_FSP^-1, d]
 
 
+def _fitted(config: CatnEnvConfig, n_bs: int, n_tu: int) -> CatnEnvConfig:
+    """The config with its report sizes fitted to a smaller network (a choice, so that every
+    valid scenario plays): at most N interferer BSs are reported (``b_in_pri`` <= N, and
+    ``b_in`` <= min(N, K) because the out-of-cell set of K_out B_in users must fit in the K
+    users), ``k_out`` is lowered (>= 1) until K_out B_in <= K, and ``k_in`` <= K. The paper's
+    network (N = 7, K = 21) keeps Table I's values. The env records the fitted config."""
+    b_in = min(config.b_in, n_bs, n_tu)
+    fitted = {
+        "b_in": b_in,
+        "b_in_pri": min(config.b_in_pri, n_bs),
+        "k_out": min(config.k_out, n_tu // b_in),
+        "k_in": min(config.k_in, n_tu),
+    }
+    if all(getattr(config, name) == value for name, value in fitted.items()):
+        return config
+    return config.model_copy(update=fitted)
+
+
 class CatnEnv:
     """Batched core of the CATN game.
 
@@ -186,16 +159,11 @@ class CatnEnv:
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> None:
-        self.config = config or CatnEnvConfig()
         self.scenario = CatnScenario(
             scenario_config, batch_size=batch_size, device=device, dtype=dtype
         )
         sc = self.scenario.config
-        cfg = self.config
-        if cfg.b_in > sc.n_bs or cfg.b_in_pri > sc.n_bs:
-            raise ConfigError(f"b_in and b_in_pri must be <= n_bs = {sc.n_bs}")
-        if cfg.k_out * cfg.b_in > sc.n_tu:
-            raise ConfigError(f"k_out * b_in must be <= n_tu = {sc.n_tu}")
+        self.config = cfg = _fitted(config or CatnEnvConfig(), sc.n_bs, sc.n_tu)
         if cfg.n_compress > cfg.n_codewords:
             raise ConfigError("n_compress (N_c) must be <= n_codewords (C)")
         if cfg.eta_min >= cfg.eta_max:
@@ -227,15 +195,7 @@ class CatnEnv:
 
     def bs_obs_blocks(self) -> dict[str, int]:
         """Sizes of the blocks of the BS observation (8)."""
-        cfg, K, L, Nc = self.config, self.K, self.L, self.config.n_compress
-        return {
-            "o_loc": K + 3 * Nc * K + 4 * K,
-            "o_loc_pri": 5 * L,
-            "o_in": ((1 + 3 * Nc * K + K + 1) * cfg.b_in + 1) * cfg.k_in,
-            "o_in_pri": (1 + 4 + K + 1) * cfg.b_in_pri * L,
-            "o_out": 4 * cfg.k_out * cfg.b_in,
-            "o_out_pri": 4 * L,
-        }
+        return observations.bs_obs_blocks(self.config, self.K, self.L)
 
     @property
     def bs_obs_dim(self) -> int:
@@ -407,29 +367,17 @@ class CatnEnv:
         if not bool(finite.all()):
             b, n, i = (~finite).nonzero()[0].tolist()
             raise ValueError(
-                f"bs_{n} (env {b}) action[{i}] ({self._action_field(i)}) is "
+                f"bs_{n} (env {b}) action[{i}] ({action_field(i, self.K, self.L)}) is "
                 f"{float(actions[b, n, i])}; actions must be finite in [0, 1]"
             )
         bad = (actions < 0) | (actions > 1)
         if bool(bad.any()):
             b, n, i = bad.nonzero()[0].tolist()
             raise ValueError(
-                f"bs_{n} (env {b}) action[{i}] ({self._action_field(i)}) = "
+                f"bs_{n} (env {b}) action[{i}] ({action_field(i, self.K, self.L)}) = "
                 f"{float(actions[b, n, i]):.4g}; allowed range: [0, 1]"
             )
         return actions
-
-    def _action_field(self, i: int) -> str:
-        K, L = self.K, self.L
-        if i == 0:
-            return "q_total"
-        if i <= K:
-            return f"q_{i - 1}"
-        if i <= 2 * K:
-            return f"alpha_{i - 1 - K}"
-        if i == 2 * K + 1:
-            return "eta"
-        return f"mu_{i - 2 - 2 * K}" if i < 2 * K + 2 + L else "?"
 
     # ---------------------------------------------------------------------------------------
     # Beamformers from actions (§V-C-3)
@@ -437,42 +385,14 @@ class CatnEnv:
 
     def action_parameters(self, actions: torch.Tensor) -> dict[str, torch.Tensor]:
         """Map policy outputs (B, N, 2K+L+2) in [0, 1] to q_total, q, alpha, eta, mu."""
-        cfg, K, L = self.config, self.K, self.L
-        owner = torch.nn.functional.one_hot(self.serving, self.N).transpose(1, 2)  # (B, N, K)
-        owner = owner.to(actions.dtype)
-        q_total = actions[..., 0].clamp_min(cfg.q_total_min)
-        share = actions[..., 1 : K + 1] * owner
-        total = share.sum(-1, keepdim=True)
-        uniform = owner / owner.sum(-1, keepdim=True).clamp_min(1.0)
-        q = torch.where(total > 0, share / total.clamp_min(1e-30), uniform)
-        alpha = torch.pow(1.0 + cfg.alpha_max, actions[..., K + 1 : 2 * K + 1]) - 1.0
-        eta = cfg.eta_min * (cfg.eta_max / cfg.eta_min) ** actions[..., 2 * K + 1]
-        mu = torch.pow(1.0 + cfg.mu_max, actions[..., 2 * K + 2 : 2 * K + 2 + L]) - 1.0
-        return {"q_total": q_total, "q": q, "alpha": alpha, "eta": eta, "mu": mu}
+        return action_parameters(actions, self.serving, self.config, n_bs=self.N, n_au=self.L)
 
     def _beamformers(self, actions: torch.Tensor) -> torch.Tensor:
         """w_k = sqrt(p_k) D~^{-1} h / ||D~^{-1} h||: (B, K, M) complex."""
-        par = self.action_parameters(actions)
-        H = self.state.H.transpose(1, 2)  # (B, N, K, M)
-        G = self.state.G.transpose(1, 2)  # (B, N, L, M)
-        h_dir = H / torch.linalg.vector_norm(H, dim=-1, keepdim=True).clamp_min(1e-30)
-        g_dir = G / torch.linalg.vector_norm(G, dim=-1, keepdim=True).clamp_min(1e-30)
-        alpha = par["alpha"].to(self.cdtype)
-        mu = par["mu"].to(self.cdtype)
-        D = torch.einsum("bnk,bnki,bnkj->bnij", alpha, h_dir, h_dir.conj())
-        if self.L:
-            D = D + torch.einsum("bnl,bnli,bnlj->bnij", mu, g_dir, g_dir.conj())
-        eye = torch.eye(self.M, dtype=self.cdtype, device=self.device)
-        D = D + par["eta"].to(self.cdtype)[..., None, None] * eye
-        X = torch.linalg.solve(D, H.transpose(-1, -2))  # (B, N, M, K): D~_n^{-1} h_{n,k}
-        X = X.transpose(-1, -2)  # (B, N, K, M)
-        index = self.serving[:, None, :, None].expand(self.B, 1, self.K, self.M)
-        w_dir = torch.gather(X, 1, index).squeeze(1)  # (B, K, M) from the serving BS
-        w_dir = w_dir / torch.linalg.vector_norm(w_dir, dim=-1, keepdim=True).clamp_min(1e-30)
-        q_total = torch.gather(par["q_total"], 1, self.serving)  # (B, K)
-        q = torch.gather(par["q"], 1, self.serving[:, None, :]).squeeze(1)  # (B, K)
-        power = self.p_max * q_total * q
-        return w_dir * power.sqrt().to(self.cdtype)[..., None]
+        parameters = self.action_parameters(actions)
+        return beamformers(
+            parameters, self.state.H, self.state.G, self.serving, self.p_max, cdtype=self.cdtype
+        )
 
     # ---------------------------------------------------------------------------------------
     # Transmission, rewards (10), (15)-(16), costs (11)
@@ -584,117 +504,31 @@ class CatnEnv:
         return obs
 
     def _bs_observation(self) -> torch.Tensor:
-        """BS observation (8): (B, N, sum of the block sizes)."""
-        cfg, prev, B, N, K, L = self.config, self.previous, self.B, self.N, self.K, self.L
+        """BS observation (8): (B, N, sum of the block sizes), blocks in the order of
+        :meth:`bs_obs_blocks`."""
+        cfg, prev, N = self.config, self.previous, self.N
         chi_now = torch.nn.functional.one_hot(self.serving, N).transpose(1, 2).to(self.dtype)
         chi_prev = torch.nn.functional.one_hot(prev.serving, N).transpose(1, 2).to(self.dtype)
-        hc_now = self._compressed_channels() * chi_now[..., None]  # (B, N, K, 3 N_c)
-        # p_n, R_n, p^r_n of t-1 and beta_n = [beta_{n,1} .. beta_{n,K}], masked by chi_n(t-1)
-        local_prev = torch.stack([prev.power, prev.rate, prev.received], 1)[:, None]
-        local_prev = torch.cat([local_prev.expand(B, N, 3, K), prev.beta_split[:, :, None]], 2)
-        local_prev = local_prev * chi_prev[:, :, None]  # (B, N, 4, K)
-        o_loc = torch.cat([chi_now, hc_now.flatten(2), local_prev.flatten(2)], dim=-1)
-
+        o_loc = observations.local_block(prev, chi_now, chi_prev, self._compressed_channels())
         o_loc_pri = torch.cat([self._g_stat_now(), prev.rho_split[..., None]], -1).flatten(2)
-
-        # o_in: for the K_in most interfered own TUs of t-1, the B_in strongest interferers.
-        own_score = torch.where(
-            chi_prev > 0, prev.beta[:, None, :], torch.full_like(chi_prev, -1.0)
-        )
-        top_k = own_score.topk(cfg.k_in, dim=-1)  # (B, N, K_in)
-        valid_k = top_k.values > 0
-        k_idx = top_k.indices
-        interferers = prev.beta_split.topk(cfg.b_in, dim=1).indices  # (B, B_in, K): per TU
-        j_idx = torch.gather(
-            interferers.transpose(1, 2)[:, None].expand(B, N, K, cfg.b_in),
-            2,
-            k_idx[..., None].expand(B, N, cfg.k_in, cfg.b_in),
-        )  # (B,N,Kin,Bin)
-        hc_prev = prev.compressed * chi_prev[..., None]  # (B, N, K, 3Nc): own users only
-        p_prev = prev.power[:, None, :] * chi_prev  # (B, N, K)
-        flat_j = j_idx.flatten(1)  # (B, N*Kin*Bin)
-        msg_h = torch.gather(
-            hc_prev.flatten(2),
-            1,
-            flat_j[..., None].expand(-1, -1, hc_prev.shape[2] * hc_prev.shape[3]),
-        )
-        msg_p = torch.gather(p_prev, 1, flat_j[..., None].expand(-1, -1, K))
-        beta_jk = prev.beta_split[
-            torch.arange(B)[:, None],
-            flat_j,
-            k_idx[..., None].expand(-1, -1, -1, cfg.b_in).flatten(1),
-        ]
-        message = torch.cat(
-            [(flat_j + 1).to(self.dtype)[..., None], msg_h, msg_p, beta_jk[..., None]], -1
-        ).view(B, N, cfg.k_in, cfg.b_in, -1)
-        message = message * valid_k[..., None, None]
-        self._send("o_in", message)
-        k_column = ((k_idx + 1).to(self.dtype) * valid_k)[..., None]
-        o_in = torch.cat([k_column, message.flatten(3)], -1).flatten(2)
-
-        # o_in_pri: per AU, the B~_in BSs whose inferred interference is largest.
-        if L:
-            j_pri = prev.rho_split.topk(cfg.b_in_pri, dim=1).indices.transpose(1, 2)  # B,L,Bp
-            flat = j_pri.flatten(1)  # (B, L*Bp)
-            l_idx = torch.arange(L, device=self.device).repeat_interleave(cfg.b_in_pri)
-            g_sel = prev.g_stat[torch.arange(B)[:, None], flat, l_idx[None]]  # (B, L*Bp, 4)
-            p_sel = torch.gather(p_prev, 1, flat[..., None].expand(-1, -1, K))
-            r_sel = prev.rho_split[torch.arange(B)[:, None], flat, l_idx[None]]
-            pri = torch.cat(
-                [(flat + 1).to(self.dtype)[..., None], g_sel, p_sel, r_sel[..., None]], -1
-            )  # (B, L*Bp, K+6), identical for every BS
-            pri = pri[:, None].expand(B, N, *pri.shape[1:])
-            self._send("o_in_pri", pri)
-            o_in_pri = pri.flatten(2)
-        else:
-            o_in_pri = torch.zeros(B, N, 0, dtype=self.dtype, device=self.device)
-
-        # o_out: the K_out B_in TUs BS n interfered most in t-1.
+        o_in = observations.inner_block(prev, chi_prev, cfg.k_in, cfg.b_in, self._send)
+        o_in_pri = observations.inner_primary_block(prev, chi_prev, cfg.b_in_pri, self._send)
         out_prev = self._interfered_set(prev.beta_split, prev.strength)  # (B, N, K) bool
         size = cfg.k_out * cfg.b_in
-        users = torch.arange(K, device=self.device)
-        i_idx = torch.where(out_prev, users, K).sort(-1).values[..., :size]  # (B, N, size)
-        gathered = lambda x: torch.gather(x[:, None].expand(B, N, K), 2, i_idx)  # noqa: E731
-        beta_ni = torch.gather(prev.beta_split, 2, i_idx)
-        received_out = torch.stack([gathered(prev.rate), beta_ni, gathered(prev.beta)], -1)
-        self._send("o_out", received_out)
-        o_out = torch.stack(
-            [
-                (i_idx + 1).to(self.dtype),
-                gathered(prev.rate),
-                beta_ni,
-                beta_ni / gathered(prev.beta),
-            ],
-            -1,
-        ).flatten(2)
-
-        # o_out_pri: from the BSs serving the AUs (e.g. ATG BSs), rho_l(t-1) and the share
-        # rho_{n,l}(t-1) they measured from BS n.
-        if L:
-            rho = prev.rho[:, None].expand(B, N, L)
-            received_pri = torch.stack([rho, prev.rho_split_measured], -1)
-            self._send("o_out_pri", received_pri)
-            l_column = torch.arange(1, L + 1, device=self.device, dtype=self.dtype).expand(B, N, L)
-            o_out_pri = torch.stack(
-                [
-                    l_column,
-                    rho / self.i_max,
-                    prev.rho_split_measured,
-                    prev.rho_split_measured / rho.clamp_min(1e-30),
-                ],
-                -1,
-            )
-            o_out_pri = o_out_pri.flatten(2)
-        else:
-            o_out_pri = torch.zeros(B, N, 0, dtype=self.dtype, device=self.device)
-
+        o_out = observations.outer_block(prev, out_prev, size, self.dtype, self._send)
+        o_out_pri = observations.outer_primary_block(prev, N, self.i_max, self.dtype, self._send)
         if cfg.bs_information == "global_csi":
-            others = self.state.H.transpose(1, 2)[:, None].expand(B, N, N, K, self.M)[:, :, 1:]
-            self.ledger.receive("bs", "global_csi", others)
-            if L:
-                g_others = self.state.G.transpose(1, 2)[:, None].expand(B, N, N, L, self.M)
-                self.ledger.receive("bs", "global_csi_au", g_others[:, :, 1:])
+            self._receive_global_csi()
         return torch.cat([o_loc, o_loc_pri, o_in, o_in_pri, o_out, o_out_pri], -1)
+
+    def _receive_global_csi(self) -> None:
+        """Count the channels of the other BSs' links, which global-CSI BSs (WMMSE/FP) receive."""
+        B, N, K, L = self.B, self.N, self.K, self.L
+        others = self.state.H.transpose(1, 2)[:, None].expand(B, N, N, K, self.M)[:, :, 1:]
+        self.ledger.receive("bs", "global_csi", others)
+        if L:
+            g_others = self.state.G.transpose(1, 2)[:, None].expand(B, N, N, L, self.M)
+            self.ledger.receive("bs", "global_csi_au", g_others[:, :, 1:])
 
     @property
     def state_dim(self) -> int:

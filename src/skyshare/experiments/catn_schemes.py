@@ -38,6 +38,7 @@ import torch
 from pydantic import Field, create_model
 
 from skyshare.envs.catn import CatnEnv
+from skyshare.errors import SkyshareError
 from skyshare.experiments.jobs import Experiment, ExperimentPreset, Job
 from skyshare.plots import TrainingCurve, plot_training_curves
 from skyshare.scenarios.catn import CatnScenario
@@ -142,6 +143,8 @@ def write_config(path: Path, scheme: CatnScheme, env: CatnEnv, **extra: Any) -> 
         "beamforming": beamforming,
         **extra,
         "batch_size": env.B,
+        # both change floating-point results: a rerun with the same values is bit-identical
+        "execution": {"device": str(env.device), "threads": torch.get_num_threads()},
         "scheme_options": scheme.options.model_dump(),
         "scenario": env.scenario.config.model_dump(),
         "env": env.config.model_dump(),
@@ -200,12 +203,21 @@ def write_series(path: Path, log: OnlineLog, n_au: int, n_tu: int) -> None:
 
 
 def read_series(path: Path) -> dict[str, list[float]]:
-    """``{column: values}`` of a :func:`write_series` file (``au*`` columns included)."""
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows:
-        return {}
-    return {key: [float(row[key]) for row in rows] for key in rows[0]}
+    """``{column: values}`` of a :func:`write_series` file (``au*`` columns included); a
+    clear error naming the file (and what to do) when it is missing or corrupt."""
+    try:
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        return {key: [float(row[key]) for row in rows] for key in rows[0]} if rows else {}
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, csv.Error) as exc:
+        raise _corrupt(path, exc) from None
+
+
+def _corrupt(path: Path, exc: Exception) -> SkyshareError:
+    return SkyshareError(
+        f"{path} is unreadable ({type(exc).__name__}: {exc}); delete the job folder "
+        f"{path.parent} and rerun the same command: that job runs again, the others are kept"
+    )
 
 
 def summarize_log(scheme: str, log: OnlineLog) -> dict[str, Any]:
@@ -311,8 +323,11 @@ def scheme_job(job: Job, folder: Path) -> dict[str, Any]:
 
 
 def _job_i_max_mw(run_dir: Path, job: Job) -> float:
-    config = json.loads((run_dir / "jobs" / job.job_id / "config.json").read_text())
-    return float(config["scenario"]["i_max_mw"])
+    path = run_dir / "jobs" / job.job_id / "config.json"
+    try:
+        return float(json.loads(path.read_text())["scenario"]["i_max_mw"])
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError) as exc:
+        raise _corrupt(path, exc) from None
 
 
 def training_curves(run_dir: str | Path, jobs: list[Job]) -> list[TrainingCurve]:

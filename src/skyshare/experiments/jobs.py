@@ -46,6 +46,7 @@ __all__ = [
 ]
 
 RESULT_FILE = "result.json"
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit integer
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class ExperimentPreset(StrictModel):
     module subclasses it with its own fields (the paper's values in ``paper.yaml``, a reduced
     setting in ``quick.yaml`` under ``skyshare/configs/experiments/<id>/``)."""
 
-    seeds: list[Annotated[int, Field(ge=0, le=2**63 - 1)]] = Field([0], min_length=1)
+    seeds: list[Annotated[int, Field(ge=0, le=MAX_SEED)]] = Field([0], min_length=1)
 
 
 @dataclass(frozen=True)
@@ -189,8 +190,13 @@ def with_seeds(jobs: Sequence[Job], seeds: Sequence[int]) -> list[Job]:
     """
     if not seeds:
         raise SkyshareError("seeds must list at least one seed")
-    if len(set(seeds)) != len(seeds) or any(int(s) != s or s < 0 for s in seeds):
-        raise SkyshareError(f"seeds must be distinct integers >= 0, got {list(seeds)}")
+    if len(set(seeds)) != len(seeds) or any(
+        isinstance(s, bool) or int(s) != s or not 0 <= s <= MAX_SEED for s in seeds
+    ):
+        raise SkyshareError(
+            f"seeds must be distinct integers in [0, {MAX_SEED}] (torch's seed range), "
+            f"got {list(seeds)}"
+        )
     distinct: dict[str, Job] = {}
     for job in jobs:
         rest = {key: value for key, value in job.params.items() if key != "seeds"}
@@ -218,9 +224,9 @@ class Execution:
             after the other in this process). In [1, 256].
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``: where the jobs' tensors live. With
             ``workers > 1`` the workers share the device.
-        threads: torch threads per job, in [1, 1024]; None: every core for a job that runs
-            alone (local executor, one worker), 1 when jobs run side by side (workers, Ray:
-            one job per core).
+        threads: torch threads per job, in [1, 1024]; None: 1, for every executor (the
+            thread count changes floating-point results; it is recorded in each job's
+            ``job.json`` and a started job resumes only with the same count).
         progress: show progress bars.
     """
 
@@ -248,11 +254,10 @@ class Execution:
 
     @property
     def threads_per_job(self) -> int:
-        """``threads``, or its default: all cores alone, one per job side by side."""
-        if self.threads is not None:
-            return self.threads
-        alone = self.executor == "local" and self.workers == 1
-        return max(1, os.cpu_count() or 1) if alone else 1
+        """``threads``, or its default, 1 for every executor: the same job gives the same
+        numbers in-process, in worker processes and on Ray (torch's reductions depend on the
+        thread count), and jobs side by side do not oversubscribe the cores."""
+        return 1 if self.threads is None else self.threads
 
     def _check_device(self) -> None:
         import torch
@@ -291,11 +296,55 @@ def job_folder(run_dir: str | Path, job: Job) -> Path:
 
 
 def load_result(run_dir: str | Path, job: Job) -> dict[str, Any] | None:
-    """The stored result of a finished job, or None."""
-    path = job_folder(run_dir, job) / RESULT_FILE
+    """The stored result of a finished job, or None; a clear error naming the file when the
+    job's folder is not a folder or its ``result.json`` is not a JSON object."""
+    folder = job_folder(run_dir, job)
+    if folder.exists() and not folder.is_dir():
+        raise SkyshareError(
+            f"{folder} should be the folder of job {job.job_id} but is a file; move or delete "
+            "it and rerun (the job then runs again)"
+        )
+    return _read_json(folder / RESULT_FILE, f"the result of job {job.job_id}")
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any] | None:
+    """A JSON object from ``path``, None when the file does not exist."""
     if not path.exists():
         return None
-    return json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SkyshareError(
+            f"{path} ({what}) is unreadable ({type(exc).__name__}: {exc}); delete it and rerun "
+            "the same command: that job runs again, the others are kept"
+        ) from None
+    if not isinstance(data, dict):
+        raise SkyshareError(
+            f"{path} ({what}) holds a {type(data).__name__}, not a JSON object; delete it and "
+            "rerun the same command: that job runs again, the others are kept"
+        )
+    return data
+
+
+def _check_resume_execution(run_dir: Path, job: Job) -> None:
+    """Refuse to resume a started job (its folder holds a checkpoint) with other torch threads
+    or another device than it started with: both change floating-point results, so the
+    resumed numbers would match neither setting."""
+    folder = job_folder(run_dir, job)
+    if not any(folder.glob("*checkpoint*.pt")):
+        return
+    started = _read_json(folder / "job.json", f"the description of job {job.job_id}")
+    if started is None:
+        return
+    before = {key: started.get(key) for key in ("threads", "device")}
+    now = {"threads": job.threads, "device": job.device}
+    if before != now:
+        raise SkyshareError(
+            f"job {job.job_id} was started with {before['threads']} torch thread(s) on "
+            f"{before['device']}; resuming it with {now['threads']} on {now['device']} would "
+            f"change its numbers. Rerun with --threads {before['threads']} --device "
+            f"{before['device']}, or delete {folder} to start that job afresh"
+        )
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -351,6 +400,7 @@ def run_jobs(
             results[job.job_id] = stored
         else:
             pending.append(replace(job, device=execution.device, threads=execution.threads_per_job))
+            _check_resume_execution(run_dir, pending[-1])
     if not pending:
         return results
     if execution.executor == "ray":

@@ -325,6 +325,7 @@ def capacity_job(job: Job, folder: Path) -> dict[str, Any]:
         "seed": job.seed,
         "scenario": scenario_config.model_dump(),
         "test_scenario_seed": int(p["test_seed"]) + job.seed,
+        "execution": {"device": job.device, "threads": torch.get_num_threads()},
         "env": env_config.model_dump(),
         "settings": {key: value for key, value in p.items() if key not in ("point", "scenario")},
         "point": p["point"],

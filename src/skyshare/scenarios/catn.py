@@ -62,6 +62,8 @@ from skyshare.geometry import (
 from skyshare.scenarios.base import LinkBudget, Scenario
 from skyshare.units import db_to_linear, linear_to_db, mw_to_dbm, noise_power_w, watt_to_dbm
 
+MIN_I_MAX_OVER_NOISE = 1e-20  # smallest I_max, in noise powers, that computations represent
+
 
 class CatnConfig(StrictModel):
     """CATN parameters; defaults are seed 000 §VI unless the description says "choice"."""
@@ -80,7 +82,12 @@ class CatnConfig(StrictModel):
     noise_dbm_per_mhz: float = Field(-114.0, ge=-200, le=0)
     noise_figure_db: float = Field(0.0, ge=0, le=30, description="added to the noise density")
     p_max_w: float = Field(20.0, gt=0, le=1000, description="P_max per BS")
-    i_max_mw: float = Field(1.6e-10, gt=0, description="I_max, AU interference temperature limit")
+    i_max_mw: float = Field(
+        1.6e-10,
+        gt=0,
+        allow_inf_nan=True,
+        description="I_max, AU interference temperature limit; inf: no constraint (2c)",
+    )
     ar1_alpha: float = Field(0.64, ge=0, le=1, description="Gauss-Markov correlation alpha")
     rician_k_db: float = Field(15.0, ge=-50, le=60, description="kappa of the BS-AU channels")
     au_steering_normalized: bool = Field(
@@ -89,7 +96,9 @@ class CatnConfig(StrictModel):
     isd_m: float = Field(500.0, gt=0, le=20000, description="inter-site distance (choice)")
     min_distance_m: float = Field(35.0, ge=0, description="min BS-TU 2D distance (choice)")
     bs_height_m: float = Field(30.0, gt=1, le=150)
-    tu_height_m: float = Field(1.5, ge=1, le=22.5, description="UMa UT height range 1-22.5 m")
+    tu_height_m: float = Field(
+        1.5, ge=1.5, le=22.5, description="UMa UT height, 1.5-22.5 m (38.901 Table 7.4.1-1)"
+    )
     tu_speed_kmh: float = Field(3.0, ge=0, le=200, description="TU speed (choice: 38.901 3 km/h)")
     tu_turn_rate_std_deg_s: float = Field(
         20.0, ge=0, le=360, description="std of the TU heading turn rate (choice)"
@@ -123,7 +132,25 @@ class CatnConfig(StrictModel):
                 f"min_distance_m must be < isd_m/sqrt(3) = {self.isd_m / math.sqrt(3):.1f} m "
                 "(the cell's circumradius)"
             )
+        self._check_interference_limit()
         return self
+
+    def _check_interference_limit(self) -> None:
+        """I_max is a number of noise powers in every solver and observation: it must be
+        representable (at least 1e-20 of the noise, i.e. 200 dB below it)."""
+        if math.isnan(self.i_max_mw):
+            raise ValueError("i_max_mw = nan: give a limit in mW, or inf for no constraint")
+        noise_mw = 1e3 * noise_power_w(
+            self.bandwidth_mhz * 1e6,
+            noise_dbm_per_mhz=self.noise_dbm_per_mhz,
+            noise_figure_db=self.noise_figure_db,
+        )
+        if self.i_max_mw < MIN_I_MAX_OVER_NOISE * noise_mw:
+            raise ValueError(
+                f"i_max_mw = {self.i_max_mw:g} is {self.i_max_mw / noise_mw:.3g} of the noise "
+                f"power ({noise_mw:.3g} mW); allowed: i_max_mw >= "
+                f"{MIN_I_MAX_OVER_NOISE * noise_mw:.3g} (1e-20 of the noise), or inf"
+            )
 
     @property
     def n_antennas(self) -> int:
@@ -329,8 +356,11 @@ class CatnScenario(Scenario[CatnConfig]):
     # ----------------------------------------------------------------------------------------
 
     def _network_half_width(self) -> float:
-        """Half side of the square that holds every hexagonal cell (bounds for TU motion)."""
-        return (hex_ring_count(self.config.n_bs) + 0.5) * self.config.isd_m
+        """Half side of the square that holds every hexagonal cell (bounds for TU motion):
+        (rings + 1/2) ISD reaches the outer cells' edges; a single cell (no ring) needs its
+        circumradius ISD / sqrt(3) (its vertices lie on the x axis)."""
+        isd = self.config.isd_m
+        return max((hex_ring_count(self.config.n_bs) + 0.5) * isd, isd / math.sqrt(3))
 
     def _tu_positions(self, t: int) -> torch.Tensor:
         """(B, K, 3): trajectory knots linearly interpolated at time t * slot_s."""

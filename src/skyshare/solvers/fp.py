@@ -54,13 +54,12 @@ from skyshare.errors import ConfigError
 from skyshare.solvers.problem import (
     BeamformingProblem,
     BeamformingResult,
-    finish,
+    finish_safeguarded,
     initial_beamformers,
 )
 from skyshare.solvers.wmmse import wmmse
 from skyshare.solvers.wstep import (
     own_channels,
-    scale_to_interference_limit,
     solve_w_step,
     warm_multiplier,
     with_dtype,
@@ -347,14 +346,6 @@ def fp(
         if bool(converged.all()):
             break
 
-    w, scaled = scale_to_interference_limit(work, w, feasibility_tol)
-    return finish(
-        problem,
-        w,
-        trace=trace,
-        iterations=iterations,
-        converged=converged,
-        start_time=start,
-        feasibility_tol=feasibility_tol,
-        multipliers={"mu": mu, "eta": eta, "scaled_for_feasibility": scaled, **extra},
+    return finish_safeguarded(
+        problem, work, w, trace, iterations, converged, start, feasibility_tol, mu, eta, extra
     )

@@ -24,7 +24,9 @@ __all__ = [
     "Evaluation",
     "evaluate",
     "finish",
+    "finish_safeguarded",
     "initial_beamformers",
+    "scale_to_interference_limit",
 ]
 
 
@@ -276,3 +278,69 @@ def finish(
         wall_time_s=time.perf_counter() - start_time,
         multipliers=multipliers,
     )
+
+
+def finish_safeguarded(
+    problem: BeamformingProblem,
+    work: BeamformingProblem,
+    w: torch.Tensor,
+    trace: list[torch.Tensor],
+    iterations: int,
+    converged: torch.Tensor,
+    start_time: float,
+    feasibility_tol: float,
+    mu: torch.Tensor,
+    eta: torch.Tensor,
+    extra: dict[str, torch.Tensor] | None = None,
+) -> BeamformingResult:
+    """The common end of the multiplier-based solvers (WMMSE, direct FP).
+
+    Apply the final (2c) safeguard :func:`scale_to_interference_limit` on ``work`` (the
+    instances in the compute dtype), then :func:`finish` with the multipliers ``mu (B, L)``,
+    ``eta (B, N)``, ``scaled_for_feasibility (B,)`` and the solver's ``extra`` entries, in
+    this order.
+
+    Args:
+        problem: the instances as given (the result is in their dtype).
+        work: the instances the solver iterated on. w: (B, K, M) its final beams.
+        trace, iterations, converged, start_time, feasibility_tol: as in :func:`finish`.
+        mu, eta: the final multipliers. extra: further named entries of ``multipliers``.
+    """
+    w, scaled = scale_to_interference_limit(work, w, feasibility_tol)
+    multipliers = {"mu": mu, "eta": eta, "scaled_for_feasibility": scaled, **(extra or {})}
+    return finish(
+        problem,
+        w,
+        trace=trace,
+        iterations=iterations,
+        converged=converged,
+        start_time=start_time,
+        feasibility_tol=feasibility_tol,
+        multipliers=multipliers,
+    )
+
+
+def scale_to_interference_limit(
+    problem: BeamformingProblem, w: torch.Tensor, tol: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Final feasibility safeguard for (2c).
+
+    Where some AU sees more than ``(1 + tol) I_max``, every beam of that instance is multiplied
+    by ``min(1, min_l sqrt(I_max,l / rho_l))``: the interference then meets (2c) exactly and
+    the BS powers only shrink, so (2b) keeps holding.
+
+    Args:
+        problem: the instances. w: (B, K, M) complex beamformers. tol: relative tolerance.
+
+    Returns:
+        (w (B, K, M), scaled (B,) bool: whether the instance was rescaled).
+    """
+    B, L = w.shape[0], problem.G.shape[1]
+    if L == 0:
+        return w, torch.zeros(B, dtype=torch.bool, device=w.device)
+    rho = metrics.primary_interference(problem.G, w, problem.serving)  # (B, L)
+    i_max = problem.i_max_per_au().to(rho.dtype)
+    ratio = (i_max / rho.clamp_min(torch.finfo(rho.dtype).tiny)).amin(-1)  # (B,)
+    scaled = ratio < 1.0 / (1.0 + tol)
+    factor = torch.where(scaled, ratio.sqrt(), torch.ones_like(ratio))
+    return w * factor[:, None, None].to(w.dtype), scaled

@@ -38,14 +38,13 @@ from skyshare.errors import ConfigError
 from skyshare.solvers.problem import (
     BeamformingProblem,
     BeamformingResult,
-    finish,
+    finish_safeguarded,
     initial_beamformers,
 )
 from skyshare.solvers.wstep import (
     MU_UPDATES,
     bs_covariances,
     own_channels,
-    scale_to_interference_limit,
     solve_w_step,
     warm_multiplier,
     with_dtype,
@@ -171,14 +170,6 @@ def wmmse(
         if bool(converged.all()):
             break
 
-    w, scaled = scale_to_interference_limit(work, w, feasibility_tol)
-    return finish(
-        problem,
-        w,
-        trace=trace,
-        iterations=iterations,
-        converged=converged,
-        start_time=start,
-        feasibility_tol=feasibility_tol,
-        multipliers={"mu": mu, "eta": eta, "scaled_for_feasibility": scaled},
+    return finish_safeguarded(
+        problem, work, w, trace, iterations, converged, start, feasibility_tol, mu, eta
     )

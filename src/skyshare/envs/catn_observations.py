@@ -1,0 +1,237 @@
+"""Observations of the CATN game: the TU observation's normalisation (14) and the BS
+observation (8) blocks (seed 000 §V-B, Table I).
+
+The BS observation of slot t is the concatenation, per BS n, of six blocks (sizes in
+:func:`bs_obs_blocks`): its local view ``o_loc`` and ``o_loc_pri``, the messages ``o_in`` and
+``o_in_pri`` received from the BSs that interfere its users and the AUs most, and the feedback
+``o_out`` and ``o_out_pri`` from the users and AUs it interferes most. Every block is built from
+the record of slot t-1 (:class:`skyshare.envs.catn.CatnEnv`'s ``previous``); every message that
+crosses an agent boundary goes through ``send(category, delivered)``, which the env counts in
+its :class:`~skyshare.signaling.SignalingLedger`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import torch
+
+from skyshare.errors import ShapeError
+
+if TYPE_CHECKING:
+    from skyshare.envs.catn import CatnEnvConfig, _SlotRecord
+
+Send = Callable[[str, torch.Tensor], None]
+"""``send(category, delivered)``: count a message of the observation exchange."""
+
+__all__ = [
+    "bs_obs_blocks",
+    "inner_block",
+    "inner_primary_block",
+    "local_block",
+    "normalized_tu_observation",
+    "outer_block",
+    "outer_primary_block",
+]
+
+
+def normalized_tu_observation(obs: torch.Tensor, n_bs: int) -> torch.Tensor:
+    """Fixed input normalisation of the CATN TU observation (14), length 3N + 4 (a choice:
+    the seed does not say how the TU networks see their inputs; every field is brought to
+    O(1) so that one learning rate fits all of them). ``CatnEnvConfig(tu_observation=
+    "normalized")`` applies it to every TU observation the env returns.
+
+    ==============  =============================  ==========================================
+    indices          field                          transform
+    ==============  =============================  ==========================================
+    [0, N)           |K_n(t-1)| (BS loads)          ``N |K_n| / sum_n |K_n|`` (1 = average load)
+    [N, 2N)          chi_k(t-1) (one-hot)           unchanged
+    [2N, 3N)         ||h_{n,k}(t)||^2 / sigma^2     ``log10(1 + x)``
+    3N               p_k(t-1) in W                  ``log10(1 + x / 1 mW)``
+    3N + 1           R_k(t-1) in bit/s/Hz           unchanged
+    3N + 2           p^r_k(t-1) / sigma^2           ``log10(1 + x)``
+    3N + 3           beta_k(t-1) / sigma^2          ``log10(1 + x)``
+    ==============  =============================  ==========================================
+
+    Args:
+        obs: (..., 3N + 4) raw observations (14).
+        n_bs: N.
+
+    Returns:
+        (..., 3N + 4) normalised observations (a new tensor).
+    """
+    N = int(n_bs)
+    if obs.shape[-1] != 3 * N + 4:
+        raise ShapeError(
+            f"CATN TU observations have 3N + 4 = {3 * N + 4} entries, got {obs.shape[-1]}"
+        )
+    load = obs[..., :N]
+    relative_load = N * load / load.sum(dim=-1, keepdim=True).clamp_min(1.0)
+    one_hot = obs[..., N : 2 * N]
+    strength = torch.log10(1.0 + obs[..., 2 * N : 3 * N].clamp_min(0.0))
+    power = torch.log10(1.0 + obs[..., 3 * N : 3 * N + 1].clamp_min(0.0) / 1e-3)
+    rate = obs[..., 3 * N + 1 : 3 * N + 2]
+    received_and_beta = torch.log10(1.0 + obs[..., 3 * N + 2 :].clamp_min(0.0))
+    return torch.cat([relative_load, one_hot, strength, power, rate, received_and_beta], dim=-1)
+
+
+def bs_obs_blocks(config: CatnEnvConfig, n_tu: int, n_au: int) -> dict[str, int]:
+    """Sizes of the blocks of the BS observation (8) with K = ``n_tu`` and L = ``n_au``."""
+    cfg, K, L, Nc = config, n_tu, n_au, config.n_compress
+    return {
+        "o_loc": K + 3 * Nc * K + 4 * K,
+        "o_loc_pri": 5 * L,
+        "o_in": ((1 + 3 * Nc * K + K + 1) * cfg.b_in + 1) * cfg.k_in,
+        "o_in_pri": (1 + 4 + K + 1) * cfg.b_in_pri * L,
+        "o_out": 4 * cfg.k_out * cfg.b_in,
+        "o_out_pri": 4 * L,
+    }
+
+
+def local_block(
+    prev: _SlotRecord, chi_now: torch.Tensor, chi_prev: torch.Tensor, compressed: torch.Tensor
+) -> torch.Tensor:
+    """``o_loc``: the association chi_n(t), the compressed channels h^c of the own users and
+    p_n, R_n, p^r_n and beta_n = [beta_{n,1} .. beta_{n,K}] of t-1, masked by chi_n(t-1).
+
+    Args:
+        prev: the record of slot t-1.
+        chi_now, chi_prev: (B, N, K) one-hot association of slots t and t-1.
+        compressed: (B, N, K, 3 N_c) compressed channels of slot t (serving links).
+
+    Returns:
+        (B, N, K + 3 N_c K + 4 K).
+    """
+    B, N, K = chi_now.shape
+    hc_now = compressed * chi_now[..., None]  # (B, N, K, 3 N_c)
+    local_prev = torch.stack([prev.power, prev.rate, prev.received], 1)[:, None]
+    local_prev = torch.cat([local_prev.expand(B, N, 3, K), prev.beta_split[:, :, None]], 2)
+    local_prev = local_prev * chi_prev[:, :, None]  # (B, N, 4, K)
+    return torch.cat([chi_now, hc_now.flatten(2), local_prev.flatten(2)], dim=-1)
+
+
+def inner_block(
+    prev: _SlotRecord, chi_prev: torch.Tensor, k_in: int, b_in: int, send: Send
+) -> torch.Tensor:
+    """``o_in``: for the K_in most interfered own TUs of t-1, the B_in strongest interferers'
+    index, compressed channels, powers and interference beta_{j,k} (one message each).
+
+    Returns:
+        (B, N, ((1 + 3 N_c K + K + 1) B_in + 1) K_in).
+    """
+    B, N, K = chi_prev.shape
+    own_score = torch.where(chi_prev > 0, prev.beta[:, None, :], torch.full_like(chi_prev, -1.0))
+    top_k = own_score.topk(k_in, dim=-1)  # (B, N, K_in)
+    valid_k = top_k.values > 0
+    k_idx = top_k.indices
+    interferers = prev.beta_split.topk(b_in, dim=1).indices  # (B, B_in, K): per TU
+    j_idx = torch.gather(
+        interferers.transpose(1, 2)[:, None].expand(B, N, K, b_in),
+        2,
+        k_idx[..., None].expand(B, N, k_in, b_in),
+    )  # (B,N,Kin,Bin)
+    hc_prev = prev.compressed * chi_prev[..., None]  # (B, N, K, 3Nc): own users only
+    p_prev = prev.power[:, None, :] * chi_prev  # (B, N, K)
+    flat_j = j_idx.flatten(1)  # (B, N*Kin*Bin)
+    msg_h = torch.gather(
+        hc_prev.flatten(2),
+        1,
+        flat_j[..., None].expand(-1, -1, hc_prev.shape[2] * hc_prev.shape[3]),
+    )
+    msg_p = torch.gather(p_prev, 1, flat_j[..., None].expand(-1, -1, K))
+    beta_jk = prev.beta_split[
+        torch.arange(B)[:, None],
+        flat_j,
+        k_idx[..., None].expand(-1, -1, -1, b_in).flatten(1),
+    ]
+    message = torch.cat(
+        [(flat_j + 1).to(chi_prev.dtype)[..., None], msg_h, msg_p, beta_jk[..., None]], -1
+    ).view(B, N, k_in, b_in, -1)
+    message = message * valid_k[..., None, None]
+    send("o_in", message)
+    k_column = ((k_idx + 1).to(chi_prev.dtype) * valid_k)[..., None]
+    return torch.cat([k_column, message.flatten(3)], -1).flatten(2)
+
+
+def inner_primary_block(
+    prev: _SlotRecord, chi_prev: torch.Tensor, b_in_pri: int, send: Send
+) -> torch.Tensor:
+    """``o_in_pri``: per AU, the B~_in BSs whose inferred interference is largest, with their
+    index, statistical AU channel, powers and inferred share rho_{j,l} (identical for every BS).
+
+    Returns:
+        (B, N, (1 + 4 + K + 1) B~_in L); (B, N, 0) without AUs.
+    """
+    B, N, K = chi_prev.shape
+    L = prev.rho.shape[-1]
+    if not L:
+        return torch.zeros(B, N, 0, dtype=chi_prev.dtype, device=chi_prev.device)
+    p_prev = prev.power[:, None, :] * chi_prev  # (B, N, K)
+    j_pri = prev.rho_split.topk(b_in_pri, dim=1).indices.transpose(1, 2)  # B,L,Bp
+    flat = j_pri.flatten(1)  # (B, L*Bp)
+    l_idx = torch.arange(L, device=chi_prev.device).repeat_interleave(b_in_pri)
+    g_sel = prev.g_stat[torch.arange(B)[:, None], flat, l_idx[None]]  # (B, L*Bp, 4)
+    p_sel = torch.gather(p_prev, 1, flat[..., None].expand(-1, -1, K))
+    r_sel = prev.rho_split[torch.arange(B)[:, None], flat, l_idx[None]]
+    pri = torch.cat(
+        [(flat + 1).to(chi_prev.dtype)[..., None], g_sel, p_sel, r_sel[..., None]], -1
+    )  # (B, L*Bp, K+6), identical for every BS
+    pri = pri[:, None].expand(B, N, *pri.shape[1:])
+    send("o_in_pri", pri)
+    return pri.flatten(2)
+
+
+def outer_block(
+    prev: _SlotRecord, out_prev: torch.Tensor, size: int, dtype: torch.dtype, send: Send
+) -> torch.Tensor:
+    """``o_out``: the K_out B_in TUs BS n interfered most in t-1 (``out_prev``, (B, N, K) bool,
+    ``size`` = K_out B_in of them), with their rate, beta_{n,i} and beta_i.
+
+    Returns:
+        (B, N, 4 K_out B_in).
+    """
+    B, N, K = out_prev.shape
+    users = torch.arange(K, device=out_prev.device)
+    i_idx = torch.where(out_prev, users, K).sort(-1).values[..., :size]  # (B, N, size)
+    gathered = lambda x: torch.gather(x[:, None].expand(B, N, K), 2, i_idx)  # noqa: E731
+    beta_ni = torch.gather(prev.beta_split, 2, i_idx)
+    received_out = torch.stack([gathered(prev.rate), beta_ni, gathered(prev.beta)], -1)
+    send("o_out", received_out)
+    return torch.stack(
+        [
+            (i_idx + 1).to(dtype),
+            gathered(prev.rate),
+            beta_ni,
+            beta_ni / gathered(prev.beta),
+        ],
+        -1,
+    ).flatten(2)
+
+
+def outer_primary_block(
+    prev: _SlotRecord, n_bs: int, i_max: float, dtype: torch.dtype, send: Send
+) -> torch.Tensor:
+    """``o_out_pri``: from the BSs serving the AUs (e.g. ATG BSs), rho_l(t-1) and the share
+    rho_{n,l}(t-1) they measured from BS n.
+
+    Returns:
+        (B, N, 4 L); (B, N, 0) without AUs.
+    """
+    B, N, L = prev.rho.shape[0], n_bs, prev.rho.shape[-1]
+    if not L:
+        return torch.zeros(B, N, 0, dtype=dtype, device=prev.rho.device)
+    rho = prev.rho[:, None].expand(B, N, L)
+    received_pri = torch.stack([rho, prev.rho_split_measured], -1)
+    send("o_out_pri", received_pri)
+    l_column = torch.arange(1, L + 1, device=prev.rho.device, dtype=dtype).expand(B, N, L)
+    o_out_pri = torch.stack(
+        [
+            l_column,
+            rho / i_max,
+            prev.rho_split_measured,
+            prev.rho_split_measured / rho.clamp_min(1e-30),
+        ],
+        -1,
+    )
+    return o_out_pri.flatten(2)
