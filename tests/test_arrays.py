@@ -176,3 +176,18 @@ def test_compressed_features_layout():
     assert features[0].tolist() == [7, 1, 2, 2, -3, 0.5, 5, 0, -1]
     with pytest.raises(ShapeError):
         compressed_features(indices[:, :2], coefficients)
+
+
+def test_los_phase_of_a_python_float_keeps_double_precision():
+    """Issue 12 item 5: a Python float distance is a double; it was rounded to float32 first
+    (0.03 rad off at 1234.5678 m and 28 GHz)."""
+    import math
+
+    import torch
+
+    from skyshare.channels.arrays import los_phase
+
+    wavelength = 299_792_458.0 / 28e9
+    exact = -2 * math.pi * 1234.5678 / wavelength
+    got = complex(los_phase(1234.5678, 28e9, dtype=torch.complex128))
+    assert abs(got - complex(math.cos(exact), math.sin(exact))) < 1e-9

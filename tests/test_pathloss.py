@@ -492,3 +492,22 @@ def test_invalid_los_and_shapes_raise_shape_error() -> None:
 def test_errors_are_value_errors() -> None:
     with pytest.raises(ValueError):
         fspl_db(-1.0, 2e9)
+
+
+def test_uma_los_probability_is_a_probability_for_tall_users_near_18_m():
+    """Issue 12 item 5: the 38.901 product exceeds 1 (1.0059 at h_UT = 22.5 m, d_2D just
+    above 18 m); it is clamped to [0, 1] so that LoS draws never fail on a valid config."""
+    import torch
+
+    from skyshare.channels.pathloss import draw_los, uma_los_probability
+
+    d = torch.linspace(18.0001, 40.0, 500, dtype=torch.float64)
+    for h_ut in (13.5, 17.0, 22.5):
+        p = uma_los_probability(d, h_ut)
+        assert float(p.max()) == 1.0 and float(p.min()) > 0.0
+        raw = (18 / d + torch.exp(-d / 63) * (1 - 18 / d)) * (
+            1 + ((h_ut - 13) / 10) ** 1.5 * 1.25 * (d / 100) ** 3 * torch.exp(-d / 150)
+        )
+        torch.testing.assert_close(p, raw.clamp(max=1.0))  # the formula, only clamped
+    assert float(uma_los_probability(torch.tensor([18.01], dtype=torch.float64), 22.5)) == 1.0
+    draw_los(uma_los_probability(d, 22.5), torch.Generator().manual_seed(0))  # no error

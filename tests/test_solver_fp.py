@@ -198,3 +198,19 @@ def test_bad_arguments_are_rejected():
         fp(problem, init="zf")
     with pytest.raises(ValueError, match="max_iter"):
         fp(problem, max_iter=-1)
+
+
+def test_one_antenna_and_three_aus_does_not_raise():
+    """Issue 12 item 5: with M = 1 the AU Jacobian of the exact mu search has rank 1, so the
+    3 x 3 Newton system was singular and linalg.inv raised; the step is now dropped and the
+    per-AU bisection keeps (2c)."""
+    from skyshare.scenarios import CatnScenario
+    from skyshare.schemes.catn import build_catn_env, build_scheme
+    from skyshare.schemes.catn_online import run_online
+
+    overrides = {"ura_rows": 1, "ura_cols": 1, "n_au": 3}
+    config = CatnScenario.config_from("paper", overrides=overrides)
+    env = build_catn_env("dcd+fp", config, batch_size=3)
+    log = run_online(env, build_scheme("dcd+fp", env), 3, train=False, seed=0)
+    assert bool(log.stacked("feasible").all())
+    assert float(log.stacked("au_interference_ratio").max()) <= 1.0 + 1e-3

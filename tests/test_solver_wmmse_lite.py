@@ -348,3 +348,29 @@ def test_subproblem_validates_shapes():
     sub = WSubproblem.from_weights(problem, alpha, mu, b)
     with pytest.raises(ValueError):
         prox_linear_step(sub, b, torch.zeros(2, 2, dtype=torch.float64))
+
+
+def test_very_low_snr_in_float32_stays_finite_and_feasible():
+    """Issue 12 item 5: at -110 dB SNR (noise 0 dBm/MHz, 20 km cells) the Frobenius
+    Lipschitz bound underflowed in float32 (squares of 1e-24), the step became 1e38 and the
+    beams NaN. Now finite, feasible, and at the float64 solution's (float32-invisible) rates."""
+    import torch
+
+    from skyshare import metrics
+    from skyshare.scenarios import CatnScenario
+    from skyshare.solvers.problem import BeamformingProblem
+    from skyshare.solvers.wmmse_lite import wmmse_lite
+
+    overrides = {"noise_dbm_per_mhz": 0.0, "isd_m": 20000.0}
+    scenario = CatnScenario.from_preset("paper", batch_size=4, overrides=overrides)
+    state = scenario.reset(seed=0)
+    serving = metrics.strongest_transmitter(state.H)
+    results = {}
+    for dtype in (torch.complex64, torch.complex128):
+        problem = BeamformingProblem(
+            state.H.to(dtype), state.G.to(dtype), serving, 20.0, scenario.i_max_normalized
+        )
+        results[dtype] = result = wmmse_lite(problem)
+        assert bool(torch.isfinite(torch.view_as_real(result.w)).all())
+        assert bool(result.feasible.all()) and bool(torch.isfinite(result.sum_rate).all())
+    assert float(results[torch.complex128].sum_rate.max()) < 1e-9  # far below float32's 1 ulp

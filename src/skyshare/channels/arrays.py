@@ -199,7 +199,10 @@ def los_phase(
     wavelength = wavelength_m(fc_hz)
     if device is None and isinstance(d_m, torch.Tensor):
         device = d_m.device
-    distance = torch.as_tensor(d_m, device=device).to(torch.float64)
+    if isinstance(d_m, torch.Tensor):
+        distance = d_m.to(device=device, dtype=torch.float64)
+    else:  # a Python float is a double: keep all of it (as_tensor would round to float32)
+        distance = torch.as_tensor(d_m, dtype=torch.float64, device=device)
     if torch.any(distance < 0):
         raise ConfigError("d_m must be >= 0")
     cycles = torch.remainder(distance / wavelength, 1.0)

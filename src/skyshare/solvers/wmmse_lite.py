@@ -142,10 +142,24 @@ def _link_metrics(gains: torch.Tensor, K: int) -> tuple[torch.Tensor, ...]:
     return rate, total, signal, interference_noise, power[:, K:].sum(2)
 
 
+# below these Frobenius norms a sum of squares may have lost entries to underflow
+_UNDERFLOW_SAFE_NORM = {torch.float32: 1e-15, torch.float64: 1e-150}
+
+
 def _lipschitz(hessian: torch.Tensor, method: str) -> torch.Tensor:
     """(B, N, M, M) PSD -> (B, N) upper bound on lambda_max: ||D||_F or tr D."""
     if method == "frobenius":
-        return torch.view_as_real(hessian).square().sum((-1, -2, -3)).sqrt()
+        norm = torch.view_as_real(hessian).square().sum((-1, -2, -3)).sqrt()
+        # At very low SNR (entries ~1e-24 in noise units) the squares underflow in float32 and
+        # the norm reads 0; there the norm is recomputed with the entries scaled to O(1). Above
+        # the threshold the plain sum of squares is exact enough and is kept (same numbers).
+        small = norm < _UNDERFLOW_SAFE_NORM[hessian.real.dtype]
+        if bool(small.any()):
+            entries = torch.view_as_real(hessian).flatten(-3)  # (B, N, 2 M^2)
+            scale = entries.abs().amax(-1).clamp_min(torch.finfo(norm.dtype).tiny)
+            scaled = scale * (entries / scale[..., None]).square().sum(-1).sqrt()
+            norm = torch.where(small, scaled, norm)
+        return norm
     if method == "trace":
         return torch.diagonal(hessian, dim1=-2, dim2=-1).real.sum(-1)
     raise ConfigError(f"lipschitz must be one of {LIPSCHITZ_BOUNDS}, got {method!r}")

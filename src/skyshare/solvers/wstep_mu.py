@@ -16,7 +16,11 @@ from skyshare.solvers.wstep_eta import _Point, per_bs_sum
 
 
 def _small_inverse(A: torch.Tensor) -> torch.Tensor:
-    """Inverse of a batch of small (L, L) matrices; closed form for L <= 2 (cheaper than LAPACK)."""
+    """Inverse of a batch of small (L, L) matrices; closed form for L <= 2 (cheaper than LAPACK).
+
+    A singular matrix (the Jacobian has rank <= M, e.g. one antenna and several AUs) gives
+    non-finite entries instead of an exception, so that its Newton step is dropped as unusable
+    and the per-AU bisection takes over."""
     L = A.shape[-1]
     if L == 1:
         return 1.0 / A
@@ -24,7 +28,8 @@ def _small_inverse(A: torch.Tensor) -> torch.Tensor:
         a, b, c, d = A[..., 0, 0], A[..., 0, 1], A[..., 1, 0], A[..., 1, 1]
         adjugate = torch.stack([torch.stack([d, -b], -1), torch.stack([-c, a], -1)], -2)
         return adjugate / (a * d - b * c)[..., None, None]
-    return torch.linalg.inv(A)
+    inverse, info = torch.linalg.inv_ex(A)
+    return torch.where((info != 0)[..., None, None], math.nan, inverse)
 
 
 def _rho_jacobian(point: _Point) -> torch.Tensor:

@@ -32,7 +32,8 @@ def uma_los_probability(d2d_m: TensorLike, h_ut_m: TensorLike) -> torch.Tensor:
                  * [1 + C'(h_UT) * 5/4 * (d_2D/100)^3 * exp(-d_2D/150)]
 
     with ``C'(h_UT) = 0`` for h_UT <= 13 m and ``((h_UT - 13)/10)^1.5`` for 13 m < h_UT <= 23 m.
-    ``d_2D`` is the outdoor 2D distance (all users outdoors here).
+    ``d_2D`` is the outdoor 2D distance (all users outdoors here). The product can exceed 1
+    slightly for h_UT > 13 m near 18 m; the result is clamped to [0, 1].
 
     Args:
         d2d_m: (B, R, T) float, horizontal BS-UT distance in m, >= 0.
@@ -53,7 +54,10 @@ def uma_los_probability(d2d_m: TensorLike, h_ut_m: TensorLike) -> torch.Tensor:
         h_ut <= 13.0, torch.zeros_like(h_ut), torch.clamp((h_ut - 13.0) / 10.0, min=0.0) ** 1.5
     )
     height_factor = 1.0 + c_prime * 1.25 * (d / 100.0) ** 3 * torch.exp(-d / 150.0)
-    probability = base * height_factor
+    # For h_UT > 13 m just beyond 18 m the product exceeds 1 (up to 1.0059 at h_UT = 22.5 m):
+    # a probability, so clamped to [0, 1], as ns-3's ThreeGppUmaChannelConditionModel does in
+    # effect (it compares a uniform draw with the value, so anything >= 1 is always LoS).
+    probability = (base * height_factor).clamp(0.0, 1.0)
     return torch.where(d2d <= 18.0, torch.ones_like(probability), probability)
 
 
