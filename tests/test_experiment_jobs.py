@@ -275,3 +275,51 @@ def test_corrupt_markers_and_a_job_folder_replaced_by_a_file_are_named(tmp_path)
     folder.write_text("a file where the job folder was")
     with pytest.raises(SkyshareError, match="is a file"):
         run_jobs([job], square, tmp_path, QUIET)
+
+
+def test_workers_exit_when_their_parent_is_killed(tmp_path):
+    """Issue 12 item 4: SIGKILL of the parent of `--workers N` used to leave the workers
+    computing, then idle forever. They now end within about a second of their parent."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    script = (
+        "from skyshare.experiments.jobs import Execution, Job, run_jobs\n"
+        "from skyshare.experiments.smoke import smoke_job\n"
+        "jobs = [Job('smoke', 'slow', s, {'x': 2, 'sleep_s': 600}) for s in range(2)]\n"
+        f"run_jobs(jobs, smoke_job, {str(tmp_path)!r}, Execution(workers=2, progress=False))\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script])
+
+    def children():
+        path = Path(f"/proc/{parent.pid}/task/{parent.pid}/children")
+        return [int(pid) for pid in path.read_text().split()] if path.exists() else []
+
+    deadline = time.monotonic() + 60
+    while len(children()) < 3 and time.monotonic() < deadline:  # 2 workers + the manager
+        time.sleep(0.1)
+    workers = children()
+    assert workers, "no worker started"
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    alive = workers
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [pid for pid in workers if Path(f"/proc/{pid}").exists() and _running(pid)]
+    for pid in alive:  # clean up before failing
+        os.kill(pid, signal.SIGKILL)
+    assert alive == [], "workers outlived their parent"
+
+
+def _running(pid):
+    """A process that exists and is not a zombie waiting to be reaped."""
+    from pathlib import Path
+
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False

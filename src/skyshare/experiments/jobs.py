@@ -450,7 +450,12 @@ def _run_in_workers(jobs, fn, run_dir, execution, max_retries) -> dict[str, dict
     context = multiprocessing.get_context("spawn")
     workers = min(execution.workers, len(jobs))
     with (
-        ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool,
+        ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=context,
+            initializer=_exit_with_parent,
+            initargs=(os.getpid(),),
+        ) as pool,
         tqdm(
             total=len(jobs), desc=f"jobs ({workers} workers)", disable=not execution.progress
         ) as bar,
@@ -478,6 +483,26 @@ def _run_in_workers(jobs, fn, run_dir, execution, max_retries) -> dict[str, dict
                 future.cancel()
             raise
     return results
+
+
+def _exit_with_parent(parent_pid: int, interval_s: float = 0.5) -> None:
+    """Worker initializer: a daemon thread ends the worker as soon as its parent is gone.
+
+    A parent killed with SIGKILL cannot tell its pool to stop; its workers are re-parented
+    and would finish their job (writing into the run directory behind the user's back) and
+    then wait forever. Polling ``os.getppid()`` is portable across POSIX systems.
+    """
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(interval_s)
+        os._exit(EXIT_PARENT_GONE)
+
+    threading.Thread(target=watch, name="skyshare-parent-watch", daemon=True).start()
+
+
+EXIT_PARENT_GONE = 70  # a worker that ends because its parent died
 
 
 def _run_ray(jobs, fn, run_dir, execution, max_retries) -> dict[str, dict[str, Any]]:

@@ -18,7 +18,11 @@ def smoke_jobs(n_seeds: int = 2, values: tuple[int, ...] = (2, 3, 5)) -> list[Jo
 
 
 def smoke_job(job: Job, folder: Path) -> dict[str, Any]:
-    """Write a one-line series into the job's folder and return ``x^2 + seed``."""
+    """Write a one-line series into the job's folder and return ``x^2 + seed`` (after
+    ``params["sleep_s"]`` seconds, if given: a slow job for the executor tests)."""
+    import time
+
+    time.sleep(float(job.params.get("sleep_s", 0.0)))
     x = job.params["x"]
     (folder / "series.csv").write_text(f"slot,value\n0,{x * x}\n")
     return {"value": x * x + job.seed}
