@@ -4,6 +4,7 @@ signaling is measured equal to its closed forms, and interrupted runs resume wit
 recomputation."""
 
 import csv
+import functools
 import json
 import math
 
@@ -45,7 +46,8 @@ def test_fig5_zeta_sweep_and_cup(tmp_path, monkeypatch):
         assert series["slot"] == list(range(12))
         result = results[job.job_id]
         assert result["mean_sum_rate_last"] == pytest.approx(_tail_mean(series["sum_rate"]))
-        assert (folder / "networks.pt").exists() and (folder / "checkpoint.pt").exists()
+        assert (folder / "networks.pt").exists()
+        assert not (folder / "checkpoint.pt").exists()  # finished: only resumption needed it
     assert (tmp_path / "fig5.png").stat().st_size > 10_000
     title, _, rows = catn_fig5.EXPERIMENT.table(summary)
     assert len(rows) == 3 and "fig5" in title
@@ -96,12 +98,15 @@ def test_fig8_test_metrics_follow_from_the_test_series(tmp_path, monkeypatch):
 
 
 def test_fig8_job_resumes_from_its_checkpoints_without_playing_a_slot(tmp_path, monkeypatch):
-    """A job that finished but lost its result marker (a crash before the marker) is rerun:
-    the training and test runs restore their final checkpoints and play no slot."""
+    """A job that finished but lost its result marker (a crash before the marker, which is
+    when its checkpoints still exist: kept here) is rerun: the training and test runs restore
+    their final checkpoints and play no slot."""
     params = {**SMALL, "n_slots": 6, "test_slots": 4, "test_seed_offset": 1}
     preset = catn_fig8.Preset(**params)
-    run = catn_fig8.EXPERIMENT.run
-    first = run(tmp_path, preset, preset_name="tiny", schemes=["D3QN-CUP"], execution=QUIET)
+    run = functools.partial(
+        catn_fig8.EXPERIMENT.run, execution=Execution(progress=False, keep_checkpoints=True)
+    )
+    first = run(tmp_path, preset, preset_name="tiny", schemes=["D3QN-CUP"])
     (job,) = catn_fig8.jobs(preset, "tiny", ["D3QN-CUP"])
     folder = job_folder(tmp_path, job)
     (folder / "result.json").unlink()
@@ -110,19 +115,25 @@ def test_fig8_job_resumes_from_its_checkpoints_without_playing_a_slot(tmp_path, 
         raise AssertionError("a finished run played a slot again")
 
     monkeypatch.setattr(CatnEnv, "associate", no_more_slots)
-    again = run(tmp_path, preset, preset_name="tiny", schemes=["D3QN-CUP"], execution=QUIET)
+    again = run(tmp_path, preset, preset_name="tiny", schemes=["D3QN-CUP"])
     before, after = first["results"][job.job_id], again["results"][job.job_id]
     for key in ("mean_sum_rate_last", "throughput_bps", "handover_percent", "au_rho_mw"):
         assert after[key] == before[key]
     assert after["test_seed"] == 1
-    # the saved networks load into fresh agents of the same scheme
+    # the saved policies (what acting needs) load into fresh agents and act as trained
     saved = torch.load(folder / "networks.pt", weights_only=True)
+    assert set(saved["bs_agents"]) == {"config", "dims", "actor", "normalizer", "nu"}
+    assert set(saved["tu_agents"]) == {"config", "dims", "online"}
+    checkpoint = torch.load(folder / "checkpoint.pt", weights_only=True)["scheme"]
     env = build_env("D3QN-CUP", params, 0, 6)
     scheme = build_job_scheme(env, "D3QN-CUP", params, 0)
     tu, bs = scheme.association.agents, scheme.beamforming.agents
-    tu.load_state_dict(saved["tu_agents"])
-    bs.load_state_dict(saved["bs_agents"])
-    assert bs.n_updates == saved["bs_agents"]["n_updates"]
+    tu.online.load_state_dict(saved["tu_agents"]["online"])
+    bs.actor.load_state_dict(saved["bs_agents"]["actor"])
+    bs.normalizer.load_state_dict(saved["bs_agents"]["normalizer"])
+    trained = checkpoint["beamforming"]["agents"]["actor"]
+    for name, value in bs.actor.state_dict().items():
+        assert torch.equal(value, trained[name])
 
 
 def test_table1_measures_the_closed_form_signaling(tmp_path, monkeypatch):

@@ -128,7 +128,8 @@ def test_every_scheme_and_point_runs_and_figure_is_written(tmp_path, name):
         config = json.loads((folder / "config.json").read_text())
         assert config["scenario"]["n_cells"] == 2 and config["point"] == job.params["point"]
         if job.scheme in mc.SCHEMES.names(learns=True):
-            assert (folder / "checkpoint.pt").exists()
+            assert (folder / "networks.pt").exists()  # the trained agents
+            assert not (folder / "checkpoint.pt").exists()  # finished: resumption is done
             assert config["td3_mix"]["hidden_sizes"] == [16, 16]
             assert result["train_steps"] == preset["train_steps"]
 

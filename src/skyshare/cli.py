@@ -135,6 +135,11 @@ def _parser() -> argparse.ArgumentParser:
         "changes the numbers; a started job resumes only with the count it started with)",
     )
     run.add_argument("--out", type=Path, help="run directory (default: runs/EXPERIMENT-PRESET)")
+    run.add_argument(
+        "--keep-checkpoints",
+        action="store_true",
+        help="keep finished jobs' checkpoints (default: removed once a job has finished)",
+    )
     run.add_argument("--schemes", nargs="+", help="subset of the schemes (default: all)")
     run.add_argument(
         "--seeds", nargs="+", type=int, help="run every job once per seed (default: the preset's)"
@@ -366,6 +371,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         workers=args.workers,
         device=args.device,
         threads=args.threads,
+        keep_checkpoints=args.keep_checkpoints,
     )
     # validated before anything is written: a bad --config/--set exits 2 with nothing created
     preset = experiment.load_preset(args.preset, file=args.config, overrides=args.overrides)

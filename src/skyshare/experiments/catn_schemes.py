@@ -154,19 +154,26 @@ def write_config(path: Path, scheme: CatnScheme, env: CatnEnv, **extra: Any) -> 
     path.write_text(json.dumps(config, indent=2, default=str))
 
 
+POLICY_KEYS = ("config", "dims", "actor", "normalizer", "nu", "online")
+
+
 def save_networks(path: Path, scheme: CatnScheme) -> None:
-    """``networks.pt``: the agents' ``state_dict`` (networks, optimisers, nu; no replay memory)
-    for reuse, e.g. ``CupAgents(...).load_state_dict(torch.load(path)["bs_agents"])``."""
-    tu = getattr(scheme.association, "agents", None)
-    bs = getattr(scheme.beamforming, "agents", None)
-    torch.save(
-        {
-            "scheme": scheme.name,
-            "tu_agents": None if tu is None else tu.state_dict(include_memory=False),
-            "bs_agents": None if bs is None else bs.state_dict(),
-        },
-        path,
-    )
+    """``networks.pt``: what the trained agents need to act (no optimiser, critic or replay
+    memory: those are for training, which the checkpoint resumes): the D3QN ``online``
+    network, the BS ``actor``, its observation ``normalizer`` and ``nu``, with ``config`` and
+    ``dims``. Load with e.g. ``agents.actor.load_state_dict(torch.load(path,
+    weights_only=True)["bs_agents"]["actor"])``. About 60 MB for the paper's networks."""
+    states = {}
+    for key, component in (("tu_agents", scheme.association), ("bs_agents", scheme.beamforming)):
+        agents = getattr(component, "agents", None)
+        if agents is None:
+            states[key] = None
+            continue
+        full = (
+            agents.state_dict(include_memory=False) if key == "tu_agents" else agents.state_dict()
+        )
+        states[key] = {name: value for name, value in full.items() if name in POLICY_KEYS}
+    torch.save({"scheme": scheme.name, **states}, path)
 
 
 SERIES_COLUMNS = ("slot", "sum_rate", "effective_sum_rate", "handover_fraction", "decision_time_s")

@@ -62,6 +62,9 @@ class Job:
             :class:`Execution`, not part of :attr:`job_id`.
         threads: torch intra-op threads the job may use (``torch.set_num_threads``); set by
             :func:`run_jobs`, not part of :attr:`job_id`.
+        keep_checkpoints: keep the job's ``*checkpoint*.pt`` files once it has finished (by
+            default they are removed after ``result.json`` is written: they only serve
+            resumption, and a paper-preset CUP checkpoint is ~560 MB); not part of the id.
     """
 
     experiment: str
@@ -70,6 +73,7 @@ class Job:
     params: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
     threads: int = 1
+    keep_checkpoints: bool = False
 
     @property
     def job_id(self) -> str:
@@ -228,6 +232,7 @@ class Execution:
             thread count changes floating-point results; it is recorded in each job's
             ``job.json`` and a started job resumes only with the same count).
         progress: show progress bars.
+        keep_checkpoints: keep finished jobs' checkpoints (default: removed, see :class:`Job`).
     """
 
     executor: str = "local"
@@ -236,6 +241,7 @@ class Execution:
     device: str = "cpu"
     threads: int | None = None
     progress: bool = True
+    keep_checkpoints: bool = False
 
     def __post_init__(self) -> None:
         if self.executor not in EXECUTORS:
@@ -362,6 +368,9 @@ def _run_one(fn: Callable[[Job, Path], dict[str, Any]], job: Job, run_dir: str) 
     result = dict(fn(job, folder))
     result.setdefault("wall_time_s", time.perf_counter() - start)
     _write_atomic(folder / RESULT_FILE, json.dumps(result, indent=2, default=float))
+    if not job.keep_checkpoints:  # finished: resumption needs nothing but result.json now
+        for checkpoint in folder.glob("*checkpoint*.pt"):
+            checkpoint.unlink(missing_ok=True)
     return result
 
 
@@ -399,7 +408,14 @@ def run_jobs(
         if stored is not None:
             results[job.job_id] = stored
         else:
-            pending.append(replace(job, device=execution.device, threads=execution.threads_per_job))
+            pending.append(
+                replace(
+                    job,
+                    device=execution.device,
+                    threads=execution.threads_per_job,
+                    keep_checkpoints=execution.keep_checkpoints,
+                )
+            )
             _check_resume_execution(run_dir, pending[-1])
     if not pending:
         return results

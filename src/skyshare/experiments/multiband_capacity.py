@@ -27,8 +27,9 @@ problem.
 
 Outputs in the run directory: ``jobs/<job_id>/`` with ``config.json`` (resolved scenario,
 environment, training and evaluation settings), ``eval.csv`` (one row per test block and
-realization, and per start for FLWF), for the learned schemes ``checkpoint.pt``
-(:meth:`TD3MixAgents.save`), ``train.json`` (steps done, training time) and ``train.csv`` (training
+realization, and per start for FLWF), for the learned schemes ``networks.pt`` (the trained
+agents, :meth:`TD3MixAgents.save`), ``checkpoint.pt`` while training (removed once the job
+has finished), ``train.json`` (steps done, training time) and ``train.csv`` (training
 curve), and ``result.json``; ``<figure>.png`` and ``summary.json`` at the top.
 
 Interrupted learned jobs resume from their last checkpoint (written every
@@ -71,7 +72,8 @@ __all__ = [
 SCHEMES = MULTIBAND_SCHEMES
 
 
-CHECKPOINT_FILE = "checkpoint.pt"
+CHECKPOINT_FILE = "checkpoint.pt"  # removed once the job has finished (Job.keep_checkpoints)
+NETWORKS_FILE = "networks.pt"
 TRAIN_STATE_FILE = "train.json"
 
 # ---------------------------------------------------------------------------------------------
@@ -188,6 +190,7 @@ def _train_or_resume(job: Job, folder: Path, scenario_config, env_config) -> tup
             remaining -= chunk
             learner.save(checkpoint, include_memory=False)  # refills on resume (size, module doc)
             _write_json(state_file, state)  # after the checkpoint: never ahead of it
+    learner.save(folder / NETWORKS_FILE, include_memory=False)  # the trained agents, kept
     return learner, state
 
 
