@@ -227,3 +227,28 @@ def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
     assert "interrupted; rerun the same command to resume" in err and "Traceback" not in err
+
+
+def test_memory_guard_refuses_before_allocating(monkeypatch, capsys):
+    """Issue 12 item 4: sizes whose tensors would not fit are refused from the config, with
+    the estimate, before anything is allocated (these took > 10 GB before failing)."""
+    import resource
+    import time
+
+    from skyshare.checks import MEMORY_LIMIT_ENV
+
+    monkeypatch.delenv(MEMORY_LIMIT_ENV, raising=False)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    assert main(["inspect", "catn", "--set", "n_bs=3003001"]) == 2
+    assert main(["env", "catn", "--set", "n_tu=4096", "--batch", "4096", "--slots", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("GB for its largest tensors, above the limit") == 2
+    assert time.perf_counter() - start < 60
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 1000  # refused from the estimate: nothing big was allocated
+    # the limit is a flag (and 0 disables the check): a tiny limit refuses the quick preset
+    assert main(["--memory-limit", "0.0001", "inspect", "catn", "--preset", "quick"]) == 2
+    assert "(--memory-limit)" in capsys.readouterr().err
+    assert main(["--memory-limit", "-1", "inspect", "catn"]) == 2
+    assert "--memory-limit must be >= 0 GB" in capsys.readouterr().err

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 import pickle
 from pathlib import Path
 from typing import Any
@@ -59,3 +61,54 @@ def read_checkpoint(path: str | Path, map_location: Any = None) -> Any:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+MEMORY_LIMIT_ENV = "SKYSHARE_MEMORY_LIMIT_GB"
+MEMORY_FRACTION = 0.5  # default limit: this share of the memory available when checked
+
+
+def available_memory_bytes() -> int | None:
+    """``MemAvailable`` of /proc/meminfo (Linux), else physical memory, else None."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def memory_limit_bytes() -> int | None:
+    """The allocation limit: ``$SKYSHARE_MEMORY_LIMIT_GB`` (``skyshare --memory-limit``; 0 or
+    ``inf`` disables the check), else half of the memory available now."""
+    text = os.environ.get(MEMORY_LIMIT_ENV)
+    if text:
+        try:
+            gb = float(text)
+        except ValueError:
+            raise ConfigError(
+                f"{MEMORY_LIMIT_ENV} must be a number of GB (0 or inf: no limit), got {text!r}"
+            ) from None
+        if math.isnan(gb) or gb < 0:
+            raise ConfigError(f"{MEMORY_LIMIT_ENV} must be >= 0 GB, got {text!r}")
+        return None if gb == 0 or math.isinf(gb) else int(gb * 1e9)
+    available = available_memory_bytes()
+    return None if available is None else int(MEMORY_FRACTION * available)
+
+
+def check_memory(estimate_bytes: float, what: str) -> None:
+    """A :class:`ConfigError` before allocating when ``what`` needs more than the limit
+    (:func:`memory_limit_bytes`), with the estimate, the limit and how to change either."""
+    limit = memory_limit_bytes()
+    if limit is not None and estimate_bytes > limit:
+        source = "--memory-limit" if os.environ.get(MEMORY_LIMIT_ENV) else "half the free memory"
+        raise ConfigError(
+            f"{what} needs about {estimate_bytes / 1e9:.3g} GB for its largest tensors, above "
+            f"the limit of {limit / 1e9:.3g} GB ({source}); reduce the "
+            f"sizes or the batch, or raise the limit with --memory-limit GB "
+            f"(${MEMORY_LIMIT_ENV}; 0 disables the check)"
+        )

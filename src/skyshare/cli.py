@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -69,6 +70,13 @@ def _parser() -> argparse.ArgumentParser:
         "terrestrial networks.",
     )
     parser.add_argument("--version", action="version", version=f"skyshare {__version__}")
+    parser.add_argument(
+        "--memory-limit",
+        type=float,
+        metavar="GB",
+        help="refuse a scenario, env or job whose largest tensors would need more (default: "
+        "half of the available memory; 0: no check)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sub.add_parser("scenarios", help="list the scenarios and their presets")
@@ -495,11 +503,24 @@ def _float64(values: list[float]):
     return torch.tensor(values, dtype=torch.float64)
 
 
+def _apply_memory_limit(gb: float | None) -> None:
+    """--memory-limit GB, passed to every check (and to worker processes) through the
+    environment variable the checks read."""
+    from skyshare.checks import MEMORY_LIMIT_ENV
+
+    if gb is None:
+        return
+    if not gb >= 0:  # NaN too
+        raise SkyshareError(f"--memory-limit must be >= 0 GB (0: no check), got {gb}")
+    os.environ[MEMORY_LIMIT_ENV] = repr(gb)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``skyshare`` command; returns the exit status."""
     args = _parser().parse_args(argv)
     console = Console()
     try:
+        _apply_memory_limit(args.memory_limit)
         if args.command == "scenarios":
             return _cmd_scenarios(console)
         if args.command == "inspect":

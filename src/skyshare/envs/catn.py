@@ -32,6 +32,7 @@ from pydantic import Field
 
 from skyshare import metrics
 from skyshare.channels.arrays import compress_channel, compressed_features, dft_codebook
+from skyshare.checks import check_memory
 from skyshare.config import StrictModel
 from skyshare.envs import catn_observations as observations
 from skyshare.envs.catn_actions import action_field, action_parameters, beamformers
@@ -175,6 +176,12 @@ class CatnEnv:
         self.codebook = dft_codebook(self.M, cfg.n_codewords, device=self.device, dtype=self.cdtype)
         self.p_max = sc.p_max_w
         self.i_max = self.scenario.i_max_normalized
+        # the BS observations (8) (B x N x D floats, several copies with the exchange's
+        # temporaries) grow with K^2 through o_in: checked before the first reset allocates them
+        check_memory(
+            16 * batch_size * self.N * self.bs_obs_dim * torch.finfo(dtype).bits // 8,
+            f"the catn env with batch {batch_size} (BS observations of {self.bs_obs_dim})",
+        )
         self.ledger = SignalingLedger({"bs": self.N, "tu": self.K}, batch_size)
         self.generator = self.scenario.generator
         self._phase = "reset"

@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import torch
 
+from skyshare.checks import check_memory
 from skyshare.config import StrictModel, build_config
 from skyshare.errors import ConfigError
 
@@ -101,8 +102,19 @@ class Scenario(ABC, Generic[C]):
         self.device = torch.device(device)
         self.dtype = dtype
         self.cdtype = torch.complex64 if dtype == torch.float32 else torch.complex128
+        check_memory(self.memory_estimate(), f"{self.name} with batch {batch_size}")
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(int(config.seed))
+
+    def memory_estimate(self) -> float:
+        """Bytes of the scenario's largest tensors for its config and batch (an estimate
+        with a margin for temporaries, checked before anything is allocated); 0 when a
+        scenario does not say."""
+        return 0.0
+
+    @property
+    def _complex_bytes(self) -> int:
+        return 8 if self.dtype == torch.float32 else 16
 
     @classmethod
     def config_from(

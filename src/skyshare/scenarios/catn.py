@@ -219,6 +219,16 @@ class CatnScenario(Scenario[CatnConfig]):
         self.i_max_normalized = self.i_max_w / self.noise_w
         self.state: CatnState | None = None
 
+    def memory_estimate(self) -> float:
+        """H, G, the fading states and the LoS part (B x (K + L) x N x M complex, about six
+        such tensors alive with temporaries), the trajectory knots (B x S x K x 3) and the
+        per-link path losses."""
+        cfg, B = self.config, self.batch_size
+        links = (cfg.n_tu + cfg.n_au) * cfg.n_bs
+        knots = (math.ceil(cfg.duration_s / cfg.trajectory_step_s) + 2) * cfg.n_tu * 3
+        real = self._complex_bytes // 2
+        return B * (6 * links * cfg.n_antennas * self._complex_bytes + (knots + 8 * links) * real)
+
     # ----------------------------------------------------------------------------------------
     # Realizations
     # ----------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ per user per channel per block on average, the power at which the stated SNR hol
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from pydantic import Field, model_validator
@@ -158,6 +158,21 @@ class MultibandScenario(Scenario[MultibandConfig]):
     # ----------------------------------------------------------------------------------------
     # Blocks
     # ----------------------------------------------------------------------------------------
+
+    def memory_estimate(self) -> float:
+        """The channels H (B x K x C x F x M) and the ZF beams W (B x C x K x F x M) complex,
+        K = C U, about four such tensors alive with temporaries."""
+        cfg = self.config
+        K = cfg.n_cells * cfg.users_per_cell
+        return (
+            4
+            * self.batch_size
+            * K
+            * cfg.n_cells
+            * cfg.n_freq
+            * cfg.n_antennas
+            * (self._complex_bytes)
+        )
 
     def reset(self, seed: int | None = None) -> MultibandState:
         """Draw the first block's channels; return block 0 (paper t = 1), nothing spent."""
@@ -403,8 +418,10 @@ class MultibandScenario(Scenario[MultibandConfig]):
         )
 
         power = self.equal_power(state)
-        c = self.interference_plus_noise_ratio(state, power)
-        ici = c * state.direct_gain - self.noise_w
+        # the ICI itself (c of eq. (7) without the noise, times the gain): c * gain - noise
+        # cancels to rounding noise, negative (NaN dB) with one cell or at low SNR
+        no_noise = replace(self.problem(state), noise=0.0)
+        ici = no_noise.interference_plus_noise_ratio(power) * state.direct_gain
         budget.add("INR from other cells", linear_to_db(ici.mean()), "dB", "equal power")
         rates = self.rates(state, power)
         sinr = torch.exp2(rates) - 1

@@ -118,6 +118,13 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
     # Realizations
     # ----------------------------------------------------------------------------------------
 
+    def memory_estimate(self) -> float:
+        """The subchannel gains of every user slot from every BS (B x N K_max x N x F
+        complex), about six such tensors alive with temporaries."""
+        cfg = self.config
+        slots = cfg.n_bs * cfg.k_max
+        return 6 * self.batch_size * slots * cfg.n_bs * cfg.n_subchannels * self._complex_bytes
+
     def reset(self, seed: int | None = None) -> TnNtnState:
         """Draw users (training mode) or user traces (dynamic mode), LoS states, shadowing and
         the initial fading; return frame 0."""
@@ -465,7 +472,7 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         The reference schedule is :meth:`round_robin_assignment` with :meth:`equal_power`
         (p_max / F on every subchannel of a BS with an active user); all BSs transmit on all
         subchannels, so every user sees full co-channel interference. Tier rows are over the
-        active users of that tier's BSs (NaN when there are none).
+        active users of that tier's BSs; a tier without any has one row: 0 active users.
         """
         state = self.state if self.state is not None else self.reset()
         cfg = self.config
@@ -505,7 +512,9 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
             (True, "NTBS", "air-to-ground"),
         ):
             in_tier = (self.is_uav[self.serving] == tier)[None] & state.user_active  # (B, P)
-            if not bool((self.is_uav == tier).any()):
+            if not bool(in_tier.any()):  # no BS in the tier, or no active user: no rows
+                if bool((self.is_uav == tier).any()):  # (their means would be NaN)
+                    budget.add(f"{name} active users", 0.0, "", "tier rows left out")
                 continue
             budget.add(
                 f"{name} path loss to own BS",
@@ -544,12 +553,13 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
                 "%",
                 f"rate >= {cfg.min_rate_mbps:g} Mbit/s",
             )
-        budget.add(
-            "users meeting eta",
-            100 * _masked_mean(meets, state.user_active),
-            "%",
-            "all active users, round robin + equal power",
-        )
+        if bool(state.user_active.any()):  # (a NaN mean without any)
+            budget.add(
+                "users meeting eta",
+                100 * _masked_mean(meets, state.user_active),
+                "%",
+                "all active users, round robin + equal power",
+            )
         budget.add(
             "system throughput",
             metrics.sum_rate(rates).mean() / 1e6,

@@ -169,7 +169,8 @@ def pad_beamformers(
             )
         W[:, 0, :, : W_haps.shape[-1]] = W_haps
         first_mbs = 1
-    W[:, first_mbs:, :, : W_mbs.shape[-1]] = W_mbs
+    if n_mbs:  # without MBSs, M_mbs may exceed M_max = M_haps: nothing to place
+        W[:, first_mbs:, :, : W_mbs.shape[-1]] = W_mbs
     return W
 
 
@@ -312,6 +313,13 @@ class VhetnetScenario(Scenario[VhetnetConfig]):
     # ----------------------------------------------------------------------------------------
     # Realizations
     # ----------------------------------------------------------------------------------------
+
+    def memory_estimate(self) -> float:
+        """The channels and beams of every UE from every transmitter's antennas (B x K x
+        sum_b M_b complex), about six such tensors alive with temporaries."""
+        cfg = self.config
+        antennas = cfg.n_mbs * cfg.m_mbs + (cfg.m_haps if cfg.with_haps else 0)
+        return 6 * self.batch_size * cfg.n_ue * antennas * self._complex_bytes
 
     def reset(self, seed: int | None = None) -> VhetnetState:
         """Draw UE drops, shadowing and fading of B realizations; return realization 0."""
