@@ -176,22 +176,17 @@ class CupAgents(OnPolicyAgents):
 
     _checkpointed = (*OnPolicyAgents._checkpointed, "cost_critic", "cost_critic_optimizer")
 
-    def __init__(
-        self,
-        obs_dim: int,
-        act_dim: int,
-        n_agents: int,
-        n_costs: int,
-        config: CupConfig | None = None,
-        *,
-        device: str | torch.device = "cpu",
-    ) -> None:
-        config = config or CupConfig()
-        super().__init__(obs_dim, act_dim, n_agents, n_costs, config, device=device)
+    Config = CupConfig
+
+    def _build_extra(self, config: CupConfig) -> None:
+        """The cost critic V_C (its own initialisation stream, seed + 1) and the multipliers
+        nu (N, L) of Algorithm 3."""
+        n_agents, n_costs = self.n_agents, self.n_costs
         cost_init = torch.Generator().manual_seed(config.seed + 1)
         self.cost_critic = CriticGroup(
-            n_agents, obs_dim, n_costs, config.hidden_sizes, config.critic_activation, cost_init
-        ).to(self.device)
+            n_agents, self.obs_dim, n_costs, config.hidden_sizes, config.critic_activation,
+            cost_init,
+        ).to(self.device)  # fmt: skip
         self.cost_critic_optimizer = self._adam(self.cost_critic, config.lr_critic)
         self.nu = torch.full((n_agents, n_costs), float(config.nu_init), device=self.device)
 

@@ -70,18 +70,7 @@ class PpoPenaltyAgents(OnPolicyAgents):
         device: where networks and updates run.
     """
 
-    def __init__(
-        self,
-        obs_dim: int,
-        act_dim: int,
-        n_agents: int,
-        n_costs: int,
-        config: PpoPenaltyConfig | None = None,
-        *,
-        device: str | torch.device = "cpu",
-    ) -> None:
-        config = config or PpoPenaltyConfig()
-        super().__init__(obs_dim, act_dim, n_agents, n_costs, config, device=device)
+    Config = PpoPenaltyConfig
 
     @torch.enable_grad()  # a learner step needs autograd even inside a no_grad caller
     def update(self, trajectory: Trajectory) -> dict[str, Any]:

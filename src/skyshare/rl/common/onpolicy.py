@@ -225,7 +225,7 @@ class OnPolicyAgents:
         act_dim: d (CATN: ``env.action_dim`` = 2K + L + 2 = 46).
         n_agents: N (CATN: 7 BSs).
         n_costs: L (CATN: 2 aerial users).
-        config: an :class:`OnPolicyConfig` (subclass).
+        config: an instance of the subclass's ``Config`` (its defaults when None).
         device: where networks and updates run.
 
     Subclasses (``CupAgents``, ``PpoPenaltyAgents``) add their critics and ``update``.
@@ -234,6 +234,8 @@ class OnPolicyAgents:
     with ``config.seed``; the networks are initialised from a CPU generator with the same seed),
     ``n_updates``.
     """
+
+    Config: type[OnPolicyConfig] = OnPolicyConfig  # the subclass's config (default instance)
 
     # modules and optimizers saved by state_dict(); subclasses extend the tuple
     _checkpointed: tuple[str, ...] = (
@@ -250,10 +252,11 @@ class OnPolicyAgents:
         act_dim: int,
         n_agents: int,
         n_costs: int,
-        config: OnPolicyConfig,
+        config: OnPolicyConfig | None = None,
         *,
         device: str | torch.device = "cpu",
     ) -> None:
+        config = config if config is not None else self.Config()
         for name, value in (
             ("obs_dim", obs_dim),
             ("act_dim", act_dim),
@@ -289,6 +292,10 @@ class OnPolicyAgents:
         self.actor_optimizer = self._adam(self.actor, config.lr_actor)
         self.reward_critic_optimizer = self._adam(self.reward_critic, config.lr_critic)
         self.n_updates = 0
+        self._build_extra(config)
+
+    def _build_extra(self, config: OnPolicyConfig) -> None:
+        """Hook for what a subclass adds after the shared networks (CUP: its cost critic)."""
 
     def _adam(self, network: torch.nn.Module, lr: float) -> GroupAdam:
         """Per-agent Adam over ``network`` with the config's eps and gradient-norm bound."""
