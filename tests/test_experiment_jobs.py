@@ -323,3 +323,31 @@ def _running(pid):
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_ctrl_c_stops_worker_processes_at_once(tmp_path):
+    """Ctrl-C with --workers: only the parent handles it (the workers ignore SIGINT); it
+    stops the workers at once, whatever their jobs are doing, and raises KeyboardInterrupt."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import sys\n"
+        "from skyshare.experiments.jobs import Execution, Job, run_jobs\n"
+        "from skyshare.experiments.smoke import smoke_job\n"
+        "jobs = [Job('smoke', 'slow', s, {'x': 2, 'sleep_s': 600}) for s in range(2)]\n"
+        "try:\n"
+        f"    run_jobs(jobs, smoke_job, {str(tmp_path)!r}, Execution(workers=2, progress=False))\n"
+        "except KeyboardInterrupt:\n"
+        "    sys.exit(130)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("jobs/*/job.json"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)  # both workers are running their job
+    start = time.monotonic()
+    parent.send_signal(signal.SIGINT)
+    assert parent.wait(timeout=30) == 130
+    assert time.monotonic() - start < 10  # not after the 600 s jobs

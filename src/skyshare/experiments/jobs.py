@@ -456,49 +456,69 @@ def _run_in_process(jobs, fn, run_dir, execution, max_retries) -> dict[str, dict
 def _run_in_workers(jobs, fn, run_dir, execution, max_retries) -> dict[str, dict[str, Any]]:
     """``execution.workers`` jobs at a time in ``spawn`` worker processes (fresh interpreters:
     no forked torch or CUDA state). A failed job is resubmitted up to ``max_retries`` times;
-    on a final failure the other running jobs are cancelled or left to their checkpoints."""
+    on a final failure the other running jobs are cancelled or left to their checkpoints.
+    Ctrl-C reaches only this process (the workers ignore SIGINT): it stops the workers at once
+    and raises KeyboardInterrupt; the jobs resume from their checkpoints on the next run."""
     import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import ProcessPoolExecutor
 
     from tqdm.auto import tqdm
 
-    results: dict[str, dict[str, Any]] = {}
-    context = multiprocessing.get_context("spawn")
     workers = min(execution.workers, len(jobs))
-    with (
-        ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=context,
-            initializer=_exit_with_parent,
-            initargs=(os.getpid(),),
-        ) as pool,
-        tqdm(
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_worker_setup,
+        initargs=(os.getpid(),),
+    )
+    interrupted = False
+    try:
+        with tqdm(
             total=len(jobs), desc=f"jobs ({workers} workers)", disable=not execution.progress
-        ) as bar,
-    ):
-        attempts = dict.fromkeys((job.job_id for job in jobs), 1)
-        running = {pool.submit(_run_one, fn, job, str(run_dir)): job for job in jobs}
-        try:
-            while running:
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    job = running.pop(future)
-                    exc = future.exception()
-                    if exc is None:
-                        results[job.job_id] = future.result()
-                        bar.update(1)
-                    elif isinstance(exc, SkyshareError) or attempts[job.job_id] > max_retries:
-                        if isinstance(exc, SkyshareError):
-                            raise exc
-                        raise _failure(job, attempts[job.job_id], exc) from exc
-                    else:
-                        attempts[job.job_id] += 1
-                        running[pool.submit(_run_one, fn, job, str(run_dir))] = job
-        except BaseException:
-            for future in running:
-                future.cancel()
-            raise
+        ) as bar:
+            return _gather(pool, jobs, fn, run_dir, max_retries, bar)
+    except KeyboardInterrupt:
+        interrupted = True
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.terminate()  # a job may run for minutes: do not wait for it
+        raise
+    finally:
+        pool.shutdown(wait=not interrupted, cancel_futures=True)
+
+
+def _gather(pool, jobs, fn, run_dir, max_retries, bar) -> dict[str, dict[str, Any]]:
+    """Submit every job to ``pool`` and collect the results, resubmitting failures."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    results: dict[str, dict[str, Any]] = {}
+    attempts = dict.fromkeys((job.job_id for job in jobs), 1)
+    running = {pool.submit(_run_one, fn, job, str(run_dir)): job for job in jobs}
+    while running:
+        # a bounded wait: a lock wait without timeout does not see Ctrl-C until it returns
+        done, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
+        for future in done:
+            job = running.pop(future)
+            exc = future.exception()
+            if exc is None:
+                results[job.job_id] = future.result()
+                bar.update(1)
+            elif isinstance(exc, SkyshareError):
+                raise exc  # bad input or a corrupt file: retrying cannot help
+            elif attempts[job.job_id] > max_retries:
+                raise _failure(job, attempts[job.job_id], exc) from exc
+            else:
+                attempts[job.job_id] += 1
+                running[pool.submit(_run_one, fn, job, str(run_dir))] = job
     return results
+
+
+def _worker_setup(parent_pid: int) -> None:
+    """Worker initializer: ignore Ctrl-C (the parent handles it and stops the workers) and end
+    when the parent is gone (:func:`_exit_with_parent`)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with_parent(parent_pid)
 
 
 def _exit_with_parent(parent_pid: int, interval_s: float = 0.5) -> None:
