@@ -404,6 +404,25 @@ def test_link_budget_numbers_against_hand_calculation():
     assert rows["cell capacity, equal power"] < 0.2 * rows["cell capacity, no ICI"]
 
 
+@pytest.mark.parametrize(
+    ("changes", "expected_db"),
+    [
+        ({"n_cells": 1}, -math.inf),  # no other cell: no ICI, exactly
+        ({"snr_db": -50.0, "sir_db": 80.0}, 10 * math.log10(2 * 16 * 1e-13)),  # (C-1) U a_b~b
+    ],
+)
+def test_link_budget_inr_without_cancellation(changes, expected_db):
+    """Regression (fuzzer): the INR row was ``c * gain - noise``, which cancels to rounding
+    noise when the ICI is far below the noise (one cell, or SNR -50 dB at SIR 80 dB): a
+    negative mean, NaN dB. It is now the ICI itself."""
+    fields = {"n_cells": 3, "n_antennas": 32, "users_per_cell": 16, **changes}
+    scenario = MultibandScenario(MultibandConfig(**fields), batch_size=4)
+    scenario.reset(seed=0)
+    inr_db = scenario.link_budget().as_dict()["INR from other cells"]
+    assert not math.isnan(inr_db)
+    assert inr_db == pytest.approx(expected_db, abs=0.5)
+
+
 def test_plot_topology_writes_png(tmp_path):
     scenario = MultibandScenario.from_preset("quick")
     out = plot_topology(scenario, tmp_path / "topology.png")

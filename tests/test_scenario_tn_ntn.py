@@ -276,6 +276,23 @@ def test_dynamic_users_follow_arrivals_and_random_walk():
         scenario.step()
 
 
+def test_dynamic_users_with_a_horizon_of_a_tiny_fraction_of_a_trace_step():
+    """Regression (fuzzer): a horizon below 1e-9 trace steps (frames of picoseconds) gave a
+    trace of ceil(horizon / step - 1e-9) = 0 steps and an IndexError at reset; frame 0 needs
+    one. Other horizons keep their trace (same draws): checked on the quick preset."""
+    tiny = {"dynamic_users": True, "frame_s": 1e-12, "horizon_slots": 5, "trace_step_s": 1.0}
+    scenario = _scenario(batch=2, **tiny)
+    state = scenario.reset(seed=4)
+    for _ in range(4):
+        state = scenario.step()
+    assert bool(torch.isfinite(state.H).all()) and state.active.shape == (2, 3, 10)
+    quick = {"dynamic_users": True, "arrival_rate_per_min": 300.0}
+    for horizon_slots in (40, 100, 250):  # below, at and above one trace step of 1 s
+        scenario = _scenario(batch=2, horizon_slots=horizon_slots, **quick)
+        scenario.reset(seed=4)
+        assert scenario.active_trace.shape[1] == math.ceil(horizon_slots * 0.01 / 1.0 - 1e-9)
+
+
 # ------------------------------------------------------------------------------ rates and power
 
 
@@ -439,6 +456,18 @@ def test_link_budget_matches_hand_link_budget():
     )
     assert rows["active users per BS"] == pytest.approx(5.0, abs=0.6)
     assert rows["system throughput"] > 0
+
+
+def test_link_budget_without_active_users_has_no_nan():
+    """Regression (fuzzer): a tier without active users (here: nobody, as in dynamic mode at
+    frame 0) gave NaN rows; it now gives one row, its 0 active users."""
+    scenario = _scenario(batch=2, active_mean_fraction=0.0)
+    scenario.reset(seed=1)
+    rows = scenario.link_budget().as_dict()
+    assert not any(math.isnan(v) for v in rows.values())
+    assert rows["TBS active users"] == 0 and rows["NTBS active users"] == 0
+    assert "TBS path loss to own BS" not in rows and "users meeting eta" not in rows
+    assert rows["system throughput"] == 0
 
 
 def test_plot_topology_writes_png(tmp_path):

@@ -280,6 +280,35 @@ def test_mrt_joint_transmission_power_and_coherence():
     assert torch.count_nonzero(off[:, 0]) == 0 and torch.equal(off[:, 1:], W[:, 1:])
 
 
+def test_link_budget_array_gain_when_float32_channel_powers_overflow():
+    """Regression (fuzzer): at an SNR above float32's range (a 0.04 Hz carrier, -220 dBm/Hz
+    over 0.26 Hz) ||h||^2 and the mean element gain both overflowed: the array-gain row was
+    inf / inf = NaN. Such rows are now computed in float64: 10 log10 M as always."""
+    overrides = {"fc_ghz": 4e-11, "noise_dbm_per_hz": -220.0, "bandwidth_mhz": 2.6e-7}
+    scen = scenario(batch=4, mbs_n_h=1, mbs_n_v=4, **overrides)
+    state = scen.reset(seed=51)
+    assert bool(torch.isinf(state.H_mbs.abs().square().sum(-1)).any())  # float32 overflows
+    rows = scen.link_budget().as_dict()
+    assert rows["MBS array gain of matched beams"] == pytest.approx(10 * math.log10(4), abs=1.0)
+    assert math.isfinite(rows["MBS per-element SNR at full power"])
+
+
+def test_haps_alone_with_larger_mbs_arrays_pads_and_transmits():
+    """Regression (fuzzer, issue 12 item 5): n_mbs = 0 with M_mbs (4x4) > M_haps (2x1) made
+    the padding code slice the MBS channels onto M_max = M_haps columns and crash."""
+    scen = scenario(batch=2, n_mbs=0, haps_n_h=2, haps_n_v=1, mbs_n_h=4, mbs_n_v=4)
+    state = scen.reset(seed=3)
+    H, mask = state.padded()
+    assert H.shape == (2, 6, 1, 2) and mask.tolist() == [[True, True]]
+    assert torch.equal(H[:, :, 0], state.H_haps)
+    W = mrt_joint_transmission(state)
+    assert W.shape == (2, 1, 6, 2)
+    assert torch.allclose(transmit_power_w(W), state.p_max_w.expand(2, 1), rtol=1e-5)
+    rates = cell_free_rates(state, W)
+    assert bool(torch.isfinite(rates.se).all()) and bool((rates.se > 0).all())
+    assert math.isfinite(scen.link_budget().as_dict()["vHetNet mean SE per UE"])
+
+
 # --------------------------------------------------------------------------------------------
 # Configs, link budget, plot, CLI
 # --------------------------------------------------------------------------------------------

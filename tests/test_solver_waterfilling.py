@@ -103,6 +103,19 @@ def test_float32_budget_to_rounding():
     assert torch.allclose(water_filling(floors, budget).sum(-1), budget, rtol=1e-6)
 
 
+def test_float32_budget_when_floors_dwarf_the_budget():
+    """Regression (fuzzer): with floors 1e5 times the budget (SNR -50 dB) the float32 level
+    (P + n_(1) + ... + n_(k)) / k lost the budget to cancellation: up to 5 % overspent."""
+    g = torch.Generator().manual_seed(5)
+    floors = 1e5 * (1 + torch.rand(1000, 6, generator=g))
+    budget = torch.full((1000,), 6.0)
+    power = water_filling(floors, budget)
+    assert bool((power >= 0).all())
+    assert torch.allclose(power.sum(-1), budget, rtol=1e-5)
+    exact = water_filling(floors.double(), budget.double())
+    assert torch.allclose(power.double(), exact, rtol=1e-4, atol=1e-5)
+
+
 def test_water_filling_rejects_bad_arguments():
     floors = torch.ones(4, 3)
     with pytest.raises(ShapeError, match="budget"):
@@ -135,6 +148,20 @@ def test_sswf_is_per_user_water_filling_on_the_noise_floor():
             assert result.power[b, k].tolist() == pytest.approx(expected, rel=1e-10, abs=1e-12)
             assert float(result.power[b, k].sum()) == pytest.approx(per_user, rel=1e-12)
     assert result.scalars_exchanged == 0
+
+
+def test_sswf_meets_the_budget_in_float32_at_low_snr():
+    """Regression (issue 12 item 5): SSWF overspent its budget in float32 at SNR <= -33 dB
+    (floors ~1e3 and more times the per-user budget), so the scenario refused its output."""
+    from skyshare.scenarios.multiband import MultibandConfig, MultibandScenario
+
+    config = MultibandConfig(n_cells=3, n_antennas=8, users_per_cell=4, n_freq=6, snr_db=-40)
+    scenario = MultibandScenario(config, batch_size=16, dtype=torch.float32)
+    state = scenario.reset(seed=0)
+    result = sswf(scenario.problem(state))
+    per_user = result.power.sum(-1) / scenario.problem(state).user_budget - 1.0
+    assert float(per_user.abs().max()) <= 16 * 6 * torch.finfo(torch.float32).eps  # was 5 %
+    scenario.step(result.power)  # accepted: within P_b(t)
 
 
 def test_sswf_on_a_hand_built_two_band_problem_is_the_closed_form():

@@ -286,3 +286,31 @@ def test_bad_arguments_are_rejected():
         wmmse(problem, tol=-1.0)
     with pytest.raises(ValueError, match="w0"):
         wmmse(problem, w0=torch.zeros(1, 3, 2, dtype=C128))
+
+
+@pytest.mark.parametrize("solver", ["wmmse", "fp"])
+def test_float32_beams_meet_deep_au_nulls_as_returned(solver):
+    """Regression (fuzzer): the (2c) safeguard acted on the complex128 beams, then they were
+    rounded to the problem's complex64, which moves g^H w by ~eps ||g|| ||w||: with I_max
+    1e-6 noise powers against |g|^2 ~ 1e6 the returned beams overshot I_max by up to 4.5 %
+    (some flagged feasible). The safeguard now acts on the rounded beams, with a margin."""
+    from skyshare import metrics
+    from skyshare.solvers.fp import fp
+
+    solve = {"wmmse": wmmse, "fp": fp}[solver]
+    g = torch.Generator().manual_seed(0)
+    H = crandn(4, 6, 1, 8, generator=g) * 10
+    G = crandn(4, 3, 1, 8, generator=g) * 1e3
+    serving = torch.zeros(4, 6, dtype=torch.long)
+    problem = BeamformingProblem(
+        H.to(torch.complex64), G.to(torch.complex64), serving, p_max=1.0, i_max=1e-6
+    )
+    result = solve(problem, max_iter=20)
+    assert result.w.dtype == torch.complex64
+    rho = metrics.primary_interference(G, result.w.to(C128), serving)  # exact, float64
+    assert float(rho.max()) <= 1e-6 * (1 + 1e-3)
+    assert bool(result.feasible.all())
+    # float64 problems are left as they were: the same beams with or without the margin code
+    exact = BeamformingProblem(H, G, serving, p_max=1.0, i_max=1e-6)
+    again = solve(exact, max_iter=20)
+    assert float(metrics.primary_interference(G, again.w, serving).max()) <= 1e-6 * (1 + 1e-3)

@@ -374,3 +374,39 @@ def test_very_low_snr_in_float32_stays_finite_and_feasible():
         assert bool(torch.isfinite(torch.view_as_real(result.w)).all())
         assert bool(result.feasible.all()) and bool(torch.isfinite(result.sum_rate).all())
     assert float(results[torch.complex128].sum_rate.max()) < 1e-9  # far below float32's 1 ulp
+
+
+def test_very_high_snr_in_float32_stays_finite_and_matches_float64():
+    """Regression (fuzzer): at SNRs of ~1e24 in noise units (noise -200 dBm/MHz over a
+    sub-hertz band) alpha_k = S_k / (D_k (D_k - S_k)) overflowed in its float32 denominator
+    (~1e49), alpha became 0, the Lipschitz bound the 1e-38 floor and the beams NaN. Now
+    finite, within the budgets, and at the float64 solution's rates."""
+    problem = random_problem(B=2, K=6, N=1, M=4, L=0, seed=4, p_max=1.0)
+    loud = BeamformingProblem(
+        H=problem.H * 1e12, G=problem.G, serving=problem.serving, p_max=1.0, i_max=INACTIVE
+    )
+    sum_rates = {}
+    for dtype in (torch.complex64, C128):
+        cast = BeamformingProblem(loud.H.to(dtype), loud.G.to(dtype), loud.serving, 1.0, INACTIVE)
+        result = wmmse_lite(cast, max_iter=3)
+        assert bool(torch.isfinite(torch.view_as_real(result.w)).all())
+        assert bool(result.feasible.all()) and bool(torch.isfinite(result.sum_rate).all())
+        sum_rates[dtype] = result.sum_rate.double()
+    assert torch.allclose(sum_rates[torch.complex64], sum_rates[C128], rtol=1e-3)
+
+
+def test_frobenius_bound_of_a_huge_hessian_in_float32_is_finite():
+    """Regression (fuzzer): a lone user at an SNR of ~1e25 has alpha ~ 1 and D = h h^H with
+    entries ~1e26, whose float32 squares overflow: ||D||_F read inf, the steps 0 * inf and the
+    multipliers NaN. The norm is now recomputed on scaled entries there, as at very low SNR."""
+    problem = random_problem(B=2, K=2, N=2, M=4, L=0, seed=6, p_max=1e-3)
+    serving = torch.arange(2).expand(2, 2).clone()  # one user per BS, no interference
+    H = problem.H * torch.eye(2, dtype=torch.float64)[None, :, :, None] * 1e13
+    sum_rates = {}
+    for dtype in (torch.complex64, C128):
+        cast = BeamformingProblem(H.to(dtype), problem.G.to(dtype), serving, 1e-3, INACTIVE)
+        result = wmmse_lite(cast, max_iter=3)
+        for value in (torch.view_as_real(result.w), result.sum_rate, *result.multipliers.values()):
+            assert bool(torch.isfinite(value.double()).all())
+        sum_rates[dtype] = result.sum_rate.double()
+    assert torch.allclose(sum_rates[torch.complex64], sum_rates[C128], rtol=1e-4)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 import time
 import traceback
 from collections import Counter
@@ -348,7 +349,9 @@ def _catn_beamforming(name: str) -> Run:
 
 def _catn_association(name: str) -> Run:
     def run(case: FuzzCase, config: Any, checks: _Checks) -> None:
+        from skyshare.beamforming import mrt_equal_power
         from skyshare.solvers import associate_dcd, associate_sc
+        from skyshare.solvers.problem import evaluate
 
         scenario, state = _catn_scenario(case, config)
         p_max = config.p_max_w
@@ -367,11 +370,7 @@ def _catn_association(name: str) -> Run:
         if int(result.loads.sum()) != case.batch_size * config.n_tu:
             checks.problems.append("loads do not add up to B K")
         problem = _beamforming_problem(scenario, state, serving)
-        from skyshare.beamforming import mrt_equal_power
-
         w = mrt_equal_power(problem.H, serving, p_max)
-        from skyshare.solvers.problem import evaluate
-
         checks.at_least("MRT rates on the association", evaluate(problem, w).rates, 0.0)
 
     return run
@@ -550,11 +549,20 @@ def _repair_catn(rng: random.Random, data: dict[str, Any]) -> None:
         data["au_altitude_m"] = data.get("bs_height_m", 30.0)
 
 
+def _drop_candidates(isd_m: float, min_distance_m: float, per_cell: int) -> float:
+    """Candidates per cell of one rejection round of ``drop_in_hexagon`` (~1 / acceptance)."""
+    from skyshare.geometry.layouts import _hexagon_annulus_area
+
+    radius = isd_m / math.sqrt(3)
+    accept = _hexagon_annulus_area(radius, min_distance_m) / (2 * radius * radius * math.sqrt(3))
+    return (per_cell + 4 * math.sqrt(per_cell) + 4) / max(accept, 1e-300)
+
+
 def _catn_elements(cfg: Any, batch: int) -> float:
     K, N, L, M = cfg.n_tu, cfg.n_bs, cfg.n_au, cfg.n_antennas
     knots = math.ceil(cfg.n_slots * cfg.slot_s / cfg.trajectory_step_s) + 2
-    per_cell = -(-K // N)
-    per_batch = knots * K * 3 + N * per_cell * 2 + 4 * (K + 2 * L) * N * M + N * M * M + K * K * N
+    drops = N * 8 * _drop_candidates(cfg.isd_m, cfg.min_distance_m, -(-K // N))
+    per_batch = knots * K * 3 + drops + 4 * (K + 2 * L) * N * M + N * M * M + K * K * N
     return batch * per_batch + knots * 100  # knots: also a Python-level loop length
 
 
@@ -566,8 +574,8 @@ def _repair_tn_ntn(rng: random.Random, data: dict[str, Any]) -> None:
         data["tbs_user_radius_m"] = radius = half * rng.choice([0.0001, 0.5, 0.999])
     room = max(half - radius, 0.0)
 
-    def spot() -> tuple[float, float]:
-        return rng.choice([(0.0, 0.0), (room, -room), (rng.uniform(-room, room), 0.0)])
+    def spot() -> list[float]:  # lists: the JSON of a case reads back equal
+        return rng.choice([[0.0, 0.0], [room, -room], [rng.uniform(-room, room), 0.0]])
 
     tbs = [spot() for _ in range(rng.choice([0, 1, 2, 3]))]
     uav = [
@@ -576,7 +584,7 @@ def _repair_tn_ntn(rng: random.Random, data: dict[str, Any]) -> None:
     ]
     data["tbs_xy_m"], data["uav_xy_m"] = (
         tbs,
-        uav if tbs or rng.random() < 0.1 else uav or [(0.0, 0.0)],
+        uav if tbs or rng.random() < 0.1 else uav or [[0.0, 0.0]],
     )
     F = data.get("n_subchannels", 160)
     if rng.random() < 0.9:
@@ -817,9 +825,12 @@ def run_case(case: FuzzCase) -> Outcome:
         status, message = "rejected", str(exc)
     except Exception as exc:  # the point of a fuzzer: any other exception is a failure
         status, message = "failure", _describe_exception(exc)
-    if status == "ok" and checks.problems:
-        status, message = "failure", "; ".join(checks.problems[:5])
+    if checks.problems:  # violations found before a refusal or an error count too
+        status, message = "failure", "; ".join([*checks.problems[:5], message][:6]).strip("; ")
     return Outcome(case, status, "run", message, time.perf_counter() - start)
+
+
+_NUMBER = re.compile(r"-?\d+(\.\d*)?(e[-+]?\d+)?")  # numbers in messages, for grouping
 
 
 @dataclass
@@ -830,6 +841,7 @@ class FuzzReport:
     seconds: Counter = field(default_factory=Counter)
     failures: list[Outcome] = field(default_factory=list)
     refusals: Counter = field(default_factory=Counter)
+    refusal_examples: dict[str, FuzzCase] = field(default_factory=dict)
 
     def add(self, outcome: Outcome) -> None:
         name = outcome.case.target
@@ -839,7 +851,9 @@ class FuzzReport:
             self.failures.append(outcome)
         elif outcome.status == "rejected" and outcome.stage == "run":
             self.counts[name]["rejected at run time"] += 1
-            self.refusals[outcome.message.splitlines()[0][:160]] += 1
+            key = f"{name}: {_NUMBER.sub('#', outcome.message.splitlines()[0])[:150]}"
+            self.refusals[key] += 1
+            self.refusal_examples.setdefault(key, outcome.case)
 
     @property
     def n_cases(self) -> int:

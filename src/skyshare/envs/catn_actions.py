@@ -106,7 +106,7 @@ def beamformers(
         D = D + torch.einsum("bnl,bnli,bnlj->bnij", mu, g_dir, g_dir.conj())
     eye = torch.eye(M, dtype=cdtype, device=H.device)
     D = D + par["eta"].to(cdtype)[..., None, None] * eye
-    X = torch.linalg.solve(D, H.transpose(-1, -2))  # (B, N, M, K): D~_n^{-1} h_{n,k}
+    X = _solve(D, H.transpose(-1, -2))  # (B, N, M, K): D~_n^{-1} h_{n,k}
     X = X.transpose(-1, -2)  # (B, N, K, M)
     index = serving[:, None, :, None].expand(B, 1, K, M)
     w_dir = torch.gather(X, 1, index).squeeze(1)  # (B, K, M) from the serving BS
@@ -115,3 +115,16 @@ def beamformers(
     q = torch.gather(par["q"], 1, serving[:, None, :]).squeeze(1)  # (B, K)
     power = p_max * q_total * q
     return w_dir * power.sqrt().to(cdtype)[..., None]
+
+
+def _solve(D: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+    """``D^{-1} rhs`` for Hermitian positive definite ``D (..., M, M)``. With eta_min far
+    below alpha_max or mu_max, D~ is singular to working precision in complex64; those
+    matrices (only) are solved again in complex128, where eta I keeps them invertible."""
+    X, info = torch.linalg.solve_ex(D, rhs)
+    failed = info != 0
+    if bool(failed.any()):
+        wide = torch.linalg.solve(D[failed].to(torch.complex128), rhs[failed].to(torch.complex128))
+        X = X.clone()
+        X[failed] = wide.to(X.dtype)
+    return X

@@ -447,6 +447,9 @@ class VhetnetScenario(Scenario[VhetnetConfig]):
             budget.add(f"{tier} power budget P_b", power_dbm, "dBm", f"{n_antennas} antennas")
             budget.add(f"{tier} path loss (FSPL)", pathloss.mean(), "dB", "mean over links")
             strength = metrics.channel_strength(H)  # (B, K, n) noise-normalised ||h||^2
+            if not bool(torch.isfinite(strength).all()):  # float32 ||h||^2 above ~3e38
+                H, pathloss = H.to(torch.complex128), pathloss.double()
+                strength = metrics.channel_strength(H)
             per_element_snr_db = linear_to_db(dbm_to_watt(power_dbm) * strength / n_antennas)
             budget.add(
                 f"{tier} per-element SNR at full power",

@@ -170,7 +170,8 @@ class VhetnetState:
         if self.H_haps is not None:
             H[:, :, 0, : self.H_haps.shape[-1]] = self.H_haps
             first_mbs = 1
-        H[:, :, first_mbs:, :m_mbs] = self.H_mbs
+        if self.H_mbs.shape[2]:  # without MBSs, M_mbs may exceed M_max = M_haps: no slice
+            H[:, :, first_mbs:, :m_mbs] = self.H_mbs
         column = torch.arange(m_max, device=H.device)
         antenna_mask = column[None, :] < torch.tensor(antennas, device=H.device)[:, None]
         return H, antenna_mask

@@ -307,6 +307,19 @@ def finish_safeguarded(
         mu, eta: the final multipliers. extra: further named entries of ``multipliers``.
     """
     w, scaled = scale_to_interference_limit(work, w, feasibility_tol)
+    if problem.H.dtype != work.H.dtype:
+        # The beams are returned rounded to the problem's dtype, which moves g^H w by up to
+        # eps sum_m |g_m| |w_m|: in float32 that undoes AU nulls deeper than ~1e-7 (seen:
+        # rho = 1.7 I_max at I_max = 1e-8 noise powers, after (2c) held in complex128).
+        # Where (2c) may not survive the rounding, the rounded beams are scaled with a margin
+        # for it; elsewhere the beams are as above.
+        rounded = w.to(problem.H.dtype).to(work.H.dtype)
+        eps = torch.finfo(problem.H.real.dtype).eps
+        rounded, rescaled = scale_to_interference_limit(
+            work, rounded, feasibility_tol, rounding=eps
+        )
+        w = torch.where(rescaled[:, None, None], rounded, w)
+        scaled = scaled | rescaled
     multipliers = {"mu": mu, "eta": eta, "scaled_for_feasibility": scaled, **(extra or {})}
     return finish(
         problem,
@@ -321,7 +334,7 @@ def finish_safeguarded(
 
 
 def scale_to_interference_limit(
-    problem: BeamformingProblem, w: torch.Tensor, tol: float
+    problem: BeamformingProblem, w: torch.Tensor, tol: float, *, rounding: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Final feasibility safeguard for (2c).
 
@@ -331,6 +344,10 @@ def scale_to_interference_limit(
 
     Args:
         problem: the instances. w: (B, K, M) complex beamformers. tol: relative tolerance.
+        rounding: relative error of each entry of the beams once rounded to the dtype they
+            are returned in (its eps; 0: none). ``rho_l`` is then replaced by its bound under
+            that rounding, ``sum_k (|g^H w_k| + rounding sum_m |g_m| |w_k,m|)^2``, so that the
+            returned, rounded beams meet (2c) (within ``tol`` where they are not rescaled).
 
     Returns:
         (w (B, K, M), scaled (B,) bool: whether the instance was rescaled).
@@ -338,7 +355,12 @@ def scale_to_interference_limit(
     B, L = w.shape[0], problem.G.shape[1]
     if L == 0:
         return w, torch.zeros(B, dtype=torch.bool, device=w.device)
-    rho = metrics.primary_interference(problem.G, w, problem.serving)  # (B, L)
+    if rounding:
+        gains = metrics.associated_gains(problem.G, w, problem.serving).abs()  # (B, L, K)
+        spread = metrics.associated_gains(problem.G.abs() + 0j, w.abs() + 0j, problem.serving)
+        rho = (gains + rounding * spread.real).square().sum(-1)  # (B, L)
+    else:
+        rho = metrics.primary_interference(problem.G, w, problem.serving)  # (B, L)
     i_max = problem.i_max_per_au().to(rho.dtype)
     ratio = (i_max / rho.clamp_min(torch.finfo(rho.dtype).tiny)).amin(-1)  # (B,)
     scaled = ratio < 1.0 / (1.0 + tol)

@@ -151,9 +151,10 @@ def _lipschitz(hessian: torch.Tensor, method: str) -> torch.Tensor:
     if method == "frobenius":
         norm = torch.view_as_real(hessian).square().sum((-1, -2, -3)).sqrt()
         # At very low SNR (entries ~1e-24 in noise units) the squares underflow in float32 and
-        # the norm reads 0; there the norm is recomputed with the entries scaled to O(1). Above
-        # the threshold the plain sum of squares is exact enough and is kept (same numbers).
-        small = norm < _UNDERFLOW_SAFE_NORM[hessian.real.dtype]
+        # the norm reads 0, at very high SNR (entries ~1e20) they overflow and it reads inf;
+        # there the norm is recomputed with the entries scaled to O(1). Elsewhere the plain
+        # sum of squares is exact enough and is kept (same numbers).
+        small = (norm < _UNDERFLOW_SAFE_NORM[hessian.real.dtype]) | torch.isinf(norm)
         if bool(small.any()):
             entries = torch.view_as_real(hessian).flatten(-3)  # (B, N, 2 M^2)
             scale = entries.abs().amax(-1).clamp_min(torch.finfo(norm.dtype).tiny)
@@ -390,6 +391,18 @@ def _nesterov_weights(n: int) -> list[float]:
     return weights
 
 
+def _alpha(signal: torch.Tensor, total: torch.Tensor, interference_noise: torch.Tensor):
+    """``alpha_k = S_k / (D_k (D_k - S_k))`` (B, K). Where the product in the denominator
+    overflows (float32 at SNRs of ~1e19 and more in noise units: it is ~SNR^2) the divisions
+    are done one at a time, ``(S_k / D_k) / (D_k - S_k)``; elsewhere the numbers are as before.
+    """
+    alpha = signal / (interference_noise * total)
+    overflow = torch.isinf(interference_noise * total)
+    if bool(overflow.any()):
+        alpha = torch.where(overflow, signal / total / interference_noise, alpha)
+    return alpha
+
+
 def _initial_nu(
     mu0: torch.Tensor | None, i_max: torch.Tensor, B: int, L: int, real: torch.dtype
 ) -> torch.Tensor:
@@ -501,7 +514,7 @@ def wmmse_lite(
         # Algorithm 2 lines 3-4: u_k = S_k / (D_k - S_k), v_k = sqrt(1 + u_k) a_kk / D_k, so
         # alpha_k = |v_k|^2 = S_k / (D_k (D_k - S_k)) and sqrt(1 + u_k) v_k = a_kk / (D_k - S_k).
         desired = torch.diagonal(gains, dim1=1, dim2=2)  # a_kk (TU rows), (B, K)
-        alpha = signal / (interference_noise * total)
+        alpha = _alpha(signal, total, interference_noise)
         b = (desired / interference_noise)[..., None] * own_channel  # sqrt(1+u_k) v_k h_{rho_k,k}
         mu = nu * inv_i_max
         hessian = _hessians(columns, rows_conj, torch.cat([alpha, mu], -1))  # D_n (B, N, M, M)
