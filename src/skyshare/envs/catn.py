@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from skyshare import metrics
 from skyshare.channels.arrays import compress_channel, compressed_features, dft_codebook
@@ -76,6 +76,17 @@ class CatnEnvConfig(StrictModel):
         description="TU observations (14) as measured, or through the fixed input "
         "normalisation of normalized_tu_observation (what the D3QN agents learn on; choice)",
     )
+
+    @model_validator(mode="after")
+    def _check_pairs(self) -> CatnEnvConfig:
+        if self.n_compress > self.n_codewords:
+            raise ValueError(
+                f"n_compress (N_c = {self.n_compress}) must be <= n_codewords (C = "
+                f"{self.n_codewords})"
+            )
+        if self.eta_min >= self.eta_max:
+            raise ValueError(f"eta_min ({self.eta_min:g}) must be < eta_max ({self.eta_max:g})")
+        return self
 
 
 @dataclass
@@ -165,10 +176,6 @@ class CatnEnv:
         )
         sc = self.scenario.config
         self.config = cfg = _fitted(config or CatnEnvConfig(), sc.n_bs, sc.n_tu)
-        if cfg.n_compress > cfg.n_codewords:
-            raise ConfigError("n_compress (N_c) must be <= n_codewords (C)")
-        if cfg.eta_min >= cfg.eta_max:
-            raise ConfigError("eta_min must be < eta_max")
         self.B, self.K, self.N = batch_size, sc.n_tu, sc.n_bs
         self.L, self.M = sc.n_au, sc.n_antennas
         self.device, self.dtype = self.scenario.device, dtype
