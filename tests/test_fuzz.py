@@ -14,6 +14,7 @@ from benchmarks import fuzz as fuzz_command
 
 from skyshare import fuzz
 from skyshare.fuzz import TARGETS, FuzzCase, generate_case, run_case, run_fuzz
+from skyshare.fuzz.configs import field_range
 
 NO_LIMIT = ("--memory-limit-gb", "0")  # no rlimit on the pytest process
 BOUNDED_CASES = 450  # 30 per target; ~10 s on a loaded 2-core CPU (bound: 2 minutes)
@@ -124,7 +125,7 @@ def test_every_target_runs_its_smallest_sizes(name):
     fields = family.config_model().model_fields
     smallest = {}
     for field_name in family.caps:
-        bounds = fuzz._field_range(fields[field_name].metadata)
+        bounds = field_range(fields[field_name].metadata)
         smallest[field_name] = int(bounds.lo) + int(bounds.lo_open)
     outcome = run_case(FuzzCase(name, smallest, {}, 1, "float32", 0))
     assert outcome.status in ("ok", "rejected"), outcome.message
