@@ -237,7 +237,9 @@ def test_memory_guard_refuses_before_allocating(monkeypatch, capsys):
 
     from skyshare.checks import MEMORY_LIMIT_ENV
 
-    monkeypatch.delenv(MEMORY_LIMIT_ENV, raising=False)
+    # set (empty: no limit given) so that monkeypatch restores the environment afterwards:
+    # main(["--memory-limit", ...]) writes the variable for the process and its workers
+    monkeypatch.setenv(MEMORY_LIMIT_ENV, "")
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
     assert main(["inspect", "catn", "--set", "n_bs=3003001"]) == 2
