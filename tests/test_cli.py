@@ -219,6 +219,7 @@ def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_default_sigint,  # a background runner may hand SIGINT down ignored
     )
     deadline = time.monotonic() + 120
     while not list(out.glob("jobs/*/checkpoint.pt")) and time.monotonic() < deadline:
@@ -254,3 +255,12 @@ def test_memory_guard_refuses_before_allocating(monkeypatch, capsys):
     assert "(--memory-limit)" in capsys.readouterr().err
     assert main(["--memory-limit", "-1", "inspect", "catn"]) == 2
     assert "--memory-limit must be >= 0 GB" in capsys.readouterr().err
+
+
+def _default_sigint():
+    """In the child before exec: SIGINT back to its default, so that Python installs its
+    KeyboardInterrupt handler (it keeps SIGINT ignored when it inherits it ignored, as in
+    jobs started in the background by a non-interactive shell)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -343,7 +343,9 @@ def test_ctrl_c_stops_worker_processes_at_once(tmp_path):
         "except KeyboardInterrupt:\n"
         "    sys.exit(130)\n"
     )
-    parent = subprocess.Popen([sys.executable, "-c", script])
+    from test_cli import _default_sigint  # SIGINT handled even under a background runner
+
+    parent = subprocess.Popen([sys.executable, "-c", script], preexec_fn=_default_sigint)
     deadline = time.monotonic() + 60
     while len(list(tmp_path.glob("jobs/*/job.json"))) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)  # both workers are running their job
