@@ -87,3 +87,20 @@ def test_build_config_precedence(tmp_path):
     file.write_text("p_max_w: 5\nprobability: 0.25\n")
     cfg = build_config(Toy, "toy", preset=None, file=file, overrides=["probability=0.75"])
     assert cfg.p_max_w == 5 and cfg.probability == 0.75
+
+
+def test_booleans_are_not_numbers_inside_lists_either():
+    """A preset's seeds, network sizes and sweep lists refuse true/false (pydantic would read
+    them as 1 and 0), naming the field."""
+    import pytest
+
+    from skyshare.errors import ConfigError
+    from skyshare.experiments import catn_fig6
+    from skyshare.experiments.jobs import ExperimentPreset
+
+    with pytest.raises(ConfigError, match=r"seeds = \[True\]: numbers are needed"):
+        ExperimentPreset.from_dict({"seeds": [True]})
+    bad = {"n_slots": 3, "dfp_slots": 1, "hidden_sizes": [4, False]}
+    with pytest.raises(ConfigError, match="hidden_sizes = "):
+        catn_fig6.Preset.from_dict({**bad, "i_max_values_mw": [1e-10]})
+    assert ExperimentPreset.from_dict({"seeds": [0, 3]}).seeds == [0, 3]

@@ -63,6 +63,7 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit integer
 MEMORY_LIMIT_ENV = "SKYSHARE_MEMORY_LIMIT_GB"
 MEMORY_FRACTION = 0.5  # default limit: this share of the memory available when checked
 

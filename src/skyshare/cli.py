@@ -31,12 +31,12 @@ from rich.console import Console
 from rich.table import Table
 
 from skyshare import __version__
+from skyshare.checks import MAX_SEED
 from skyshare.config import preset_names
 from skyshare.errors import SkyshareError
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
-MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit integer
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser, *, file: bool = True) -> None:
@@ -519,6 +519,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``skyshare`` command; returns the exit status."""
     args = _parser().parse_args(argv)
     console = Console()
+    from skyshare.checks import MEMORY_LIMIT_ENV
+
+    previous_limit = os.environ.get(MEMORY_LIMIT_ENV)
     try:
         _apply_memory_limit(args.memory_limit)
         if args.command == "scenarios":
@@ -534,13 +537,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SkyshareError as err:
         print(f"skyshare: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except OSError as err:  # the file system refused a write the checks could not foresee
+    except OSError as err:  # the file system refused what the checks could not foresee
         where = f" {err.filename}" if err.filename else ""
-        print(f"skyshare: error: cannot write{where}: {err.strerror or err}", file=sys.stderr)
+        print(f"skyshare: error: cannot access{where}: {err.strerror or err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("\nskyshare: interrupted; rerun the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:  # --memory-limit holds for this command (and its workers) only
+        if previous_limit is None:
+            os.environ.pop(MEMORY_LIMIT_ENV, None)
+        else:
+            os.environ[MEMORY_LIMIT_ENV] = previous_limit
     raise AssertionError(f"unhandled command {args.command}")  # argparse enforces the choices
 
 

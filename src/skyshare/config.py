@@ -51,6 +51,9 @@ class StrictModel(BaseModel):
             value = data.get(name)
             if isinstance(value, bool) and _numeric(field.annotation):
                 raise ValueError(f"{name} = {value}: a number is needed, not a boolean")
+            if isinstance(value, list | tuple) and _numeric_items(field.annotation):
+                if any(isinstance(item, bool) for item in value):
+                    raise ValueError(f"{name} = {value}: numbers are needed, not booleans")
         return data
 
     @classmethod
@@ -67,6 +70,16 @@ class StrictModel(BaseModel):
         for key, value in changes.items():
             set_dotted(data, key, value)
         return type(self).from_dict(data)
+
+
+def _numeric_items(annotation: Any) -> bool:
+    """Whether a field is a list or tuple of numbers (possibly optional)."""
+    options = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else ()
+    for candidate in (annotation, *options):
+        if get_origin(candidate) in (list, tuple):
+            items = [get_args(a)[0] if get_args(a) else a for a in get_args(candidate)]
+            return any(_numeric(item) for item in items)
+    return False
 
 
 def _numeric(annotation: Any) -> bool:

@@ -30,6 +30,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import Field
 
+from skyshare.checks import MAX_SEED
 from skyshare.config import StrictModel, build_config, preset_names
 from skyshare.errors import SkyshareError
 
@@ -46,7 +47,6 @@ __all__ = [
 ]
 
 RESULT_FILE = "result.json"
-MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit integer
 
 
 @dataclass(frozen=True)
@@ -456,7 +456,8 @@ def _run_in_process(jobs, fn, run_dir, execution, max_retries) -> dict[str, dict
 def _run_in_workers(jobs, fn, run_dir, execution, max_retries) -> dict[str, dict[str, Any]]:
     """``execution.workers`` jobs at a time in ``spawn`` worker processes (fresh interpreters:
     no forked torch or CUDA state). A failed job is resubmitted up to ``max_retries`` times;
-    on a final failure the other running jobs are cancelled or left to their checkpoints.
+    on a final failure the other jobs are stopped (the running ones resume from their
+    checkpoints on the next run).
     Ctrl-C reaches only this process (the workers ignore SIGINT): it stops the workers at once
     and raises KeyboardInterrupt; the jobs resume from their checkpoints on the next run."""
     import multiprocessing
@@ -471,19 +472,19 @@ def _run_in_workers(jobs, fn, run_dir, execution, max_retries) -> dict[str, dict
         initializer=_worker_setup,
         initargs=(os.getpid(),),
     )
-    interrupted = False
+    stopped = False
     try:
         with tqdm(
             total=len(jobs), desc=f"jobs ({workers} workers)", disable=not execution.progress
         ) as bar:
             return _gather(pool, jobs, fn, run_dir, max_retries, bar)
-    except KeyboardInterrupt:
-        interrupted = True
+    except BaseException:  # Ctrl-C or a job that failed for good: stop the others now
+        stopped = True
         for process in list(getattr(pool, "_processes", {}).values()):
-            process.terminate()  # a job may run for minutes: do not wait for it
+            process.terminate()  # a job may run for hours; it resumes from its checkpoint
         raise
     finally:
-        pool.shutdown(wait=not interrupted, cancel_futures=True)
+        pool.shutdown(wait=not stopped, cancel_futures=True)
 
 
 def _gather(pool, jobs, fn, run_dir, max_retries, bar) -> dict[str, dict[str, Any]]:

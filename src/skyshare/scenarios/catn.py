@@ -357,7 +357,7 @@ class CatnScenario(Scenario[CatnConfig]):
         self.au_fading = GaussMarkovFading((B, L, N, M), cfg.ar1_alpha, self.generator, **fading)
         self.tu_fading.h = state["tu_fading"].to(**opts)
         self.au_fading.h = state["au_fading"].to(**opts)
-        self.generator.set_state(state["generator"])  # after the constructors' draws
+        self.generator.set_state(state["generator"].cpu())  # after the constructors' draws
         self.t = int(state["t"])
         self.state = self._state()
 

@@ -41,6 +41,7 @@ import torch
 from pydantic import Field
 
 from skyshare import metrics
+from skyshare.checks import MAX_SEED
 from skyshare.config import StrictModel
 from skyshare.envs.catn import CatnEnv, CatnEnvConfig
 from skyshare.errors import ConfigError
@@ -90,7 +91,7 @@ class CatnSchemeOptions(StrictModel):
         max_iter: per-slot iteration budget of a solver beamformer (None: the solver's own).
     """
 
-    seed: int = Field(0, ge=0, le=2**63 - 1)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     hidden_sizes: tuple[int, ...] = (512, 128, 64)
     ppo_penalty: float = Field(10.0, ge=0)
     warm_start: bool = True

@@ -172,9 +172,10 @@ def run_online(
         train: let the components learn (False: greedy D3QN, mean Beta actions, no updates).
         seed: seed of ``env.reset`` (ignored when resuming: the restored env continues).
         progress: a tqdm bar over the slots.
-        evaluate_every: decide and log only every n-th slot; the other slots advance the
+        evaluate_every: beamform and log only every n-th slot; the other slots advance the
             channels with silent BSs and are not logged (seed 000 computes DCD-DFP on 100
-            equally spaced slots). Only for schemes that do not learn.
+            equally spaced slots). The association is decided every slot (its handovers
+            count). Only for schemes that do not learn.
         checkpoint_path: file holding the full state of the run (module docstring). If it
             exists, the run resumes from it; ``env`` and ``scheme`` must be built as for the
             interrupted run and are overwritten with the saved state.
@@ -184,7 +185,8 @@ def run_online(
         raise ConfigError("evaluate_every must be >= 1, and 1 for schemes that learn")
     if checkpoint_every < 0:
         raise ConfigError(f"checkpoint_every must be >= 0 slots, got {checkpoint_every}")
-    identity = {"scheme": scheme.name, "train": train, **scheme.options.model_dump()}
+    identity = {"scheme": scheme.name, "train": train, "evaluate_every": evaluate_every}
+    identity.update(scheme.options.model_dump())
     identity["hidden_sizes"] = list(identity["hidden_sizes"])
     path = None if checkpoint_path is None else Path(checkpoint_path)
     if path is not None and path.exists():

@@ -156,7 +156,7 @@ class _Seeded(Stateless):
         return {"generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])
+        self.generator.set_state(state["generator"].cpu())
 
 
 @MULTIBAND_SCHEMES.register(
