@@ -164,7 +164,7 @@ def test_bad_paths_configs_and_seeds_exit_2_without_traceback_or_output(tmp_path
         (["env", "catn", "--seed", huge], "--seed must be in"),
         (["solve", "catn", "--seed", huge], "--seed must be in"),
         (["run", "catn-fig4", "--seeds", huge, "--out", str(tmp_path / "r")], "seeds must be"),
-        (["solve", "catn", "--set", "i_max_mw=1e-300"], "i_max_mw = 1e-300 is 2.51e-290 of"),
+        (["solve", "catn", "--set", "i_max_mw=1e-300"], "i_max_mw = 1e-300 is "),
         (["inspect", "catn", "--set", "tu_height_m=1"], "tu_height_m = 1: must be >= 1.5"),
         (["inspect", "catn", "--set", "n_tu=true"], "n_tu = True: a number is needed"),
         (["inspect", "catn", "--slot", "100000"], "--slot must be in [0, 5999], got 100000"),

@@ -282,3 +282,19 @@ def test_au_tracks_are_the_spacing_apart_at_every_slot(n_au):
             assert bool((lateral == (b - a) * spacing).all())  # never on one line
     headings = torch.sign(track[-1, :, 0] - track[0, :, 0])
     assert headings.tolist() == [1.0 if l_ % 2 == 0 else -1.0 for l_ in range(n_au)]
+
+
+def test_interference_limit_floor_is_1e_minus_20_of_the_noise_by_hand():
+    """The smallest I_max accepted: 1e-20 of N0 B F, with N0 = -174 dBm/Hz (as the paper
+    preset's noise_dbm_per_mhz = -114), B = 10 MHz and F = 7 dB computed here by hand."""
+    import math
+
+    from skyshare.errors import ConfigError
+
+    cfg = CatnScenario.config_from("paper")
+    noise_mw = 10 ** (
+        (cfg.noise_dbm_per_mhz + 10 * math.log10(cfg.bandwidth_mhz) + cfg.noise_figure_db) / 10
+    )
+    CatnScenario.config_from("paper", overrides={"i_max_mw": 1.01e-20 * noise_mw})
+    with pytest.raises(ConfigError, match="1e-20 of the noise"):
+        CatnScenario.config_from("paper", overrides={"i_max_mw": 0.99e-20 * noise_mw})
