@@ -13,6 +13,7 @@ import torch
 from pydantic import Field, model_validator
 
 from skyshare.config import StrictModel
+from skyshare.solvers.cellfree_problem import CellFreeProblem
 
 __all__ = ["VhetnetConfig", "VhetnetState"]
 
@@ -175,3 +176,8 @@ class VhetnetState:
         column = torch.arange(m_max, device=H.device)
         antenna_mask = column[None, :] < torch.tensor(antennas, device=H.device)[:, None]
         return H, antenna_mask
+
+    def problem(self) -> CellFreeProblem:
+        """The PFBWD problem of these realizations (what the seed 003 solvers take)."""
+        H, antenna_mask = self.padded()
+        return CellFreeProblem(H, antenna_mask, self.p_max_w, float(self.gamma_min))

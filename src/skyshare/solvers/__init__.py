@@ -11,6 +11,7 @@ from skyshare.solvers.association_dcd import (
     dual_coordinate_descent,
 )
 from skyshare.solvers.association_sc import associate_sc
+from skyshare.solvers.cellfree_problem import CellFreeEvaluation, CellFreeProblem, CellFreeResult
 from skyshare.solvers.flwf import (
     FlwfResult,
     FlwfStartsResult,
@@ -38,6 +39,9 @@ __all__ = [
     "AssociationResult",
     "BeamformingProblem",
     "BeamformingResult",
+    "CellFreeEvaluation",
+    "CellFreeProblem",
+    "CellFreeResult",
     "DualCoordinateDescentResult",
     "Evaluation",
     "FlwfResult",
