@@ -58,6 +58,8 @@ def test_inspect_prints_budget_and_writes_files(tmp_path, capsys):
         (["inspect", "catn", "--batch", "0"], "--batch must be in [1, 65536]"),
         (["inspect", "catn", "--plot", "topo.txt"], "--plot must name a .png file"),
         (["inspect", "catn", "--config", "/no/such.yaml"], "cannot read config file"),
+        (["env", "catn", "--set", "n_slots=1"], "n_slots must be >= 2"),
+        (["solve", "catn", "--set", "n_slots=1", "--slots", "1"], "n_slots must be >= 2"),
     ],
 )
 def test_bad_input_exits_2_with_named_field(argv, needle, capsys):

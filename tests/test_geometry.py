@@ -149,6 +149,21 @@ def test_drop_in_hexagon_min_distance_beyond_apothem():
     assert bool(inside_flat_topped_hexagon(xy[..., 0], xy[..., 1], radius * math.sqrt(3) / 2).all())
 
 
+def test_drop_in_hexagon_tiny_acceptance_region_is_refused_not_allocated():
+    # min distance a hair below the circumradius: ~2e-7 of the bounding box is acceptable; the
+    # candidates this needs (~1e8 per cell) are refused up front instead of allocated
+    radius = 100.0
+    with pytest.raises(ConfigError, match="acceptance fraction"):
+        drop_in_hexagon(
+            4, 21, torch.zeros(7, 2), gen(8), circumradius_m=radius, min_distance_m=0.99995 * radius
+        )
+    # a small but feasible region still works (more rounds, bounded memory per round)
+    xy = drop_in_hexagon(
+        1, 5, torch.zeros(1, 2), gen(9), circumradius_m=radius, min_distance_m=0.99 * radius
+    )
+    assert float(xy.norm(dim=-1).min()) >= 0.99 * radius
+
+
 def test_drop_in_hexagon_batched_centres_and_errors():
     centres = torch.randn(5, 3, 2, generator=gen(5), dtype=torch.float64) * 1000
     xy = drop_in_hexagon(5, 10, centres, gen(6), isd_m=ISD)

@@ -18,6 +18,7 @@ from skyshare.geometry import (
     poisson_arrivals,
     poisson_population,
     random_walk,
+    slot_count,
     smooth_random_trajectories,
     straight_flight,
 )
@@ -328,3 +329,15 @@ def test_admitted_marks_every_new_occupant_including_refills():
     assert int(refills.sum()) > 0  # short stays (mean 6 s) in 5 s slots: refills happen
     newly_active = trace.active & ~was_active
     assert bool((newly_active <= trace.admitted).all())
+
+
+def test_arrival_slots_cover_the_horizon_and_memory_is_checked(monkeypatch):
+    # ceil(horizon / slot) slots, at least one, with 1800 s / 0.1 s giving 18000 (not 18001)
+    assert slot_count(1800.0, 0.1) == 18000
+    assert slot_count(10.0, 3.0) == 4
+    assert slot_count(1e-12, 1.0) == 1
+    assert poisson_arrivals(2, 1e-12, 1.0, 0.1, 5.0, 3, gen(16)).active.shape == (2, 1, 3)
+    # a trace of 1e15 slots is refused before anything is allocated
+    monkeypatch.setenv("SKYSHARE_MEMORY_LIMIT_GB", "1")
+    with pytest.raises(ConfigError, match="poisson_arrivals needs about"):
+        poisson_arrivals(1, 1e9, 1e-6, 0.1, 5.0, 3, gen(17))

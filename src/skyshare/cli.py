@@ -301,7 +301,7 @@ def _cmd_env(args: argparse.Namespace, console: Console) -> int:
     _in_range(args.batch, 1, 4096, "--batch")
     _in_range(args.seed, 0, MAX_SEED, "--seed")
     config = cls.config_from(args.preset, file=args.config, overrides=args.overrides)
-    _in_range(args.slots, 1, config.n_slots - 1, "--slots")
+    _check_slots(args.slots, config.n_slots)
     env_config = CatnEnvConfig(tu_information=args.tu_info, bs_information=args.bs_info)
     env = CatnEnv(config, env_config, batch_size=args.batch)
     generator = torch.Generator().manual_seed(0 if args.seed is None else args.seed)
@@ -408,6 +408,16 @@ def _in_range(value: int | None, low: int, high: int, flag: str) -> None:
         raise SkyshareError(f"{flag} must be in [{low}, {high}], got {value}")
 
 
+def _check_slots(slots: int | None, n_slots: int) -> None:
+    """--slots steps from slot 0 need slots 1..--slots inside the horizon ``n_slots``."""
+    if n_slots < 2:
+        raise SkyshareError(
+            f"n_slots must be >= 2 to step the catn slots (slot 0 plus at least one step), "
+            f"got n_slots={n_slots}"
+        )
+    _in_range(slots, 1, n_slots - 1, "--slots")
+
+
 def _check_solve_args(args: argparse.Namespace) -> None:
     _in_range(args.batch, 1, 4096, "--batch")
     _in_range(args.seed, 0, MAX_SEED, "--seed")
@@ -427,7 +437,7 @@ def _cmd_solve(args: argparse.Namespace, console: Console) -> int:
     cls = get_scenario(args.scenario)
     _check_solve_args(args)
     config = cls.config_from(args.preset, file=args.config, overrides=args.overrides)
-    _in_range(args.slots, 1, config.n_slots - 1, "--slots")
+    _check_slots(args.slots, config.n_slots)
     torch.set_num_threads(args.threads)
     name = f"{args.association}+{args.beamforming}"
     options = {"warm_start": not args.cold_start, "max_iter": args.max_iter}

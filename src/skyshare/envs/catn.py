@@ -175,6 +175,11 @@ class CatnEnv:
             scenario_config, batch_size=batch_size, device=device, dtype=dtype
         )
         sc = self.scenario.config
+        if sc.n_slots < 2:
+            raise ConfigError(
+                f"n_slots must be >= 2 for the catn environment (an episode is at least one "
+                f"step from slot 0 to slot 1), got {sc.n_slots}"
+            )
         self.config = cfg = _fitted(config or CatnEnvConfig(), sc.n_bs, sc.n_tu)
         self.B, self.K, self.N = batch_size, sc.n_tu, sc.n_bs
         self.L, self.M = sc.n_au, sc.n_antennas

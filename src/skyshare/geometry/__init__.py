@@ -25,6 +25,7 @@ from skyshare.geometry.mobility import (
     poisson_arrivals,
     poisson_population,
     random_walk,
+    slot_count,
     smooth_random_trajectories,
     straight_flight,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "poisson_arrivals",
     "poisson_population",
     "random_walk",
+    "slot_count",
     "smooth_random_trajectories",
     "straight_flight",
     "with_height",

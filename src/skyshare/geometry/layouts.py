@@ -34,6 +34,7 @@ __all__ = [
     "with_height",
 ]
 
+_CANDIDATES_PER_ROUND = 2**24
 _SQRT3 = math.sqrt(3.0)
 
 
@@ -260,7 +261,17 @@ def drop_in_hexagon(
     half_height = radius * _SQRT3 / 2.0
     accept_prob = accept_area / (2.0 * radius * 2.0 * half_height)
     # Expected n accepted plus ~4 standard deviations of margin, per cell and round.
-    n_candidates = math.ceil((n + 4.0 * math.sqrt(n) + 4.0) / accept_prob)
+    needed = math.ceil((n + 4.0 * math.sqrt(n) + 4.0) / accept_prob)
+    # At most _CANDIDATES_PER_ROUND candidates per round over all cells (a few hundred MB), so
+    # a tiny acceptance region costs rounds, not memory; refuse what the rounds cannot fill.
+    n_candidates = min(needed, max(1, _CANDIDATES_PER_ROUND // (batch * n_centres)))
+    if math.ceil(needed / n_candidates) > max_rounds:
+        raise ConfigError(
+            f"drop_in_hexagon: min_distance_m={min_distance_m} m leaves an acceptance fraction "
+            f"of {accept_prob:.2e} of the cell's bounding box, too small to place n={n} points "
+            f"in each of {batch * n_centres} cells in max_rounds={max_rounds} rounds; lower "
+            f"min_distance_m (circumradius {radius:.3f} m), n or the batch"
+        )
 
     device, dtype = centres.device, centres.dtype
     out = torch.zeros(batch, n_centres, n, 2, device=device, dtype=dtype)

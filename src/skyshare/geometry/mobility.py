@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import torch
 
+from skyshare.checks import check_memory
 from skyshare.errors import ConfigError, ShapeError
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "poisson_arrivals",
     "poisson_population",
     "random_walk",
+    "slot_count",
     "smooth_random_trajectories",
     "straight_flight",
 ]
@@ -323,6 +325,14 @@ class ArrivalTrace:
         return self.active.sum(dim=-1)
 
 
+def slot_count(horizon_s: float, slot_s: float) -> int:
+    """Slots of length ``slot_s`` that cover ``[0, horizon_s)``: ``ceil(horizon_s / slot_s)``,
+    at least 1, with a relative tolerance of 1e-9 so that 1800 s / 0.1 s is 18000 slots, not
+    18001 after rounding."""
+    ratio = horizon_s / slot_s
+    return max(1, math.ceil(ratio * (1.0 - 1e-9)))
+
+
 def poisson_arrivals(
     batch: int,
     horizon_s: float,
@@ -376,7 +386,9 @@ def poisson_arrivals(
         raise ConfigError(f"max_population must be an integer >= 1, got {max_population!r}")
 
     device = torch.device(device) if device is not None else generator.device
-    n_slots = math.ceil(horizon_s / slot_s - 1e-9)
+    n_slots = slot_count(horizon_s, slot_s)
+    # active and admitted_at (bool) plus four (B, S) long counters
+    check_memory(batch * n_slots * (2 * max_population + 32), "poisson_arrivals")
     shape = (batch, max_population)
     active = torch.zeros(batch, n_slots, max_population, dtype=torch.bool, device=device)
     arrivals = torch.zeros(batch, n_slots, dtype=torch.long, device=device)

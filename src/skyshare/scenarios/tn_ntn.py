@@ -139,11 +139,9 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         if cfg.dynamic_users:
             # One M/M/K_max/K_max trace per BS (B*N independent traces), resolved every
             # trace_step_s; every arrival takes a fresh drop and walks from there.
-            # at least the trace step of frame 0: the trace's ceil(horizon / step - 1e-9)
-            # steps are none when the horizon is below 1e-9 steps (same steps otherwise)
-            trace = poisson_arrivals(
+            trace = poisson_arrivals(  # at least one step, also for a horizon below one step
                 B * N,
-                max(cfg.horizon_s, cfg.trace_step_s),
+                cfg.horizon_s,
                 cfg.trace_step_s,
                 cfg.arrival_rate_per_min / 60.0,
                 cfg.mean_holding_s,
