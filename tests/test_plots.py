@@ -74,3 +74,39 @@ def test_package_reexports():
         assert getattr(plots, name) is not None
     assert plots.new_figure is plots.figures.new_figure
     assert plots.plot_topology is plots.topology.plot_topology
+
+
+def test_training_curves_colour_per_scheme_and_width_per_seed(tmp_path, monkeypatch):
+    # twelve curves = six schemes x two seeds: more than the ten colours of the cycle, yet
+    # every scheme keeps one colour and its second seed is drawn thinner
+    from skyshare.plots import figures
+
+    drawn = []
+
+    def spy(figure, path):
+        top = figure.axes[0]
+        drawn.extend(
+            (line.get_label(), line.get_color(), line.get_linewidth()) for line in top.get_lines()
+        )
+        return figures.Path(path)
+
+    monkeypatch.setattr(figures, "save_figure", spy)
+    curves = [
+        figures.TrainingCurve(
+            f"S{s}, seed {seed}",
+            [0, 1, 2],
+            [1.0, 2.0, 3.0],
+            [[0.5, 0.5, 0.5]],
+            1e-10,
+            group=f"S{s}",
+        )
+        for s in range(6)
+        for seed in (0, 1)
+    ]
+    figures.plot_training_curves(curves, tmp_path / "c.png", "test")
+    lines = {label: (colour, width) for label, colour, width in drawn}
+    colours = [lines[f"S{s}, seed 0"][0] for s in range(6)]
+    assert len(set(colours)) == 6
+    for s in range(6):
+        assert lines[f"S{s}, seed 1"][0] == lines[f"S{s}, seed 0"][0]
+        assert lines[f"S{s}, seed 1"][1] < lines[f"S{s}, seed 0"][1]

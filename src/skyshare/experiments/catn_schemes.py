@@ -345,9 +345,8 @@ def training_curves(run_dir: str | Path, jobs: list[Job]) -> list[TrainingCurve]
     curves = []
     for job in jobs:
         series = read_series(run_dir / "jobs" / job.job_id / "series.csv")
-        label = job.params.get("label", job.scheme) + (
-            f", seed {job.seed}" if several_seeds else ""
-        )
+        group = job.params.get("label", job.scheme)
+        label = group + (f", seed {job.seed}" if several_seeds else "")
         curves.append(
             TrainingCurve(
                 label=label,
@@ -355,6 +354,7 @@ def training_curves(run_dir: str | Path, jobs: list[Job]) -> list[TrainingCurve]
                 sum_rate=series["sum_rate"],
                 au_ratio=[series[k] for k in series if k.startswith("au")],
                 i_max_mw=_job_i_max_mw(run_dir, job),
+                group=group,
             )
         )
     return curves

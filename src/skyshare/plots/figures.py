@@ -95,6 +95,8 @@ class TrainingCurve:
         label: legend text. slots: (S,) slot indices.
         sum_rate: (S,) TU sum rate, bit/s/Hz. au_ratio: L lists of (S,) rho_l / I_max.
         i_max_mw: the curve's interference limit I_max in mW.
+        group: curves of one group (one scheme over several seeds) share a colour and differ
+            by line width and opacity; None = a group of its own.
     """
 
     label: str
@@ -102,6 +104,7 @@ class TrainingCurve:
     sum_rate: list[float]
     au_ratio: list[list[float]]
     i_max_mw: float
+    group: str | None = None
 
 
 def plot_training_curves(
@@ -110,13 +113,19 @@ def plot_training_curves(
     """Two panels like seed 000 Figs. 4-7: (a) TU sum rate and (b) received interference
     power of each AU in dBm (solid AU 1, dashed AU 2, ...) over training slots, moving
     averages over ``span`` slots, with each curve's I_max as a dotted line; one colour per
-    curve (any number: the colour cycle repeats with the line styles). A curve logged on
-    spaced slots (DCD-DFP on 100 of 6000) is drawn unsmoothed with markers."""
+    group (scheme), the members of a group (its seeds) drawn thinner and lighter one after
+    the other. A curve logged on spaced slots (DCD-DFP on 100 of 6000) is drawn unsmoothed
+    with markers."""
     fig, (top, bottom) = new_figure(2, 1, figsize=(9, 8), sharex=True)
     styles = ("-", "--", "-.", ":")
     limits_drawn: set[float] = set()
+    groups: dict[str, int] = {}
+    members: dict[str, int] = {}
     for i, curve in enumerate(curves):
-        colour = f"C{i % 10}"
+        group = curve.group if curve.group is not None else f"#{i}"
+        colour = f"C{groups.setdefault(group, len(groups)) % 10}"
+        member = members[group] = members.get(group, -1) + 1
+        width, alpha = max(0.5, 1.4 - 0.45 * member), max(0.35, 1.0 - 0.3 * member)
         slots = curve.slots
         sparse = len(slots) > 1 and slots[1] - slots[0] > 1
         marker = "." if sparse else None
@@ -124,7 +133,15 @@ def plot_training_curves(
         def smooth(x: list[float], sparse: bool = sparse) -> list[float]:
             return list(x) if sparse else moving_average(x, span)
 
-        top.plot(slots, smooth(curve.sum_rate), color=colour, marker=marker, label=curve.label)
+        top.plot(
+            slots,
+            smooth(curve.sum_rate),
+            color=colour,
+            marker=marker,
+            lw=width,
+            alpha=alpha,
+            label=curve.label,
+        )
         i_max_dbm = 10 * torch.log10(torch.tensor(curve.i_max_mw)).item()
         for l_, ratio in enumerate(curve.au_ratio):
             dbm = (10 * torch.log10(torch.tensor(ratio)) + i_max_dbm).tolist()
@@ -134,7 +151,8 @@ def plot_training_curves(
                 styles[l_ % len(styles)],
                 color=colour,
                 marker=marker,
-                lw=0.9,
+                lw=0.65 * width,
+                alpha=alpha,
                 label=f"{curve.label}, AU {l_ + 1}",
             )
         if round(i_max_dbm, 3) not in limits_drawn:
