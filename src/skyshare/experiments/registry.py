@@ -15,6 +15,7 @@ from skyshare.experiments import (
     catn_fig8,
     catn_table1,
     multiband_capacity,
+    vhetnet_pf,
 )
 from skyshare.experiments.jobs import Experiment
 
@@ -32,6 +33,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         multiband_capacity.FIG5,
         multiband_capacity.FIG6,
         multiband_capacity.FIG7,
+        *vhetnet_pf.EXPERIMENTS.values(),
     )
 }
 

@@ -1,0 +1,258 @@
+"""The beamforming schemes of seed 003 (HAPS vHetNet, PFBWD), one registry, and the one loop.
+
+A vHetNet scheme designs the cell-free beamformers of a batch of independent realizations,
+``decide(problem) -> CellFreeResult`` on a
+:class:`~skyshare.solvers.cellfree_problem.CellFreeProblem`. Registered in
+:data:`VHETNET_SCHEMES` (factory ``factory(options)``, ``options`` = the solver's keyword
+arguments, unknown keys refused with their names):
+
+* ``centralized``: the paper's upper bound, SCA over all variables with CVXPY (Clarabel by
+  default) (:func:`~skyshare.solvers.pf_sca.sca_centralized`);
+* ``distributed``: the two-level PFBWD, ALM outside, 3-block ADMM inside, one local convex
+  problem per BS (:func:`~skyshare.solvers.pfbwd.pfbwd`); option ``executor="ray"`` puts every
+  BS in its own Ray actor (:mod:`skyshare.solvers.pf_ray`), ``"local"`` (default) runs the
+  same agents as plain objects;
+* ``pf-wmmse``: PF-weighted WMMSE for cell-free joint transmission, the fast optimisation
+  reference (:func:`~skyshare.solvers.pf_wmmse.pf_wmmse`);
+* ``mrt``: every BS sends an MRT beam to every UE with ``P_t / K`` each (no optimisation).
+
+:func:`run_vhetnet` plays any scheme on ``n_realizations`` independent realizations of a
+:class:`~skyshare.scenarios.vhetnet.VhetnetScenario` (the env kind's one loop, used by every
+``vhetnet-*`` experiment). The solver modules are imported when a scheme is built, so that
+``import skyshare`` does not pay for CVXPY.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from skyshare.errors import ConfigError
+from skyshare.schemes.base import Registry, Stateless
+from skyshare.solvers.cellfree_problem import CellFreeProblem, CellFreeResult
+
+if TYPE_CHECKING:
+    from skyshare.scenarios.vhetnet import VhetnetScenario
+
+__all__ = [
+    "VHETNET_SCHEMES",
+    "SolverScheme",
+    "VhetnetRealizations",
+    "mrt_beamformers",
+    "run_vhetnet",
+]
+
+VHETNET_SCHEMES: Registry[Any] = Registry("vhetnet scheme")
+
+
+def mrt_beamformers(problem: CellFreeProblem) -> torch.Tensor:
+    """MRT joint transmission: ``w_{t,k} = sqrt(P_t / K) h_{t,k} / ||h_{t,k}||``.
+
+    Every BS spends its whole budget, split equally; the desired terms add coherently. A zero
+    channel gets a zero beam.
+
+    Returns:
+        W: (B, T, K, M_max) complex.
+    """
+    K = problem.shape[1]
+    H = problem.H * problem.antenna_mask[None, None]  # (B, K, T, M)
+    norm = torch.linalg.vector_norm(H, dim=-1, keepdim=True)  # (B, K, T, 1)
+    direction = torch.where(norm > 0, H / norm.clamp_min(torch.finfo(norm.dtype).tiny), 0)
+    scale = torch.sqrt(problem.p_max.to(norm.dtype) / K)[None, None, :, None]  # (1, 1, T, 1)
+    return (direction * scale).permute(0, 2, 1, 3).contiguous()
+
+
+class SolverScheme(Stateless):
+    """A seed 003 solver as a scheme: ``decide(problem) -> CellFreeResult``.
+
+    Args:
+        solve: ``solve(problem, **options) -> CellFreeResult``.
+        options: the solver's keyword arguments; a key the solver does not take is refused
+            with the names it does take.
+        name: the scheme's registered name (for messages).
+    """
+
+    def __init__(
+        self, solve: Callable[..., CellFreeResult], options: dict[str, Any] | None, name: str
+    ) -> None:
+        self.solve, self.name = solve, name
+        self.options = dict(options or {})
+        accepted = [
+            parameter.name
+            for parameter in inspect.signature(solve).parameters.values()
+            if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+        ]
+        unknown = sorted(set(self.options) - set(accepted))
+        if unknown:
+            raise ConfigError(
+                f"{name}: unknown option(s) {', '.join(unknown)}; allowed: {', '.join(accepted)}"
+            )
+
+    def decide(self, problem: CellFreeProblem) -> CellFreeResult:
+        """The beamformers of every instance of ``problem``."""
+        return self.solve(problem, **self.options)
+
+
+def _mrt(problem: CellFreeProblem) -> CellFreeResult:
+    start = time.perf_counter()
+    W = mrt_beamformers(problem)
+    evaluation = problem.evaluate(W)
+    B = problem.shape[0]
+    return CellFreeResult(
+        W=W,
+        evaluation=evaluation,
+        objective_trace=evaluation.pf_objective[:, None],
+        iterations=torch.zeros(B, dtype=torch.long),
+        converged=torch.ones(B, dtype=torch.bool),
+        infeasible=~evaluation.meets_gamma_min().all(-1),
+        wall_time_s=time.perf_counter() - start,
+        solver="mrt",
+        traces={},
+        info={},
+    )
+
+
+@VHETNET_SCHEMES.register(
+    "centralized", distributed=False, description="SCA over all BSs at once (CVXPY, Clarabel)"
+)
+def _centralized(options: dict[str, Any] | None = None) -> SolverScheme:
+    from skyshare.solvers.pf_sca import sca_centralized
+
+    return SolverScheme(sca_centralized, options, "centralized")
+
+
+@VHETNET_SCHEMES.register(
+    "distributed", distributed=True, description="two-level PFBWD: ALM + 3-block ADMM per BS"
+)
+def _distributed(options: dict[str, Any] | None = None) -> SolverScheme:
+    from skyshare.solvers.pfbwd import pfbwd
+
+    return SolverScheme(pfbwd, options, "distributed")
+
+
+@VHETNET_SCHEMES.register(
+    "pf-wmmse", distributed=False, description="PF-weighted WMMSE, per-BS power (reference)"
+)
+def _pf_wmmse(options: dict[str, Any] | None = None) -> SolverScheme:
+    from skyshare.solvers.pf_wmmse import pf_wmmse
+
+    return SolverScheme(pf_wmmse, options, "pf-wmmse")
+
+
+@VHETNET_SCHEMES.register(
+    "mrt", distributed=True, description="MRT joint transmission, P_t/K per UE (no optimisation)"
+)
+def _mrt_scheme(options: dict[str, Any] | None = None) -> SolverScheme:
+    return SolverScheme(lambda problem: _mrt(problem), options, "mrt")
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class VhetnetRealizations:
+    """Per-realization outcomes of :func:`run_vhetnet` (R realizations, K UEs, T BSs).
+
+    Attributes:
+        se: (R, K) SE per UE, bit/s/Hz. pf_objective: (R,) ``sum_k ln SE_k``.
+        sinr: (R, K). power: (R, T) W. iterations: (R,) (outer) iterations.
+        converged, infeasible: (R,) bool. time_s: (R,) wall time per realization (a batch's
+            time split equally over its realizations).
+        traces: per name, a list with one (R_chunk, I) tensor per chunk (e.g. residuals).
+        info: per chunk, the solver's ``info`` dict.
+    """
+
+    se: torch.Tensor
+    pf_objective: torch.Tensor
+    sinr: torch.Tensor
+    power: torch.Tensor
+    iterations: torch.Tensor
+    converged: torch.Tensor
+    infeasible: torch.Tensor
+    time_s: torch.Tensor
+    traces: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    info: list[dict[str, Any]] = field(default_factory=list)
+
+
+def run_vhetnet(
+    scenario: VhetnetScenario,
+    scheme: Any,
+    n_realizations: int,
+    *,
+    seed: int | None = None,
+    progress: bool | None = False,
+) -> VhetnetRealizations:
+    """Play ``scheme`` on ``n_realizations`` independent realizations (the vHetNet loop).
+
+    The scenario's batch is the chunk size: realizations ``0..B-1`` come from
+    ``scenario.reset(seed)``, the next B from ``scenario.step()`` and so on (the last chunk
+    is cut to ``n_realizations``), so two schemes run with the same seed and batch see the
+    same channels.
+
+    Args:
+        scenario: the vHetNet process (its ``batch_size`` = realizations per solver call).
+        scheme: anything with ``decide(problem) -> CellFreeResult``.
+        n_realizations: R >= 1.
+        seed: seed of the scenario's reset.
+        progress: a progress bar over realizations (None: only on a terminal).
+    """
+    from tqdm.auto import tqdm
+
+    if isinstance(n_realizations, bool) or int(n_realizations) != n_realizations:
+        raise ConfigError(f"n_realizations must be an integer >= 1, got {n_realizations!r}")
+    if n_realizations < 1:
+        raise ConfigError(f"n_realizations must be an integer >= 1, got {n_realizations}")
+    chunks: list[tuple[CellFreeResult, int]] = []
+    done = 0
+    with tqdm(
+        total=int(n_realizations),
+        desc=getattr(scheme, "name", type(scheme).__name__),
+        disable=None if progress is None else not progress,
+        leave=False,
+    ) as bar:
+        while done < n_realizations:
+            state = scenario.reset(seed) if done == 0 else scenario.step()
+            take = min(scenario.batch_size, int(n_realizations) - done)
+            problem = state.problem()
+            if take < scenario.batch_size:
+                problem = problem.subset(slice(0, take))
+            chunks.append((scheme.decide(problem), take))
+            done += take
+            bar.update(take)
+    return _collect(chunks)
+
+
+def _collect(chunks: list[tuple[CellFreeResult, int]]) -> VhetnetRealizations:
+    def cat(get: Callable[[CellFreeResult], torch.Tensor]) -> torch.Tensor:
+        return torch.cat([get(result).detach().cpu() for result, _ in chunks])
+
+    traces: dict[str, list[torch.Tensor]] = {}
+    for result, _ in chunks:
+        for name, trace in result.traces.items():
+            traces.setdefault(name, []).append(trace.detach().cpu())
+        traces.setdefault("objective", []).append(result.objective_trace.detach().cpu())
+    time_s = torch.cat(
+        [
+            torch.full((take,), result.wall_time_s / take, dtype=torch.float64)
+            for result, take in chunks
+        ]
+    )
+    return VhetnetRealizations(
+        se=cat(lambda r: r.evaluation.se),
+        pf_objective=cat(lambda r: r.evaluation.pf_objective),
+        sinr=cat(lambda r: r.evaluation.sinr),
+        power=cat(lambda r: r.evaluation.power),
+        iterations=cat(lambda r: r.iterations),
+        converged=cat(lambda r: r.converged),
+        infeasible=cat(lambda r: r.infeasible),
+        time_s=time_s,
+        traces=traces,
+        info=[result.info for result, _ in chunks],
+    )

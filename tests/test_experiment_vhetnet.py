@@ -1,0 +1,172 @@
+"""The seed 003 problem object, scheme registry, loop and experiments (with the fast ``mrt``
+scheme; the solvers have their own tests).
+
+Reference values are recomputed here by explicit loops over UEs and BSs, or in closed form.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from skyshare.cli import main
+from skyshare.errors import ConfigError, ShapeError
+from skyshare.experiments.registry import get_experiment
+from skyshare.experiments.vhetnet_report import paired
+from skyshare.metrics import lpei
+from skyshare.scenarios.vhetnet import VhetnetConfig, VhetnetScenario, mrt_joint_transmission
+from skyshare.schemes.vhetnet import VHETNET_SCHEMES, mrt_beamformers, run_vhetnet
+from skyshare.solvers.cellfree_problem import CellFreeProblem
+
+
+def small_problem(seed: int = 0, B: int = 2) -> CellFreeProblem:
+    config = VhetnetConfig(n_ue=3, n_mbs=2, haps_n_h=2, haps_n_v=3, mbs_n_h=2, mbs_n_v=1)
+    scenario = VhetnetScenario(config, batch_size=B)
+    return scenario.reset(seed).problem()
+
+
+def test_problem_evaluation_matches_a_loop_over_ues_and_bss():
+    problem = small_problem()
+    B, K, T, M = problem.shape
+    g = torch.Generator().manual_seed(1)
+    W = torch.randn(B, T, K, M, dtype=torch.complex64, generator=g) * 0.1
+    out = problem.evaluate(W)
+    antennas = problem.antennas
+    for b in range(B):
+        for k in range(K):
+
+            def gain(j, b=b, k=k):
+                return sum(
+                    (problem.H[b, k, t, : antennas[t]].conj() * W[b, t, j, : antennas[t]]).sum()
+                    for t in range(T)
+                )
+
+            signal = abs(gain(k)) ** 2
+            interference = sum(abs(gain(j)) ** 2 for j in range(K) if j != k)
+            sinr = signal / (interference + 1.0)
+            assert float(out.sinr[b, k]) == pytest.approx(float(sinr), rel=1e-4)
+            assert float(out.se[b, k]) == pytest.approx(math.log2(1 + float(sinr)), rel=1e-4)
+        for t in range(T):  # power counts only the transmitter's own antennas
+            power = (W[b, t, :, : antennas[t]].abs() ** 2).sum()
+            assert float(out.power[b, t]) == pytest.approx(float(power), rel=1e-5)
+    assert torch.allclose(out.pf_objective, torch.log(out.se).sum(-1))
+
+
+def test_problem_refuses_bad_input_with_the_field_name():
+    problem = small_problem()
+    H, mask = problem.H, problem.antenna_mask
+    with pytest.raises(ConfigError, match="p_max"):
+        CellFreeProblem(H, mask, -problem.p_max, 1.0)
+    with pytest.raises(ConfigError, match="gamma_min"):
+        CellFreeProblem(H, mask, problem.p_max, float("nan"))
+    with pytest.raises(ConfigError, match="gamma_min"):
+        CellFreeProblem(H, mask, problem.p_max, -1.0)
+    with pytest.raises(ShapeError, match="antenna_mask"):
+        CellFreeProblem(H, mask[:, :-1], problem.p_max, 1.0)
+    with pytest.raises(ShapeError, match="p_max"):
+        CellFreeProblem(H, mask, problem.p_max[:-1], 1.0)
+    with pytest.raises(ShapeError, match="B, K, T, M_max >= 1"):
+        CellFreeProblem(H[:, :0], mask, problem.p_max, 1.0)
+    with pytest.raises(ShapeError, match="W must be"):
+        problem.evaluate(problem.zeros()[:, :1])
+
+
+def test_mrt_spends_every_budget_and_adds_coherently():
+    scenario = VhetnetScenario(VhetnetConfig(n_ue=4), batch_size=2)
+    state = scenario.reset(3)
+    problem = state.problem()
+    W = mrt_beamformers(problem)
+    assert torch.allclose(W, mrt_joint_transmission(state))
+    assert torch.allclose(problem.power(W), problem.p_max.expand(2, -1), rtol=1e-5)
+    # every desired term h_{t,k}^H w_{t,k} = sqrt(P_t / K) ||h_{t,k}||: real and positive
+    desired = torch.einsum("bktm,btkm->bkt", problem.H.conj(), W)
+    expected = torch.sqrt(problem.p_max / 4) * torch.linalg.vector_norm(problem.H, dim=-1)
+    assert torch.allclose(desired.real, expected, rtol=1e-4)
+    assert float(desired.imag.abs().max()) < 1e-3 * float(expected.max())
+
+
+def test_scheme_options_are_checked_against_the_solver():
+    with pytest.raises(ConfigError, match="unknown option"):
+        VHETNET_SCHEMES.build("mrt", {"max_iter": 3})
+
+
+def test_run_vhetnet_chunks_are_the_scenario_realizations():
+    mrt = VHETNET_SCHEMES.build("mrt")
+    run = run_vhetnet(VhetnetScenario(VhetnetConfig(n_ue=4), batch_size=3), mrt, 7, seed=5)
+    assert run.se.shape == (7, 4) and run.time_s.shape == (7,)
+    assert run.power.shape == (7, 5)
+    # the first chunk is reset(5)'s batch, the second the next step
+    scenario = VhetnetScenario(VhetnetConfig(n_ue=4), batch_size=3)
+    first = scenario.reset(5).problem()
+    second = scenario.step().problem()
+    assert torch.allclose(run.se[:3], first.evaluate(mrt_beamformers(first)).se)
+    assert torch.allclose(run.se[3:6], second.evaluate(mrt_beamformers(second)).se)
+    with pytest.raises(ConfigError, match="n_realizations"):
+        run_vhetnet(scenario, mrt, 0)
+
+
+def test_lpei_closed_form_and_range():
+    # F / (log10(1 + C) + log10(1 + S)) with C = 99, S = 999: 20 / (2 + 3)
+    assert lpei(20.0, 99.0, 999.0) == pytest.approx(4.0)
+    assert lpei(20.0, 9.0, 9.0) > lpei(20.0, 99.0, 9.0)
+    with pytest.raises(ValueError, match="computation"):
+        lpei(1.0, -1.0, 1.0)
+    with pytest.raises(ValueError, match="positive"):
+        lpei(1.0, 0.0, 0.0)
+
+
+def test_relative_lpei_pairs_realizations_of_the_same_point_and_seed():
+    def result(scheme, pf, time_s, signaling):
+        return {
+            "scheme": scheme,
+            "seed": 0,
+            "label": "default",
+            "pf_objective": pf,
+            "time_s": time_s,
+            "signaling_per_bs": signaling,
+        }
+
+    summary = {
+        "results": {
+            "a": result("distributed", [10.0, 12.0], [0.009, 0.009], [99.0, 0.0]),
+            "b": result("centralized", [11.0, 12.0], [0.099999, 0.099999], [999.0, 0.0]),
+        }
+    }
+    pairs = paired(summary, "distributed", "centralized")
+    assert len(pairs) == 2
+    # distributed: 10 / (log10(1 + 9000) + log10(100)); centralized: 11 / (5 + 3)
+    expected = (10.0 / (math.log10(9001.0) + 2.0)) / (11.0 / (math.log10(100_000.0) + 3.0))
+    assert pairs[0]["relative_lpei"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_sweep_experiment_runs_and_plots(tmp_path):
+    experiment = get_experiment("vhetnet-fig8")
+    summary = experiment.run(
+        tmp_path, "quick", schemes=["mrt"], overrides=["realizations=3", "batch=2"]
+    )
+    assert (tmp_path / "fig8.png").stat().st_size > 10_000
+    table = json.loads((tmp_path / "summary.json").read_text())["table"]
+    assert [row["label"] for row in table] == ["HAPS 4x4", "HAPS 8x8", "HAPS 16x16"]
+    assert all(row["realizations"] == 3 for row in table)
+    # the table's mean SE is the mean over realizations of the per-UE mean in result.json
+    first = next(iter(summary["results"].values()))
+    per_realization = [sum(row) / len(row) for row in first["se"]]
+    assert table[0]["se"][0] == pytest.approx(sum(per_realization) / 3)
+    title, columns, rows = experiment.table(summary)
+    assert "vhetnet-fig8" in title and len(rows) == 3 and "SE/UE" in columns
+
+
+def test_comparison_figures_need_both_algorithms(tmp_path):
+    with pytest.raises(ConfigError, match="compares centralized, distributed"):
+        get_experiment("vhetnet-fig4").run(
+            tmp_path, "quick", schemes=["mrt"], overrides=["realizations=2"]
+        )
+
+
+def test_cli_refuses_an_unknown_vhetnet_scheme(tmp_path, capsys):
+    code = main(["run", "vhetnet-fig4", "--schemes", "nope", "--out", str(tmp_path / "r")])
+    assert code == 2
+    assert "nope" in capsys.readouterr().err
