@@ -21,6 +21,8 @@ from skyshare.solvers.flwf import (
 )
 from skyshare.solvers.fp import fp
 from skyshare.solvers.multiband_problem import MultibandProblem
+from skyshare.solvers.pf_sca import sca_centralized
+from skyshare.solvers.pf_wmmse import pf_wmmse
 from skyshare.solvers.power_control import PowerControlResult, network_utility, newton_power_control
 from skyshare.solvers.problem import (
     AssociationResult,
@@ -61,7 +63,9 @@ __all__ = [
     "initial_beamformers",
     "network_utility",
     "newton_power_control",
+    "pf_wmmse",
     "random_power",
+    "sca_centralized",
     "scale_to_interference_limit",
     "solve_w_step",
     "sswf",
