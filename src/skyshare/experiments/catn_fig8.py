@@ -114,16 +114,33 @@ def catn_fig8_job(job: Job, folder: Path) -> dict[str, Any]:
 
 def finish(run_dir: Path, selected: list[Job], summary: dict[str, Any]) -> Path:
     """``fig8.png``: Fig. 8's three bar charts from the finished jobs."""
-    results = [load_result(run_dir, job) for job in selected]
-    several_seeds = len({job.seed for job in selected}) > 1
-    names = [f"{job.scheme} s{job.seed}" if several_seeds else job.scheme for job in selected]
-    return plot_fig8_bars(names, results, run_dir / "fig8.png")
+    per_scheme: dict[str, list[dict[str, Any]]] = {}
+    for job in selected:
+        per_scheme.setdefault(job.scheme, []).append(load_result(run_dir, job))
+    return plot_fig8_bars(
+        list(per_scheme),
+        [_mean_result(rs) for rs in per_scheme.values()],
+        run_dir / "fig8.png",
+        seeds=list(per_scheme.values()),
+    )
+
+
+def _mean_result(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The mean over seeds of what :func:`plot_fig8_bars` draws."""
+    n = len(results)
+    return {
+        "throughput_bps": sum(r["throughput_bps"] for r in results) / n,
+        "handover_percent": sum(r["handover_percent"] for r in results) / n,
+        "au_rho_mw": [sum(v) / n for v in zip(*(r["au_rho_mw"] for r in results), strict=True)],
+        "i_max_mw": results[0]["i_max_mw"],
+    }
 
 
 def summary_table(summary: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
     """(title, columns, rows): Fig. 8's quantities per scheme over the test slots."""
     columns = [
         "scheme",
+        "seed",
         "throughput (Mbit/s)",
         "undiscounted (Mbit/s)",
         "rho / I_max per AU",
@@ -132,6 +149,7 @@ def summary_table(summary: dict[str, Any]) -> tuple[str, list[str], list[list[st
     rows = [
         [
             r["scheme"],
+            str(r["test_seed"] - int(summary["params"]["test_seed_offset"])),
             f"{r['throughput_bps'] / 1e6:.4g}",
             f"{r['throughput_undiscounted_bps'] / 1e6:.4g}",
             ", ".join(f"{x:.3g}" for x in r["au_rho_over_imax"]),

@@ -167,14 +167,25 @@ def plot_training_curves(
     return save_figure(fig, path)
 
 
-def plot_fig8_bars(names: list[str], results: list[dict], path: str | Path) -> Path:
+def plot_fig8_bars(
+    names: list[str],
+    results: list[dict],
+    path: str | Path,
+    *,
+    seeds: list[list[dict]] | None = None,
+) -> Path:
     """Three bar charts like seed 000 Fig. 8, one bar (colour) per entry of ``names``: (a) sum
     throughput in Mbit/s, (b) received interference power per AU in mW with I_max dotted,
     (c) handover percentage. ``results[i]`` holds ``throughput_bps``, ``au_rho_mw`` (L,),
-    ``i_max_mw`` and ``handover_percent``."""
+    ``i_max_mw`` and ``handover_percent``; with ``seeds[i]`` (the per-seed results whose mean
+    is ``results[i]``) every seed is drawn as a black dot on its bar."""
     colours = [f"C{i % 10}" for i in range(len(results))]
     fig, (a, b, c) = new_figure(1, 3, figsize=(13, 4.2))
     a.bar(names, [r["throughput_bps"] / 1e6 for r in results], color=colours)
+    for i, members in enumerate(seeds or []):
+        if len(members) > 1:
+            a.plot([i] * len(members), [r["throughput_bps"] / 1e6 for r in members], "k.")
+            c.plot([i] * len(members), [r["handover_percent"] for r in members], "k.")
     a.set(ylabel="sum throughput (Mbit/s)", title="(a) throughput of the TUs in one second")
     n_au = len(results[0]["au_rho_mw"])
     width = 0.8 / max(1, n_au)
@@ -188,7 +199,11 @@ def plot_fig8_bars(names: list[str], results: list[dict], path: str | Path) -> P
     b.legend(fontsize=8)
     c.bar(names, [r["handover_percent"] for r in results], color=colours)
     c.set(ylabel="TUs performing a handover (%)", title="(c) handover percentage")
-    fig.suptitle("catn-fig8 (seed 000 Fig. 8): test slots after training, frozen policies")
+    n_seeds = max((len(m) for m in seeds or []), default=1)
+    fig.suptitle(
+        "catn-fig8 (seed 000 Fig. 8): test slots after training, frozen policies"
+        + (f"; bars: mean of {n_seeds} seeds, dots: each seed" if n_seeds > 1 else "")
+    )
     return save_figure(fig, path)
 
 
