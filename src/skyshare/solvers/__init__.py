@@ -21,8 +21,16 @@ from skyshare.solvers.flwf import (
 )
 from skyshare.solvers.fp import fp
 from skyshare.solvers.multiband_problem import MultibandProblem
+from skyshare.solvers.pf_agents import (
+    BsAgent,
+    InProcessAgents,
+    SignalingProxy,
+    centralized_signaling,
+)
+from skyshare.solvers.pf_local import local_step, local_step_cvxpy
 from skyshare.solvers.pf_sca import sca_centralized
 from skyshare.solvers.pf_wmmse import pf_wmmse
+from skyshare.solvers.pfbwd import pfbwd
 from skyshare.solvers.power_control import PowerControlResult, network_utility, newton_power_control
 from skyshare.solvers.problem import (
     AssociationResult,
@@ -41,6 +49,7 @@ __all__ = [
     "AssociationResult",
     "BeamformingProblem",
     "BeamformingResult",
+    "BsAgent",
     "CellFreeEvaluation",
     "CellFreeProblem",
     "CellFreeResult",
@@ -48,12 +57,15 @@ __all__ = [
     "Evaluation",
     "FlwfResult",
     "FlwfStartsResult",
+    "InProcessAgents",
     "MultibandProblem",
     "PowerControlResult",
+    "SignalingProxy",
     "SswfResult",
     "WStepResult",
     "associate_dcd",
     "associate_sc",
+    "centralized_signaling",
     "dual_coordinate_descent",
     "equilibrium_gap",
     "evaluate",
@@ -61,9 +73,12 @@ __all__ = [
     "flwf_random_starts",
     "fp",
     "initial_beamformers",
+    "local_step",
+    "local_step_cvxpy",
     "network_utility",
     "newton_power_control",
     "pf_wmmse",
+    "pfbwd",
     "random_power",
     "sca_centralized",
     "scale_to_interference_limit",
