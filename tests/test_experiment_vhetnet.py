@@ -170,3 +170,14 @@ def test_cli_refuses_an_unknown_vhetnet_scheme(tmp_path, capsys):
     code = main(["run", "vhetnet-fig4", "--schemes", "nope", "--out", str(tmp_path / "r")])
     assert code == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_mean_traces_hold_objectives_and_drop_finished_residuals():
+    from skyshare.experiments.vhetnet_pf import _mean_trace
+
+    nan = float("nan")
+    chunks = [torch.tensor([[1.0, 2.0, nan]]), torch.tensor([[1.0, 4.0, 6.0]])]
+    # an objective: the stopped realization keeps 2.0, so the mean stays over both
+    assert _mean_trace(chunks, hold_last=True) == [1.0, 3.0, 4.0]
+    # a residual: the stopped realization leaves the mean
+    assert _mean_trace(chunks) == [1.0, 3.0, 6.0]

@@ -109,14 +109,22 @@ def _centralized_signaling(scenario_config: Any) -> list[float]:
     return [4.0 * scenario_config.n_ue * m for m in antennas]
 
 
-def _mean_trace(chunks: list[torch.Tensor]) -> list[float]:
-    """Mean over realizations of (R_chunk, I) traces padded with NaN to the longest."""
+def _mean_trace(chunks: list[torch.Tensor], *, hold_last: bool = False) -> list[float]:
+    """Mean over realizations of (R_chunk, I) traces (NaN after a realization stopped).
+
+    ``hold_last``: a stopped realization keeps its last value (an objective: the mean stays
+    over all realizations); otherwise it leaves the mean (a residual)."""
     longest = max(chunk.shape[-1] for chunk in chunks)
-    padded = [
-        torch.nn.functional.pad(chunk.double(), (0, longest - chunk.shape[-1]), value=math.nan)
-        for chunk in chunks
-    ]
-    return torch.cat(padded).nanmean(0).tolist()
+    rows = torch.cat(
+        [
+            torch.nn.functional.pad(chunk.double(), (0, longest - chunk.shape[-1]), value=math.nan)
+            for chunk in chunks
+        ]
+    )
+    if hold_last:
+        for i in range(1, longest):  # forward fill along the (short) iteration axis
+            rows[:, i] = torch.where(torch.isnan(rows[:, i]), rows[:, i - 1], rows[:, i])
+    return rows.nanmean(0).tolist()
 
 
 def _signaling_per_bs(run: VhetnetRealizations) -> list[float] | None:
@@ -140,7 +148,10 @@ def realizations_job(job: Job, folder: Path) -> dict[str, Any]:
     )
     scheme = VHETNET_SCHEMES.build(job.scheme, params["options"])
     run = run_vhetnet(scenario, scheme, params["realizations"], seed=int(job.seed))
-    traces = {name: _mean_trace(chunks) for name, chunks in run.traces.items()}
+    traces = {
+        name: _mean_trace(chunks, hold_last="objective" in name)
+        for name, chunks in run.traces.items()
+    }
     # per realization, the iterations a trace ran (its finite entries): e.g. inner iterations
     trace_lengths = {
         name: torch.cat([torch.isfinite(c.double()).sum(-1) for c in chunks]).tolist()
