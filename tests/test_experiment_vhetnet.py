@@ -181,3 +181,16 @@ def test_mean_traces_hold_objectives_and_drop_finished_residuals():
     assert _mean_trace(chunks, hold_last=True) == [1.0, 3.0, 4.0]
     # a residual: the stopped realization leaves the mean
     assert _mean_trace(chunks) == [1.0, 3.0, 6.0]
+
+
+def test_bad_overrides_and_options_exit_2_before_any_job(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["run", "vhetnet-fig8", "--schemes", "mrt", "--set", "scenario.n_ue=-1",
+                 "--out", str(out)])  # fmt: skip
+    assert code == 2 and "n_ue" in capsys.readouterr().err
+    code = main(["run", "vhetnet-fig8", "--schemes", "distributed",
+                 "--set", "options.distributed.bogus=1", "--out", str(out)])  # fmt: skip
+    assert code == 2 and "bogus" in capsys.readouterr().err
+    assert not (out / "jobs").exists()
+    # a PfbwdConfig field passed through pfbwd's **options is accepted
+    VHETNET_SCHEMES.build("distributed", {"beta_max": 1e6})

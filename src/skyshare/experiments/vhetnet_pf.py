@@ -79,8 +79,10 @@ def _jobs(experiment: str):
         out = []
         for point in preset.points:
             scenario = {**preset.scenario, **point.scenario}
+            _check_scenario(scenario)
             for name in names:
                 options = {**preset.options.get(name, {}), **point.options.get(name, {})}
+                VHETNET_SCHEMES.build(name, options)  # unknown option names fail here
                 params = {
                     "scenario": scenario,
                     "options": options,
@@ -93,6 +95,13 @@ def _jobs(experiment: str):
         return out
 
     return jobs
+
+
+def _check_scenario(overrides: dict[str, Any]) -> None:
+    """A clear error naming the field before any job runs when an override is invalid."""
+    from skyshare.scenarios.vhetnet import VhetnetScenario
+
+    VhetnetScenario.config_from("paper", overrides=overrides)
 
 
 def _label(scenario: dict[str, Any], options: dict[str, dict[str, Any]]) -> str:

@@ -75,10 +75,16 @@ class SolverScheme(Stateless):
         options: the solver's keyword arguments; a key the solver does not take is refused
             with the names it does take.
         name: the scheme's registered name (for messages).
+        more_options: names the solver takes through ``**options`` (e.g. PfbwdConfig fields).
     """
 
     def __init__(
-        self, solve: Callable[..., CellFreeResult], options: dict[str, Any] | None, name: str
+        self,
+        solve: Callable[..., CellFreeResult],
+        options: dict[str, Any] | None,
+        name: str,
+        *,
+        more_options: tuple[str, ...] = (),
     ) -> None:
         self.solve, self.name = solve, name
         self.options = dict(options or {})
@@ -87,6 +93,7 @@ class SolverScheme(Stateless):
             for parameter in inspect.signature(solve).parameters.values()
             if parameter.kind is inspect.Parameter.KEYWORD_ONLY
         ]
+        accepted += [option for option in more_options if option not in accepted]
         unknown = sorted(set(self.options) - set(accepted))
         if unknown:
             raise ConfigError(
@@ -130,9 +137,12 @@ def _centralized(options: dict[str, Any] | None = None) -> SolverScheme:
     "distributed", distributed=True, description="two-level PFBWD: ALM + 3-block ADMM per BS"
 )
 def _distributed(options: dict[str, Any] | None = None) -> SolverScheme:
-    from skyshare.solvers.pfbwd import pfbwd
+    from dataclasses import fields
 
-    return SolverScheme(pfbwd, options, "distributed")
+    from skyshare.solvers.pfbwd import PfbwdConfig, pfbwd
+
+    extra = tuple(f.name for f in fields(PfbwdConfig))  # pfbwd's **options
+    return SolverScheme(pfbwd, options, "distributed", more_options=extra)
 
 
 @VHETNET_SCHEMES.register(
