@@ -194,3 +194,13 @@ def test_bad_overrides_and_options_exit_2_before_any_job(tmp_path, capsys):
     assert not (out / "jobs").exists()
     # a PfbwdConfig field passed through pfbwd's **options is accepted
     VHETNET_SCHEMES.build("distributed", {"beta_max": 1e6})
+
+
+def test_centralized_signaling_is_channels_up_and_beamformers_down(tmp_path):
+    # K = 3 UEs: BS t sends K M_t complex channel coefficients and receives K M_t complex
+    # beamformer coefficients, 4 K M_t real scalars (HAPS 8x8: 768, MBS 4x4: 192)
+    summary = get_experiment("vhetnet-table3").run(
+        tmp_path, "quick", schemes=["pf-wmmse"], overrides=["realizations=1", "scenario.n_ue=3"]
+    )
+    result = next(iter(summary["results"].values()))
+    assert result["signaling_per_bs"] == [4 * 3 * 64] + [4 * 3 * 16] * 4

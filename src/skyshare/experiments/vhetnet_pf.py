@@ -110,12 +110,14 @@ def _label(scenario: dict[str, Any], options: dict[str, dict[str, Any]]) -> str:
     return ", ".join(parts) or "default"
 
 
-def _centralized_signaling(scenario_config: Any) -> list[float]:
-    """Real scalars per BS of the centralized scheme for one realization: BS t sends its
-    channel to every UE (K M_t complex) and receives its beamformers (K M_t complex)."""
-    antennas = [scenario_config.m_haps] * int(scenario_config.with_haps)
-    antennas += [scenario_config.m_mbs] * scenario_config.n_mbs
-    return [4.0 * scenario_config.n_ue * m for m in antennas]
+def _centralized_signaling(scenario: Any) -> list[float]:
+    """Real scalars per BS of the centralized scheme for one realization, counted by the
+    signaling ledger like the distributed messages (:func:`centralized_signaling`: every BS
+    sends its channel and receives its beamformers)."""
+    from skyshare.solvers.pf_agents import centralized_signaling
+
+    totals = centralized_signaling(scenario.state.problem()).state_dict()["totals"]
+    return torch.stack(list(totals.values())).sum(0).mean(0).tolist()  # (T,)
 
 
 def _mean_trace(chunks: list[torch.Tensor], *, hold_last: bool = False) -> list[float]:
@@ -168,7 +170,7 @@ def realizations_job(job: Job, folder: Path) -> dict[str, Any]:
     }
     signaling = _signaling_per_bs(run)
     if signaling is None and not VHETNET_SCHEMES.entry(job.scheme).tags.get("distributed"):
-        signaling = _centralized_signaling(config)
+        signaling = _centralized_signaling(scenario)
     return {
         "scheme": job.scheme,
         "seed": job.seed,

@@ -158,7 +158,7 @@ def _pf_wmmse(options: dict[str, Any] | None = None) -> SolverScheme:
     "mrt", distributed=True, description="MRT joint transmission, P_t/K per UE (no optimisation)"
 )
 def _mrt_scheme(options: dict[str, Any] | None = None) -> SolverScheme:
-    return SolverScheme(lambda problem: _mrt(problem), options, "mrt")
+    return SolverScheme(_mrt, options, "mrt")
 
 
 # ---------------------------------------------------------------------------------------------
