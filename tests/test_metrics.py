@@ -204,3 +204,47 @@ def test_bad_shapes_are_named():
         )
     with pytest.raises(ShapeError):
         metrics.sinr(torch.zeros(1, 2, 3, dtype=torch.complex64))
+
+
+# ------------------------------------------------------------------ scalar OFDM (seed 001)
+
+
+def test_ofdm_link_sinr_equals_the_general_kernel_on_random_schedules():
+    """The gathered OFDM kernel against effective_gains + sinr with explicit W (B P^2 F)."""
+    g = torch.Generator().manual_seed(3)
+    B, N, k_max, F = 3, 3, 4, 6
+    P = N * k_max
+    H = torch.complex(torch.randn(B, P, N, F, generator=g), torch.randn(B, P, N, F, generator=g))
+    H = H.to(torch.complex128)
+    assignment = torch.randint(-1, k_max, (B, N, F), generator=g)
+    power = torch.rand(B, N, F, generator=g, dtype=torch.float64) * 3
+    W = torch.zeros(B, N, P, F, 1, dtype=torch.complex128)
+    for b in range(B):
+        for n in range(N):
+            for f in range(F):
+                if assignment[b, n, f] >= 0:
+                    W[b, n, n * k_max + assignment[b, n, f], f, 0] = power[b, n, f].sqrt()
+    reference = metrics.sinr(metrics.effective_gains(H.unsqueeze(-1), W), noise=0.5)
+    links = metrics.ofdm_link_sinr(H.abs().square(), assignment, power, k_max, noise=0.5)
+    for b in range(B):
+        for n in range(N):
+            for f in range(F):
+                p = n * k_max + int(assignment[b, n, f])
+                if assignment[b, n, f] < 0:
+                    assert float(links.sinr[b, n, f]) == 0.0
+                else:
+                    expected = float(reference.sinr[b, p, f])
+                    assert float(links.sinr[b, n, f]) == pytest.approx(expected, rel=1e-12)
+    active = torch.rand(B, P, generator=g) > 0.3
+    rates = metrics.ofdm_user_rates(links, P, active)
+    served = W.abs().sum((1, 4)) > 0  # (B, P, F): slot p is served on f
+    expected_rates = (reference.rate * served).sum(-1) * active
+    torch.testing.assert_close(rates, expected_rates, rtol=1e-12, atol=1e-12)
+
+
+def test_ofdm_link_sinr_rejects_mismatched_shapes():
+    gain = torch.rand(1, 6, 3, 4)
+    with pytest.raises(ShapeError, match="P = N k_max"):
+        metrics.ofdm_link_sinr(gain, torch.zeros(1, 3, 4, dtype=torch.long), torch.ones(1, 3, 4), 3)
+    with pytest.raises(ShapeError):
+        metrics.ofdm_link_sinr(gain, torch.zeros(1, 3, 4, dtype=torch.long), torch.ones(3, 4), 2)

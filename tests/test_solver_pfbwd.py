@@ -253,5 +253,5 @@ def test_bad_parameters_are_config_errors():
         pfbwd(problem, executor="dask")
     with pytest.raises(ConfigError):
         pfbwd(problem, executor="ray", agents=InProcessAgents(bs_agents(problem)))
-    assert PfbwdConfig().rho_over_beta == 2.0 and PfbwdConfig().omega == 0.75
+    assert PfbwdConfig().rho_over_beta == 0.5 and PfbwdConfig().omega == 0.75
     assert not math.isnan(PfbwdConfig().c)

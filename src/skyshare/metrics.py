@@ -35,6 +35,7 @@ import torch
 from skyshare.errors import ShapeError
 
 __all__ = [
+    "OfdmLinks",
     "SinrResult",
     "associated_gains",
     "channel_strength",
@@ -42,6 +43,8 @@ __all__ = [
     "handover_count",
     "jain_fairness",
     "lpei",
+    "ofdm_link_sinr",
+    "ofdm_user_rates",
     "per_transmitter_gains",
     "primary_interference",
     "proportional_fair_utility",
@@ -184,6 +187,82 @@ def sinr(A: torch.Tensor, noise: float | torch.Tensor = 1.0) -> SinrResult:
         sinr=ratio,
         rate=torch.log2(1.0 + ratio),
     )
+
+
+@dataclass(frozen=True)
+class OfdmLinks:
+    """The served link of every (BS, subchannel) of a scalar OFDM schedule (seed 001 eq. (3)).
+
+    Attributes:
+        slot: (B, N, F) long, the receiver (user slot) BS n serves on subchannel f; 0 where off.
+        on: (B, N, F) bool, subchannel f of BS n carries a user.
+        signal: (B, N, F) received power of the served user, ``|h_{p,n,f}|^2 p_{n,f}``.
+        interference: (B, N, F) ``g = sum_{l != n} |h_{p,l,f}|^2 p_{l,f}`` at that user.
+        sinr: (B, N, F) ``signal / (interference + noise)``, 0 where off.
+    """
+
+    slot: torch.Tensor
+    on: torch.Tensor
+    signal: torch.Tensor
+    interference: torch.Tensor
+    sinr: torch.Tensor
+
+
+def ofdm_link_sinr(
+    gain: torch.Tensor,
+    assignment: torch.Tensor,
+    power: torch.Tensor,
+    k_max: int,
+    noise: float = 1.0,
+) -> OfdmLinks:
+    """SINR of the served link of every (BS, subchannel): the SINR kernel's scalar-OFDM case
+    (M = 1, at most one user per subchannel of a BS, eq. (1)) without materialising the
+    (B, P, P, F) gain matrix: gather the served user's row first, then reduce over BSs.
+    Cost B N^2 F instead of B P^2 F.
+
+    Args:
+        gain: (B, P, N, F) real, ``|h_{p,n,f}|^2`` (noise-normalised when noise = 1); user slot
+            ``p = n k_max + k`` is user k of BS n (P = N k_max).
+        assignment: (B, N, F) long, user 0..k_max-1 of BS n on subchannel f, -1 off.
+        power: (B, N, F) real >= 0, transmit power of BS n on f (counted only where on).
+        k_max: user slots per BS.
+        noise: noise power in the units of ``gain * power``.
+
+    Returns:
+        :class:`OfdmLinks`.
+    """
+    if gain.ndim != 4 or assignment.ndim != 3 or power.shape != assignment.shape:
+        raise ShapeError(
+            f"need gain (B, P, N, F), assignment and power (B, N, F); got {tuple(gain.shape)}, "
+            f"{tuple(assignment.shape)}, {tuple(power.shape)}"
+        )
+    B, P, N, F = gain.shape
+    if tuple(assignment.shape) != (B, N, F) or P != N * k_max:
+        raise ShapeError(
+            f"assignment must be (B, N, F) = {(B, N, F)} and P = N k_max = {N * k_max}, "
+            f"got {tuple(assignment.shape)} and P = {P}"
+        )
+    on = assignment >= 0
+    slot = torch.arange(N, device=gain.device)[:, None] * k_max + assignment.clamp_min(0)
+    rows = torch.gather(gain, 1, slot[:, :, None, :].expand(B, N, N, F))  # [b, n, l, f]
+    received = rows * (power * on).to(gain.dtype)[:, None]  # BS l's power at n's served user
+    signal = torch.diagonal(received, dim1=1, dim2=2).permute(0, 2, 1)  # (B, N, F)
+    off_diagonal = ~torch.eye(N, dtype=torch.bool, device=gain.device)[:, :, None]
+    interference = (received * off_diagonal).sum(2)  # direct sum, as in :func:`sinr`
+    ratio = torch.where(on, signal / (interference + noise), torch.zeros_like(signal))
+    return OfdmLinks(slot, on, signal, interference, ratio)
+
+
+def ofdm_user_rates(
+    links: OfdmLinks, n_users: int, active: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Per-user spectral efficiency ``sum_f log2(1 + SINR)`` (bit/s/Hz summed over the user's
+    subchannels; times W gives eq. (3) summed): (B, N, F) links -> (B, P). A slot that is not
+    ``active`` (B, P) bool gets 0: a subchannel given to an empty slot carries no data."""
+    rate = torch.log2(1.0 + links.sinr) * links.on
+    out = rate.new_zeros(rate.shape[0], n_users)
+    out.scatter_add_(1, links.slot.flatten(1), rate.flatten(1))
+    return out if active is None else out * active
 
 
 def received_power(A: torch.Tensor) -> torch.Tensor:

@@ -359,6 +359,16 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
                 f"assignment values must be -1 (off) or a user slot in [0, K_max={cfg.k_max})"
             )
 
+    def _check_power(self, assignment: torch.Tensor, power_w: torch.Tensor) -> None:
+        self._check_assignment(assignment)
+        if power_w.shape != assignment.shape:
+            raise ShapeError(
+                f"power_w must have the shape of assignment {tuple(assignment.shape)}, "
+                f"got {tuple(power_w.shape)}"
+            )
+        if bool((power_w < 0).any()) or bool(power_w.isnan().any()):
+            raise ConfigError("power_w must be >= 0 W everywhere")
+
     def equal_power(self, assignment: torch.Tensor) -> torch.Tensor:
         """Power of seed 001 §III-C-2: p_max split equally over the M SRBs of a BS, then
         equally over the SRB's active subchannels (``assignment >= 0``).
@@ -422,14 +432,7 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         Returns:
             :class:`skyshare.metrics.SinrResult` with ``sinr``: (B, P, F).
         """
-        self._check_assignment(assignment)
-        if power_w.shape != assignment.shape:
-            raise ShapeError(
-                f"power_w must have the shape of assignment {tuple(assignment.shape)}, "
-                f"got {tuple(power_w.shape)}"
-            )
-        if bool((power_w < 0).any()) or bool(power_w.isnan().any()):
-            raise ConfigError("power_w must be >= 0 W everywhere")
+        self._check_power(assignment, power_w)
         cfg = self.config
         B, N, F = assignment.shape
         on = assignment >= 0
@@ -446,15 +449,22 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
     ) -> torch.Tensor:
         """Rates ``R_{k,n,f}`` of eq. (3) in bit/s: (B, P, F).
 
-        ``W log2(1 + SINR)`` from :meth:`subchannel_sinr`; inactive user slots get rate 0 (a
-        subchannel given to an empty slot carries no data, but its power still interferes).
+        ``W log2(1 + SINR)`` of the served links (:func:`skyshare.metrics.ofdm_link_sinr`, the
+        same values as :meth:`subchannel_sinr` without its B P^2 F gain matrix); inactive user
+        slots get rate 0 (a subchannel given to an empty slot carries no data, but its power
+        still interferes).
         Per-user rates are ``.sum(-1)`` (see :meth:`user_rates`).
 
         Args:
             state, assignment, power_w: as in :meth:`subchannel_sinr`.
         """
-        result = self.subchannel_sinr(state, assignment, power_w)
-        return self.subchannel_bandwidth_hz * result.rate * state.user_active[..., None]
+        self._check_power(assignment, power_w)
+        gain = state.H.real.square() + state.H.imag.square()
+        links = metrics.ofdm_link_sinr(gain, assignment, power_w, self.config.k_max)
+        rate = self.subchannel_bandwidth_hz * torch.log2(1.0 + links.sinr) * links.on
+        out = rate.new_zeros(rate.shape[0], self.n_users, rate.shape[-1])
+        out.scatter_add_(1, links.slot, rate)  # (B, N, F) -> receiver axis (B, P, F)
+        return out * state.user_active[..., None]
 
     def user_rates(
         self, state: TnNtnState, assignment: torch.Tensor, power_w: torch.Tensor
