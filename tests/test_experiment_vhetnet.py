@@ -204,3 +204,21 @@ def test_centralized_signaling_is_channels_up_and_beamformers_down(tmp_path):
     )
     result = next(iter(summary["results"].values()))
     assert result["signaling_per_bs"] == [4 * 3 * 64] + [4 * 3 * 16] * 4
+
+
+def test_centralized_jensen_scheme_solves_the_distributed_algorithms_problem():
+    """Same problem as the exact centralized SCA, but with the per-BS Jensen interference bound:
+    its SINRs under the bound can only be lower, and the (true) PF objective it reaches is
+    not above the exact one's on these instances; its options cannot switch the bound off
+    silently (an explicit override is the user's choice and stays possible)."""
+    problem = small_problem(seed=1, B=2)
+    jensen = VHETNET_SCHEMES.build("centralized-jensen")
+    assert jensen.options == {"interference": "jensen"}
+    exact = VHETNET_SCHEMES.build("centralized").decide(problem)
+    bounded = jensen.decide(problem)
+    assert bool((bounded.pf_objective <= exact.pf_objective + 1e-3).all())
+    assert bounded.evaluation.meets_gamma_min().all()
+    assert VHETNET_SCHEMES.build("centralized-jensen", {"max_iter": 3}).options == {
+        "interference": "jensen",
+        "max_iter": 3,
+    }

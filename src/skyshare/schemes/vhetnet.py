@@ -134,6 +134,22 @@ def _centralized(options: dict[str, Any] | None = None) -> SolverScheme:
 
 
 @VHETNET_SCHEMES.register(
+    "centralized-jensen",
+    distributed=False,
+    description="centralized SCA with the distributed algorithm's per-BS Jensen bound",
+)
+def _centralized_jensen(options: dict[str, Any] | None = None) -> SolverScheme:
+    """The centralized SCA on the problem the distributed PFBWD solves (``interference=
+    "jensen"``): its gap to ``distributed`` is the price of distribution alone, its gap to
+    ``centralized`` the price of the per-BS interference bound."""
+    from skyshare.solvers.pf_sca import sca_centralized
+
+    return SolverScheme(
+        sca_centralized, {"interference": "jensen", **(options or {})}, "centralized-jensen"
+    )
+
+
+@VHETNET_SCHEMES.register(
     "distributed", distributed=True, description="two-level PFBWD: ALM + 3-block ADMM per BS"
 )
 def _distributed(options: dict[str, Any] | None = None) -> SolverScheme:
