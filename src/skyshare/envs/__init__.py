@@ -8,6 +8,8 @@ from skyshare.envs.multiband import (
     MultibandParallelEnv,
     make_multiband_parallel,
 )
+from skyshare.envs.tn_ntn import TnNtnEnv, TnNtnStepResult, TnNtnTurn
+from skyshare.envs.tn_ntn_pettingzoo import TnNtnAECEnv, make_tn_ntn_aec
 
 __all__ = [
     "CatnAECEnv",
@@ -17,6 +19,11 @@ __all__ = [
     "MultibandEnvConfig",
     "MultibandParallelEnv",
     "SlotOutcome",
+    "TnNtnAECEnv",
+    "TnNtnEnv",
+    "TnNtnStepResult",
+    "TnNtnTurn",
     "make_catn_aec",
     "make_multiband_parallel",
+    "make_tn_ntn_aec",
 ]

@@ -399,17 +399,15 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         Returns:
             assignment: (B, N, F) long (-1 on every subchannel of a BS with no active user).
         """
+        from skyshare.solvers.ofdm_allocation import round_robin_allocation
+
         cfg = self.config
         if active.shape != (self.batch_size, cfg.n_bs, cfg.k_max) or active.dtype != torch.bool:
             raise ShapeError(
                 f"active must be a bool tensor (B, N, K_max) = "
                 f"{(self.batch_size, cfg.n_bs, cfg.k_max)}, got {tuple(active.shape)}"
             )
-        order = torch.argsort((~active).to(torch.int8), dim=-1, stable=True)  # active first
-        count = active.sum(-1, keepdim=True)  # (B, N, 1)
-        f = torch.arange(cfg.n_subchannels, device=active.device)
-        assignment = torch.gather(order, -1, f % count.clamp_min(1))
-        return torch.where(count > 0, assignment, -1)
+        return round_robin_allocation(active, cfg.n_subchannels)  # the rule lives with solvers
 
     def subchannel_sinr(
         self, state: TnNtnState, assignment: torch.Tensor, power_w: torch.Tensor

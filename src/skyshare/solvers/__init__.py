@@ -3,6 +3,8 @@
 User association: strongest channel (SC) and dual coordinate descent (DCD, seed 000 Algorithm 1
 with the power control of Shen & Yu 2014). Coordinated beamforming under the interference
 temperature constraints (2b)-(2c): WMMSE (Algorithm 2), low-complexity WMMSE, direct FP.
+Seed 001 subchannel allocation: random, round robin and the QoS-first greedy + best-response
+reference (``ofdm_allocation``).
 """
 
 from skyshare.solvers.association_dcd import (
@@ -21,6 +23,17 @@ from skyshare.solvers.flwf import (
 )
 from skyshare.solvers.fp import fp
 from skyshare.solvers.multiband_problem import MultibandProblem
+from skyshare.solvers.ofdm_allocation import (
+    OfdmAllocationEvaluation,
+    OfdmAllocationProblem,
+    OfdmAllocationResult,
+    best_response,
+    evaluate_allocation,
+    greedy_best_response,
+    qos_greedy,
+    random_allocation,
+    round_robin_allocation,
+)
 from skyshare.solvers.pf_agents import (
     BsAgent,
     InProcessAgents,
@@ -59,19 +72,25 @@ __all__ = [
     "FlwfStartsResult",
     "InProcessAgents",
     "MultibandProblem",
+    "OfdmAllocationEvaluation",
+    "OfdmAllocationProblem",
+    "OfdmAllocationResult",
     "PowerControlResult",
     "SignalingProxy",
     "SswfResult",
     "WStepResult",
     "associate_dcd",
     "associate_sc",
+    "best_response",
     "centralized_signaling",
     "dual_coordinate_descent",
     "equilibrium_gap",
     "evaluate",
+    "evaluate_allocation",
     "flwf",
     "flwf_random_starts",
     "fp",
+    "greedy_best_response",
     "initial_beamformers",
     "local_step",
     "local_step_cvxpy",
@@ -79,7 +98,10 @@ __all__ = [
     "newton_power_control",
     "pf_wmmse",
     "pfbwd",
+    "qos_greedy",
+    "random_allocation",
     "random_power",
+    "round_robin_allocation",
     "sca_centralized",
     "scale_to_interference_limit",
     "solve_w_step",

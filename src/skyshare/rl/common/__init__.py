@@ -1,6 +1,7 @@
 """What the learners share (:mod:`skyshare.rl`): one module per concept.
 
-* :mod:`~skyshare.rl.common.distributions`: the independent Beta action distribution;
+* :mod:`~skyshare.rl.common.distributions`: the independent Beta action distribution and the
+  masked multi-head categorical (seed 001's subchannel assignment);
 * :mod:`~skyshare.rl.common.optim`: :class:`GroupAdam`, per-agent Adam with an active mask;
 * :mod:`~skyshare.rl.common.normalizers`: running per-agent observation normalisation;
 * :mod:`~skyshare.rl.common.buffers`: the FIFO :class:`ReplayBuffer` (per-agent or joint
@@ -13,7 +14,9 @@
   the one KL-stopped epoch loop and PPO's minibatch step;
 * :mod:`~skyshare.rl.common.td3`: TD3's target smoothing, clipped double-Q target, Polyak
   averaging;
-* :mod:`~skyshare.rl.common.config`: :class:`LearnerConfig`, the base of the learners' configs.
+* :mod:`~skyshare.rl.common.config`: :class:`LearnerConfig`, the base of the learners' configs;
+* :mod:`~skyshare.rl.common.lagrangian`: per-user Lagrange multipliers, their sub-gradient step
+  and the shaped reward (seed 001 §III-D).
 """
 
 from skyshare.rl.common.buffers import (
@@ -24,8 +27,9 @@ from skyshare.rl.common.buffers import (
     to_agent_major,
 )
 from skyshare.rl.common.config import LearnerConfig
-from skyshare.rl.common.distributions import IndependentBeta
+from skyshare.rl.common.distributions import IndependentBeta, MaskedMultiCategorical
 from skyshare.rl.common.gae import gae, gae_targets
+from skyshare.rl.common.lagrangian import LagrangeMultipliers, multiplier_step, shaped_reward
 from skyshare.rl.common.mixing import QMixer
 from skyshare.rl.common.networks import GroupLinear, GroupMLP, activation
 from skyshare.rl.common.normalizers import ObservationNormalizer
@@ -36,7 +40,9 @@ __all__ = [
     "GroupLinear",
     "GroupMLP",
     "IndependentBeta",
+    "LagrangeMultipliers",
     "LearnerConfig",
+    "MaskedMultiCategorical",
     "ObservationNormalizer",
     "QMixer",
     "ReplayBuffer",
@@ -46,5 +52,7 @@ __all__ = [
     "from_agent_major",
     "gae",
     "gae_targets",
+    "multiplier_step",
+    "shaped_reward",
     "to_agent_major",
 ]

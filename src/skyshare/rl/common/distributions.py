@@ -132,3 +132,83 @@ class IndependentBeta:
 
     def detach(self) -> IndependentBeta:
         return IndependentBeta(self.alpha.detach(), self.beta.detach(), self.eps)
+
+
+# ---------------------------------------------------------------------------------------------
+# Masked multi-head categorical (seed 001: one head per subchannel of an agent's block)
+# ---------------------------------------------------------------------------------------------
+
+__all__ += ["MaskedMultiCategorical"]  # appended with the class below
+
+
+class MaskedMultiCategorical:
+    """S independent categorical heads of C choices each, with invalid choices masked out.
+
+    Seed 001 §III-C-2: an agent gives each of the S subchannels of its block one of C = K_max + 1
+    choices (0 = off, k = user slot k - 1); the choices of inactive user slots are invalid. Head s
+    is a categorical distribution over its allowed choices (the logits of masked choices are set
+    to -inf, so their probability is exactly 0 and they are never sampled):
+
+        p_s(c) = exp(x_{s,c}) / sum_{c' allowed} exp(x_{s,c'}),   0 for a masked c,
+
+    and the heads are independent, so the joint log-probability and entropy are sums over heads:
+
+        ln pi(a) = sum_s ln p_s(a_s),   H(pi) = -sum_s sum_{c allowed} p_s(c) ln p_s(c).
+
+    Args:
+        logits: (..., S, C) float.
+        mask: (..., S, C) bool, True where a choice is allowed, or None (all allowed). Every head
+            needs an allowed choice (seed 001: "off" always is), else :class:`ShapeError`.
+
+    ``log_prob``, ``entropy`` return (...); ``sample``, ``mode`` return (..., S) long.
+    """
+
+    def __init__(self, logits: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        if logits.ndim < 2:
+            raise ShapeError(f"logits must be (..., S, C), got {tuple(logits.shape)}")
+        if mask is not None:
+            if mask.shape != logits.shape or mask.dtype != torch.bool:
+                raise ShapeError(
+                    f"mask must be bool of the logits' shape {tuple(logits.shape)}, got "
+                    f"{mask.dtype} {tuple(mask.shape)}"
+                )
+            if not bool(mask.any(-1).all()):
+                raise ShapeError("every head needs at least one allowed choice")
+            logits = logits.masked_fill(~mask, float("-inf"))
+        self.mask = mask
+        self.logits = logits  # masked: -inf where not allowed
+        self.log_probs = torch.log_softmax(logits, dim=-1)  # (..., S, C), -inf where masked
+
+    @property
+    def probs(self) -> torch.Tensor:
+        """(..., S, C) p_s(c), 0 on masked choices."""
+        return self.log_probs.exp()
+
+    def mode(self) -> torch.Tensor:
+        """(..., S) long: the most probable allowed choice of every head (evaluation)."""
+        return self.logits.argmax(-1)
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(..., S) long draws (``torch.multinomial`` never draws a zero-probability choice)."""
+        with torch.no_grad():
+            probs = self.probs.reshape(-1, self.logits.shape[-1])
+            draws = torch.multinomial(probs, 1, generator=generator)
+        return draws.view(self.logits.shape[:-1])
+
+    def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
+        """(...) sum over the S heads of ln p_s(a_s); actions (..., S) long."""
+        if actions.shape != self.logits.shape[:-1]:
+            raise ShapeError(
+                f"actions must be {tuple(self.logits.shape[:-1])}, got {tuple(actions.shape)}"
+            )
+        return self.log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1).sum(-1)
+
+    def entropy(self) -> torch.Tensor:
+        """(...) sum over the S heads of the entropy over the allowed choices.
+
+        Masked terms are dropped before the product (0 * -inf would give NaN values and
+        gradients)."""
+        log_probs = self.log_probs
+        if self.mask is not None:
+            log_probs = log_probs.masked_fill(~self.mask, 0.0)
+        return -(self.probs * log_probs).sum((-2, -1))
