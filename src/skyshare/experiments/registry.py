@@ -15,6 +15,7 @@ from skyshare.experiments import (
     catn_fig8,
     catn_table1,
     multiband_capacity,
+    tn_ntn,
     vhetnet_pf,
 )
 from skyshare.experiments.jobs import Experiment
@@ -34,6 +35,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         multiband_capacity.FIG6,
         multiband_capacity.FIG7,
         *vhetnet_pf.EXPERIMENTS.values(),
+        *tn_ntn.EXPERIMENTS.values(),
     )
 }
 

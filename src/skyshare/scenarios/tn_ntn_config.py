@@ -91,6 +91,13 @@ class TnNtnConfig(StrictModel):
         le=10_000_000,
         description="frames per run (§IV: episode of 100; Fig. 4: 30 min = 180000)",
     )
+    fading_correlation: float | None = Field(
+        None,
+        ge=0,
+        lt=1,
+        description="AR(1) fading correlation per frame; None: Jakes J0(2 pi f_D frame_s). The "
+        "Fig. 4 test sets 0 with 1 s frames (Jakes at 1 s is about -0.1: nearly independent)",
+    )
     shadowing: bool = Field(True, description="WINNER II C2 log-normal shadowing on TBS links")
     a2g_environment: Literal["suburban", "urban", "dense_urban", "highrise_urban"] = Field(
         "urban", description="Al-Hourani et al. 2014 environment of the NTBS links (choice)"
@@ -135,10 +142,11 @@ class TnNtnConfig(StrictModel):
         self._check_positions()
         if self.trace_step_s < self.frame_s:
             raise ValueError(f"trace_step_s must be >= frame_s = {self.frame_s} s")
-        if self.ar1_alpha < 0:
+        if self.fading_correlation is None and self.ar1_alpha < 0:
             raise ValueError(
                 f"the Jakes correlation J0(2 pi f_D T) = {self.ar1_alpha:.3f} is negative: lower "
-                "user_speed_m_s, fc_ghz or frame_s (2 pi v f_c T / c must stay below 2.405)"
+                "user_speed_m_s, fc_ghz or frame_s (2 pi v f_c T / c must stay below 2.405), "
+                "or set fading_correlation"
             )
         return self
 
@@ -162,7 +170,10 @@ class TnNtnConfig(StrictModel):
 
     @property
     def ar1_alpha(self) -> float:
-        """Gauss-Markov correlation of the small-scale fading over one frame (Jakes)."""
+        """Gauss-Markov correlation of the small-scale fading over one frame: Jakes
+        ``J0(2 pi f_D frame_s)``, or ``fading_correlation`` when it is set."""
+        if self.fading_correlation is not None:
+            return float(self.fading_correlation)
         return jakes_correlation(doppler_hz(self.user_speed_m_s, self.fc_ghz * 1e9), self.frame_s)
 
     @property

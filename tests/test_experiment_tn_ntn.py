@@ -1,0 +1,157 @@
+"""Seed 001 schemes, the online loop and the tn-ntn-fig3/fig4 experiments (small settings; the
+env, the learners and the allocation rules have their own tests)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from skyshare.cli import main
+from skyshare.envs.tn_ntn import TnNtnEnv
+from skyshare.errors import ConfigError
+from skyshare.experiments.registry import get_experiment
+from skyshare.experiments.tn_ntn import _dynamic
+from skyshare.scenarios.tn_ntn import TnNtnConfig, TnNtnScenario
+from skyshare.schemes.tn_ntn import (
+    TN_NTN_SCHEMES,
+    TnNtnSchemeOptions,
+    run_tn_ntn,
+    scheme_formulation,
+)
+from skyshare.solvers.ofdm_allocation import round_robin_allocation
+
+SMALL = {"n_subchannels": 8, "k_max": 3, "srb_size": 4, "horizon_slots": 3}
+
+
+def small_env(formulation: str = "decomposed", batch: int = 2, **overrides) -> TnNtnEnv:
+    config = TnNtnScenario.config_from("paper", overrides={**SMALL, **overrides})
+    return TnNtnEnv(TnNtnScenario(config, batch_size=batch), formulation=formulation)
+
+
+@pytest.mark.parametrize("name", list(TN_NTN_SCHEMES))
+def test_every_scheme_plays_valid_frames(name):
+    env = small_env(scheme_formulation(name))
+    scheme = TN_NTN_SCHEMES.build(name, env, TnNtnSchemeOptions(seed=3))
+    run = run_tn_ntn(env, scheme, 5, seed=1)  # crosses an episode end (horizon 3)
+    assert run.reward.shape == (5, 2) and run.decision_time_s.shape == (5,)
+    assert bool((run.throughput >= 0).all()) and bool((run.cost >= 0).all())
+    assert bool((run.qos_miss <= run.active_users).all())
+
+
+def test_frame_rule_plays_its_full_frame_assignment_srb_by_srb():
+    env = small_env()
+    scheme = TN_NTN_SCHEMES.build("round-robin", env)
+    env.reset(4)
+    expected = round_robin_allocation(env.state.active, env.n_subchannels)
+    result = None
+    for _ in range(env.n_turns):
+        result = env.act(scheme.decide(env, env.observe()))
+    assert torch.equal(result.assignment, expected)
+
+
+def test_run_records_the_env_results_frame_by_frame():
+    env = small_env()
+    scheme = TN_NTN_SCHEMES.build("random", env, TnNtnSchemeOptions(seed=0))
+    run = run_tn_ntn(env, scheme, 3, seed=2)
+    replay = small_env()
+    again = TN_NTN_SCHEMES.build("random", replay, TnNtnSchemeOptions(seed=0))
+    replay.reset(2)
+    for t in range(3):
+        result = None
+        for _ in range(replay.n_turns):
+            result = replay.act(again.decide(replay, replay.observe()))
+        assert torch.allclose(run.reward[t], result.reward.sum(-1).double())
+        assert torch.allclose(run.cost[t], result.cost.sum((-2, -1)).double())
+        assert torch.allclose(run.throughput[t], result.throughput.double())
+    with pytest.raises(ConfigError, match="frames"):
+        run_tn_ntn(env, scheme, 0)
+
+
+def test_learned_schemes_refuse_the_other_game_and_rules_check_options():
+    with pytest.raises(ConfigError, match="per_bs"):
+        TN_NTN_SCHEMES.build("MAPPO-L", small_env("decomposed"))
+    with pytest.raises(ConfigError, match="decomposed"):
+        TN_NTN_SCHEMES.build("decomposed MAPPO-L", small_env("per_bs"))
+    with pytest.raises(ConfigError, match="unknown option"):
+        TN_NTN_SCHEMES.build("greedy-BR", small_env(), TnNtnSchemeOptions(reference={"x": 1}))
+    assert scheme_formulation("IPPO-L") == "per_bs"
+    assert scheme_formulation("random") == "decomposed"
+
+
+def test_greedy_reference_beats_random_on_the_played_frames():
+    outcomes = {}
+    for name in ("random", "greedy-BR"):
+        env = small_env(batch=4)
+        scheme = TN_NTN_SCHEMES.build(name, env, TnNtnSchemeOptions(seed=0))
+        outcomes[name] = run_tn_ntn(env, scheme, 3, seed=5)
+    greedy, random = outcomes["greedy-BR"], outcomes["random"]
+    assert float(greedy.throughput.mean()) > float(random.throughput.mean())
+    assert float(greedy.qos_miss.sum()) <= float(random.qos_miss.sum())
+
+
+def test_fig4_test_scenario_decides_once_per_second_with_independent_fading():
+    overrides = _dynamic(3.0, 2.5)
+    assert overrides["horizon_slots"] == 150 and overrides["frame_s"] == 1.0
+    config = TnNtnScenario.config_from("paper", overrides=overrides)
+    assert config.ar1_alpha == 0.0 and config.horizon_s == 150.0
+    with pytest.raises(ValueError, match="fading_correlation"):  # Jakes < 0 at 1 s frames
+        TnNtnConfig(frame_s=1.0, trace_step_s=1.0)
+    assert TnNtnConfig(fading_correlation=0.3).ar1_alpha == 0.3
+
+
+def test_fig3_runs_trains_and_plots(tmp_path):
+    experiment = get_experiment("tn-ntn-fig3")
+    overrides = [
+        "settings=[{n_subchannels: 8, k_max: 3}]",
+        "scenario={srb_size: 4, horizon_slots: 4}",
+        "frames=8",
+        "batch=2",
+        "reference_frames=2",
+    ]
+    summary = experiment.run(
+        tmp_path, "quick", schemes=["decomposed MAPPO-L", "round-robin"], overrides=overrides
+    )
+    assert (tmp_path / "fig3.png").stat().st_size > 10_000
+    results = {r["scheme"]: r for r in summary["results"].values()}
+    learned = results["decomposed MAPPO-L"]
+    assert len(learned["reward"]) == 2 and learned["train_frames"] == 8  # 2 episodes of 4
+    assert "reward" not in results["round-robin"]
+    assert all(math.isfinite(r["mean_reward"]) for r in results.values())
+    table = json.loads((tmp_path / "summary.json").read_text())["table"]
+    assert len(table) == 2
+    title, columns, rows = experiment.table(summary)
+    assert "tn-ntn-fig3" in title and len(rows) == 2
+
+
+def test_fig4_trains_then_tests_every_arrival_rate(tmp_path):
+    experiment = get_experiment("tn-ntn-fig4")
+    overrides = [
+        "setting={n_subchannels: 8, k_max: 3}",
+        "scenario={srb_size: 4, horizon_slots: 4}",
+        "frames=4",
+        "batch=2",
+        "test_minutes=0.2",
+        "arrival_rates_per_min=[2.0, 30.0]",
+    ]
+    summary = experiment.run(tmp_path, "quick", schemes=["IPPO-L", "random"], overrides=overrides)
+    assert (tmp_path / "fig4.png").stat().st_size > 10_000
+    for result in summary["results"].values():
+        assert sorted(result["tests"]) == ["2.0", "30.0"]
+        for test in result["tests"].values():
+            assert len(test["throughput"]) == 12  # 0.2 min, one decision per second
+            assert max(test["active_users"]) <= 9  # N K_max
+        busy, quiet = result["tests"]["30.0"], result["tests"]["2.0"]
+        assert busy["mean_active_users"] >= quiet["mean_active_users"]
+    assert "train_time_s" in next(r for r in summary["results"].values() if r["scheme"] == "IPPO-L")
+
+
+def test_cli_refuses_bad_tn_ntn_input_before_any_job(tmp_path, capsys):
+    assert main(["run", "tn-ntn-fig3", "--schemes", "nope", "--out", str(tmp_path / "a")]) == 2
+    assert "nope" in capsys.readouterr().err
+    bad = ["--set", "settings=[{n_subchannels: 50, k_max: 3}]", "--out", str(tmp_path / "b")]
+    assert main(["run", "tn-ntn-fig3", *bad]) == 2
+    assert "srb_size" in capsys.readouterr().err
+    assert not (tmp_path / "b" / "jobs").exists()
