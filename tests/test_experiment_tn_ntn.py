@@ -123,7 +123,7 @@ def test_fig3_runs_trains_and_plots(tmp_path):
     table = json.loads((tmp_path / "summary.json").read_text())["table"]
     assert len(table) == 2
     title, columns, rows = experiment.table(summary)
-    assert "tn-ntn-fig3" in title and len(rows) == 2
+    assert "tn-ntn-fig3" in title and len(rows) == 2 and "QoS misses" in columns
 
 
 def test_fig4_trains_then_tests_every_arrival_rate(tmp_path):

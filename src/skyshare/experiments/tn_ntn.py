@@ -56,7 +56,10 @@ class _Common(ExperimentPreset):
     )
     schemes: list[str] = Field(..., min_length=1, description="registered tn-ntn schemes")
     frames: int = Field(
-        20_000, ge=1, le=100_000_000, description="training frames (each played in all B environments) per learned job"
+        20_000,
+        ge=1,
+        le=100_000_000,
+        description="training frames per learned job (each frame is played in all B envs)",
     )
     batch: int = Field(8, ge=1, le=4096, description="parallel environments B")
     learner: dict[str, Any] = Field(
