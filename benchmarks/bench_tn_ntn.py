@@ -1,0 +1,96 @@
+"""Seed 001 TN-NTN game: env throughput, what bounds it, and decision times per scheme.
+
+Env rows: the decomposed game at each paper setting (F, K_max) = (80, 10), (160, 20), (320,
+30), B parallel environments, uniform random allowed actions (drawn by the env), all M turns of
+a frame (observations, masks, action checks, rates (3), rewards, costs) and the scenario's
+frame step (new Gauss-Markov fading for every link and subchannel: N K_max N F complex values
+per environment per frame, 86,400 at (320, 30)); one thread. "fading draw" times only the
+scenario's complex Gaussian draw of one frame, the floor that bounds the env at large B.
+Decision rows: wall time of all agents' decisions of one frame (all M turns) at B = 1 and
+B = 64 for the untrained learners (networks of the paper's size; training does not change
+their cost) and the reference rules, at (160, 20).
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from benchmarks.common import Section, fmt, time_call
+from skyshare.envs.tn_ntn import TnNtnEnv
+from skyshare.scenarios.tn_ntn import TnNtnScenario
+from skyshare.schemes.tn_ntn import TN_NTN_SCHEMES, TnNtnSchemeOptions, scheme_formulation
+
+SETTINGS = ((80, 10), (160, 20), (320, 30))
+
+
+def _env(F: int, K: int, B: int, formulation: str = "decomposed") -> TnNtnEnv:
+    config = TnNtnScenario.config_from("paper", overrides={"n_subchannels": F, "k_max": K})
+    return TnNtnEnv(TnNtnScenario(config, batch_size=B), formulation=formulation)
+
+
+def _frame(env: TnNtnEnv, generator: torch.Generator) -> None:
+    if env.done:
+        env.reset(None)
+    for _ in range(env.n_turns):
+        env.observe()
+        env.act(env.random_actions(generator))
+
+
+def _env_rows(section: Section, B: int = 64) -> None:
+    for F, K in SETTINGS:
+        env = _env(F, K, B)
+        env.reset(0)
+        generator = torch.Generator().manual_seed(0)
+        seconds = time_call(lambda env=env, g=generator: _frame(env, g), repeats=3)
+        shape = (B, env.n_users, env.n_bs, F)
+        draw = time_call(lambda shape=shape: torch.randn(*shape, 2), repeats=3)
+        label = f"F={F}, K_max={K} (M={env.n_turns})"
+        section.rows.append([label, "env frame, random actions", str(B), fmt(seconds * 1e3)
+                             + " ms", f"{B / seconds:,.0f}"])  # fmt: skip
+        section.rows.append([label, "fading draw only", str(B), fmt(draw * 1e3) + " ms",
+                             f"{B / draw:,.0f}"])  # fmt: skip
+
+
+def _decide_frame(env: TnNtnEnv, scheme) -> float:
+    """Play one frame with ``scheme``; the seconds spent in its decisions."""
+    spent = 0.0
+    for _ in range(env.n_turns):
+        turn = env.observe()
+        start = time.perf_counter()
+        actions = scheme.decide(env, turn)
+        spent += time.perf_counter() - start
+        env.act(actions)
+    return spent
+
+
+def _decision_rows(section: Section, F: int = 160, K: int = 20) -> None:
+    for name in TN_NTN_SCHEMES:
+        for B in (1, 64):
+            if name == "greedy-BR" and B > 1:
+                continue  # seconds per frame at B = 64; the B = 1 row says enough
+            env = _env(F, K, B, scheme_formulation(name))
+            scheme = TN_NTN_SCHEMES.build(name, env, TnNtnSchemeOptions(seed=0))
+            env.reset(0)
+            _decide_frame(env, scheme)  # warm-up (first calls allocate)
+            spent = _decide_frame(env, scheme)
+            label = f"F={F}, K_max={K}: {name}"
+            section.rows.append([label, "decisions of one frame", str(B),
+                                 fmt(spent * 1e3) + " ms", f"{B / spent:,.0f}"])  # fmt: skip
+
+
+def run() -> Section:
+    torch.set_num_threads(1)
+    section = Section(
+        "tn_ntn",
+        "Seed 001 TN-NTN game: env throughput and decision times (tn_ntn)",
+        __doc__.split("\n\n", 1)[1].replace("\n", " ").strip(),
+        ["setting", "what", "B", "time per frame", "env-frames / s"],
+    )
+    _env_rows(section)
+    _decision_rows(section)
+    section.notes.append(
+        "env-frames / s = B / time per frame (for the decision rows: frames decided per second)"
+    )
+    return section
