@@ -155,3 +155,12 @@ def test_cli_refuses_bad_tn_ntn_input_before_any_job(tmp_path, capsys):
     assert main(["run", "tn-ntn-fig3", *bad]) == 2
     assert "srb_size" in capsys.readouterr().err
     assert not (tmp_path / "b" / "jobs").exists()
+
+
+def test_cli_env_tn_ntn_plays_a_rule_and_refuses_the_catn_policy(capsys):
+    code = main(["env", "tn_ntn", "--preset", "quick", "--slots", "3", "--batch", "2",
+                 "--policy", "round-robin", "--formulation", "per_bs"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0 and "QoS misses" in out and "bs/pathloss" in out and "1 turns" in out
+    assert main(["env", "tn_ntn", "--policy", "heuristic"]) == 2
+    assert "round-robin" in capsys.readouterr().err

@@ -26,6 +26,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -92,14 +93,25 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("--json", type=Path, help="also write the link budget as JSON here")
 
     env = sub.add_parser("env", help="run the multi-agent environment with a simple policy")
-    env.add_argument("scenario", choices=["catn"], help="environment (catn: seed 000 §V)")
+    env.add_argument(
+        "scenario",
+        choices=["catn", "tn_ntn"],
+        help="environment (catn: seed 000 §V; tn_ntn: seed 001 §III)",
+    )
     env.add_argument(
         "--policy",
-        choices=["random", "heuristic"],
+        choices=["random", "heuristic", "round-robin", "greedy-BR"],
         default="random",
-        help="random actions, or strongest-channel association + MRT-like beams",
+        help="catn: random actions, or strongest-channel association + MRT-like beams "
+        "(heuristic); tn_ntn: random, round-robin or greedy-BR (the full-CSI reference)",
     )
-    env.add_argument("--slots", type=int, default=20, help="slots to play (20)")
+    env.add_argument(
+        "--formulation",
+        choices=["decomposed", "per_bs"],
+        default="decomposed",
+        help="tn_ntn: SRB agents acting in turn (RL2) or one agent per BS (RL1)",
+    )
+    env.add_argument("--slots", type=int, default=20, help="slots (frames) to play (20)")
     env.add_argument("--batch", type=int, default=1, help="parallel environments (1)")
     env.add_argument(
         "--tu-info",
@@ -301,6 +313,10 @@ def _cmd_env(args: argparse.Namespace, console: Console) -> int:
     _in_range(args.batch, 1, 4096, "--batch")
     _in_range(args.seed, 0, MAX_SEED, "--seed")
     config = cls.config_from(args.preset, file=args.config, overrides=args.overrides)
+    if args.scenario == "tn_ntn":
+        return _cmd_env_tn_ntn(args, config, console)
+    if args.policy not in ("random", "heuristic"):
+        raise SkyshareError(f"--policy for catn must be random or heuristic, got {args.policy}")
     _check_slots(args.slots, config.n_slots)
     env_config = CatnEnvConfig(tu_information=args.tu_info, bs_information=args.bs_info)
     env = CatnEnv(config, env_config, batch_size=args.batch)
@@ -399,6 +415,47 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         table.add_row(*row)
     console.print(table)
     console.print(f"figures, series and summary.json in {out}")
+    return 0
+
+
+def _cmd_env_tn_ntn(args: argparse.Namespace, config: Any, console: Console) -> int:
+    """``skyshare env tn_ntn``: play a reference rule on the seed 001 game (episodes restart
+    at the scenario's horizon) and print the per-frame means and the measured signaling."""
+    from skyshare.envs.tn_ntn import TnNtnEnv
+    from skyshare.scenarios.tn_ntn import TnNtnScenario
+    from skyshare.schemes.tn_ntn import TN_NTN_SCHEMES, TnNtnSchemeOptions, run_tn_ntn
+
+    if args.policy == "heuristic":
+        raise SkyshareError("--policy for tn_ntn must be random, round-robin or greedy-BR")
+    _in_range(args.slots, 1, 10_000_000, "--slots")
+    env = TnNtnEnv(TnNtnScenario(config, batch_size=args.batch), formulation=args.formulation)
+    seed = 0 if args.seed is None else args.seed
+    scheme = TN_NTN_SCHEMES.build(args.policy, env, TnNtnSchemeOptions(seed=seed))
+    run = run_tn_ntn(env, scheme, args.slots, seed=args.seed, progress=True)
+    title = (
+        f"tn_ntn env ({args.formulation}, {env.n_turns} turns per frame), {args.policy}: "
+        f"{args.slots} frames, B={args.batch}"
+    )
+    table = Table(title=title)
+    table.add_column("per frame (mean over environments)")
+    table.add_column("value", justify="right")
+    rows = {
+        "reward (9), Mbit/s per user": run.reward.mean(),
+        "cost (11) summed over users, Mbit/s": run.cost.mean(),
+        "throughput, Mbit/s": run.throughput.mean() / 1e6,
+        "active users": run.active_users.mean(),
+        "QoS misses": run.qos_miss.mean(),
+        "decision time, ms": run.decision_time_s.mean() * 1e3,
+    }
+    for key, value in rows.items():
+        table.add_row(key, f"{float(value):.4g}")
+    console.print(table)
+    signaling = Table(title="signaling per BS per frame (real scalars from other BSs)")
+    for column in ("message", "scalars"):
+        signaling.add_column(column)
+    for (kind, category), value in env.ledger.per_agent_per_slot().items():
+        signaling.add_row(f"{kind}/{category}", f"{value:.4g}")
+    console.print(signaling)
     return 0
 
 
