@@ -27,7 +27,7 @@ def plot_fig3(
             "flat": [(mean reward, mean cost) per seed]}}}``.
     """
     columns = len(panels)
-    figure, axes = new_figure(2, columns, figsize=(4.6 * columns, 7), squeeze=False)
+    figure, axes = new_figure(2, columns, figsize=(max(7.0, 4.6 * columns), 7), squeeze=False)
     colours: dict[str, str] = {}
     for col, (setting, schemes) in enumerate(panels.items()):
         top, bottom = axes[0][col], axes[1][col]
@@ -48,7 +48,7 @@ def plot_fig3(
         for axis in (top, bottom):
             axis.grid(alpha=0.3)
         top.legend(fontsize=7)
-    figure.suptitle(f"{title}; moving averages over {span} episodes", fontsize=10)
+    figure.suptitle(f"{title}\nmoving averages over {span} episodes", fontsize=9)
     return save_figure(figure, path)
 
 
@@ -69,7 +69,7 @@ def plot_fig4(
     rows = (("active_users", "active users", 1.0), ("qos_miss", "QoS misses", 1.0),
             ("throughput", "system throughput (Mbit/s)", 1e-6))  # fmt: skip
     columns = len(series)
-    figure, axes = new_figure(3, columns, figsize=(4.8 * columns, 8.5), squeeze=False)
+    figure, axes = new_figure(3, columns, figsize=(max(7.0, 4.8 * columns), 8.5), squeeze=False)
     colours: dict[str, str] = {}
     for col, (rate, schemes) in enumerate(series.items()):
         for row, (key, ylabel, scale) in enumerate(rows):
