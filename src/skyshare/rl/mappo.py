@@ -117,6 +117,12 @@ class MappoConfig(LearnerConfig):
         10, ge=1, description="PPO epochs per update (MAPPO: at most 10 on difficult tasks)"
     )
     clip_ratio: float = Field(0.2, gt=0.0, lt=1.0, description="PPO clip epsilon (MAPPO: 0.2)")
+    ratio: Literal["joint", "per_head"] = Field(
+        "joint",
+        description="PPO ratio of an agent's decision: the joint ratio of its S heads (MAPPO's "
+        "multi-discrete actions), or one ratio and clip per head with the agent's advantage "
+        "(a factorised surrogate; choice, for blocks of many subchannels)",
+    )
     gae_lambda: float = Field(0.95, ge=0.0, le=1.0, description="GAE lambda (MAPPO: 0.95)")
     entropy_coef: float = Field(
         0.01, ge=0.0, description="entropy bonus, on the mean entropy per head (MAPPO: 0.01)"
@@ -661,7 +667,12 @@ class MappoAgents:
         z = self.obs_normalizer(self._actor_layout(data["obs"]))  # (G, X, D)
         masks = self._actor_layout(data["mask"])
         actions = self._actor_layout(data["actions"])
-        old_log_prob = self.actor(z, masks).log_prob(actions)  # (G, X)
+        old_dist = self.actor(z, masks)
+        old_log_prob = (  # (G, X), or (G, X, S) per head
+            old_dist.head_log_prob(actions)
+            if cfg.ratio == "per_head"
+            else old_dist.log_prob(actions)
+        )
         critic_input = self._critic_input(z, data["state"])
         old_values = self._denormalize(self.critic(critic_input)[..., 0])  # (Gc, Xc)
         values = self._from_critic_layout(old_values, n_frames).unflatten(0, (T, B))
@@ -719,9 +730,14 @@ class MappoAgents:
         the values ``critic_rows`` (critic layout)."""
         cfg = self.config
         dist = self.actor(batch["z"][:, rows], batch["masks"][:, rows])
-        log_prob = dist.log_prob(batch["actions"][:, rows])  # (G, x)
         old_log_prob = batch["old_log_prob"][:, rows]
         advantages = batch["advantages"][:, rows]
+        if cfg.ratio == "per_head":  # every head its own ratio, the agent's advantage each
+            log_prob = dist.head_log_prob(batch["actions"][:, rows]).flatten(1)  # (G, x S)
+            old_log_prob = old_log_prob.flatten(1)
+            advantages = advantages.repeat_interleave(self.spec.block_size, dim=1)
+        else:
+            log_prob = dist.log_prob(batch["actions"][:, rows])  # (G, x)
         policy = clipped_surrogate_loss(log_prob, old_log_prob, advantages, cfg.clip_ratio)
         entropy = dist.entropy().mean(1) / self.spec.block_size  # (G,) per head
         values = self.critic(batch["critic_input"][:, critic_rows])[..., 0]

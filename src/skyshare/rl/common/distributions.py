@@ -197,11 +197,15 @@ class MaskedMultiCategorical:
 
     def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
         """(...) sum over the S heads of ln p_s(a_s); actions (..., S) long."""
+        return self.head_log_prob(actions).sum(-1)
+
+    def head_log_prob(self, actions: torch.Tensor) -> torch.Tensor:
+        """(..., S) ln p_s(a_s) of every head; actions (..., S) long."""
         if actions.shape != self.logits.shape[:-1]:
             raise ShapeError(
                 f"actions must be {tuple(self.logits.shape[:-1])}, got {tuple(actions.shape)}"
             )
-        return self.log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1).sum(-1)
+        return self.log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
 
     def entropy(self) -> torch.Tensor:
         """(...) sum over the S heads of the entropy over the allowed choices.
