@@ -443,3 +443,29 @@ def test_per_head_ratio_clips_every_head_and_still_reaches_the_constrained_optim
     reward, cost = play(env, lambda turn: agents.act(turn, deterministic=True)[0], frames=5)
     assert reward == pytest.approx(13.2 / 3) and cost == 0.0
     assert all(0.0 <= u["clip_fraction"] <= 1.0 for u in log.updates)
+
+
+def test_per_subchannel_actor_shares_one_network_across_heads():
+    """actor="per_subchannel": head s reads only its own gain row (and the shared context), so
+    permuting the subchannels of the gain block permutes the heads' logits the same way; an
+    observation without context after the S K_max gains is refused."""
+    from skyshare.rl.mappo import SubchannelActorGroup
+
+    S, K, context = 4, 3, 5
+    actor = SubchannelActorGroup(2, S * K + context, S, K + 1, (8, 8), "relu", 1.0,
+                                 torch.Generator().manual_seed(0))  # fmt: skip
+    obs = torch.randn(2, 6, S * K + context)
+    mask = torch.ones(2, 6, S, K + 1, dtype=torch.bool)
+    perm = torch.tensor([2, 0, 3, 1])
+    shuffled = obs.clone()
+    shuffled[..., : S * K] = obs[..., : S * K].unflatten(-1, (S, K))[..., perm, :].flatten(-2)
+    logits = actor(obs, mask).logits
+    assert logits.shape == (2, 6, S, K + 1)
+    torch.testing.assert_close(actor(shuffled, mask).logits, logits[..., perm, :])
+    assert not torch.allclose(logits[0, 0, 0], logits[0, 0, 1])  # heads differ by their gains
+    with pytest.raises(ShapeError, match="per_subchannel"):
+        SubchannelActorGroup(1, S * K, S, K + 1, (8,), "relu", 1.0, torch.Generator())
+    env = FakeTnNtnEnv(batch_size=4, episode_frames=4)
+    agents = MappoAgents.for_env(env, fast_config(actor="per_subchannel"))
+    log = agents.train(env, frames=8, seed=0)
+    assert len(log.updates) == 2 and math.isfinite(log.updates[-1]["policy_loss"])

@@ -57,6 +57,7 @@ Usage::
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -99,6 +100,13 @@ class MappoConfig(LearnerConfig):
 
     critic: Literal["central", "local"] = Field(
         "central", description="central: MAPPO (V_m on the global state); local: IPPO (V_n on o)"
+    )
+    actor: Literal["mlp", "per_subchannel"] = Field(
+        "mlp",
+        description="mlp: one MLP from the observation to all S x C logits (MAPPO); "
+        "per_subchannel: one small network shared by the S heads, each reading its own "
+        "subchannel's S-row of the observation's first block (gains [s, k], S x K_max values) "
+        "and an embedding of the rest (choice)",
     )
     actor_sharing: Literal["bs", "all"] = Field(
         "bs", description="one actor per BS shared by its M SRB agents (§III-A), or one for all"
@@ -216,6 +224,57 @@ class EnvSpec:
     def as_list(self) -> list[int]:
         return [self.n_bs, self.n_turns, self.block_size, self.n_choices, self.obs_dim,
                 self.state_dim]  # fmt: skip
+
+
+class SubchannelActorGroup(nn.Module):
+    """G actors whose S heads share one network (``MappoConfig(actor="per_subchannel")``).
+
+    The observation's first S K values are the gains of the agent's S subchannels to its K user
+    slots, row s first (the env's ``gain`` block, ``[s, k]``); the rest is the context (path
+    losses, Psi, psi, indices). The context goes through an MLP to an embedding e (G, X, H);
+    head s reads ``[gain_s (K), e]`` through a second MLP shared by all heads, to C logits. So
+    every head sees its own subchannel's gains directly instead of through one bottleneck for
+    all S heads (choice: the best user of a subchannel is mostly the best gain on it).
+    """
+
+    def __init__(
+        self,
+        n_groups: int,
+        obs_dim: int,
+        n_heads: int,
+        n_choices: int,
+        hidden_sizes: tuple[int, ...],
+        activation_name: str,
+        output_gain: float,
+        generator: torch.Generator,
+    ) -> None:
+        super().__init__()
+        self.n_heads, self.n_choices = n_heads, n_choices
+        self.k_max = n_choices - 1
+        gains = n_heads * self.k_max
+        if obs_dim <= gains:
+            raise ShapeError(
+                f"actor='per_subchannel' needs an observation that starts with S K_max = {gains} "
+                f"gains and has context after them; obs_dim is {obs_dim}"
+            )
+        width = hidden_sizes[-1]
+        self.context = GroupMLP(n_groups, (obs_dim - gains, *hidden_sizes), activation_name,
+                                output_activation=activation_name)  # fmt: skip
+        self.head = GroupMLP(
+            n_groups, (self.k_max + width, *hidden_sizes, n_choices), activation_name
+        )
+        init_orthogonal(self.context, generator, output_gain=math.sqrt(2.0))
+        init_orthogonal(self.head, generator, output_gain=output_gain)
+
+    def forward(self, obs: torch.Tensor, mask: torch.Tensor) -> MaskedMultiCategorical:
+        """obs (G, X, D), mask (G, X, S, C) bool -> heads (G, X, S, C)."""
+        G, X, _ = obs.shape
+        S, K = self.n_heads, self.k_max
+        gains = obs[..., : S * K].unflatten(-1, (S, K))  # (G, X, S, K)
+        embedding = self.context(obs[..., S * K :])  # (G, X, H)
+        rows = torch.cat([gains, embedding[:, :, None].expand(G, X, S, -1)], -1)
+        logits = self.head(rows.flatten(1, 2)).unflatten(1, (X, S))  # (G, X, S, C)
+        return MaskedMultiCategorical(logits, mask)
 
 
 class CategoricalActorGroup(nn.Module):
@@ -412,7 +471,10 @@ class MappoAgents:
         self.n_groups = G = N if cfg.actor_sharing == "bs" else 1
         init = torch.Generator().manual_seed(cfg.seed)
         hidden, act = cfg.hidden_sizes, cfg.activation
-        self.actor = CategoricalActorGroup(
+        actor_class = (
+            SubchannelActorGroup if cfg.actor == "per_subchannel" else CategoricalActorGroup
+        )
+        self.actor = actor_class(
             G, spec.obs_dim, S, C, hidden, act, cfg.actor_output_gain, init
         ).to(self.device)
         # the only difference between MAPPO and IPPO: what the critic reads
