@@ -17,7 +17,7 @@ from skyshare.fuzz import TARGETS, FuzzCase, generate_case, run_case, run_fuzz
 from skyshare.fuzz.configs import field_range
 
 NO_LIMIT = ("--memory-limit-gb", "0")  # no rlimit on the pytest process
-BOUNDED_CASES = 450  # 30 per target; ~10 s on a loaded 2-core CPU (bound: 2 minutes)
+BOUNDED_CASES = 540  # 30 per target; ~20 s on a loaded 2-core CPU (bound: 2 minutes)
 
 
 def test_bounded_run_has_no_failure():
@@ -102,7 +102,7 @@ def test_planted_nan_and_crash_are_caught(monkeypatch):
 
 
 def test_command_reports_counts_and_exits_nonzero_on_failure(monkeypatch, capsys):
-    assert fuzz_command.main(["--cases", "15", "--seed", "3", *NO_LIMIT]) == 0
+    assert fuzz_command.main(["--cases", str(len(TARGETS)), "--seed", "3", *NO_LIMIT]) == 0
     out = capsys.readouterr().out
     assert "multiband/sswf" in out and "0 failures" in out
 

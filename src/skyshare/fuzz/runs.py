@@ -222,6 +222,54 @@ def vhetnet_steps(with_rates: bool) -> Run:
     return run
 
 
+def vhetnet_pf(name: str) -> Run:
+    """A seed 003 PF solver on the realization's problem: every budget kept, SINRs and SEs
+    finite and >= 0, a finite PF objective wherever the instance is not flagged infeasible."""
+
+    def run(case: FuzzCase, config: Any, checks: Checks) -> None:
+        from skyshare.scenarios import vhetnet
+        from skyshare.solvers.pf_wmmse import pf_wmmse
+        from skyshare.solvers.pfbwd import pfbwd
+
+        scenario = vhetnet.VhetnetScenario(
+            config, batch_size=case.batch_size, dtype=DTYPES[case.dtype]
+        )
+        problem = scenario.reset(case.seed).problem()
+        solve = pf_wmmse if name == "pf-wmmse" else pfbwd
+        result = solve(problem, **case.options)
+        evaluation = result.evaluation
+        checks.within("transmit power", evaluation.power, problem.p_max, 1e-4)
+        checks.at_least("SINR", evaluation.sinr, 0.0)
+        checks.at_least("SE", evaluation.se, 0.0)
+        checks.finite("PF objective (feasible)", evaluation.pf_objective[~result.infeasible])
+
+    return run
+
+
+def tn_ntn_env(case: FuzzCase, config: Any, checks: Checks) -> None:
+    """The seed 001 game with uniformly random allowed actions: finite observations and
+    states, masks that keep "off" open, rewards, costs and throughput >= 0."""
+    from skyshare.envs.tn_ntn import TnNtnEnv
+    from skyshare.scenarios.tn_ntn import TnNtnScenario
+
+    scenario = TnNtnScenario(config, batch_size=case.batch_size, dtype=DTYPES[case.dtype])
+    env = TnNtnEnv(scenario, **case.options)
+    env.reset(case.seed)
+    g = _rng_tensor(case)
+    for t in range(min(STEPS, config.horizon_slots)):
+        result = None
+        for m in range(env.n_turns):
+            turn = env.observe()
+            checks.finite(f"frame {t} turn {m} obs", turn.obs)
+            checks.finite(f"frame {t} turn {m} state", turn.state)
+            if not bool(turn.action_mask[..., 0].all()):
+                checks.problems.append(f"frame {t} turn {m}: 'off' masked out")
+            result = env.act(env.random_actions(g))
+        checks.at_least(f"frame {t} reward", result.reward, 0.0)
+        checks.at_least(f"frame {t} cost", result.cost, 0.0)
+        checks.at_least(f"frame {t} throughput", result.throughput, 0.0)
+
+
 # ------------------------------------------------------------------------------------------
 # multiband (seed 004)
 # ------------------------------------------------------------------------------------------

@@ -19,7 +19,9 @@ from skyshare.fuzz.runs import (
     multiband_env,
     multiband_power,
     multiband_steps,
+    tn_ntn_env,
     tn_ntn_steps,
+    vhetnet_pf,
     vhetnet_steps,
 )
 
@@ -91,6 +93,26 @@ TARGETS: dict[str, Target] = {
     "vhetnet": Target("vhetnet", vhetnet_steps(with_rates=False)),
     "vhetnet/mrt": Target(
         "vhetnet", vhetnet_steps(with_rates=True), lambda rng: {"haps_on": rng.random() < 0.8}
+    ),
+    "vhetnet/pf-wmmse": Target(
+        "vhetnet", vhetnet_pf("pf-wmmse"), lambda rng: {"max_iter": rng.choice([1, 5, 30])}
+    ),
+    "vhetnet/pfbwd": Target(
+        "vhetnet",
+        vhetnet_pf("pfbwd"),
+        lambda rng: {
+            "max_outer": rng.choice([1, 2, 4]),
+            "max_inner": rng.choice([1, 10, 40]),
+            "rho_over_beta": rng.choice([0.5, 2.0]),
+        },
+    ),
+    "tn_ntn/env": Target(
+        "tn_ntn",
+        tn_ntn_env,
+        lambda rng: {
+            "formulation": rng.choice(["decomposed", "per_bs"]),
+            "inactive_action": rng.choice(["error", "off"]),
+        },
     ),
     "multiband": Target("multiband", multiband_steps),
     "multiband/random": Target(
