@@ -102,11 +102,11 @@ class MappoConfig(LearnerConfig):
         "central", description="central: MAPPO (V_m on the global state); local: IPPO (V_n on o)"
     )
     actor: Literal["mlp", "per_subchannel"] = Field(
-        "mlp",
-        description="mlp: one MLP from the observation to all S x C logits (MAPPO); "
-        "per_subchannel: one small network shared by the S heads, each reading its own "
-        "subchannel's S-row of the observation's first block (gains [s, k], S x K_max values) "
-        "and an embedding of the rest (choice)",
+        "per_subchannel",
+        description="per_subchannel (choice, measured): one small network shared by the S "
+        "heads, each reading its own subchannel's row of the observation's first block (gains "
+        "[s, k], S x K_max values) and an embedding of the rest; mlp: MAPPO's one MLP from the "
+        "observation to all S x C logits",
     )
     actor_sharing: Literal["bs", "all"] = Field(
         "bs", description="one actor per BS shared by its M SRB agents (§III-A), or one for all"
@@ -126,12 +126,18 @@ class MappoConfig(LearnerConfig):
     )
     clip_ratio: float = Field(0.2, gt=0.0, lt=1.0, description="PPO clip epsilon (MAPPO: 0.2)")
     ratio: Literal["joint", "per_head"] = Field(
-        "joint",
-        description="PPO ratio of an agent's decision: the joint ratio of its S heads (MAPPO's "
-        "multi-discrete actions), or one ratio and clip per head with the agent's advantage "
-        "(a factorised surrogate; choice, for blocks of many subchannels)",
+        "per_head",
+        description="PPO ratio of an agent's decision: one ratio and clip per head with the "
+        "agent's advantage (a factorised surrogate; choice, measured, for blocks of 40-320 "
+        "subchannels), or the joint ratio of its S heads (MAPPO's multi-discrete actions)",
     )
-    gae_lambda: float = Field(0.95, ge=0.0, le=1.0, description="GAE lambda (MAPPO: 0.95)")
+    gae_lambda: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="GAE lambda (choice, measured: 0, one-step TD advantages; MAPPO's 0.95 adds "
+        "the noise of future frames the actions do not influence)",
+    )
     entropy_coef: float = Field(
         0.01, ge=0.0, description="entropy bonus, on the mean entropy per head (MAPPO: 0.01)"
     )
