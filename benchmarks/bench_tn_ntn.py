@@ -5,7 +5,8 @@ Env rows: the decomposed game at each paper setting (F, K_max) = (80, 10), (160,
 a frame (observations, masks, action checks, rates (3), rewards, costs) and the scenario's
 frame step (new Gauss-Markov fading for every link and subchannel: N K_max N F complex values
 per environment per frame, 86,400 at (320, 30)); one thread. "fading draw" times only the
-scenario's complex Gaussian draw of one frame, the floor that bounds the env at large B.
+scenario's complex Gaussian draw of one frame (complex_normal_planes into the scenario's reused
+buffer: 2 N K_max N F normals and their scaling), the floor that bounds the env at large B.
 Decision rows: wall time of all agents' decisions of one frame (all M turns) at B = 1 and
 B = 64 for the untrained learners (networks of the paper's size; training does not change
 their cost) and the reference rules, at (160, 20).
@@ -18,6 +19,7 @@ import time
 import torch
 
 from benchmarks.common import Section, fmt, time_call
+from skyshare.channels.fading import complex_normal_planes
 from skyshare.envs.tn_ntn import TnNtnEnv
 from skyshare.scenarios.tn_ntn import TnNtnScenario
 from skyshare.schemes.tn_ntn import TN_NTN_SCHEMES, TnNtnSchemeOptions, scheme_formulation
@@ -45,7 +47,10 @@ def _env_rows(section: Section, B: int = 64) -> None:
         generator = torch.Generator().manual_seed(0)
         seconds = time_call(lambda env=env, g=generator: _frame(env, g), repeats=3)
         shape = (B, env.n_users, env.n_bs, F)
-        draw = time_call(lambda shape=shape: torch.randn(*shape, 2), repeats=3)
+        buffer = torch.empty(2, *shape)
+        draw = time_call(
+            lambda s=shape, b=buffer, g=generator: complex_normal_planes(s, g, out=b), repeats=3
+        )
         label = f"F={F}, K_max={K} (M={env.n_turns})"
         section.rows.append([label, "env frame, random actions", str(B), fmt(seconds * 1e3)
                              + " ms", f"{B / seconds:,.0f}"])  # fmt: skip

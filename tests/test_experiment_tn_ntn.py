@@ -164,3 +164,59 @@ def test_cli_env_tn_ntn_plays_a_rule_and_refuses_the_catn_policy(capsys):
     assert code == 0 and "QoS misses" in out and "bs/pathloss" in out and "1 turns" in out
     assert main(["env", "tn_ntn", "--policy", "heuristic"]) == 2
     assert "round-robin" in capsys.readouterr().err
+
+
+def test_fig4_tests_the_policies_fig3_trained_without_training_again(tmp_path):
+    fig3, fig4 = get_experiment("tn-ntn-fig3"), get_experiment("tn-ntn-fig4")
+    common = ["scenario={srb_size: 4, horizon_slots: 4}", "batch=2"]
+    fig3.run(tmp_path / "f3", "quick", schemes=["IPPO-L"], overrides=[
+        "settings=[{n_subchannels: 8, k_max: 3}]", "frames=4", "reference_frames=1", *common,
+    ])  # fmt: skip
+    (policy,) = (tmp_path / "f3").glob("jobs/*/policy.pt")
+    trained = torch.load(policy, weights_only=True)
+    tested = ["setting={n_subchannels: 8, k_max: 3}", "test_minutes=0.05",
+              "arrival_rates_per_min=[6.0]", *common]  # fmt: skip
+    summary = fig4.run(tmp_path / "f4", "quick", schemes=["IPPO-L"],
+                       overrides=[*tested, f"policies_from={tmp_path / 'f3'}"])  # fmt: skip
+    (result,) = summary["results"].values()
+    assert result["policy_from"] == str(policy) and "train_time_s" not in result
+    # the loaded weights are the trained ones: a scheme loaded from the file decides the same
+    env = small_env("per_bs")
+    loaded = TN_NTN_SCHEMES.build("IPPO-L", env, TnNtnSchemeOptions(seed=0, play="greedy"))
+    loaded.load_state_dict(trained)
+    fresh = TN_NTN_SCHEMES.build("IPPO-L", small_env("per_bs"), TnNtnSchemeOptions(seed=0))
+    actor = next(k for k in trained if "actor" in k)
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(
+            loaded.state_dict()[actor].values(), fresh.state_dict()[actor].values(), strict=True
+        )
+    )
+    # no policy at another setting: refused before any job, naming the field and what exists
+    with pytest.raises(ConfigError, match="policies_from.*IPPO-L \\(seed 0, F=8, K_max=3\\)"):
+        fig4.run(tmp_path / "f5", "quick", schemes=["IPPO-L"], overrides=[
+            "setting={n_subchannels: 12, k_max: 3}", f"policies_from={tmp_path / 'f3'}",
+            *tested[1:],
+        ])  # fmt: skip
+    assert not (tmp_path / "f5" / "jobs").exists()
+    policy.write_bytes(b"not a checkpoint")  # corrupt: a clear error, not a traceback
+    with pytest.raises(ConfigError, match="policies_from: .*unreadable.*rerun tn-ntn-fig3"):
+        fig4.run(tmp_path / "f6", "quick", schemes=["IPPO-L"],
+                 overrides=[*tested, f"policies_from={tmp_path / 'f3'}"])  # fmt: skip
+
+
+def test_play_modes_sample_the_policy_or_take_its_most_probable_choice():
+    env = small_env("per_bs", batch=64)
+    greedy = TN_NTN_SCHEMES.build("MAPPO-L", env, TnNtnSchemeOptions(seed=1, play="greedy"))
+    sample = TN_NTN_SCHEMES.build("MAPPO-L", env, TnNtnSchemeOptions(seed=1, play="sample"))
+    env.reset(3)
+    turn = env.observe()
+    first = greedy.decide(env, turn)
+    assert torch.equal(first, greedy.decide(env, turn))  # deterministic
+    draws = torch.stack([sample.decide(env, turn) for _ in range(4)])
+    assert not bool((draws == draws[0]).all())  # an untrained policy is nearly uniform
+    mask = turn.action_mask.expand(4, *turn.action_mask.shape)
+    allowed = mask.gather(-1, draws.unsqueeze(-1)).squeeze(-1)
+    assert bool(allowed.all())  # samples are masked like the greedy choice
+    with pytest.raises(ConfigError, match="play"):
+        TnNtnSchemeOptions(play="argmax")

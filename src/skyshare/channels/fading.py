@@ -28,12 +28,17 @@ __all__ = [
     "GaussMarkovFading",
     "apply_large_scale",
     "complex_normal",
+    "complex_normal_planes",
     "doppler_hz",
     "gauss_markov_step",
     "jakes_correlation",
     "rayleigh",
     "rician",
+    "rician_weights",
 ]
+
+
+_SQRT_HALF = math.sqrt(0.5)  # std of each part of CN(0, 1)
 
 
 def _broadcasts_to(source: tuple[int, ...], target: tuple[int, ...]) -> bool:
@@ -87,9 +92,46 @@ def complex_normal(
         if variance < 0:
             raise ConfigError(f"variance must be >= 0, got {variance}")
         std = math.sqrt(variance / 2.0)
-    real = torch.randn(shape, generator=generator, device=device, dtype=real_dtype)
-    imag = torch.randn(shape, generator=generator, device=device, dtype=real_dtype)
-    return torch.complex(real * std, imag * std)
+    planes = complex_normal_planes(shape, generator, std=std, device=device, dtype=real_dtype)
+    return torch.complex(planes[0], planes[1])
+
+
+def complex_normal_planes(
+    shape: tuple[int, ...],
+    generator: torch.Generator,
+    *,
+    std: float | torch.Tensor = _SQRT_HALF,
+    out: torch.Tensor | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Real and imaginary parts of :func:`complex_normal` as two real planes, ``(2, *shape)``.
+
+    The same generator calls and values as :func:`complex_normal` (all real parts, then all
+    imaginary parts, each ``N(0, 1)`` times ``std``), written into ``out`` when given (no
+    allocation, and no complex tensor: for callers that work on real and imaginary parts).
+
+    Args:
+        shape: shape of the complex samples, e.g. ``(B, K, N, F)``.
+        generator: source of randomness (same device as the output).
+        std: standard deviation of each part, ``sqrt(variance / 2)`` (default: ``CN(0, 1)``);
+            a float or a real tensor broadcastable to ``shape`` (not checked here).
+        out: ``(2, *shape)`` real contiguous tensor to fill, or None for a new one.
+        device, dtype: of a new output (ignored with ``out``).
+
+    Returns:
+        ``(2, *shape) real``: ``[0]`` real parts, ``[1]`` imaginary parts.
+    """
+    shape = _check_shape(shape)
+    if out is None:
+        out = torch.empty((2, *shape), device=device, dtype=dtype)
+    elif tuple(out.shape) != (2, *shape) or not out.is_contiguous() or out.is_complex():
+        raise ShapeError(f"out must be a contiguous real tensor of shape {(2, *shape)}")
+    # Two draws of one plane each, not one of both: the CPU generator fills in blocks of 16, so
+    # one draw of 2n values equals two of n only when 16 divides n.
+    out[0].normal_(generator=generator)
+    out[1].normal_(generator=generator)
+    return out.mul_(std)
 
 
 def rayleigh(
@@ -168,10 +210,15 @@ def rician(
     )
     if torch.any(torch.isnan(k)) or torch.any(k < 0):
         raise ConfigError("k_factor_linear must be >= 0 (linear, not dB)")
-    # sqrt(K/(K+1)) = 1/sqrt(1 + 1/K): also exact at K = 0 (-> 0) and K = inf (-> 1).
-    los_weight = torch.rsqrt(1.0 + 1.0 / k)
-    nlos_weight = torch.rsqrt(1.0 + k)
+    los_weight, nlos_weight = rician_weights(k)
     return los_weight * los.to(dtype) + nlos_weight * nlos.to(dtype)
+
+
+def rician_weights(k_factor_linear: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The weights ``(sqrt(K/(K+1)), sqrt(1/(K+1)))`` of the LoS and scattered parts in
+    :func:`rician`, for a real tensor ``K >= 0`` (linear; not checked here): two tensors of its
+    shape. Computed as ``1/sqrt(1 + 1/K)``, exact at ``K = 0`` (-> 0) and ``K = inf`` (-> 1)."""
+    return torch.rsqrt(1.0 + 1.0 / k_factor_linear), torch.rsqrt(1.0 + k_factor_linear)
 
 
 def doppler_hz(speed_m_s: float | torch.Tensor, fc_hz: float) -> float | torch.Tensor:

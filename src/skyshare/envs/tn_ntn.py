@@ -193,6 +193,8 @@ class TnNtnEnv:
         self._episodes = 0
         self._done = True
         self.state: TnNtnState | None = None
+        self._features: torch.Tensor | None = None
+        self._features_buffer: torch.Tensor | None = None
 
     # ---------------------------------------------------------------------------------------
     # Dimensions and names
@@ -258,7 +260,8 @@ class TnNtnEnv:
         self._assignment = torch.full((B, N, F), -1, dtype=torch.long, device=self.device)
         self._accumulated = torch.zeros(B, N, K, dtype=self.dtype, device=self.device)
         self._group_rate = torch.zeros(B, self.n_turns, dtype=self.dtype, device=self.device)
-        self._gain = state.H.real.square() + state.H.imag.square()  # (B, P, N, F)
+        self._gain = state.gain  # (B, P, N, F) |H|^2
+        self._features = None  # gain features of the frame, at its first observe()
         self._active_flat = state.user_active  # (B, P)
         self._pathloss = observations.pathloss_features(
             state.pathloss_db, self.ref_db, self._active_flat
@@ -298,9 +301,7 @@ class TnNtnEnv:
         if self.state is None:
             raise RuntimeError("call reset() before observe()")
         B, N, K, S, m = self.batch_size, self.n_bs, self.k_max, self.block_size, self.turn
-        block_gain = observations.gain_features(
-            self._gain[..., self.block(m)], self.p_ref_w, self._active_flat
-        )  # (B, P, N, S)
+        block_gain = self._gain_features()[..., self.block(m)]  # (B, P, N, S)
         own = block_gain.reshape(B, N, K, N, S).diagonal(dim1=1, dim2=3)  # (B, K, S, N)
         own = own.permute(0, 3, 2, 1)  # (B, N, S, K)
         accumulated = self._accumulated / self.psi_scale_bps
@@ -311,6 +312,21 @@ class TnNtnEnv:
             block_gain, self._pathloss, accumulated, self._active_flat, m, self.n_turns
         )
         return TnNtnTurn(obs=obs, state=state, action_mask=self.action_mask(), turn=m)
+
+    def _gain_features(self) -> torch.Tensor:
+        """(B, P, N, F) float32 gain features of every block of the frame: computed at the
+        frame's first :meth:`observe` (in one pass over F, into a buffer reused every frame;
+        observations and states are copies of it), the same values per block as
+        ``gain_features`` of the block's gains."""
+        if self._features is None:
+            buffer = self._features_buffer
+            if buffer is not None and buffer.shape != self._gain.shape:
+                buffer = None
+            self._features = observations.gain_features(
+                self._gain, self.p_ref_w, self._active_flat, out=buffer
+            )
+            self._features_buffer = self._features
+        return self._features
 
     def action_mask(self) -> torch.Tensor:
         """(B, N, S, n_choices) bool: off always, user slot k-1 iff it is active."""
@@ -387,10 +403,21 @@ class TnNtnEnv:
         return f"agent {self.agent_name(n, self.turn)}, subchannel {f}, env {b}"
 
     def random_actions(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Uniform choices among the allowed ones: (B, N, S) long (for tests and baselines)."""
-        mask = self.action_mask().reshape(-1, self.n_choices).to(self.dtype)
-        draws = torch.multinomial(mask, 1, generator=generator)
-        return draws.reshape(self.batch_size, self.n_bs, self.block_size)
+        """Uniform choices among the allowed ones: (B, N, S) long (for tests and baselines).
+
+        Choice ``floor(u c)`` in the list of the c allowed choices of the agent's BS (off, then
+        its active slots in order), with ``u`` uniform on [0, 1) in float64 (one draw per
+        subchannel; the bias of the rounding is below 2^-48)."""
+        allowed = self._allowed()  # (B, N, K + 1)
+        count = allowed.sum(-1, keepdim=True)  # (B, N, 1) >= 1 (off is always allowed)
+        # choices[b, n, i]: the i-th allowed choice (a stable sort puts them first, in order)
+        choices = torch.sort((~allowed).to(torch.uint8), dim=-1, stable=True).indices
+        u = torch.rand(
+            self.batch_size, self.n_bs, self.block_size, generator=generator,
+            dtype=torch.float64, device=self.device,
+        )  # fmt: skip
+        index = (u * count).long().clamp_max_(count - 1)  # (B, N, S) in [0, c)
+        return torch.gather(choices, 2, index)
 
     def act(self, actions: torch.Tensor) -> TnNtnStepResult | None:
         """The N agents of the current turn m act: ``actions (B, N, S)`` long in [0, K_max].

@@ -80,19 +80,34 @@ def state_blocks(n_bs: int, k_max: int, block_size: int, n_turns: int) -> dict[s
     }
 
 
-def gain_features(gain: torch.Tensor, p_ref_w: float, active: torch.Tensor) -> torch.Tensor:
+def gain_features(
+    gain: torch.Tensor,
+    p_ref_w: float,
+    active: torch.Tensor,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
     """``log10(1 + |h|^2 p_ref)`` with 0 on inactive user slots.
 
     Args:
         gain: (B, P, N, S) noise-normalised ``|h|^2`` (per watt).
         p_ref_w: reference power ``p_max / F`` in watts.
         active: (B, P) bool.
+        out: (B, P, N, S) float32 contiguous tensor to write into, or None.
 
     Returns:
-        (B, P, N, S) float32.
+        (B, P, N, S) float32 (``out`` when given).
     """
-    snr = torch.log10(1.0 + gain * p_ref_w).to(torch.float32)
-    return torch.where(active[:, :, None, None], snr, 0.0)
+    if gain.dtype != torch.float32:  # in the gain's precision, then rounded
+        snr = torch.log10(1.0 + gain * p_ref_w).to(torch.float32)
+        snr = torch.where(active[:, :, None, None], snr, 0.0)
+        return snr if out is None else out.copy_(snr)
+    if out is None:
+        out = torch.empty(gain.shape, dtype=torch.float32, device=gain.device)  # contiguous
+    snr = torch.mul(gain, p_ref_w, out=out)  # in place from here: the same values as above
+    snr.add_(1.0).log10_()
+    inactive = (~active).flatten().nonzero().squeeze(1)  # rows of (B P, N S): a fast fill
+    snr.view(active.numel(), -1).index_fill_(0, inactive, 0.0)
+    return snr
 
 
 def pathloss_features(pathloss_db: torch.Tensor, ref_db: float, active: torch.Tensor):

@@ -26,12 +26,14 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
 
+from skyshare.checks import read_checkpoint
 from skyshare.config import StrictModel
+from skyshare.errors import ConfigError, ShapeError
 from skyshare.experiments.jobs import Experiment, ExperimentPreset, Job
 from skyshare.schemes.tn_ntn import (
     TN_NTN_SCHEMES,
@@ -68,6 +70,11 @@ class _Common(ExperimentPreset):
     reference: dict[str, Any] = Field(
         default_factory=dict, description="greedy_best_response keyword arguments (greedy-BR)"
     )
+    play: Literal["sample", "greedy"] = Field(
+        "sample",
+        description="trained learners play by sampling their policy or by its most probable "
+        "choice per subchannel (TnNtnSchemeOptions.play)",
+    )
 
 
 class Fig3Preset(_Common):
@@ -88,6 +95,11 @@ class Fig4Preset(_Common):
     )
     test_minutes: float = Field(30.0, gt=0, le=1440, description="test length (Fig. 4: 30)")
     test_batch: int = Field(1, ge=1, le=256, description="independent test realizations")
+    policies_from: str | None = Field(
+        None,
+        description="a tn-ntn-fig3 run directory: its policies trained at this setting (same "
+        "scheme and seed) are tested instead of training anew",
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -120,6 +132,7 @@ def _fig3_jobs(preset: Fig3Preset, preset_name: str, schemes: Sequence[str] | No
                 "batch": preset.batch,
                 "learner": preset.learner,
                 "reference": preset.reference,
+                "play": preset.play,
                 "reference_frames": preset.reference_frames,
                 "label": f"F={setting.n_subchannels}, K_max={setting.k_max}",
             }
@@ -138,10 +151,18 @@ def _fig4_jobs(preset: Fig4Preset, preset_name: str, schemes: Sequence[str] | No
         "batch": preset.batch,
         "learner": preset.learner,
         "reference": preset.reference,
+        "play": preset.play,
         "arrival_rates_per_min": list(preset.arrival_rates_per_min),
         "test_minutes": preset.test_minutes,
         "test_batch": preset.test_batch,
+        "policies_from": None,
     }
+    if preset.policies_from is not None:
+        params["policies_from"] = str(Path(preset.policies_from).expanduser().resolve())
+        for name in names:
+            if TN_NTN_SCHEMES.entry(name).tags.get("learns"):
+                for seed in preset.seeds:  # a missing policy fails before any job runs
+                    _trained_policy(params["policies_from"], name, seed, preset.setting)
     for rate in preset.arrival_rates_per_min:
         _scenario_config({**scenario, **_dynamic(rate, preset.test_minutes)}, 0)
     return [Job("tn-ntn-fig4", name, seed, params) for name in names for seed in preset.seeds]
@@ -159,6 +180,47 @@ def _dynamic(rate: float, minutes: float) -> dict[str, Any]:
         "fading_correlation": 0.0,
         "horizon_slots": max(1, round(minutes * 60)),
     }
+
+
+POLICY_FILE = "policy.pt"
+"""A learned job's trained agents (:meth:`MappoAgents.state_dict`, weights only), kept."""
+
+
+def _save_policy(folder: Path, scheme: Any) -> None:
+    """Write the trained agents atomically (a Ctrl-C never leaves half a file)."""
+    partial = Path(folder) / (POLICY_FILE + ".partial")
+    torch.save(scheme.state_dict(), partial)
+    partial.replace(Path(folder) / POLICY_FILE)
+
+
+def _trained_policy(run_dir: str, scheme: str, seed: int, setting: Any) -> Path:
+    """The ``policy.pt`` of the finished tn-ntn-fig3 job of ``scheme`` and ``seed`` at
+    ``setting`` (a :class:`Setting` or its dict) in ``run_dir``; a ConfigError naming
+    ``policies_from`` and what the run holds otherwise."""
+    if isinstance(setting, dict):  # a job's scenario overrides
+        setting = Setting(n_subchannels=setting["n_subchannels"], k_max=setting["k_max"])
+    wanted = (scheme, int(seed), setting.n_subchannels, setting.k_max)
+    found = []
+    for description in sorted(Path(run_dir).glob("jobs/*/job.json")):
+        try:
+            job = json.loads(description.read_text())
+            scenario = job["params"]["scenario"]
+            key = (job["scheme"], int(job["seed"]), scenario["n_subchannels"], scenario["k_max"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not a tn-ntn-fig3 job
+        if job.get("experiment") != "tn-ntn-fig3":
+            continue
+        policy = description.parent / POLICY_FILE
+        if key == wanted and policy.is_file():
+            return policy
+        if policy.is_file():
+            found.append(f"{key[0]} (seed {key[1]}, F={key[2]}, K_max={key[3]})")
+    raise ConfigError(
+        f"policies_from: {run_dir} holds no finished tn-ntn-fig3 policy of {scheme!r} with seed "
+        f"{seed} at F={setting.n_subchannels}, K_max={setting.k_max}; it holds: "
+        f"{', '.join(found) or 'none'} (run tn-ntn-fig3 with that setting first, or drop "
+        "policies_from to train here)"
+    )
 
 
 def _env(config: Any, batch: int, formulation: str, device: str):
@@ -199,11 +261,12 @@ def fig3_job(job: Job, folder: Path) -> dict[str, Any]:
     params = job.params
     config = _scenario_config(params["scenario"], job.seed)
     env = _env(config, params["batch"], scheme_formulation(job.scheme), job.device)
-    options = TnNtnSchemeOptions(job.seed, params["learner"], params["reference"])
+    options = _options(job)
     scheme = TN_NTN_SCHEMES.build(job.scheme, env, options)
     out: dict[str, Any] = {"scheme": job.scheme, "seed": job.seed, "label": params["label"]}
     if scheme.learns:
         out.update(_train(job, env, scheme))
+        _save_policy(folder, scheme)
         out["mean_reward_last"] = _tail_mean(out["reward"])
         out["mean_cost_last"] = _tail_mean(out["cost"])
     play = run_tn_ntn(env, scheme, int(params["reference_frames"]), seed=10_000 + job.seed)
@@ -217,13 +280,25 @@ def fig4_job(job: Job, folder: Path) -> dict[str, Any]:
     torch.set_num_threads(job.threads)
     params = job.params
     formulation = scheme_formulation(job.scheme)
-    options = TnNtnSchemeOptions(job.seed, params["learner"], params["reference"])
+    options = _options(job)
     train_env = _env(_scenario_config(params["scenario"], job.seed), params["batch"], formulation,
                      job.device)  # fmt: skip
     scheme = TN_NTN_SCHEMES.build(job.scheme, train_env, options)
     out: dict[str, Any] = {"scheme": job.scheme, "seed": job.seed, "tests": {}}
-    if scheme.learns:
+    if scheme.learns and params.get("policies_from"):
+        policy = _trained_policy(params["policies_from"], job.scheme, job.seed, params["scenario"])
+        try:
+            scheme.load_state_dict(read_checkpoint(policy, map_location=job.device))
+        except (ConfigError, ShapeError, KeyError, TypeError) as exc:
+            raise ConfigError(
+                f"policies_from: the trained policy {policy} cannot be loaded ({exc}); delete "
+                f"its job folder {policy.parent} and rerun tn-ntn-fig3 to train it again, or "
+                "drop policies_from to train here"
+            ) from None
+        out["policy_from"] = str(policy)
+    elif scheme.learns:
         out.update(_train(job, train_env, scheme))
+        _save_policy(folder, scheme)
     for rate in params["arrival_rates_per_min"]:
         overrides = {**params["scenario"], **_dynamic(rate, params["test_minutes"])}
         config = _scenario_config(overrides, 20_000 + job.seed)
@@ -237,6 +312,13 @@ def fig4_job(job: Job, folder: Path) -> dict[str, Any]:
             "mean_active_users": float(run.active_users.mean()),
         }
     return out
+
+
+def _options(job: Job) -> TnNtnSchemeOptions:
+    params = job.params
+    return TnNtnSchemeOptions(
+        job.seed, params["learner"], params["reference"], params.get("play", "sample")
+    )
 
 
 def _tail_mean(values: list[float], share: float = 0.1) -> float:

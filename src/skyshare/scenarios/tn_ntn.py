@@ -36,12 +36,13 @@ and are re-exported here.
 from __future__ import annotations
 
 import math
+import weakref
 
 import torch
 
 from skyshare import metrics
 from skyshare.channels.arrays import los_phase
-from skyshare.channels.fading import rician
+from skyshare.channels.fading import complex_normal_planes, rician, rician_weights
 from skyshare.channels.ofdm import subchannel_bandwidth_hz, subchannel_rayleigh
 from skyshare.channels.pathloss import (
     a2g_los_probability,
@@ -113,10 +114,37 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         self.serving = torch.arange(cfg.n_bs, device=self.device).repeat_interleave(cfg.k_max)
         self.half_side_m = cfg.area_side_m / 2
         self.state: TnNtnState | None = None
+        # Small-scale fading as real and imaginary planes (2, B, P, N, F) (see small_scale).
+        # Large per-frame buffers are reused (a new 44 MB tensor per frame costs more in page
+        # faults than its arithmetic): _fading (this frame) and _spare (the last frame), each
+        # with the lazy H of the state built on it (a weak reference: detached before reuse),
+        # and two scratch buffers that never leave the scenario: the draws e(t), |H| parts.
+        self._fading: torch.Tensor | None = None
+        self._fading_user: weakref.ref | None = None
+        self._spare: torch.Tensor | None = None
+        self._spare_user: weakref.ref | None = None
+        self._draws: torch.Tensor | None = None
+        self._parts: torch.Tensor | None = None
 
     # ----------------------------------------------------------------------------------------
     # Realizations
     # ----------------------------------------------------------------------------------------
+
+    @property
+    def small_scale(self) -> torch.Tensor | None:
+        """(B, P, N, F) complex: h_small of the current frame (None before a reset).
+
+        The scenario holds it as real and imaginary planes ``(2, B, P, N, F)`` (the Gauss-Markov
+        step and ``|H|^2`` need no complex arithmetic); this builds the complex tensor, a copy.
+        Assigning a complex tensor sets it."""
+        if self._fading is None:
+            return None
+        return torch.complex(self._fading[0], self._fading[1])
+
+    @small_scale.setter
+    def small_scale(self, value: torch.Tensor | None) -> None:
+        self._fading = None if value is None else torch.stack((value.real, value.imag))
+        self._fading_user = None
 
     def memory_estimate(self) -> float:
         """The subchannel gains of every user slot from every BS (B x N K_max x N x F
@@ -173,7 +201,7 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         drops = with_height(self.drops_xy, cfg.ue_height_m)
         self.los_draws, self.shadowing_draws = self._draw_large_scale(drops)  # (B, S, P, N)
 
-        self.small_scale = self._draw_small_scale()  # (B, P, N, F)
+        self._fading, self._fading_user = self._draw_fading(), None  # (2, B, P, N, F)
         self.t = 0
         self.trace_index = 0
         self.arrived = None  # _state(): every active user is new after a reset
@@ -193,9 +221,21 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
             )
         self.t += 1
         # Gauss-Markov step h(t+1) = alpha h(t) + sqrt(1 - alpha^2) e(t) (as gauss_markov_step),
-        # with e(t) drawn like h(0) so that a frequency correlation (n_taps) is preserved.
-        innovation = self._draw_small_scale()
-        self.small_scale = self.alpha * self.small_scale + math.sqrt(1 - self.alpha**2) * innovation
+        # with e(t) drawn like h(0) so that a frequency correlation (n_taps) is preserved. On
+        # the real and imaginary planes, with the roundings of the complex expression: the
+        # values are those of alpha * h + sqrt(1 - alpha^2) * e on complex tensors. h(t + 1)
+        # goes into the spare buffer: h(t) stays for the state of frame t (its lazy H).
+        alpha = self.alpha
+        draws = self._draw_fading(self._draws)
+        if alpha == 0.0:  # h(t+1) = e(t): no arithmetic, the draws become the fading
+            fading, self._draws = draws, self._take_spare()
+        else:
+            fading = self._take_spare()
+            fading = torch.mul(self._fading, alpha, out=fading)
+            fading.add_(draws.mul_(math.sqrt(1 - alpha**2)))
+            self._draws = draws
+        self._spare, self._spare_user = self._fading, self._fading_user
+        self._fading, self._fading_user = fading, None
         self.arrived = torch.zeros_like(self.state.arrived)
         if cfg.dynamic_users:
             index = self._trace_index(self.t)
@@ -204,9 +244,9 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
                 arrived = self.arrives[:, index]  # (B, P): new occupants get fresh fading
                 self.arrived = arrived
                 if bool(arrived.any()):
-                    fresh = self._draw_small_scale()
-                    self.small_scale = torch.where(
-                        arrived[..., None, None], fresh, self.small_scale
+                    self._draws = self._draw_fading(self._draws)
+                    torch.where(
+                        arrived[None, ..., None, None], self._draws, self._fading, out=self._fading
                     )
         self.state = self._state()
         return self.state
@@ -253,6 +293,34 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         )
         std_db = torch.cat([std_tbs, torch.zeros_like(d3d[..., n_tbs:])], dim=-1)
         return los, lognormal_shadowing_db(d3d, std_db, self.generator)
+
+    def _take_spare(self) -> torch.Tensor | None:
+        """The spare fading buffer (the last frame's), free for new values (None if there is
+        none yet or its shape is stale): a state built on it whose H has not been built yet
+        gets its own copy of the planes first."""
+        spare, user = self._spare, self._spare_user() if self._spare_user is not None else None
+        self._spare, self._spare_user = None, None
+        if user is not None:
+            user.fading = user.fading.clone()
+        if spare is None or spare.shape != self._fading.shape:
+            return None
+        return spare
+
+    def _draw_fading(self, out: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`_draw_small_scale` as real and imaginary planes (2, B, P, N, F), written into
+        ``out`` (a new tensor when None): the same generator calls and values."""
+        cfg = self.config
+        if cfg.n_taps is not None:
+            small = self._draw_small_scale()
+            if out is None:
+                return torch.stack((small.real, small.imag))
+            out[0].copy_(small.real)
+            out[1].copy_(small.imag)
+            return out
+        # subchannel_rayleigh without taps is complex_normal of (B, P, N, F), variance 1.
+        shape = (self.batch_size, self.n_users, cfg.n_bs, cfg.n_subchannels)
+        return complex_normal_planes(shape, self.generator, out=out, device=self.device,
+                                     dtype=self.dtype)  # fmt: skip
 
     def _draw_small_scale(self) -> torch.Tensor:
         """(B, P, N, F) complex CN(0, 1) per subchannel (seed 001 §II, subchannel_rayleigh)."""
@@ -326,11 +394,12 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         # phase exp(-j 2 pi d / lambda) is the same on every subchannel (choice).
         rician_k = torch.where(self.is_uav & los, db_to_linear(cfg.rician_k_db), 0.0).to(self.dtype)
         phase = los_phase(distances_3d(users, self.bs_positions), self.fc_hz, dtype=self.cdtype)
-        small = rician(phase[..., None], self.small_scale, rician_k)
         amplitude = 10.0 ** (-pathloss / 20.0) / math.sqrt(self.noise_w)
+        channel = _LazyChannel(self._fading, phase, rician_k, amplitude)
+        self._fading_user = weakref.ref(channel)  # step() detaches it before reusing _fading
         return TnNtnState(
             t=self.t,
-            H=small * amplitude[..., None],
+            gain=self._power_gain(self._fading, phase, rician_k, amplitude),
             pathloss_db=pathloss,
             shadowing_db=shadowing,
             los=los,
@@ -339,7 +408,36 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
             bs_positions=self.bs_positions,
             serving=self.serving,
             arrived=active.flatten(1) if self.arrived is None else self.arrived,
+            channel=channel,
         )
+
+    def _power_gain(
+        self,
+        fading: torch.Tensor,
+        phase: torch.Tensor,
+        rician_k: torch.Tensor,
+        amplitude: torch.Tensor,
+    ) -> torch.Tensor:
+        """``|H|^2``: (B, P, N, F) real, without forming the complex H.
+
+        ``H = amplitude (sqrt(K/(K+1)) phase + sqrt(1/(K+1)) h_small)`` per link (the weights
+        are 0 and 1 on Rayleigh links, K = 0), on the real and imaginary planes in the order of
+        the complex expression of ``state.H``, so ``gain`` equals ``H.real^2 + H.imag^2``
+        exactly. In place on a scratch buffer: every pass is over contiguous planes.
+
+        Args:
+            fading: (2, B, P, N, F) real, the planes of h_small.
+            phase: (B, P, N) complex LoS phase factors.
+            rician_k: (B, P, N) real Rician factors (0 on TBS links).
+            amplitude: (B, P, N) real, ``10^(-PL/20) / sqrt(W N_0)``.
+        """
+        if self._parts is None or self._parts.shape != fading.shape:
+            self._parts = torch.empty_like(fading)
+        los_weight, nlos_weight = rician_weights(rician_k)
+        los = torch.stack((phase.real, phase.imag)) * los_weight  # (2, B, P, N)
+        parts = torch.mul(fading, nlos_weight[..., None], out=self._parts)
+        parts.add_(los[..., None]).mul_(amplitude[..., None]).square_()
+        return torch.add(parts[0], parts[1])
 
     # ----------------------------------------------------------------------------------------
     # Schedules, powers and rates
@@ -457,8 +555,7 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
             state, assignment, power_w: as in :meth:`subchannel_sinr`.
         """
         self._check_power(assignment, power_w)
-        gain = state.H.real.square() + state.H.imag.square()
-        links = metrics.ofdm_link_sinr(gain, assignment, power_w, self.config.k_max)
+        links = metrics.ofdm_link_sinr(state.gain, assignment, power_w, self.config.k_max)
         rate = self.subchannel_bandwidth_hz * torch.log2(1.0 + links.sinr) * links.on
         out = rate.new_zeros(rate.shape[0], self.n_users, rate.shape[-1])
         out.scatter_add_(1, links.slot, rate)  # (B, N, F) -> receiver axis (B, P, F)
@@ -503,7 +600,7 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
 
         users = torch.arange(self.n_users, device=self.device)
         own_pathloss = state.pathloss_db[:, users, self.serving]  # (B, P)
-        own_gain = state.H[:, users, self.serving].abs().square()  # (B, P, F)
+        own_gain = state.gain[:, users, self.serving]  # (B, P, F)
         own_snr_db = linear_to_db(p_sub_w * own_gain.mean(-1))  # (B, P)
 
         assignment = self.round_robin_assignment(state.active)
@@ -588,6 +685,30 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         walk = self.free_walk_xy[:, :-1]
         walked = walk - torch.gather(walk, 1, index)
         return self._reflect(torch.gather(self.drops_xy, 1, index) + walked)
+
+
+class _LazyChannel:
+    """``H`` of one frame: (B, P, N, F) complex, built when called (``TnNtnState.channel``).
+
+    ``H = amplitude (sqrt(K/(K+1)) phase + sqrt(1/(K+1)) h_small)``, :func:`rician` times the
+    amplitude. ``fading`` (2, B, P, N, F) real holds the planes of h_small; the scenario
+    replaces it by a copy before it reuses the buffer for a later frame.
+    """
+
+    __slots__ = ("__weakref__", "amplitude", "fading", "phase", "rician_k")
+
+    def __init__(
+        self,
+        fading: torch.Tensor,
+        phase: torch.Tensor,
+        rician_k: torch.Tensor,
+        amplitude: torch.Tensor,
+    ) -> None:
+        self.fading, self.phase, self.rician_k, self.amplitude = fading, phase, rician_k, amplitude
+
+    def __call__(self) -> torch.Tensor:
+        small = torch.complex(self.fading[0], self.fading[1])
+        return rician(self.phase[..., None], small, self.rician_k) * self.amplitude[..., None]
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

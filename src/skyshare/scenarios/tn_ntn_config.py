@@ -7,7 +7,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -189,8 +190,7 @@ class TnNtnState:
 
     Attributes:
         t: frame index (0 after reset).
-        H: (B, P, N, F) complex, BS n -> user slot p on subchannel f, divided by the noise
-            standard deviation sqrt(W N_0) of one subchannel.
+        gain: (B, P, N, F) real, the power gain ``|H|^2`` (what rates and observations use).
         pathloss_db: (B, P, N) large-scale loss in dB: path loss plus shadowing.
         shadowing_db: (B, P, N) the shadowing part of ``pathloss_db`` (0 on NTBS links).
         los: (B, P, N) bool LoS state of each link.
@@ -200,10 +200,12 @@ class TnNtnState:
         serving: (P,) long, the BS of each user slot (``p // K_max``).
         arrived: (B, P) bool, the slot's occupant is new in this frame (every active user after
             ``reset``; in dynamic mode the arrivals of this frame, refills of a slot included).
+        channel: :attr:`H` (B, P, N, F) complex, or a function without arguments returning it
+            (called once, on the first access to :attr:`H`).
     """
 
     t: int
-    H: torch.Tensor
+    gain: torch.Tensor
     pathloss_db: torch.Tensor
     shadowing_db: torch.Tensor
     los: torch.Tensor
@@ -212,6 +214,19 @@ class TnNtnState:
     bs_positions: torch.Tensor
     serving: torch.Tensor
     arrived: torch.Tensor
+    channel: torch.Tensor | Callable[[], torch.Tensor] = field(repr=False, compare=False)
+
+    @property
+    def H(self) -> torch.Tensor:
+        """(B, P, N, F) complex, BS n -> user slot p on subchannel f, divided by the noise
+        standard deviation sqrt(W N_0) of one subchannel (``|H|^2 = gain``).
+
+        Built on first access from ``channel`` (the complex channel, or a function that builds
+        it: the env and the rates need only ``gain``, so the scenario does not form the complex
+        tensor unless asked) and kept."""
+        if callable(self.channel):
+            self.channel = self.channel()
+        return self.channel
 
     @property
     def H_kernel(self) -> torch.Tensor:

@@ -17,8 +17,8 @@ in :data:`TN_NTN_SCHEMES`:
   first turn from every channel and played SRB by SRB.
 
 The learners train with their own loop (:meth:`LearnedScheme.train`, MAPPO's collection loop
-over turns and frames); :func:`run_tn_ntn` plays any scheme (learned ones deterministically,
-without learning) for a number of frames and records the per-frame outcome, which is what the
+over turns and frames); :func:`run_tn_ntn` plays any scheme (learned ones as
+``TnNtnSchemeOptions.play`` says, without learning) for a number of frames and records the per-frame outcome, which is what the
 dynamic test (Fig. 4) and the reference lines of Fig. 3 need. Factories are called as
 ``factory(env, options)`` with a :class:`TnNtnSchemeOptions`.
 """
@@ -44,6 +44,8 @@ __all__ = [
 ]
 
 TN_NTN_SCHEMES: Registry[Any] = Registry("tn-ntn scheme")
+PLAY_MODES = ("sample", "greedy")
+"""How a trained learner plays (:class:`TnNtnSchemeOptions`)."""
 
 
 @dataclass(frozen=True)
@@ -54,11 +56,20 @@ class TnNtnSchemeOptions:
         seed: seeds the scheme's own generator (sampling, network initialisation).
         learner: :class:`~skyshare.rl.mappo.MappoConfig` overrides for the learned schemes.
         reference: keyword arguments of :func:`greedy_best_response` for ``greedy-BR``.
+        play: how the learned schemes play once trained: ``"sample"`` draws from the trained
+            stochastic policy (the policy PPO optimised and the multipliers constrained), or
+            ``"greedy"`` the most probable allowed choice of every subchannel head (MAPPO's
+            deterministic evaluation). See docs/experiments/tn_ntn.md for why they differ.
     """
 
     seed: int = 0
     learner: dict[str, Any] = field(default_factory=dict)
     reference: dict[str, Any] = field(default_factory=dict)
+    play: str = "sample"
+
+    def __post_init__(self) -> None:
+        if self.play not in PLAY_MODES:
+            raise ConfigError(f"play must be one of {', '.join(PLAY_MODES)}, got {self.play!r}")
 
 
 def _block_actions(env: Any, assignment: torch.Tensor) -> torch.Tensor:
@@ -131,7 +142,7 @@ def _greedy_best_response(env: Any, options: TnNtnSchemeOptions | None = None) -
     def allocate(e: Any) -> torch.Tensor:
         scenario, state = e.scenario, e.state
         problem = OfdmAllocationProblem(
-            gain=state.H.real.square() + state.H.imag.square(),
+            gain=state.gain,
             active=state.active,
             p_max_w=scenario.p_max_w,
             srb_size=scenario.config.srb_size,
@@ -166,6 +177,7 @@ class LearnedScheme:
             )
         options = options or TnNtnSchemeOptions()
         self.formulation = formulation
+        self.deterministic = options.play == "greedy"
         config = MappoConfig(**{"seed": int(options.seed), **options.learner, "critic": critic})
         self.agents = MappoAgents.for_env(env, config)
 
@@ -174,8 +186,11 @@ class LearnedScheme:
         return self.agents.train(env, frames, **kwargs)
 
     def decide(self, env: Any, turn: Any) -> torch.Tensor:
-        """The most probable allowed choice per subchannel (evaluation; no statistics)."""
-        actions, _, _ = self.agents.act(turn, deterministic=True)
+        """A draw of the trained policy, or its most probable allowed choice per subchannel
+        (``options.play``); evaluation: the normalisers' statistics are not updated."""
+        actions, _, _ = self.agents.act(
+            turn, deterministic=self.deterministic, update_statistics=False
+        )
         return actions
 
     def learn(self, *args: Any, **kwargs: Any) -> dict[str, float]:

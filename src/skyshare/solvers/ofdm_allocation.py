@@ -227,7 +227,7 @@ class OfdmAllocationProblem:
     Attributes:
         gain: (B, P, N, F) real >= 0, ``|h_{p,n,f}|^2`` noise-normalised (``|h|^2 p`` with p in
             watts is an SNR); user slot ``p = n K_max + k`` is user k of BS n (P = N K_max). From
-            a ``TnNtnState``: ``state.H.abs().square()``.
+            a ``TnNtnState``: ``state.gain`` (``|H|^2``).
         active: (B, N, K_max) bool, which user slots hold a user (psi).
         p_max_w: p_max per BS in watts, a number or an (N,) tensor; stored as an (N,) tensor.
         srb_size: S, subchannels per SRB (F a multiple of S).
