@@ -180,6 +180,12 @@ def test_fig4_tests_the_policies_fig3_trained_without_training_again(tmp_path):
                        overrides=[*tested, f"policies_from={tmp_path / 'f3'}"])  # fmt: skip
     (result,) = summary["results"].values()
     assert result["policy_from"] == str(policy) and "train_time_s" not in result
+    # only the learned jobs depend on policies_from: a rule's finished test is kept
+    preset = fig4.load_preset("quick", overrides=tested)
+    reused = fig4.load_preset("quick", overrides=[*tested, f"policies_from={tmp_path / 'f3'}"])
+    ids = [{j.scheme: j.job_id for j in fig4.jobs(p, "quick", ["random", "IPPO-L"])}
+           for p in (preset, reused)]  # fmt: skip
+    assert ids[0]["random"] == ids[1]["random"] and ids[0]["IPPO-L"] != ids[1]["IPPO-L"]
     # the loaded weights are the trained ones: a scheme loaded from the file decides the same
     env = small_env("per_bs")
     loaded = TN_NTN_SCHEMES.build("IPPO-L", env, TnNtnSchemeOptions(seed=0, play="greedy"))

@@ -155,17 +155,22 @@ def _fig4_jobs(preset: Fig4Preset, preset_name: str, schemes: Sequence[str] | No
         "arrival_rates_per_min": list(preset.arrival_rates_per_min),
         "test_minutes": preset.test_minutes,
         "test_batch": preset.test_batch,
-        "policies_from": None,
     }
-    if preset.policies_from is not None:
-        params["policies_from"] = str(Path(preset.policies_from).expanduser().resolve())
-        for name in names:
-            if TN_NTN_SCHEMES.entry(name).tags.get("learns"):
-                for seed in preset.seeds:  # a missing policy fails before any job runs
-                    _trained_policy(params["policies_from"], name, seed, preset.setting)
     for rate in preset.arrival_rates_per_min:
         _scenario_config({**scenario, **_dynamic(rate, preset.test_minutes)}, 0)
-    return [Job("tn-ntn-fig4", name, seed, params) for name in names for seed in preset.seeds]
+    jobs = []
+    for name in names:
+        job_params = params
+        if preset.policies_from is not None and TN_NTN_SCHEMES.entry(name).tags.get("learns"):
+            # only the learned jobs depend on it: the rules' results are kept across runs
+            job_params = {
+                **params,
+                "policies_from": str(Path(preset.policies_from).expanduser().resolve()),
+            }
+            for seed in preset.seeds:  # a missing policy fails before any job runs
+                _trained_policy(job_params["policies_from"], name, seed, preset.setting)
+        jobs.extend(Job("tn-ntn-fig4", name, seed, job_params) for seed in preset.seeds)
+    return jobs
 
 
 def _dynamic(rate: float, minutes: float) -> dict[str, Any]:
