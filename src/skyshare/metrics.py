@@ -35,11 +35,13 @@ import torch
 from skyshare.errors import ShapeError
 
 __all__ = [
+    "GAIN_METHODS",
     "OfdmLinks",
     "SinrResult",
     "associated_gains",
     "channel_strength",
     "effective_gains",
+    "gather_pays",
     "handover_count",
     "jain_fairness",
     "lpei",
@@ -49,6 +51,7 @@ __all__ = [
     "primary_interference",
     "proportional_fair_utility",
     "received_power",
+    "served_channels",
     "sinr",
     "split_by_transmitter",
     "strongest_transmitter",
@@ -91,32 +94,117 @@ def effective_gains(H: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
     return torch.einsum("bktfm,btjfm->bkjf", H.conj(), W)
 
 
-def associated_gains(H: torch.Tensor, w: torch.Tensor, serving: torch.Tensor) -> torch.Tensor:
+GAIN_METHODS = ("auto", "gather", "all_bs")
+
+
+def gather_pays(n_bs: int, n_antennas: int, *, reused: bool = False) -> bool:
+    """Whether gathering the serving channels beats the all-BS GEMM for N BSs, M antennas.
+
+    The all-BS GEMM does ``N R J M`` work but streams only H (``R N M``) and writes ``R N J``
+    products with BLAS; the gather does only the ``R J M`` needed multiply-adds but first copies
+    ``R J M`` channel entries (memory bound). Measured on the CPU (``benchmarks/bench_kernels.py``,
+    docs/concepts.md) the gather wins for single-antenna BSs at every N (the GEMM's inner
+    dimension 1 is pure overhead) and otherwise once ``N^2 >= 6 M`` (seed-000 network N = 7,
+    M = 16: the GEMM, ~2x faster; N = 13, M = 16 or N = 61, M = 256: the gather).
+
+    ``reused=True``: the served channels are gathered once and contracted with many beams (an
+    iterative solver with fixed H and association), so only the contraction counts: the
+    batched matrix-vector products beat the GEMM from N = 4 on (1.3-1.9x at N = 7, M = 16;
+    0.5-0.7x at N = 2-3).
+    """
+    if reused:
+        return n_antennas == 1 or n_bs >= 4
+    return n_antennas == 1 or n_bs * n_bs >= 6 * n_antennas
+
+
+def served_channels(H: torch.Tensor, serving: torch.Tensor) -> torch.Tensor:
+    """The channel of each stream's serving BS to every receiver, stream-major.
+
+    ``Hs[b, j, r, :] = H[b, r, serving[b, j], :]``: one ``index_select`` of ``B J R`` rows of
+    M entries (``R J M`` copied per instance, independent of N).
+
+    Args:
+        H: (B, R, N, M) complex channels BS n -> receiver r.
+        serving: (B, J) long, serving BS of stream j, in [0, N).
+
+    Returns:
+        (B, J, R, M), same dtype as H, contiguous.
+    """
+    B, R, N, M = H.shape
+    J = serving.shape[1]
+    device = H.device
+    rows = (
+        torch.arange(B, device=device).view(B, 1, 1) * (R * N)
+        + torch.arange(R, device=device).view(1, 1, R) * N
+        + serving.view(B, J, 1)
+    )  # (B, J, R): flat row (b, r, serving_j) of H viewed as (B R N, M)
+    return H.reshape(B * R * N, M).index_select(0, rows.reshape(-1)).view(B, J, R, M)
+
+
+def _gains_all_bs(H: torch.Tensor, w: torch.Tensor, serving: torch.Tensor) -> torch.Tensor:
+    """(B, R, N, M), (B, J, M), (B, J) -> (B, R, J): GEMM over every BS (B, R N, J), then keep
+    n = serving_j. ``N R J M`` multiply-adds."""
+    B, R, N, M = H.shape
+    J = w.shape[1]
+    every_bs = torch.matmul(H.conj().reshape(B, R * N, M), w.transpose(1, 2)).view(B, R, N, J)
+    return torch.gather(every_bs, 2, serving[:, None, None, :].expand(B, R, 1, J)).squeeze(2)
+
+
+def _gains_gathered(H: torch.Tensor, w: torch.Tensor, serving: torch.Tensor) -> torch.Tensor:
+    """(B, R, N, M), (B, J, M), (B, J) -> (B, R, J) from the served channels only: ``R J M``
+    multiply-adds. M = 1: gather (B, R, J) and multiply; else one batched matrix-vector product
+    per (instance, stream), ``Hs[b, j] (R, M) @ conj(w[b, j])``, conjugated (conjugating the
+    small output, not the gathered channels)."""
+    B, R, _, M = H.shape
+    J = w.shape[1]
+    if M == 1:
+        own = torch.gather(H[..., 0], 2, serving[:, None, :].expand(B, R, J))  # (B, R, J)
+        return own.conj() * w[:, None, :, 0]
+    rows = served_channels(H, serving).view(B * J, R, M)
+    out = torch.bmm(rows, w.conj().reshape(B * J, M, 1)).view(B, J, R)
+    return torch.conj_physical(out).transpose(1, 2).contiguous()
+
+
+def associated_gains(
+    H: torch.Tensor, w: torch.Tensor, serving: torch.Tensor, *, method: str = "auto"
+) -> torch.Tensor:
     """Effective gains for single-BS association: ``A[b,k,j] = h_{serving_j, k}^H w_j``.
+
+    Two contractions give the same numbers (up to float rounding); ``method`` picks one:
+
+    - ``"gather"``: copy each stream's serving channel ``(B, J, R, M)`` (:func:`served_channels`)
+      and contract over M: ``R J M`` work per instance, independent of the number of BSs N;
+    - ``"all_bs"``: one batched GEMM of every BS's channel with every beam, ``(B, R N, J)``, then
+      keep ``n = serving_j``: ``N R J M`` work, but BLAS and no (B, R, J, M) copy;
+    - ``"auto"`` (default): ``"gather"`` when :func:`gather_pays` (M = 1, or N^2 >= 6 M),
+      else ``"all_bs"`` (the seed-000 network, N = 7 and M = 16).
 
     Args:
         H: (B, R, N, M) complex channels from the N BSs to R receivers (users, or primary
             receivers such as aerial users).
         w: (B, J, M) complex beamformer of each stream j (transmitted by BS ``serving[b, j]``).
         serving: (B, J) long, index of the BS serving stream j, in [0, N).
+        method: ``"auto"``, ``"gather"`` or ``"all_bs"``.
 
     Returns:
-        A: (B, R, J) complex. Equals :func:`effective_gains` with W zero outside the serving BS.
+        A: (B, R, J) complex, contiguous. Equals :func:`effective_gains` with W zero outside the
+        serving BS.
     """
     _check_complex("H", H, (4,))
     _check_complex("w", w, (3,))
-    B, R, _, M = H.shape
+    B, _, N, M = H.shape
     if w.shape[-1] != M or serving.shape != w.shape[:2]:
         raise ShapeError(
             f"expected w (B, J, M={M}) and serving (B, J); got w {tuple(w.shape)}, "
             f"serving {tuple(serving.shape)}"
         )
-    J = w.shape[1]
-    N = H.shape[2]
-    # All h_{n,r}^H w_j in one batched matmul (BLAS beats gathering (B, R, J, M) channels
-    # by ~7x for the seed-000 network), then keep n = serving_j.
-    every_bs = torch.matmul(H.conj().reshape(B, R * N, M), w.transpose(1, 2)).view(B, R, N, J)
-    return torch.gather(every_bs, 2, serving[:, None, None, :].expand(B, R, 1, J)).squeeze(2)
+    if method not in GAIN_METHODS:
+        raise ValueError(f"method must be one of {GAIN_METHODS}, got {method!r}")
+    if method == "gather" or (method == "auto" and gather_pays(N, M)):
+        if w.shape[0] != B:  # a batch of one beam set broadcast over the channels
+            w, serving = w.expand(B, -1, -1), serving.expand(B, -1)
+        return _gains_gathered(H, w, serving)
+    return _gains_all_bs(H, w, serving)
 
 
 def per_transmitter_gains(H: torch.Tensor, W: torch.Tensor) -> torch.Tensor:

@@ -71,9 +71,10 @@ instances are frozen while the others iterate. After the loop, an instance whose
 violated beyond ``feasibility_tol`` has all its beams scaled by ``min_l sqrt(I_max,l / rho_l)``
 (< 1, so (2b) still holds), flagged in ``multipliers["scaled"]``.
 
-Cost: per outer iteration one GEMM for the gains ``O(N (K + L) K M)`` and the matrices D_n,
-``O(N (K + L) M^2)``; per inner step one M x M matrix-vector product per user, ``O(K M^2)``. No
-matrix is inverted, factorised or eigen-decomposed.
+Cost: per outer iteration the gains, ``O((K + L) K M)`` from the served channels gathered once
+(N >= 4 or M = 1; else one GEMM over all BSs, ``O(N (K + L) K M)``, see :class:`_ServedGains`),
+and the matrices D_n, ``O(N (K + L) M^2)``; per inner step one M x M matrix-vector product per
+user, ``O(K M^2)``. No matrix is inverted, factorised or eigen-decomposed.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ from dataclasses import dataclass
 
 import torch
 
+from skyshare import metrics
 from skyshare.errors import ConfigError, ShapeError
 from skyshare.solvers.problem import (
     BeamformingProblem,
@@ -110,19 +112,36 @@ LIPSCHITZ_BOUNDS = ("frobenius", "trace")
 class _ServedGains:
     """``a[p, k] = x_{rho_k, p}^H w_k`` for every receiver p (TUs then AUs) and stream k.
 
-    One batched GEMM of all N BSs' channels with the beams, then a gather of the serving BS
-    (faster on CPU than gathering (B, K, P, M) served channels, as in
-    :func:`skyshare.metrics.associated_gains`).
+    H and the association are fixed during the solve, so the contraction is chosen once
+    (:func:`skyshare.metrics.gather_pays` with ``reused=True``):
+
+    - gather (M = 1 or N >= 4): the served channels ``conj(x_{rho_k, p})`` (B K, P, M) are
+      copied once; each call is one batched matrix-vector product, ``P K M`` work;
+    - all BSs (N <= 3, M > 1): one batched GEMM of all N BSs' channels with the beams
+      (B, P N, K), then a gather of the serving BS, ``N P K M`` work.
+
+    Args of ``__init__``: X: (B, P, N, M) complex channels; serving: (B, K) long.
+    ``__call__``: w (B, K, M) complex -> (B, P, K) complex, contiguous.
     """
 
     def __init__(self, X: torch.Tensor, serving: torch.Tensor) -> None:
         B, P, N, M = X.shape
         K = serving.shape[1]
-        self.view = (B, P, N, K)
-        self.X_conj_rows = X.conj().resolve_conj().reshape(B, P * N, M)  # row (p, n)
-        self.index = serving[:, None, None, :].expand(B, P, 1, K)
+        self.gather = metrics.gather_pays(N, M, reused=True)
+        if self.gather:
+            served = metrics.served_channels(X, serving)  # (B, K, P, M)
+            self.rows_conj = served.conj().resolve_conj().view(B * K, P, M)
+            self.view = (B, K, P)
+        else:
+            self.view = (B, P, N, K)
+            self.X_conj_rows = X.conj().resolve_conj().reshape(B, P * N, M)  # row (p, n)
+            self.index = serving[:, None, None, :].expand(B, P, 1, K)
 
     def __call__(self, w: torch.Tensor) -> torch.Tensor:
+        if self.gather:
+            B, K, P = self.view
+            out = torch.bmm(self.rows_conj, w.reshape(B * K, -1, 1)).view(B, K, P)
+            return out.transpose(1, 2).contiguous()
         every_bs = torch.bmm(self.X_conj_rows, w.transpose(1, 2)).view(self.view)
         return torch.gather(every_bs, 2, self.index).squeeze(2)  # (B, P, K)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from skyshare.errors import ShapeError
+from skyshare.metrics import gather_pays
 
 __all__ = ["au_covariances", "bs_covariances", "per_bs_sum"]
 
@@ -76,6 +77,8 @@ class _Eigenbasis:
         f0: (B, K, M) = |c|^2. gamma: (B, K, M, L) = U_k^H g_{rho_k, l} (None without AUs).
         lam_bs, f0_bs: (B, N, M) per-BS eigenvalues and summed |c|^2 (shared layout only).
         lam_max_bs: (B, N) largest eigenvalue of A at each BS.
+        U_users: (B, K, M, M) eigenvectors of each user's serving BS (shared layout, only where
+            :func:`skyshare.metrics.gather_pays`; else None and the per-BS GEMMs are used).
     """
 
     def __init__(
@@ -103,15 +106,22 @@ class _Eigenbasis:
         self.U = U
         self.gamma = None
         L = 0 if G is None else G.shape[1]
+        self.U_users = None
         if shared_by_bs:
-            # One decomposition per BS: apply every U_n^H to all users' b in one matmul and
-            # keep n = rho_k; beams() maps back per BS.
+            # One decomposition per BS. Map b_k into its serving BS's eigenbasis either through
+            # each user's own U_{rho_k} gathered (B, K, M, M), K M^2 work, or by applying every
+            # U_n^H to all users' b in one GEMM (B, N, M, K), N K M^2 work, and keeping
+            # n = rho_k; the shape picks (metrics.gather_pays). beams() maps back the same way.
             self.lam_bs = lam
             self.lam = torch.gather(lam, 1, serving[..., None].expand(B, K, M))
-            self.owner = torch.nn.functional.one_hot(serving, n_bs).transpose(1, 2)[:, :, None]
-            c_all = U.mH @ b.transpose(1, 2)[:, None]  # (B, N, M, K)
-            index = serving[:, None, None, :].expand(B, 1, M, K)
-            self.c = torch.gather(c_all, 1, index)[:, 0].transpose(1, 2)  # (B, K, M)
+            if gather_pays(n_bs, M):
+                self.U_users = torch.gather(U, 1, serving[..., None, None].expand(B, K, M, M))
+                self.c = (self.U_users.mH @ b[..., None]).squeeze(-1)  # (B, K, M)
+            else:
+                self.owner = torch.nn.functional.one_hot(serving, n_bs).transpose(1, 2)[:, :, None]
+                c_all = U.mH @ b.transpose(1, 2)[:, None]  # (B, N, M, K)
+                index = serving[:, None, None, :].expand(B, 1, M, K)
+                self.c = torch.gather(c_all, 1, index)[:, 0].transpose(1, 2)  # (B, K, M)
             if G is not None:
                 gamma_bs = U.mH @ G.permute(0, 2, 3, 1)  # (B, N, M, L)
                 index = serving[..., None, None].expand(B, K, M, L)
@@ -134,7 +144,9 @@ class _Eigenbasis:
 
     def beams(self, x: torch.Tensor) -> torch.Tensor:
         """Map eigen-coordinates x_k back to w_k = U_k x_k: (B, K, M)."""
-        if self.shared_by_bs:  # columns of BS n's users only, one matmul per BS
+        if self.U_users is not None:  # U_{rho_k} x_k per user: K M^2
+            return (self.U_users @ x[..., None]).squeeze(-1)
+        if self.shared_by_bs:  # columns of BS n's users only, one matmul per BS: N K M^2
             X = x.transpose(1, 2)[:, None] * self.owner.to(x.dtype)  # (B, N, M, K)
             return (self.U @ X).sum(1).transpose(1, 2)
         return (self.U @ x[..., None]).squeeze(-1)
