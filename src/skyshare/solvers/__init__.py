@@ -3,6 +3,7 @@
 User association: strongest channel (SC) and dual coordinate descent (DCD, seed 000 Algorithm 1
 with the power control of Shen & Yu 2014). Coordinated beamforming under the interference
 temperature constraints (2b)-(2c): WMMSE (Algorithm 2), low-complexity WMMSE, direct FP.
+SISO interference-channel power control: batched WMMSE with an active set (``wmmse_siso``).
 Seed 001 subchannel allocation: random, round robin and the QoS-first greedy + best-response
 reference (``ofdm_allocation``).
 """
@@ -56,6 +57,7 @@ from skyshare.solvers.problem import (
 from skyshare.solvers.waterfilling import SswfResult, random_power, sswf, water_filling
 from skyshare.solvers.wmmse import wmmse
 from skyshare.solvers.wmmse_lite import wmmse_lite
+from skyshare.solvers.wmmse_siso import SisoWmmseResult, siso_sum_rate, wmmse_siso
 from skyshare.solvers.wstep import WStepResult, scale_to_interference_limit, solve_w_step
 
 __all__ = [
@@ -77,6 +79,7 @@ __all__ = [
     "OfdmAllocationResult",
     "PowerControlResult",
     "SignalingProxy",
+    "SisoWmmseResult",
     "SswfResult",
     "WStepResult",
     "associate_dcd",
@@ -104,9 +107,11 @@ __all__ = [
     "round_robin_allocation",
     "sca_centralized",
     "scale_to_interference_limit",
+    "siso_sum_rate",
     "solve_w_step",
     "sswf",
     "water_filling",
     "wmmse",
     "wmmse_lite",
+    "wmmse_siso",
 ]

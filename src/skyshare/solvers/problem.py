@@ -164,6 +164,9 @@ class BeamformingResult:
         feasible: (B,) bool, (2b) and (2c) hold within ``feasibility_tol``.
         wall_time_s: seconds spent in the solver.
         multipliers: named dual variables, e.g. ``{"mu": (B, L), "eta": (B, N)}``.
+        instance_iterations: (B,) long, iterations each instance ran, for solvers with
+            per-instance convergence (an active set: converged instances leave the batch);
+            None otherwise (every instance ran ``iterations``).
     """
 
     w: torch.Tensor
@@ -174,6 +177,7 @@ class BeamformingResult:
     feasible: torch.Tensor
     wall_time_s: float
     multipliers: dict[str, torch.Tensor] = field(default_factory=dict)
+    instance_iterations: torch.Tensor | None = None
 
     @property
     def rates(self) -> torch.Tensor:
@@ -261,6 +265,7 @@ def finish(
     start_time: float,
     feasibility_tol: float,
     multipliers: dict[str, torch.Tensor],
+    instance_iterations: torch.Tensor | None = None,
 ) -> BeamformingResult:
     """Package an iterative solver's output: evaluate ``w`` in the problem's dtype, stack the
     objective trace (list of (B,) tensors) and stamp the wall time since ``start_time``."""
@@ -277,6 +282,7 @@ def finish(
         feasible=evaluation.feasible(feasibility_tol),
         wall_time_s=time.perf_counter() - start_time,
         multipliers=multipliers,
+        instance_iterations=instance_iterations,
     )
 
 
@@ -292,6 +298,7 @@ def finish_safeguarded(
     mu: torch.Tensor,
     eta: torch.Tensor,
     extra: dict[str, torch.Tensor] | None = None,
+    instance_iterations: torch.Tensor | None = None,
 ) -> BeamformingResult:
     """The common end of the multiplier-based solvers (WMMSE, direct FP).
 
@@ -305,6 +312,7 @@ def finish_safeguarded(
         work: the instances the solver iterated on. w: (B, K, M) its final beams.
         trace, iterations, converged, start_time, feasibility_tol: as in :func:`finish`.
         mu, eta: the final multipliers. extra: further named entries of ``multipliers``.
+        instance_iterations: (B,) per-instance iterations (active-set solvers), or None.
     """
     w, scaled = scale_to_interference_limit(work, w, feasibility_tol)
     if problem.H.dtype != work.H.dtype:
@@ -330,6 +338,7 @@ def finish_safeguarded(
         start_time=start_time,
         feasibility_tol=feasibility_tol,
         multipliers=multipliers,
+        instance_iterations=instance_iterations,
     )
 
 

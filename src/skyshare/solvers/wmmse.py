@@ -139,37 +139,74 @@ def wmmse(
 
     u, v, alpha = wmmse_auxiliaries(metrics.associated_gains(work.H, w, work.serving))
     rate = torch.log2(1.0 + u).sum(-1)
+    # Active set: instances that have converged leave the batch (their beams, multipliers and
+    # iteration count are written out), so each iteration costs what the unconverged need.
+    # Per instance the arithmetic does not depend on the others (the w-step's searches stop
+    # per instance), so the results are those of solving each instance alone.
+    w_out, mu_out, eta_out = w.clone(), mu.clone(), eta.clone()
+    instance_iterations = torch.full((B,), max_iter, dtype=torch.long, device=w.device)
+    rate_out = rate.clone()  # the trace keeps a finished instance's final rate
+    index = torch.arange(B, device=w.device)
+    active_work, active_h, active_i_max = work, h_own, i_max
     trace = []
     iterations = 0
-    for iterations in range(1, max_iter + 1):  # noqa: B007 (iterations is reported)
+    for iterations in range(1, max_iter + 1):
         step = solve_w_step(
-            work,
-            bs_covariances(work.H, alpha),
-            (torch.sqrt(1.0 + u) * v)[..., None] * h_own,  # b_k of line 5
+            active_work,
+            bs_covariances(active_work.H, alpha),
+            (torch.sqrt(1.0 + u) * v)[..., None] * active_h,  # b_k of line 5
             shared_by_bs=True,
             mu=mu,
             eta=eta,
             mu_update=mu_update,
             mu_step=mu_step,
         )
-        keep = converged[:, None]
-        w = torch.where(keep[..., None], w, step.w)
-        mu = torch.where(keep, mu, step.mu)
-        eta = torch.where(keep, eta, step.eta)
-        u, v, alpha = wmmse_auxiliaries(metrics.associated_gains(work.H, w, work.serving))
+        w, mu, eta = step.w, step.mu, step.eta
+        u, v, alpha = wmmse_auxiliaries(
+            metrics.associated_gains(active_work.H, w, active_work.serving)
+        )
         new_rate = torch.log2(1.0 + u).sum(-1)  # (2a) of the new beams
-        trace.append(new_rate)
         settled = (new_rate - rate).abs() <= tol * rate.abs().clamp_min(1e-12)
         if mu_update == "subgradient" and L > 0:  # the primal-dual pair must also be feasible
             excess = torch.where(
-                torch.isfinite(i_max), (step.au_interference - i_max) / i_max, -1.0
+                torch.isfinite(active_i_max),
+                (step.au_interference - active_i_max) / active_i_max,
+                -1.0,
             )
             settled = settled & (excess.amax(-1) <= feasibility_tol)
-        converged = converged | settled
         rate = new_rate
-        if bool(converged.all()):
-            break
+        rate_out[index] = rate
+        trace.append(rate_out.clone())
+        if bool(settled.any()):
+            finished = index[settled]
+            w_out[finished], mu_out[finished], eta_out[finished] = (
+                w[settled],
+                mu[settled],
+                eta[settled],
+            )
+            converged[finished] = True
+            instance_iterations[finished] = iterations
+            keep = (~settled).nonzero()[:, 0]
+            if keep.numel() == 0:
+                index = index[:0]
+                break
+            index = index[keep]
+            active_work = active_work.subset(keep)
+            active_h, active_i_max = active_h[keep], active_i_max[keep]
+            w, mu, eta, u, v, alpha, rate = (x[keep] for x in (w, mu, eta, u, v, alpha, rate))
+    if index.numel():  # these ran max_iter iterations without converging
+        w_out[index], mu_out[index], eta_out[index] = w, mu, eta
 
     return finish_safeguarded(
-        problem, work, w, trace, iterations, converged, start, feasibility_tol, mu, eta
+        problem,
+        work,
+        w_out,
+        trace,
+        iterations,
+        converged,
+        start,
+        feasibility_tol,
+        mu_out,
+        eta_out,
+        instance_iterations=instance_iterations,
     )
