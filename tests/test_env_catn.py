@@ -407,3 +407,98 @@ def test_reward_loss_weight_scales_the_rate_loss_term_of_10():
     torch.testing.assert_close(rewards[0.5], (rewards[0.0] + rewards[1.0]) / 2)
     with pytest.raises(Exception, match="reward_loss_weight"):
         CatnEnvConfig(reward_loss_weight=-1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# The optimised slot against the pre-optimisation implementation (tests/catn_reference.py)
+# ---------------------------------------------------------------------------------------------
+
+_RANDOM_NETWORKS = [
+    {},  # the quick preset with 14 TUs
+    {"n_tu": 9, "n_au": 3, "ura_rows": 2, "ura_cols": 3, "shadow_fading": True},
+    {"n_bs": 1, "n_tu": 4, "n_au": 1, "los_frozen": False, "au_steering_normalized": False},
+    {"n_au": 0},
+]
+
+
+@pytest.mark.parametrize("overrides", _RANDOM_NETWORKS)
+def test_scenario_state_equals_the_library_functions_exactly(overrides):
+    from catn_reference import reference_state
+
+    for dtype in (torch.float32, torch.float64):
+        config = CatnScenario.config_from("quick", overrides={"n_slots": 20, **overrides})
+        scenario = CatnScenario(config, batch_size=3, dtype=dtype)
+        scenario.reset(seed=11)
+        for _ in range(4):
+            expected = reference_state(scenario)
+            for field in dataclasses.fields(expected):
+                got, want = getattr(scenario.state, field.name), getattr(expected, field.name)
+                if isinstance(want, torch.Tensor):
+                    assert got.dtype == want.dtype and torch.equal(got, want), field.name
+                else:
+                    assert got == want, field.name
+            scenario.step()
+
+
+@pytest.mark.parametrize("overrides", _RANDOM_NETWORKS)
+@pytest.mark.parametrize("env_overrides", [{}, {"tu_information": "dcd", "b_in": 2, "k_in": 2}])
+def test_optimised_slot_equals_the_reference_on_random_instances(overrides, env_overrides):
+    """Whole episodes of random actions (BS actions and external beamformers): observations,
+    rewards, costs, beamformers and ledger counts equal the pre-optimisation implementation
+    (float64, so that the reordered sums cannot flip a top-k selection)."""
+    from catn_reference import ReferenceCatnEnv
+
+    config = CatnScenario.config_from("quick", overrides={"n_slots": 8, **overrides})
+    env_config = CatnEnvConfig(**env_overrides)
+    for seed in range(2):
+        envs = [
+            cls(config, env_config, batch_size=3, dtype=torch.float64)
+            for cls in (CatnEnv, ReferenceCatnEnv)
+        ]
+        new, ref = envs
+        torch.testing.assert_close(new.reset(seed=seed), ref.reset(seed=seed))
+        g = torch.Generator().manual_seed(100 + seed)
+        truncated = False
+        while not truncated:
+            tu = torch.randint(0, new.N, (3, new.K), generator=g)
+            torch.testing.assert_close(new.associate(tu), ref.associate(tu))
+            if bool(torch.rand(1, generator=g) < 0.5):
+                actions = torch.rand(3, new.N, new.action_dim, generator=g, dtype=torch.float64)
+                outs = [env.beamform(actions) for env in envs]
+            else:
+                w = torch.randn(3, new.K, new.M, generator=g, dtype=torch.complex128)
+                outs = [env.beamform_with(w) for env in envs]
+            torch.testing.assert_close(new.last_beamformers, ref.last_beamformers)
+            for field in dataclasses.fields(outs[0]):
+                got, want = getattr(outs[0], field.name), getattr(outs[1], field.name)
+                if isinstance(want, torch.Tensor):
+                    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9, msg=field.name)
+                else:
+                    assert got == want
+            truncated = outs[0].truncated
+        assert new.ledger.per_agent_per_slot() == ref.ledger.per_agent_per_slot()
+
+
+def test_optimised_beamformers_match_float64_reference_in_float32():
+    """float32 (the default precision): the optimised beamformers are as close to a float64
+    evaluation of the reference formula as the reference's own float32 evaluation."""
+    from catn_reference import _beamformers as reference_beamformers
+    from skyshare.envs.catn_actions import beamformers
+
+    env = CatnEnv(batch_size=8)  # the paper network, float32
+    env.reset(seed=0)
+    g = torch.Generator().manual_seed(0)
+    env.associate(torch.randint(0, env.N, (8, env.K), generator=g))
+    par = env.action_parameters(torch.rand(8, env.N, env.action_dim, generator=g))
+    H, G, s = env.state.H, env.state.G, env.serving
+    wide = {k: v.double() for k, v in par.items()}
+    exact = reference_beamformers(
+        wide, H.to(torch.complex128), G.to(torch.complex128), s, env.p_max, cdtype=torch.complex128
+    )
+
+    def error(w):
+        return ((w.to(exact.dtype) - exact).norm(dim=-1) / exact.norm(dim=-1)).max()
+
+    ours = beamformers(par, H, G, s, env.p_max, cdtype=env.cdtype)
+    theirs = reference_beamformers(par, H, G, s, env.p_max, cdtype=env.cdtype)
+    assert error(ours) <= 2 * error(theirs) + 1e-5

@@ -31,7 +31,7 @@ import torch
 from pydantic import Field, model_validator
 
 from skyshare import metrics
-from skyshare.channels.arrays import compress_channel, compressed_features, dft_codebook
+from skyshare.channels.arrays import dft_codebook
 from skyshare.checks import check_memory
 from skyshare.config import StrictModel
 from skyshare.envs import catn_observations as observations
@@ -186,6 +186,13 @@ class CatnEnv:
         self.device, self.dtype = self.scenario.device, dtype
         self.cdtype = self.scenario.cdtype
         self.codebook = dft_codebook(self.M, cfg.n_codewords, device=self.device, dtype=self.cdtype)
+        # per-env constants of the slot: the conjugated codebook and compress_channel's
+        # tie-breaking offsets (index * tiny), the (K, K) diagonal and its complement
+        self._codebook_conj = self.codebook.conj().resolve_conj()
+        index = torch.arange(cfg.n_codewords, device=self.device, dtype=dtype)
+        self._tie_offset = index * torch.finfo(dtype).tiny
+        self._eye = torch.eye(self.K, dtype=torch.bool, device=self.device)
+        self._not_eye = ~self._eye
         self.p_max = sc.p_max_w
         self.i_max = self.scenario.i_max_normalized
         # the BS observations (8) (B x N x D floats, several copies with the exchange's
@@ -300,7 +307,8 @@ class CatnEnv:
         if "handover" in state:
             self.handover = state["handover"].to(self.device)
         self.ledger.load_state_dict(state["ledger"])
-        self.__dict__.pop("_compressed_key", None)
+        for name in ("_compressed_for", "_cached_state", "_owners"):
+            self.__dict__.pop(name, None)
 
     def associate(self, tu_actions: torch.Tensor) -> torch.Tensor:
         """Turn 1: TU k joins BS ``tu_actions[b, k]``; returns the BS observations (B, N, D)."""
@@ -410,7 +418,13 @@ class CatnEnv:
         """w_k = sqrt(p_k) D~^{-1} h / ||D~^{-1} h||: (B, K, M) complex."""
         parameters = self.action_parameters(actions)
         return beamformers(
-            parameters, self.state.H, self.state.G, self.serving, self.p_max, cdtype=self.cdtype
+            parameters,
+            self.state.H,
+            self.state.G,
+            self.serving,
+            self.p_max,
+            cdtype=self.cdtype,
+            strength=self._state_cache()["strength"],
         )
 
     # ---------------------------------------------------------------------------------------
@@ -418,53 +432,43 @@ class CatnEnv:
     # ---------------------------------------------------------------------------------------
 
     def _transmit(self, w: torch.Tensor, handover: torch.Tensor) -> SlotOutcome:
-        state, serving, N = self.state, self.serving, self.N
-        A = metrics.associated_gains(state.H, w, serving)  # (B, K, K): h_{rho_j,k}^H w_j
-        power_jk = A.real.square() + A.imag.square()
-        result = metrics.sinr(A, 1.0)
-        received = result.signal  # p^r_k
-        beta_split = metrics.split_by_transmitter(power_jk, serving, N, exclude_own=True)
-        beta = result.interference + 1.0  # beta_k: interference plus noise
-        rate = result.rate
-        power = w.real.square().sum(-1) + w.imag.square().sum(-1)
+        state, serving, N, K, L = self.state, self.serving, self.N, self.K, self.L
+        cache = self._state_cache()
+        owner = self._owner(serving)  # (B, N, K) chi_n
+        # P[b, k, j] = |h_{rho_j,k}^H w_j|^2: (B, K, K)
+        P = _powers(metrics.associated_gains(state.H, w, serving))
+        P_off = P.masked_fill(self._eye, 0.0)  # the streams that interfere at each receiver
+        received = P.diagonal(dim1=1, dim2=2)  # p^r_k
+        beta = P_off.sum(-1) + 1.0  # beta_k: interference plus noise
+        rate = torch.log2(1.0 + received / beta)
+        beta_split = torch.bmm(owner, P_off.transpose(1, 2))  # (B, N, K) beta_{n,k}
+        power = torch.view_as_real(w).square().sum((-2, -1))
 
         # BS reward (10): own users' rates minus the rate loss BS n causes to U_n^out(t).
-        out_set = self._interfered_set(
-            beta_split, metrics.channel_strength(state.H).transpose(1, 2)
-        )
+        strength = cache["strength"].transpose(1, 2)  # (B, N, K)
+        out_set = self._interfered_set(beta_split, strength)
         rate_without_n = torch.log2(
             1.0 + received[:, None, :] / (beta[:, None, :] - beta_split).clamp_min(1.0)
         )  # (B, N, K) R_{i\n}
-        loss = (rate_without_n - rate[:, None, :]) * out_set
-        owner = torch.nn.functional.one_hot(serving, N).transpose(1, 2).to(rate.dtype)
-        bs_reward = (owner * rate[:, None, :]).sum(-1) - self.config.reward_loss_weight * loss.sum(
-            -1
-        )
+        loss = ((rate_without_n - rate[:, None, :]) * out_set).sum(-1)
+        bs_reward = torch.bmm(owner, rate[:, :, None]).squeeze(-1)
+        bs_reward = bs_reward - self.config.reward_loss_weight * loss
 
         # TU reward (15)-(16): handover discount and the loss TU k's stream causes in
         # U^out of its BS (i != k).
         effective = torch.where(handover, self.config.handover_factor * rate, rate)
         rate_without_k = torch.log2(
-            1.0
-            + received[:, None, :] / (beta[:, None, :] - power_jk.transpose(1, 2)).clamp_min(1.0)
+            1.0 + received[:, None, :] / (beta[:, None, :] - P.transpose(1, 2)).clamp_min(1.0)
         )  # (B, K, K): [b, k, i] = R~_{i\k}, stream k removed at receiver i
-        my_out = torch.gather(out_set, 1, serving[:, :, None].expand(-1, -1, self.K))  # (B, K, K)
-        my_out = my_out & ~torch.eye(self.K, dtype=torch.bool, device=self.device)
+        my_out = torch.gather(out_set, 1, serving[:, :, None].expand(-1, -1, K)) & self._not_eye
         tu_reward = effective - ((rate_without_k - rate[:, None, :]) * my_out).sum(-1)
 
-        # AU interference: actual rho_l, and each BS's inferred share from statistical CSI.
-        rho = metrics.primary_interference(state.G, w, serving)  # (B, L)
-        los_amplitude = 10.0 ** (-state.pathloss_au_db / 20.0) / math.sqrt(self.scenario.noise_w)
-        G_stat = state.G_los * los_amplitude[..., None].to(self.cdtype)  # (B, L, N, M)
-        A_stat = metrics.associated_gains(G_stat, w, serving)  # (B, L, K)
-        rho_split = metrics.split_by_transmitter(
-            A_stat.real.square() + A_stat.imag.square(), serving, N
-        )  # (B, N, L)
-        A_au = metrics.associated_gains(state.G, w, serving)  # (B, L, K)
-        rho_measured = metrics.split_by_transmitter(
-            A_au.real.square() + A_au.imag.square(), serving, N
-        )  # (B, N, L)
-        cost = (rho / self.i_max - 1.0)[:, None, :].expand(self.B, N, self.L)
+        # AU interference: actual rho_l, each BS's measured share, and each BS's inferred share
+        # from statistical CSI (the LoS part), from one gain product of [G; G_stat].
+        P_au = _powers(metrics.associated_gains(cache["au"], w, serving))  # (B, 2L, K)
+        rho = P_au[:, :L].sum(-1)  # (B, L)
+        split = torch.bmm(owner, P_au.transpose(1, 2))  # (B, N, 2L)
+        cost = (rho / self.i_max - 1.0)[:, None, :].expand(self.B, N, L)
         self.previous = _SlotRecord(
             serving=serving,
             load=owner.sum(-1),
@@ -474,11 +478,11 @@ class CatnEnv:
             beta_split=beta_split,
             beta=beta,
             compressed=self._compressed_channels(),  # (B, N, K, 3 N_c)
-            strength=metrics.channel_strength(state.H).transpose(1, 2),
+            strength=strength,
             rho=rho,
-            rho_split=rho_split,
-            rho_split_measured=rho_measured,
-            g_stat=self._g_stat_now(),
+            rho_split=split[..., L:],
+            rho_split_measured=split[..., :L],
+            g_stat=cache["g_stat"],
         )
         return SlotOutcome(
             tu_obs=torch.empty(0),
@@ -502,43 +506,96 @@ class CatnEnv:
         return torch.zeros_like(score, dtype=torch.bool).scatter_(-1, top, True)
 
     # ---------------------------------------------------------------------------------------
+    # Per-slot caches (each value is computed once per channel state or association)
+    # ---------------------------------------------------------------------------------------
+
+    def _state_cache(self) -> dict[str, torch.Tensor]:
+        """Values that depend on the channel state only, computed once per slot: ``strength``
+        ||h_{n,k}||^2 (B, K, N), ``au`` the AU channels and their statistical (LoS) part
+        stacked, [G; G_stat] (B, 2L, N, M), and ``g_stat`` (B, N, L, 4)."""
+        state = self.state
+        if getattr(self, "_cached_state", None) is not state:
+            los_amplitude = 10.0 ** (-state.pathloss_au_db / 20.0) / math.sqrt(
+                self.scenario.noise_w
+            )
+            g_stat = state.G_los * los_amplitude[..., None]  # (B, L, N, M)
+            self._cache = {
+                "strength": metrics.channel_strength(state.H),
+                "au": torch.cat([state.G, g_stat], 1),
+                "g_stat": torch.stack(
+                    [
+                        state.au_zenith_rad,
+                        state.au_azimuth_rad,
+                        10.0 ** (-state.pathloss_au_db / 10.0) / self.scenario.noise_w,
+                        state.au_distance_m,
+                    ],
+                    dim=-1,
+                ).transpose(1, 2),  # (B, N, L, 4) [theta, phi, L_FSP^-1, d]
+            }
+            self._cached_state = state  # a reference: identity cannot be reused while held
+        return self._cache
+
+    def _owner(self, serving: torch.Tensor) -> torch.Tensor:
+        """chi: (B, N, K) one-hot association of ``serving`` in the env's dtype (the current
+        and the previous association are kept)."""
+        for known, owner in getattr(self, "_owners", ()):
+            if known is serving:
+                return owner
+        owner = torch.nn.functional.one_hot(serving, self.N).transpose(1, 2).to(self.dtype)
+        self._owners = [(serving, owner), *getattr(self, "_owners", [])[:1]]
+        return owner
+
+    # ---------------------------------------------------------------------------------------
     # Observations
     # ---------------------------------------------------------------------------------------
 
     def _tu_observation(self) -> torch.Tensor:
         """TU observation (14): (B, K, 3N + 4)."""
         prev = self.previous
-        load = prev.load.to(self.dtype)[:, None, :].expand(self.B, self.K, self.N)
-        chi = torch.nn.functional.one_hot(prev.serving, self.N).to(self.dtype)
-        strength = metrics.channel_strength(self.state.H)  # (B, K, N), measured locally
+        load = prev.load[:, None, :].expand(self.B, self.K, self.N)
+        chi = self._owner(prev.serving).transpose(1, 2)
+        strength = self._state_cache()["strength"]  # (B, K, N), measured locally
         scalars = torch.stack([prev.power, prev.rate, prev.received, prev.beta], dim=-1)
         if self.config.tu_information == "d3qn":
             self.ledger.receive("tu", "association", load)  # |K_n(t-1)| from the serving BS
         elif self.config.tu_information == "dcd":
             others = prev.strength.transpose(1, 2)[:, None].expand(self.B, self.K, self.K, self.N)
             self.ledger.receive("tu", "association", others[:, :, 1:])  # N(K-1) strengths
-        obs = torch.cat([load, chi, strength, scalars.to(self.dtype)], dim=-1)
+        obs = torch.cat([load, chi, strength, scalars], dim=-1)
         if self.config.tu_observation == "normalized":
             return normalized_tu_observation(obs, self.N)
         return obs
 
     def _bs_observation(self) -> torch.Tensor:
         """BS observation (8): (B, N, sum of the block sizes), blocks in the order of
-        :meth:`bs_obs_blocks`."""
+        :meth:`bs_obs_blocks`, each written once into the returned tensor."""
         cfg, prev, N = self.config, self.previous, self.N
-        chi_now = torch.nn.functional.one_hot(self.serving, N).transpose(1, 2).to(self.dtype)
-        chi_prev = torch.nn.functional.one_hot(prev.serving, N).transpose(1, 2).to(self.dtype)
-        o_loc = observations.local_block(prev, chi_now, chi_prev, self._compressed_channels())
-        o_loc_pri = torch.cat([self._g_stat_now(), prev.rho_split[..., None]], -1).flatten(2)
-        o_in = observations.inner_block(prev, chi_prev, cfg.k_in, cfg.b_in, self._send)
-        o_in_pri = observations.inner_primary_block(prev, chi_prev, cfg.b_in_pri, self._send)
+        chi_now, chi_prev = self._owner(self.serving), self._owner(prev.serving)
+        obs = torch.empty(self.B, N, self.bs_obs_dim, dtype=self.dtype, device=self.device)
+        blocks, start = {}, 0
+        for name, size in self.bs_obs_blocks().items():
+            blocks[name] = obs[..., start : start + size]
+            start += size
+        observations.write_local_block(
+            blocks["o_loc"], prev, chi_now, chi_prev, self._compressed_channels()
+        )
+        o_loc_pri = blocks["o_loc_pri"].unflatten(-1, (self.L, 5))
+        o_loc_pri[..., :4] = self._state_cache()["g_stat"]
+        o_loc_pri[..., 4] = prev.rho_split
+        observations.write_inner_block(blocks["o_in"], prev, chi_prev, cfg, self._send)
+        observations.write_inner_primary_block(
+            blocks["o_in_pri"], prev, chi_prev, cfg.b_in_pri, self._send
+        )
         out_prev = self._interfered_set(prev.beta_split, prev.strength)  # (B, N, K) bool
         size = cfg.k_out * cfg.b_in
         o_out = observations.outer_block(prev, out_prev, size, self.dtype, self._send)
-        o_out_pri = observations.outer_primary_block(prev, N, self.i_max, self.dtype, self._send)
+        blocks["o_out"].copy_(o_out)
+        blocks["o_out_pri"].copy_(
+            observations.outer_primary_block(prev, N, self.i_max, self.dtype, self._send)
+        )
         if cfg.bs_information == "global_csi":
             self._receive_global_csi()
-        return torch.cat([o_loc, o_loc_pri, o_in, o_in_pri, o_out, o_out_pri], -1)
+        return obs
 
     def _receive_global_csi(self) -> None:
         """Count the channels of the other BSs' links, which global-CSI BSs (WMMSE/FP) receive."""
@@ -575,28 +632,20 @@ class CatnEnv:
         """h^c_{n,k} of the current slot for the serving links, zero elsewhere:
         (B, N, K, 3 N_c). Only a BS's own users' compressed channels enter (8), so K links are
         compressed instead of N K; computed once per slot and association."""
-        key = (id(self.state), self.scenario.t, self.serving.data_ptr())
-        if getattr(self, "_compressed_key", None) != key:
+        cached = getattr(self, "_compressed_for", None)
+        if cached is None or cached[0] is not self.state or cached[1] is not self.serving:
             B, K, M = self.B, self.K, self.M
             index = self.serving[:, :, None, None].expand(B, K, 1, M)
             h_serving = torch.gather(self.state.H, 2, index).squeeze(2)  # (B, K, M)
-            indices, coefficients = compress_channel(
-                h_serving, self.codebook, self.config.n_compress
-            )
-            features = compressed_features(indices, coefficients)  # (B, K, 3 N_c)
-            owner = torch.nn.functional.one_hot(self.serving, self.N).transpose(1, 2)
-            self._compressed = features[:, None] * owner[..., None].to(features.dtype)
-            self._compressed_key = key
+            features = observations.compressed_serving_channels(
+                h_serving, self._codebook_conj, self._tie_offset, self.config.n_compress
+            )  # (B, K, 3 N_c)
+            owner = self._owner(self.serving)
+            self._compressed = features[:, None] * owner[..., None]
+            self._compressed_for = (self.state, self.serving)
         return self._compressed
 
-    def _g_stat_now(self) -> torch.Tensor:
-        state = self.state
-        return torch.stack(
-            [
-                state.au_zenith_rad,
-                state.au_azimuth_rad,
-                10.0 ** (-state.pathloss_au_db / 10.0) / self.scenario.noise_w,
-                state.au_distance_m,
-            ],
-            dim=-1,
-        ).transpose(1, 2)  # (B, N, L, 4)
+
+def _powers(A: torch.Tensor) -> torch.Tensor:
+    """|A|^2 of a complex tensor, as a real tensor of its shape."""
+    return torch.view_as_real(A).square().sum(-1)

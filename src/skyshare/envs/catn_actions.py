@@ -82,49 +82,58 @@ def beamformers(
     p_max: float,
     *,
     cdtype: torch.dtype,
+    strength: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """w_k = sqrt(p_k) D~^{-1} h / ||D~^{-1} h||: (B, K, M) complex.
+
+    ``D~_n = sum_i alpha_{n,i} h^ h^^H + sum_l mu_{n,l} g^ g^^H + eta_n I`` is built as one
+    product ``Y^T diag(c) Y^*`` of the stacked channels ``Y = [h_{n,1} .. h_{n,K}, g_{n,1} ..]``
+    with ``c = [alpha / ||h||^2, mu / ||g||^2]`` (the unit directions without dividing the
+    channels), LU-factored once per BS and solved only for each user's own channel.
 
     Args:
         parameters: :func:`action_parameters` of the BS actions.
         H: (B, K, N, M) complex TU channels; G: (B, L, N, M) complex AU channels.
         serving: (B, K) long, serving BS of every TU.
         p_max: P_max of a BS in W.
-        cdtype: complex dtype of the beamformers.
+        cdtype: complex dtype of the beamformers (that of ``H``).
+        strength: (B, K, N) ||h_{n,k}||^2 when the caller has it.
     """
     par = parameters
     B, K = serving.shape
-    M, L = H.shape[-1], G.shape[1]
-    H = H.transpose(1, 2)  # (B, N, K, M)
-    G = G.transpose(1, 2)  # (B, N, L, M)
-    h_dir = H / torch.linalg.vector_norm(H, dim=-1, keepdim=True).clamp_min(1e-30)
-    g_dir = G / torch.linalg.vector_norm(G, dim=-1, keepdim=True).clamp_min(1e-30)
-    alpha = par["alpha"].to(cdtype)
-    mu = par["mu"].to(cdtype)
-    D = torch.einsum("bnk,bnki,bnkj->bnij", alpha, h_dir, h_dir.conj())
-    if L:
-        D = D + torch.einsum("bnl,bnli,bnlj->bnij", mu, g_dir, g_dir.conj())
-    eye = torch.eye(M, dtype=cdtype, device=H.device)
-    D = D + par["eta"].to(cdtype)[..., None, None] * eye
-    X = _solve(D, H.transpose(-1, -2))  # (B, N, M, K): D~_n^{-1} h_{n,k}
-    X = X.transpose(-1, -2)  # (B, N, K, M)
-    index = serving[:, None, :, None].expand(B, 1, K, M)
-    w_dir = torch.gather(X, 1, index).squeeze(1)  # (B, K, M) from the serving BS
-    w_dir = w_dir / torch.linalg.vector_norm(w_dir, dim=-1, keepdim=True).clamp_min(1e-30)
+    N, M = H.shape[2], H.shape[-1]
+    if strength is None:
+        strength = torch.view_as_real(H).square().sum((-2, -1))
+    Y = torch.cat([H, G], 1).transpose(1, 2)  # (B, N, K + L, M)
+    norms = torch.cat([strength, torch.view_as_real(G).square().sum((-2, -1))], 1)
+    tiny = torch.finfo(norms.dtype).tiny
+    weights = torch.cat([par["alpha"], par["mu"]], -1) / norms.transpose(1, 2).clamp_min(tiny)
+    D = torch.matmul((Y * weights[..., None]).transpose(-1, -2), Y.conj())  # (B, N, M, M)
+    D.diagonal(dim1=-2, dim2=-1).add_(par["eta"][..., None])
+    # each user's system: its serving BS's D~ (factored once per BS) and its own channel
+    users = torch.arange(B * K, device=H.device)
+    system = (users // K) * N + serving.flatten()  # (B K,) index of (b, serving_k)
+    h_own = H.reshape(B * K * N, M)[users * N + serving.flatten()]  # (B K, M) h_{serving_k,k}
+    w_dir = _solve(D.view(B * N, M, M), system, h_own[..., None]).view(B, K, M)
+    norm_sq = torch.view_as_real(w_dir).square().sum((-2, -1))
     q_total = torch.gather(par["q_total"], 1, serving)  # (B, K)
     q = torch.gather(par["q"], 1, serving[:, None, :]).squeeze(1)  # (B, K)
-    power = p_max * q_total * q
-    return w_dir * power.sqrt().to(cdtype)[..., None]
+    scale = torch.sqrt(p_max * q_total * q / norm_sq.clamp_min(tiny))
+    return w_dir * scale[..., None]
 
 
-def _solve(D: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
-    """``D^{-1} rhs`` for Hermitian positive definite ``D (..., M, M)``. With eta_min far
-    below alpha_max or mu_max, D~ is singular to working precision in complex64; those
-    matrices (only) are solved again in complex128, where eta I keeps them invertible."""
-    X, info = torch.linalg.solve_ex(D, rhs)
-    failed = info != 0
+def _solve(D: torch.Tensor, system: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+    """``D[system]^{-1} rhs`` for Hermitian positive definite ``D (S, M, M)``, ``system (R,)``
+    long and ``rhs (R, M, 1)``: each D is LU-factored once and the factors are gathered for
+    the right-hand sides. With eta_min far below alpha_max or mu_max, D~ can be singular to
+    working precision in complex64; those systems (only) are solved again in complex128, where
+    eta I keeps them invertible."""
+    LU, pivots, info = torch.linalg.lu_factor_ex(D)
+    X = torch.linalg.lu_solve(LU[system], pivots[system], rhs)
+    failed = info[system] != 0
     if bool(failed.any()):
-        wide = torch.linalg.solve(D[failed].to(torch.complex128), rhs[failed].to(torch.complex128))
-        X = X.clone()
+        wide = torch.linalg.solve(
+            D[system[failed]].to(torch.complex128), rhs[failed].to(torch.complex128)
+        )
         X[failed] = wide.to(X.dtype)
     return X

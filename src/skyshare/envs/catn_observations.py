@@ -27,12 +27,13 @@ Send = Callable[[str, torch.Tensor], None]
 
 __all__ = [
     "bs_obs_blocks",
-    "inner_block",
-    "inner_primary_block",
-    "local_block",
+    "compressed_serving_channels",
     "normalized_tu_observation",
     "outer_block",
     "outer_primary_block",
+    "write_inner_block",
+    "write_inner_primary_block",
+    "write_local_block",
 ]
 
 
@@ -89,97 +90,129 @@ def bs_obs_blocks(config: CatnEnvConfig, n_tu: int, n_au: int) -> dict[str, int]
     }
 
 
-def local_block(
-    prev: _SlotRecord, chi_now: torch.Tensor, chi_prev: torch.Tensor, compressed: torch.Tensor
+def compressed_serving_channels(
+    h: torch.Tensor, codebook_conj: torch.Tensor, tie_offset: torch.Tensor, n_compress: int
 ) -> torch.Tensor:
+    """:func:`skyshare.channels.arrays.compress_channel` and :func:`compressed_features` of the
+    serving channels, with the env's checked, per-episode constants (the conjugated codebook
+    ``F^*`` (M, C) and the tie-breaking offsets ``index * tiny`` (C,)): the same operations
+    without the per-call argument checks.
+
+    Returns:
+        (B, K, 3 N_c) ``[c_1, Re d_1, Im d_1, ...]`` with 1-based codeword indices.
+    """
+    projections = h @ codebook_conj  # (B, K, C): d_c = f_c^H h
+    power = projections.real.square() + projections.imag.square()
+    kept = (power - tie_offset).topk(int(n_compress), dim=-1, sorted=True).indices
+    coefficients = torch.gather(projections, -1, kept)
+    triples = torch.stack(
+        ((kept + 1).to(power.dtype), coefficients.real, coefficients.imag), dim=-1
+    )  # (B, K, N_c, 3)
+    return triples.flatten(-2)
+
+
+def write_local_block(
+    out: torch.Tensor,
+    prev: _SlotRecord,
+    chi_now: torch.Tensor,
+    chi_prev: torch.Tensor,
+    compressed: torch.Tensor,
+) -> None:
     """``o_loc``: the association chi_n(t), the compressed channels h^c of the own users and
     p_n, R_n, p^r_n and beta_n = [beta_{n,1} .. beta_{n,K}] of t-1, masked by chi_n(t-1).
 
     Args:
+        out: (B, N, K + 3 N_c K + 4 K) view of the observation, written in place.
         prev: the record of slot t-1.
         chi_now, chi_prev: (B, N, K) one-hot association of slots t and t-1.
-        compressed: (B, N, K, 3 N_c) compressed channels of slot t (serving links).
-
-    Returns:
-        (B, N, K + 3 N_c K + 4 K).
+        compressed: (B, N, K, 3 N_c) compressed channels of slot t of the serving links,
+            already zero outside chi_now.
     """
-    B, N, K = chi_now.shape
-    hc_now = compressed * chi_now[..., None]  # (B, N, K, 3 N_c)
-    local_prev = torch.stack([prev.power, prev.rate, prev.received], 1)[:, None]
-    local_prev = torch.cat([local_prev.expand(B, N, 3, K), prev.beta_split[:, :, None]], 2)
-    local_prev = local_prev * chi_prev[:, :, None]  # (B, N, 4, K)
-    return torch.cat([chi_now, hc_now.flatten(2), local_prev.flatten(2)], dim=-1)
+    K = chi_now.shape[-1]
+    width = compressed.shape[2] * compressed.shape[3]
+    out[..., :K] = chi_now
+    out[..., K : K + width] = compressed.flatten(2)
+    local_prev = out[..., K + width :].unflatten(-1, (4, K))  # (B, N, 4, K)
+    scalars = torch.stack([prev.power, prev.rate, prev.received], 1)  # (B, 3, K)
+    torch.mul(scalars[:, None], chi_prev[:, :, None], out=local_prev[:, :, :3])
+    torch.mul(prev.beta_split, chi_prev, out=local_prev[:, :, 3])
 
 
-def inner_block(
-    prev: _SlotRecord, chi_prev: torch.Tensor, k_in: int, b_in: int, send: Send
-) -> torch.Tensor:
+def write_inner_block(
+    out: torch.Tensor, prev: _SlotRecord, chi_prev: torch.Tensor, config: CatnEnvConfig, send: Send
+) -> None:
     """``o_in``: for the K_in most interfered own TUs of t-1, the B_in strongest interferers'
-    index, compressed channels, powers and interference beta_{j,k} (one message each).
+    index, compressed channels, powers and interference beta_{j,k} (one message each; all
+    zero for a TU slot the BS does not fill).
 
-    Returns:
-        (B, N, ((1 + 3 N_c K + K + 1) B_in + 1) K_in).
+    The messages of BS j differ across the TUs k only in beta_{j,k}: its index, compressed
+    channels and powers are put in one table row per BS (plus a zero row for empty slots),
+    and one gather writes them straight into ``out``.
+
+    Args:
+        out: (B, N, ((1 + 3 N_c K + K + 1) B_in + 1) K_in) view of the observation, written
+            in place.
     """
     B, N, K = chi_prev.shape
-    own_score = torch.where(chi_prev > 0, prev.beta[:, None, :], torch.full_like(chi_prev, -1.0))
+    k_in, b_in = config.k_in, config.b_in
+    own_score = torch.where(chi_prev > 0, prev.beta[:, None, :], -1.0)
     top_k = own_score.topk(k_in, dim=-1)  # (B, N, K_in)
     valid_k = top_k.values > 0
     k_idx = top_k.indices
-    interferers = prev.beta_split.topk(b_in, dim=1).indices  # (B, B_in, K): per TU
-    j_idx = torch.gather(
-        interferers.transpose(1, 2)[:, None].expand(B, N, K, b_in),
-        2,
-        k_idx[..., None].expand(B, N, k_in, b_in),
-    )  # (B,N,Kin,Bin)
-    hc_prev = prev.compressed * chi_prev[..., None]  # (B, N, K, 3Nc): own users only
-    p_prev = prev.power[:, None, :] * chi_prev  # (B, N, K)
-    flat_j = j_idx.flatten(1)  # (B, N*Kin*Bin)
-    msg_h = torch.gather(
-        hc_prev.flatten(2),
+    interferers = prev.beta_split.topk(b_in, dim=1).indices.transpose(1, 2)  # (B, K, B_in)
+    k_rows = k_idx.view(B, N * k_in, 1).expand(B, N * k_in, b_in)
+    j_idx = torch.gather(interferers, 1, k_rows).view(B, N, k_in, b_in)  # interferer BSs
+    beta_jk = torch.gather(
+        prev.beta_split.view(B, N * K), 1, (j_idx * K + k_idx[..., None]).view(B, -1)
+    ).view(B, N, k_in, b_in)
+    # table[b, j] = [j + 1, h^c of BS j's users (3 N_c K), p of BS j's users (K)]; row N: 0
+    compressed = prev.compressed.flatten(2)  # (B, N, 3 N_c K), zero outside chi_prev
+    width = 1 + compressed.shape[-1] + K
+    table = chi_prev.new_zeros(B, N + 1, width)
+    table[:, :N, 0] = torch.arange(1, N + 1, dtype=chi_prev.dtype, device=chi_prev.device)
+    table[:, :N, 1 : width - K] = compressed
+    torch.mul(prev.power[:, None, :], chi_prev, out=table[:, :N, width - K :])
+    rows = torch.where(valid_k[..., None], j_idx, N)  # (B, N, K_in, B_in)
+    o_in = out.unflatten(-1, (k_in, 1 + b_in * (width + 1)))  # (B, N, K_in, ...)
+    torch.mul(k_idx + 1, valid_k, out=o_in[..., 0])
+    message = o_in[..., 1:].unflatten(-1, (b_in, width + 1))  # (B, N, K_in, B_in, width + 1)
+    torch.gather(
+        table[:, :, None, None, :].expand(B, N + 1, k_in, b_in, width),
         1,
-        flat_j[..., None].expand(-1, -1, hc_prev.shape[2] * hc_prev.shape[3]),
+        rows[..., None].expand(B, N, k_in, b_in, width),
+        out=message[..., :width],
     )
-    msg_p = torch.gather(p_prev, 1, flat_j[..., None].expand(-1, -1, K))
-    beta_jk = prev.beta_split[
-        torch.arange(B)[:, None],
-        flat_j,
-        k_idx[..., None].expand(-1, -1, -1, b_in).flatten(1),
-    ]
-    message = torch.cat(
-        [(flat_j + 1).to(chi_prev.dtype)[..., None], msg_h, msg_p, beta_jk[..., None]], -1
-    ).view(B, N, k_in, b_in, -1)
-    message = message * valid_k[..., None, None]
+    torch.mul(beta_jk, valid_k[..., None], out=message[..., width])
     send("o_in", message)
-    k_column = ((k_idx + 1).to(chi_prev.dtype) * valid_k)[..., None]
-    return torch.cat([k_column, message.flatten(3)], -1).flatten(2)
 
 
-def inner_primary_block(
-    prev: _SlotRecord, chi_prev: torch.Tensor, b_in_pri: int, send: Send
-) -> torch.Tensor:
+def write_inner_primary_block(
+    out: torch.Tensor, prev: _SlotRecord, chi_prev: torch.Tensor, b_in_pri: int, send: Send
+) -> None:
     """``o_in_pri``: per AU, the B~_in BSs whose inferred interference is largest, with their
     index, statistical AU channel, powers and inferred share rho_{j,l} (identical for every BS).
 
-    Returns:
-        (B, N, (1 + 4 + K + 1) B~_in L); (B, N, 0) without AUs.
+    Args:
+        out: (B, N, (1 + 4 + K + 1) B~_in L) view of the observation, written in place
+            (nothing without AUs).
     """
     B, N, K = chi_prev.shape
     L = prev.rho.shape[-1]
     if not L:
-        return torch.zeros(B, N, 0, dtype=chi_prev.dtype, device=chi_prev.device)
-    p_prev = prev.power[:, None, :] * chi_prev  # (B, N, K)
-    j_pri = prev.rho_split.topk(b_in_pri, dim=1).indices.transpose(1, 2)  # B,L,Bp
-    flat = j_pri.flatten(1)  # (B, L*Bp)
+        return
+    top = prev.rho_split.topk(b_in_pri, dim=1)  # over the BSs: (B, B~_in, L)
+    flat = top.indices.transpose(1, 2).reshape(B, L * b_in_pri)  # (B, L*Bp): BS j
+    values = top.values.transpose(1, 2).reshape(B, L * b_in_pri)  # rho_{j,l}
     l_idx = torch.arange(L, device=chi_prev.device).repeat_interleave(b_in_pri)
-    g_sel = prev.g_stat[torch.arange(B)[:, None], flat, l_idx[None]]  # (B, L*Bp, 4)
-    p_sel = torch.gather(p_prev, 1, flat[..., None].expand(-1, -1, K))
-    r_sel = prev.rho_split[torch.arange(B)[:, None], flat, l_idx[None]]
-    pri = torch.cat(
-        [(flat + 1).to(chi_prev.dtype)[..., None], g_sel, p_sel, r_sel[..., None]], -1
-    )  # (B, L*Bp, K+6), identical for every BS
-    pri = pri[:, None].expand(B, N, *pri.shape[1:])
+    pri = out.view(B, N, L * b_in_pri, K + 6)  # identical for every BS
+    pri[..., 0] = (flat + 1).to(chi_prev.dtype)[:, None]
+    pri[..., 1:5] = prev.g_stat[torch.arange(B, device=chi_prev.device)[:, None], flat, l_idx][
+        :, None
+    ]
+    p_prev = prev.power[:, None, :] * chi_prev  # (B, N, K)
+    pri[..., 5 : 5 + K] = torch.gather(p_prev, 1, flat[..., None].expand(-1, -1, K))[:, None]
+    pri[..., 5 + K] = values[:, None]
     send("o_in_pri", pri)
-    return pri.flatten(2)
 
 
 def outer_block(

@@ -37,30 +37,35 @@ from pydantic import Field, field_validator, model_validator
 
 from skyshare import metrics
 from skyshare.beamforming import mrt_equal_power
-from skyshare.channels.arrays import los_phase, ura_steering
 from skyshare.channels.fading import GaussMarkovFading
 from skyshare.channels.pathloss import (
     draw_los,
-    fspl_db,
     lognormal_shadowing_db,
+    uma_breakpoint_distance_m,
     uma_los_probability,
-    uma_pathloss_db,
     uma_shadow_fading_std_db,
 )
+from skyshare.channels.pathloss.fspl import FSPL_CONSTANT_DB
+from skyshare.channels.pathloss.uma import UMA_MIN_D2D_M
 from skyshare.config import StrictModel
 from skyshare.errors import ConfigError
 from skyshare.geometry import (
     distances_2d,
-    distances_3d,
     drop_in_hexagon,
     hex_grid,
     hex_ring_count,
     smooth_random_trajectories,
     with_height,
-    zenith_azimuth,
 )
 from skyshare.scenarios.base import LinkBudget, Scenario
-from skyshare.units import db_to_linear, linear_to_db, mw_to_dbm, noise_power_w, watt_to_dbm
+from skyshare.units import (
+    db_to_linear,
+    linear_to_db,
+    mw_to_dbm,
+    noise_power_w,
+    watt_to_dbm,
+    wavelength_m,
+)
 
 MIN_I_MAX_OVER_NOISE = 1e-20  # smallest I_max, in noise powers, that computations represent
 
@@ -289,6 +294,7 @@ class CatnScenario(Scenario[CatnConfig]):
         self.tu_fading = GaussMarkovFading((B, K, N, M), cfg.ar1_alpha, g, **fading)
         self.au_fading = GaussMarkovFading((B, L, N, M), cfg.ar1_alpha, g, **fading)
         self.t = 0
+        self._prepare_slot_constants()
         self.state = self._state()
         return self.state
 
@@ -359,6 +365,7 @@ class CatnScenario(Scenario[CatnConfig]):
         self.au_fading.h = state["au_fading"].to(**opts)
         self.generator.set_state(state["generator"].cpu())  # after the constructors' draws
         self.t = int(state["t"])
+        self._prepare_slot_constants()
         self.state = self._state()
 
     # ----------------------------------------------------------------------------------------
@@ -394,36 +401,95 @@ class CatnScenario(Scenario[CatnConfig]):
         last = self.config.n_slots - 1
         return torch.stack([self._au_positions(0), self._au_positions(last)], dim=1)
 
-    def _state(self) -> CatnState:
+    def _prepare_slot_constants(self) -> None:
+        """Per-episode constants of :meth:`_state` (heights, carrier, array, noise), computed
+        once per reset with the very tensor operations of the library functions that
+        :meth:`_state` replaces, so every slot's channels equal theirs exactly: the 38.901 UMa
+        formulas (:func:`uma_pathloss_db`) with their breakpoint distance and the
+        link-independent terms, FSPL's frequency term, the URA steering vector's element
+        indices and the float64 BS positions of the AU geometry."""
         cfg = self.config
-        sigma = math.sqrt(self.noise_w)
+        f32 = {"dtype": self.dtype, "device": self.device}
+        h_bs, h_ut = torch.tensor(cfg.bs_height_m, **f32), torch.tensor(cfg.tu_height_m, **f32)
+        fc = torch.tensor(self.fc_hz, **f32)
+        d_bp = uma_breakpoint_distance_m(h_bs, h_ut, fc, torch.tensor(1.0, **f32))
+        frequency_term = 20.0 * torch.log10(fc / 1e9)
+        self._uma = {
+            "d_bp": d_bp,
+            "frequency_term": frequency_term,
+            "d3d_floor": torch.sqrt(UMA_MIN_D2D_M**2 + (h_bs - h_ut) ** 2),
+            "breakpoint_term": 9.0 * torch.log10(d_bp**2 + (h_bs - h_ut) ** 2),
+            "height_term": 0.6 * (h_ut - 1.5),
+        }
+        fc64 = torch.tensor(self.fc_hz, dtype=torch.float64, device=self.device)
+        self._fspl_constant = FSPL_CONSTANT_DB + 20.0 * torch.log10(fc64 / 1e9)
+        self._bs64 = self.bs_positions.double()
+        real = {"dtype": self.dtype, "device": self.device}
+        self._ura_rows = torch.arange(cfg.ura_rows, **real)[:, None]
+        self._ura_cols = torch.arange(cfg.ura_cols, **real)[None, :]
+        self._sigma = math.sqrt(self.noise_w)
+
+    def _uma_pathloss_db(self, d2d: torch.Tensor, d3d: torch.Tensor) -> torch.Tensor:
+        """:func:`uma_pathloss_db` of the TU links with this scenario's heights and carrier:
+        the same operations in the same order (equal results), without the argument checks and
+        without evaluating the LoS formula and log10(d_3D) three times."""
+        c = self._uma
+        d2d = torch.clamp(d2d, min=UMA_MIN_D2D_M)
+        log_d3d = torch.log10(torch.maximum(d3d, c["d3d_floor"]))
+        pl_1 = 28.0 + 22.0 * log_d3d + c["frequency_term"]
+        pl_2 = 28.0 + 40.0 * log_d3d + c["frequency_term"] - c["breakpoint_term"]
+        pl_los = torch.where(d2d <= c["d_bp"], pl_1, pl_2)
+        pl_nlos = 13.54 + 39.08 * log_d3d + c["frequency_term"] - c["height_term"]
+        return torch.where(self.los, pl_los, torch.maximum(pl_los, pl_nlos))
+
+    def _state(self) -> CatnState:
+        """Channels and geometry of slot t: the formulas of the module docstring through
+        :func:`uma_pathloss_db`, :func:`zenith_azimuth`, :func:`ura_steering`, :func:`los_phase`
+        and :func:`fspl_db`, inlined with the per-episode constants of
+        :meth:`_prepare_slot_constants` (a test checks that every field equals those library
+        functions' results)."""
+        cfg = self.config
+        if getattr(self, "_uma", None) is None:
+            self._prepare_slot_constants()
+        sigma = self._sigma
         tu = self._tu_positions(self.t)
         au = self._au_positions(self.t)
         bs = self.bs_positions
 
-        d2d = distances_2d(tu, bs)
-        d3d = distances_3d(tu, bs)
-        pl_tu = uma_pathloss_db(d2d, d3d, cfg.bs_height_m, cfg.tu_height_m, self.fc_hz, self.los)
-        pl_tu = pl_tu + self.shadowing_db
+        delta = tu.unsqueeze(-2) - bs.unsqueeze(-3)  # (B, K, N, 3)
+        d2d = torch.hypot(delta[..., 0], delta[..., 1])
+        d3d = torch.linalg.vector_norm(delta, dim=-1)
+        pl_tu = self._uma_pathloss_db(d2d, d3d)
+        if cfg.shadow_fading:
+            pl_tu = pl_tu + self.shadowing_db
         H = self.tu_fading.h * (10.0 ** (-pl_tu / 20.0) / sigma)[..., None]
 
         # float64 geometry: at 10 km a float32 distance is off by ~1 mm, i.e. degrees of the
         # LoS phase 2 pi d / lambda; the cost is negligible (B x L x N links).
-        d_au = distances_3d(au.double(), bs.double())  # (B, L, N)
-        zenith, azimuth = zenith_azimuth(au.double(), bs.double())
-        steering = ura_steering(
-            zenith,
-            azimuth,
-            cfg.ura_rows,
-            cfg.ura_cols,
-            cfg.antenna_spacing_wavelengths,
-            dtype=self.cdtype,
+        delta = au.double().unsqueeze(-2) - self._bs64.unsqueeze(-3)  # (B, L, N, 3)
+        d_au = torch.linalg.vector_norm(delta, dim=-1)
+        zenith = torch.atan2(torch.hypot(delta[..., 0], delta[..., 1]), delta[..., 2])
+        azimuth = torch.atan2(delta[..., 1], delta[..., 0])
+        azimuth = torch.where(azimuth <= -math.pi, azimuth + 2.0 * math.pi, azimuth)
+        # ura_steering (vertical-major elements, 1/sqrt(M)), in the real dtype of the channels
+        theta, phi = zenith.to(self.dtype), azimuth.to(self.dtype)
+        spacing = 2.0 * math.pi * cfg.antenna_spacing_wavelengths
+        per_column = spacing * torch.sin(theta) * torch.sin(phi)
+        per_row = spacing * torch.cos(theta)
+        phase = (
+            self._ura_rows * per_row[..., None, None] + self._ura_cols * per_column[..., None, None]
         )
+        steering = torch.polar(torch.ones_like(phase), phase).flatten(-2)
+        steering = steering / math.sqrt(cfg.n_antennas)
         if not cfg.au_steering_normalized:
             steering = steering * math.sqrt(cfg.n_antennas)
-        G_los = los_phase(d_au, self.fc_hz, dtype=self.cdtype)[..., None] * steering
+        # los_phase: d / lambda reduced modulo 1 in float64
+        cycles = torch.remainder(d_au / wavelength_m(self.fc_hz), 1.0)
+        rotation = -2.0 * math.pi * cycles
+        rotation = torch.polar(torch.ones_like(rotation), rotation).to(self.cdtype)
+        G_los = rotation[..., None] * steering
         kappa = db_to_linear(cfg.rician_k_db)
-        pl_au = fspl_db(d_au, self.fc_hz).to(self.dtype)
+        pl_au = (self._fspl_constant + 20.0 * torch.log10(d_au)).to(self.dtype)
         small = math.sqrt(kappa / (kappa + 1)) * G_los + math.sqrt(1 / (kappa + 1)) * (
             self.au_fading.h
         )
@@ -440,8 +506,8 @@ class CatnScenario(Scenario[CatnConfig]):
             au_positions=au,
             bs_positions=bs,
             au_distance_m=d_au.to(self.dtype),
-            au_zenith_rad=zenith.to(self.dtype),
-            au_azimuth_rad=azimuth.to(self.dtype),
+            au_zenith_rad=theta,
+            au_azimuth_rad=phi,
         )
 
     # ----------------------------------------------------------------------------------------
