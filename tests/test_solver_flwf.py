@@ -301,3 +301,74 @@ def test_rejects_bad_arguments():
         flwf_random_starts(problem, 0, torch.Generator())
     with pytest.raises(ShapeError, match="power"):
         equilibrium_gap(problem, good[0])
+
+
+# ------------------------------------------------------------------------------------------------
+# Active set: converged instances leave the batch
+# ------------------------------------------------------------------------------------------------
+
+
+def frozen_flwf(problem: MultibandProblem, power0: torch.Tensor, max_iter: int, tol: float):
+    """The loop that freezes converged instances in the batch (the solver before its active
+    set), from the public pieces: (power, instance iterations, converged)."""
+    power = power0.clone()
+    B = power.shape[0]
+    active = torch.ones(B, dtype=torch.bool)
+    converged = torch.zeros(B, dtype=torch.bool)
+    iterations = torch.zeros(B, dtype=torch.long)
+    for i in range(1, max_iter + 1):
+        c = problem.interference_plus_noise_ratio(power)
+        response = flwf_update(c, power, problem.user_budget.to(power.dtype))
+        if i > 1:
+            settled = active & (equilibrium_gap(problem, power) <= tol)
+            converged |= settled
+            active &= ~settled
+            if not bool(active.any()):
+                break
+        power = torch.where(active[:, None, None], response, power)
+        iterations += active
+    converged |= (equilibrium_gap(problem, power) <= tol) & (iterations > 0)
+    return power, iterations, converged
+
+
+def test_active_set_equals_the_frozen_loop():
+    scenario = tiny(batch_size=6)
+    problem = scenario.problem(scenario.reset(seed=3))
+    power0 = random_power(problem, torch.Generator().manual_seed(4))
+    result = flwf(problem, power0, max_iter=400, tol=1e-5)
+    power, iterations, converged = frozen_flwf(problem, power0, 400, 1e-5)
+    assert len(set(result.instance_iterations.tolist())) > 2
+    assert result.instance_iterations.tolist() == iterations.tolist()
+    assert result.converged.tolist() == converged.tolist()
+    assert torch.allclose(result.power, power, rtol=1e-10, atol=1e-12)
+
+
+def test_random_starts_active_set_equals_each_start_alone():
+    """The packed (realization, start) active set: every start of every realization gets the
+    allocation, trace and iteration count it gets alone."""
+    scenario = tiny(batch_size=3)
+    problem = scenario.problem(scenario.reset(seed=9))
+    S = 4
+    starts = flwf_random_starts(problem, S, torch.Generator().manual_seed(2), max_iter=80, tol=1e-4)
+    result = starts.result
+    assert len(set(result.instance_iterations.tolist())) > 2
+    for n in range(3 * S):
+        alone = flwf(realization(problem, n // S), starts.power0[n : n + 1], max_iter=80, tol=1e-4)
+        assert alone.instance_iterations.tolist() == [int(result.instance_iterations[n])]
+        assert alone.converged.tolist() == [bool(result.converged[n])]
+        assert torch.allclose(alone.power[0], result.power[n], rtol=1e-10, atol=1e-12)
+        assert torch.allclose(alone.equilibrium_gap[0], result.equilibrium_gap[n])
+        T = alone.capacity_trace.shape[1]
+        assert torch.allclose(alone.capacity_trace[0], result.capacity_trace[n, :T])
+        assert bool((result.capacity_trace[n, T:] == result.capacity_trace[n, T - 1]).all())
+
+
+def test_start_at_an_equilibrium_reports_one_iteration():
+    scenario = tiny(batch_size=2)
+    problem = scenario.problem(scenario.reset(seed=5))
+    power0 = random_power(problem, torch.Generator().manual_seed(6))
+    settled = flwf(problem, power0, max_iter=2000, tol=1e-9).power
+    power0[0] = settled[0]
+    result = flwf(problem, power0, max_iter=200, tol=1e-6)
+    assert result.instance_iterations[0] == 1 and result.instance_iterations[1] > 1
+    assert bool(result.converged.all())

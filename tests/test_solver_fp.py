@@ -214,3 +214,69 @@ def test_one_antenna_and_three_aus_does_not_raise():
     log = run_online(env, build_scheme("dcd+fp", env), 3, train=False, seed=0)
     assert bool(log.stacked("feasible").all())
     assert float(log.stacked("au_interference_ratio").max()) <= 1.0 + 1e-3
+
+
+@pytest.mark.parametrize("inner_iter", [1, 3])
+def test_active_set_batch_equals_each_instance_alone(inner_iter):
+    """Converged instances leave the batch: each instance gets the beams, multipliers, trace
+    and iteration count it gets alone (a batch of one never compacts: the frozen loop)."""
+    problem = random_problem(5, 4, 2, 3, 2, p_max=5.0, i_max=0.5, seed=0)
+    batched = fp(problem, max_iter=30, tol=1e-4, inner_iter=inner_iter)
+    assert len(set(batched.instance_iterations.tolist())) > 2
+    assert batched.iterations == int(batched.instance_iterations.max())
+    for b in range(5):
+        alone = fp(problem.subset(slice(b, b + 1)), max_iter=30, tol=1e-4, inner_iter=inner_iter)
+        assert alone.instance_iterations.tolist() == [int(batched.instance_iterations[b])]
+        assert alone.converged.tolist() == [bool(batched.converged[b])]
+        torch.testing.assert_close(alone.w[0], batched.w[b], rtol=1e-12, atol=1e-13)
+        for name in ("mu", "eta"):
+            torch.testing.assert_close(
+                alone.multipliers[name][0], batched.multipliers[name][b], rtol=1e-12, atol=1e-13
+            )
+        T = alone.objective_trace.shape[1]
+        torch.testing.assert_close(alone.objective_trace[0], batched.objective_trace[b, :T])
+        assert bool((batched.objective_trace[b, T:] == batched.objective_trace[b, T - 1]).all())
+
+
+def test_instance_started_at_a_solution_reports_one_iteration():
+    problem = random_problem(3, 4, 2, 3, 0, p_max=5.0, i_max=LOOSE, seed=26)
+    tight = fp(problem, max_iter=200, tol=1e-9)
+    assert bool(tight.converged.all())
+    w0 = torch.zeros_like(tight.w)
+    w0[1] = tight.w[1]  # instance 1 starts at its solution, the others from MRT
+    result = fp(problem, w0=w0, max_iter=50, tol=1e-5)
+    iterations = result.instance_iterations.tolist()
+    assert iterations[1] == 1 and iterations[0] > 1 and iterations[2] > 1
+    trace = result.objective_trace
+    for b in (0, 2):  # the first iteration whose relative change is <= tol
+        settled = (trace[b, 1:] - trace[b, :-1]).abs() <= 1e-5 * trace[b, :-1]
+        assert int(settled.nonzero()[0, 0]) + 2 == iterations[b]
+
+
+def test_inner_rounds_leave_inactive_instances_unchanged():
+    problem = random_problem(3, 4, 2, 3, 1, p_max=5.0, i_max=0.5, seed=27)
+    w = initial_beamformers(problem)
+    A = metrics.associated_gains(problem.H, w, problem.serving)
+    own = torch.diagonal(A, dim1=1, dim2=2)
+    y = own / (A.abs().square().sum(-1) - own.abs().square() + 1.0)
+    mu, eta = torch.rand(3, 1, dtype=torch.float64), torch.rand(3, 2, dtype=torch.float64)
+    active = torch.tensor([True, False, True])
+    inner = fp_inner_rounds(
+        problem, w, A, y, mu, eta, rounds=3, inner_tol=0.0, active=active, feasibility_tol=1e-3
+    )
+    assert torch.equal(inner.w[1], w[1]) and torch.equal(inner.mu[1], mu[1])
+    assert torch.equal(inner.eta[1], eta[1]) and bool((inner.phi[1] == inner.phi[1, 0]).all())
+    for b in (0, 2):  # the active ones as alone
+        alone = fp_inner_rounds(
+            problem.subset(slice(b, b + 1)),
+            w[b : b + 1],
+            A[b : b + 1],
+            y[b : b + 1],
+            mu[b : b + 1],
+            eta[b : b + 1],
+            rounds=3,
+            inner_tol=0.0,
+            active=torch.ones(1, dtype=torch.bool),
+            feasibility_tol=1e-3,
+        )
+        torch.testing.assert_close(alone.w[0], inner.w[b], rtol=1e-12, atol=1e-13)

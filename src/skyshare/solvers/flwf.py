@@ -47,8 +47,9 @@ Equilibrium check and stopping rule (choices, the seed has none):
   by deviating). The absolute value: the forward-looking response need not raise the
   immediate rate, it may lower it.
 * an instance has **converged** when its gap is <= ``tol`` (checked from the first iterate on,
-  which meets the budgets); it keeps that allocation and is frozen while the others iterate,
-  so every instance's result is what it would be alone, and ``equilibrium_gap <= tol`` holds
+  which meets the budgets); it keeps that allocation and leaves the batch (active set: the
+  unconverged instances are compacted, :func:`_play`), so every instance's result is what it
+  would be alone, and ``equilibrium_gap <= tol`` holds
   for every converged instance. The gap, not the change of the powers, is the criterion: at
   high SINR the update (15) contracts slowly (for ``p >> c`` the floor is about
   ``-p + sqrt(c p)``, so ``p^i ~ w + p^{i-1} - sqrt(c p^{i-1})``, a Jacobian of
@@ -58,6 +59,7 @@ Equilibrium check and stopping rule (choices, the seed has none):
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass
@@ -174,6 +176,13 @@ class _Environment:
         ici = torch.einsum("bfkj,bsjf->bskf", self.cross, power)
         return (ici + self.noise) / self.direct
 
+    def subset(self, rows: torch.Tensor) -> _Environment:
+        """The environment of the realizations ``rows`` (n,) long."""
+        out = copy.copy(self)
+        out.cross = self.cross.index_select(0, rows)
+        out.direct = self.direct.index_select(0, rows)
+        return out
+
 
 def _user_rates(power: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     """``log2(1 + p / c)``, the integrand of (6a) (ZF nulls the intra-cell term)."""
@@ -204,6 +213,21 @@ class _Run:
     trace: torch.Tensor  # (B, S, T)
 
 
+def _repack(still: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The packed layout of the pairs ``still`` (R, W) bool that keep iterating.
+
+    Returns ``(rows (R',), slots (R', W'), valid (R', W'))``: the rows of ``still`` with a pair
+    left, and in each the columns of its pairs first (W' = the most pairs of one row); the
+    padding columns repeat the row's first pair and are marked not ``valid``.
+    """
+    counts = still.sum(1)
+    rows = counts.nonzero()[:, 0]
+    width = int(counts.max())
+    slots = torch.argsort((~still[rows]).to(torch.int8), dim=1, stable=True)[:, :width]
+    valid = torch.arange(width, device=still.device) < counts[rows, None]
+    return rows, torch.where(valid, slots, slots[:, :1]), valid
+
+
 def _play(
     environment: _Environment,
     budget: torch.Tensor,
@@ -217,45 +241,79 @@ def _play(
 
     Iteration i computes every user's best response (15) to p^{i-1}. From i = 2 on (p^{i-1}
     then meets the budgets), an instance whose p^{i-1} has an equilibrium gap <= tol has
-    converged: it keeps p^{i-1} and is frozen. The others move to the response. The final
-    iterate's gap is computed after the loop (so converged == gap <= tol after >= 1 update).
+    converged: it keeps p^{i-1} and leaves the batch. The others move to the response. The
+    final iterate's gap is computed after the loop (so converged == gap <= tol after >= 1
+    update).
+
+    Active set: the instances still iterating are packed as ``(B', S')`` (the realizations
+    with an unconverged start, and in each its unconverged starts, padded to the largest
+    count with copies whose results are dropped), so the S starts of a realization keep
+    sharing its channel and an iteration costs about what the unconverged instances need.
     """
     B, S = power0.shape[:2]
     device = power0.device
     power = power0
     c = environment(power)
     user_rate = _user_rates(power, c).sum(-1)  # (B, S, K)
-    trace = [user_rate.sum(-1) / n_cells]
-    active = torch.ones(B, S, dtype=torch.bool, device=device)
+    capacity = user_rate.sum(-1) / n_cells  # (B, S), kept at a finished instance's last value
+    trace = [capacity.clone()]
+    power_out, c_out = power.clone(), c.clone()
+    gap_out = torch.zeros(B, S, dtype=power.dtype, device=device)
     converged = torch.zeros(B, S, dtype=torch.bool, device=device)
     instance_iterations = torch.zeros(B, S, dtype=torch.long, device=device)
+    # Packed layout: entry (r, j) is instance (rows[r], slots[r, j]); pairs of valid entries.
+    rows = torch.arange(B, device=device)
+    slots = torch.arange(S, device=device).expand(B, S)
+    valid = torch.ones(B, S, dtype=torch.bool, device=device)
+    pairs = (rows[:, None].expand(B, S).reshape(-1), slots.reshape(-1))
+    entries = (pairs[0], pairs[1])  # valid entries in packed coordinates
     iterations = 0
     for i in range(1, max_iter + 1):
         response = _water_fill(
             forward_looking_floor(c, power, forward_looking=forward_looking), budget
         )
         if i > 1:
-            settled = active & (_relative_gap(response, c, user_rate) <= tol)
-            converged |= settled
-            active &= ~settled
-            if not bool(active.any()):
-                break
-        power = torch.where(active[..., None, None], response, power)
+            gap = _relative_gap(response, c, user_rate)
+            settled = valid & (gap <= tol)
+            if bool(settled.any()):
+                r, j = settled.nonzero(as_tuple=True)
+                done = (rows[r], slots[r, j])
+                power_out[done], c_out[done], gap_out[done] = power[r, j], c[r, j], gap[r, j]
+                converged[done] = True
+                still = valid & ~settled
+                if not bool(still.any()):
+                    valid = still
+                    break
+                keep, columns, valid = _repack(still)
+                rows, slots = rows[keep], slots[keep[:, None], columns]
+                power, c, user_rate, response = (
+                    x[keep[:, None], columns] for x in (power, c, user_rate, response)
+                )
+                if keep.numel() < budget.shape[0]:
+                    environment, budget = environment.subset(keep), budget[keep]
+                entries = valid.nonzero(as_tuple=True)
+                pairs = (rows[entries[0]], slots[entries])
+        power = response
         c = environment(power)
         user_rate = _user_rates(power, c).sum(-1)
-        trace.append(user_rate.sum(-1) / n_cells)
-        instance_iterations += active
+        capacity[pairs] = user_rate[entries].sum(-1) / n_cells
+        trace.append(capacity.clone())
+        instance_iterations[pairs] += 1
         iterations = i
-    response = _water_fill(forward_looking_floor(c, power, forward_looking=forward_looking), budget)
-    gap = _relative_gap(response, c, user_rate)
-    converged |= (gap <= tol) & (instance_iterations > 0)  # the last iterate, checked here
+    if bool(valid.any()):  # the instances that ran to the end: their final iterate's gap
+        response = _water_fill(
+            forward_looking_floor(c, power, forward_looking=forward_looking), budget
+        )
+        gap = _relative_gap(response, c, user_rate)
+        power_out[pairs], c_out[pairs], gap_out[pairs] = power[entries], c[entries], gap[entries]
+        converged[pairs] = (gap[entries] <= tol) & (instance_iterations[pairs] > 0)
     return _Run(
-        power=power,
-        c=c,
+        power=power_out,
+        c=c_out,
         iterations=iterations,
         instance_iterations=instance_iterations,
         converged=converged,
-        gap=gap,
+        gap=gap_out,
         trace=torch.stack(trace, dim=-1),
     )
 
@@ -288,7 +346,7 @@ class FlwfResult:
             equilibrium.
         capacity_trace: (B, T) float, average capacity per cell (bit/s/Hz) at the start
             (column 0) and after each iteration, ``T = iterations + 1``; constant once an
-            instance is frozen.
+            instance has stopped.
         wall_time_s: seconds spent.
         scalars_exchanged: real scalars exchanged between BSs: 0 (every input is local).
         instance_iterations: (B,) long, iterations each instance ran before it converged

@@ -203,12 +203,25 @@ def fp_inner_rounds(
         rounds: maximum rounds. inner_tol: per-instance early stop on the relative change of
             Phi. active: (B,) bool, instances to update (the others are left unchanged).
         feasibility_tol: above this (2c) violation the line search takes tau = 1.
+
+    Instances that are not active, or that meet ``inner_tol``, leave the batch (active set,
+    every per-instance tensor compacted); their entries of the result are those they had
+    then, and their ``phi`` stays constant.
     """
+    B = w.shape[0]
+    phi = torch.log1p(_surrogate_terms(A, y)).sum(-1)
+    w_out, mu_out, eta_out, phi_out = w.clone(), mu.clone(), eta.clone(), phi.clone()
+    trace = [phi_out.clone()]
+    index = active.nonzero()[:, 0]
+    if index.numel() == 0:  # nothing to update: one round that changes nothing
+        trace.append(phi_out.clone())
+        return InnerResult(w=w_out, mu=mu_out, eta=eta_out, phi=torch.stack(trace, 1))
+    if index.numel() < B:
+        problem = problem.subset(index)
+        w, A, y, mu, eta, phi = (x.index_select(0, index) for x in (w, A, y, mu, eta, phi))
     L = problem.G.shape[1]
     i_max = problem.i_max_per_au()
     h_own = own_channels(problem)
-    phi = torch.log1p(_surrogate_terms(A, y)).sum(-1)
-    trace = [phi]
     for _ in range(rounds):
         lam = 1.0 / (1.0 + _surrogate_terms(A, y))
         step = solve_w_step(
@@ -226,19 +239,45 @@ def fp_inner_rounds(
             rho = metrics.primary_interference(problem.G, w, problem.serving)
             excess = torch.where(torch.isfinite(i_max), (rho - i_max) / i_max, -1.0)
             tau = torch.where(excess.amax(-1) > feasibility_tol, torch.ones_like(tau), tau)
-        tau = torch.where(active, tau, torch.zeros_like(tau))
         w = w + tau[:, None, None].to(w.dtype) * (step.w - w)
         A = A + tau[:, None, None].to(A.dtype) * (A_hat - A)
-        mu = torch.where(active[:, None], step.mu, mu)
-        eta = torch.where(active[:, None], step.eta, eta)
+        mu, eta = step.mu, step.eta
         new_phi = torch.log1p(_surrogate_terms(A, y)).sum(-1)
-        trace.append(new_phi)
+        phi_out[index] = new_phi
+        trace.append(phi_out.clone())
         small = (new_phi - phi).abs() <= inner_tol * phi.abs().clamp_min(1e-12)
         phi = new_phi
-        active = active & ~small  # per instance, so a batch matches separate runs
-        if not bool(active.any()):
-            break
-    return InnerResult(w=w, mu=mu, eta=eta, phi=torch.stack(trace, 1))
+        if bool(small.any()):  # per instance, so a batch matches separate runs
+            done = index[small]
+            w_out[done], mu_out[done], eta_out[done] = w[small], mu[small], eta[small]
+            keep = (~small).nonzero()[:, 0]
+            index = index[keep]
+            if keep.numel() == 0:
+                break
+            problem = problem.subset(keep)
+            i_max, h_own = i_max.index_select(0, keep), h_own.index_select(0, keep)
+            w, A, y, mu, eta, phi = (x.index_select(0, keep) for x in (w, A, y, mu, eta, phi))
+    if index.numel():
+        w_out[index], mu_out[index], eta_out[index] = w, mu, eta
+    return InnerResult(w=w_out, mu=mu_out, eta=eta_out, phi=torch.stack(trace, 1))
+
+
+def _check_arguments(
+    max_iter: int, inner_iter: int, tol: float, inner_tol: float, init: str, feasibility_tol: float
+) -> None:
+    if not isinstance(max_iter, int) or max_iter < 1:
+        raise ConfigError(f"max_iter must be an integer >= 1, got {max_iter!r}")
+    if not isinstance(inner_iter, int) or inner_iter < 1:
+        raise ConfigError(f"inner_iter must be an integer >= 1, got {inner_iter!r}")
+    for name, value in (
+        ("tol", tol),
+        ("inner_tol", inner_tol),
+        ("feasibility_tol", feasibility_tol),
+    ):
+        if not 0 <= value < 1:
+            raise ConfigError(f"{name} must lie in [0, 1), got {value!r}")
+    if init not in INITS:
+        raise ConfigError(f"init must be one of {INITS}, got {init!r}")
 
 
 def fp(
@@ -278,22 +317,13 @@ def fp(
         :class:`BeamformingResult`; ``multipliers`` holds ``mu (B, L)``, ``eta (B, N)`` and
         ``scaled_for_feasibility (B,) bool``. With ``init="wmmse"`` the objective trace covers
         the FP iterations only (the WMMSE iterations are counted in ``multipliers`` as
-        ``wmmse_iterations`` (1,) long).
+        ``wmmse_iterations`` (1,) long). ``instance_iterations`` (B,) long: the outer
+        iterations each instance ran before its sum rate settled (``max_iter`` otherwise);
+        converged instances leave the batch (active set), so a batch costs what its
+        unconverged instances need and gives each instance what it would get alone.
     """
     start = time.perf_counter()
-    if not isinstance(max_iter, int) or max_iter < 1:
-        raise ConfigError(f"max_iter must be an integer >= 1, got {max_iter!r}")
-    if not isinstance(inner_iter, int) or inner_iter < 1:
-        raise ConfigError(f"inner_iter must be an integer >= 1, got {inner_iter!r}")
-    for name, value in (
-        ("tol", tol),
-        ("inner_tol", inner_tol),
-        ("feasibility_tol", feasibility_tol),
-    ):
-        if not 0 <= value < 1:
-            raise ConfigError(f"{name} must lie in [0, 1), got {value!r}")
-    if init not in INITS:
-        raise ConfigError(f"init must be one of {INITS}, got {init!r}")
+    _check_arguments(max_iter, inner_iter, tol, inner_tol, init, feasibility_tol)
 
     extra: dict[str, torch.Tensor] = {}
     if init == "wmmse":
@@ -320,13 +350,20 @@ def fp(
 
     A = metrics.associated_gains(work.H, w, work.serving)
     rate = metrics.sinr(A).rate.sum(-1)
+    # Active set: an instance whose sum rate has settled leaves the batch (its beams and
+    # multipliers are written out, every per-instance tensor is compacted), so an iteration
+    # costs what the unconverged instances need; each instance gets what it would get alone.
+    w_out, mu_out, eta_out, rate_out = w.clone(), mu.clone(), eta.clone(), rate.clone()
+    instance_iterations = torch.full((B,), max_iter, dtype=torch.long, device=w.device)
+    index = torch.arange(B, device=w.device)
+    active_work = work
     trace = []
     iterations = 0
-    for iterations in range(1, max_iter + 1):  # noqa: B007 (iterations is reported)
+    for iterations in range(1, max_iter + 1):
         own = torch.diagonal(A, dim1=1, dim2=2)
         y = own / (_abs2(A).sum(-1) - _abs2(own) + 1.0)  # y_k = A_kk / (I_k + 1)
         inner = fp_inner_rounds(
-            work,
+            active_work,
             w,
             A,
             y,
@@ -334,18 +371,45 @@ def fp(
             eta,
             rounds=inner_iter,
             inner_tol=inner_tol,
-            active=~converged,
+            active=torch.ones(index.numel(), dtype=torch.bool, device=w.device),
             feasibility_tol=feasibility_tol,
         )
         w, mu, eta = inner.w, inner.mu, inner.eta
-        A = metrics.associated_gains(work.H, w, work.serving)  # fresh, no accumulated rounding
+        A = metrics.associated_gains(active_work.H, w, active_work.serving)  # fresh
         new_rate = metrics.sinr(A).rate.sum(-1)
-        trace.append(new_rate)
-        converged = converged | ((new_rate - rate).abs() <= tol * rate.abs().clamp_min(1e-12))
+        rate_out[index] = new_rate
+        trace.append(rate_out.clone())  # a finished instance keeps its final rate
+        settled = (new_rate - rate).abs() <= tol * rate.abs().clamp_min(1e-12)
         rate = new_rate
-        if bool(converged.all()):
-            break
+        if bool(settled.any()):
+            finished = index[settled]
+            w_out[finished], mu_out[finished], eta_out[finished] = (
+                w[settled],
+                mu[settled],
+                eta[settled],
+            )
+            converged[finished] = True
+            instance_iterations[finished] = iterations
+            keep = (~settled).nonzero()[:, 0]
+            index = index[keep]
+            if keep.numel() == 0:
+                break
+            active_work = active_work.subset(keep)
+            w, mu, eta, A, rate = (x.index_select(0, keep) for x in (w, mu, eta, A, rate))
+    if index.numel():  # these ran max_iter iterations without converging
+        w_out[index], mu_out[index], eta_out[index] = w, mu, eta
 
     return finish_safeguarded(
-        problem, work, w, trace, iterations, converged, start, feasibility_tol, mu, eta, extra
+        problem,
+        work,
+        w_out,
+        trace,
+        iterations,
+        converged,
+        start,
+        feasibility_tol,
+        mu_out,
+        eta_out,
+        extra,
+        instance_iterations=instance_iterations,
     )

@@ -67,9 +67,11 @@ quadratic-transform surrogate of the Lagrangian of (2a)-(2c) (Shen & Yu 2018, th
 
 Stopping rule: an instance has converged when its sum rate changed by at most ``tol``
 (relative) in the last outer iteration and (2c) holds within ``feasibility_tol``; converged
-instances are frozen while the others iterate. After the loop, an instance whose (2c) is still
-violated beyond ``feasibility_tol`` has all its beams scaled by ``min_l sqrt(I_max,l / rho_l)``
-(< 1, so (2b) still holds), flagged in ``multipliers["scaled"]``.
+instances leave the batch (active set: every per-instance tensor is compacted, so a batch costs
+what its unconverged instances need; ``instance_iterations`` reports each instance's count, and
+the results are those of solving each instance alone). After the loop, an instance whose (2c)
+is still violated beyond ``feasibility_tol`` has all its beams scaled by
+``min_l sqrt(I_max,l / rho_l)`` (< 1, so (2b) still holds), flagged in ``multipliers["scaled"]``.
 
 Cost: per outer iteration the gains, ``O((K + L) K M)`` from the served channels gathered once
 (N >= 4 or M = 1; else one GEMM over all BSs, ``O(N (K + L) K M)``, see :class:`_ServedGains`),
@@ -79,6 +81,7 @@ user, ``O(K M^2)``. No matrix is inverted, factorised or eigen-decomposed.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass
@@ -144,6 +147,20 @@ class _ServedGains:
             return out.transpose(1, 2).contiguous()
         every_bs = torch.bmm(self.X_conj_rows, w.transpose(1, 2)).view(self.view)
         return torch.gather(every_bs, 2, self.index).squeeze(2)  # (B, P, K)
+
+    def subset(self, keep: torch.Tensor) -> _ServedGains:
+        """The same contraction for the instances ``keep`` (n,) long of the batch."""
+        out = copy.copy(self)
+        if self.gather:
+            B, K, P = self.view
+            rows = self.rows_conj.view(B, K, P, -1).index_select(0, keep)
+            out.rows_conj = rows.view(keep.numel() * K, P, -1)
+            out.view = (keep.numel(), K, P)
+        else:
+            out.X_conj_rows = self.X_conj_rows.index_select(0, keep)
+            out.index = self.index.index_select(0, keep)
+            out.view = (keep.numel(), *self.view[1:])
+        return out
 
 
 def _link_metrics(gains: torch.Tensor, K: int) -> tuple[torch.Tensor, ...]:
@@ -478,7 +495,9 @@ def wmmse_lite(
         sum rate after each outer iteration (before the safeguard); ``multipliers`` holds
         ``"mu"`` (B, L) the AU multipliers, ``"eta"`` (B, N) the power multipliers implied by the
         last projection, ``"lipschitz"`` (B, N) the last L_n, and ``"scaled"`` (B,) bool where
-        the safeguard rescaled the beams.
+        the safeguard rescaled the beams. ``instance_iterations`` (B,) long: the outer
+        iterations each instance ran (``max_iter`` for those that did not converge);
+        ``iterations`` is their maximum.
 
     Defaults: 10 outer x 32 inner iterations with tol 1e-2 fit the seed-000 network (L=2, N=7,
     K=21, M=16) in ~15-30 ms per instance on a 2-core CPU at B=1 (the seed's Table I: 1.257 s);
@@ -507,7 +526,8 @@ def wmmse_lite(
     load_matrix = _load_matrix(serving, problem.p_max_per_bs())  # (B, K, K)
     eye = torch.eye(M, dtype=X.dtype, device=X.device)
     i_max = problem.i_max_per_au()
-    inv_i_max = 1.0 / i_max  # 0 where (2c) is disabled
+    inv_i_max_all = 1.0 / i_max  # 0 where (2c) is disabled
+    inv_i_max = inv_i_max_all
     nu = _initial_nu(mu0, i_max, B, L, real)
     ln2 = math.log(2.0)
 
@@ -522,25 +542,33 @@ def wmmse_lite(
     plain_omegas = [0.0] * (inner_steps - 1)
     since_restart = torch.zeros(B, dtype=torch.long, device=X.device)
     w_prev, lip_prev = w, None
-    active = torch.ones(B, dtype=torch.bool, device=X.device)
-    all_active = True
     scale = torch.ones(B, K, 1, dtype=real, device=X.device)  # s of the last accepted step
     lip_used = torch.ones(B, N, dtype=real, device=X.device)  # L_n of the last accepted step
+    # Active set: an instance that has converged leaves the batch (every per-instance tensor
+    # is compacted with index_select) and its iterates are written out here, so an iteration
+    # costs what the unconverged instances need. No step couples the instances, so each one
+    # gets the numbers it would get alone.
+    w_out, nu_out, rho_out = w.clone(), nu.clone(), rho.clone()
+    scale_out, lip_out, rate_out = scale.clone(), lip_used.clone(), rate.clone()
+    converged = torch.zeros(B, dtype=torch.bool, device=X.device)
+    instance_iterations = torch.full((B,), max_iter, dtype=torch.long, device=X.device)
+    index = torch.arange(B, device=X.device)  # the batch rows still iterating
     trace = []
     iterations = 0
     for iteration in range(1, max_iter + 1):
         iterations = iteration
+        n = index.numel()
         # Algorithm 2 lines 3-4: u_k = S_k / (D_k - S_k), v_k = sqrt(1 + u_k) a_kk / D_k, so
         # alpha_k = |v_k|^2 = S_k / (D_k (D_k - S_k)) and sqrt(1 + u_k) v_k = a_kk / (D_k - S_k).
-        desired = torch.diagonal(gains, dim1=1, dim2=2)  # a_kk (TU rows), (B, K)
+        desired = torch.diagonal(gains, dim1=1, dim2=2)  # a_kk (TU rows), (n, K)
         alpha = _alpha(signal, total, interference_noise)
         b = (desired / interference_noise)[..., None] * own_channel  # sqrt(1+u_k) v_k h_{rho_k,k}
         mu = nu * inv_i_max
-        hessian = _hessians(columns, rows_conj, torch.cat([alpha, mu], -1))  # D_n (B, N, M, M)
+        hessian = _hessians(columns, rows_conj, torch.cat([alpha, mu], -1))  # D_n (n, N, M, M)
         lip = _lipschitz(hessian, lipschitz).clamp_min(torch.finfo(real).tiny)
         inv_step = 1.0 / torch.gather(lip, 1, serving)[..., None, None]  # 1 / L_{rho_k}
         # Gradient step as one affine map per user: z = (I - D_n / L_n) w + b / L_n.
-        step_matrix = (eye - hessian[batch, serving] * inv_step).view(B * K, M, M)
+        step_matrix = (eye - hessian[batch, serving] * inv_step).view(n * K, M, M)
         step_offset = b * inv_step[..., 0]
 
         subproblem = (step_matrix, step_offset, load_matrix)
@@ -552,7 +580,7 @@ def wmmse_lite(
                 nesterov_weight[since_restart][:, None],
                 extrapolation * torch.sqrt(lip_prev / lip),
             )
-            omega_k = torch.gather(omega, 1, serving)[..., None]  # (B, K, 1)
+            omega_k = torch.gather(omega, 1, serving)[..., None]  # (n, K, 1)
             w_first = w + omega_k * (w - w_prev)
         w_new, scale_new = _prox_linear_steps(*subproblem, w, w_first, inner_omegas)
         gains_new = gains_of(w_new)
@@ -571,38 +599,85 @@ def wmmse_lite(
 
         w_prev, lip_prev = w, lip
         rate_old = rate
-        if all_active:
-            w, gains, scale, lip_used = w_new, gains_new, scale_new, lip
-            rate, total, signal, interference_noise, rho = metrics_new
-        else:  # freeze converged instances
-            keep = active[:, None]
-            w = torch.where(keep[..., None], w_new, w)
-            gains = torch.where(keep[..., None], gains_new, gains)
-            scale = torch.where(keep[..., None], scale_new, scale)
-            lip_used = torch.where(keep, lip, lip_used)
-            rate = torch.where(active, metrics_new[0], rate)
-            total = torch.where(keep, metrics_new[1], total)
-            signal = torch.where(keep, metrics_new[2], signal)
-            interference_noise = torch.where(keep, metrics_new[3], interference_noise)
-            rho = torch.where(keep, metrics_new[4], rho)
-        trace.append(rate)
+        w, gains, scale, lip_used = w_new, gains_new, scale_new, lip
+        rate, total, signal, interference_noise, rho = metrics_new
+        rate_out[index] = rate
+        trace.append(rate_out.clone())  # a finished instance keeps its final rate
 
         # Projected sub-gradient step on the scaled AU multipliers nu_l = mu_l I_max,l.
-        violation = rho * inv_i_max - 1.0  # (B, L), -1 where I_max is infinite
+        violation = rho * inv_i_max - 1.0  # (n, L), -1 where I_max is infinite
         step = mu_step / iteration**mu_step_decay
-        nu_new = (nu + step * violation.clamp(max=violation_clip)).clamp_min(0.0)
-        nu = nu_new if all_active else torch.where(active[:, None], nu_new, nu)
+        nu = (nu + step * violation.clamp(max=violation_clip)).clamp_min(0.0)
 
-        # Stopping rule (frozen instances stay settled: their rate no longer changes).
+        # Stopping rule; the instances that meet it leave the batch.
         settled = (rate - rate_old).abs() <= tol * rate
         if L > 0:
             settled = settled & (violation.amax(-1) <= feasibility_tol)
         if bool(settled.any()):
-            active = active & ~settled
-            all_active = False
-            if not bool(active.any()):
+            finished = index[settled]
+            w_out[finished], nu_out[finished], rho_out[finished] = (
+                w[settled],
+                nu[settled],
+                rho[settled],
+            )
+            scale_out[finished], lip_out[finished] = scale[settled], lip_used[settled]
+            converged[finished] = True
+            instance_iterations[finished] = iteration
+            keep = (~settled).nonzero()[:, 0]
+            index = index[keep]
+            if keep.numel() == 0:
                 break
-    converged = ~active
+            gains_of = gains_of.subset(keep)
+            (
+                columns,
+                rows_conj,
+                own_channel,
+                load_matrix,
+                serving,
+                inv_i_max,
+                nu,
+                w,
+                w_prev,
+                lip_prev,
+                gains,
+                scale,
+                lip_used,
+                rate,
+                total,
+                signal,
+                interference_noise,
+                rho,
+                since_restart,
+            ) = (
+                x.index_select(0, keep)
+                for x in (
+                    columns,
+                    rows_conj,
+                    own_channel,
+                    load_matrix,
+                    serving,
+                    inv_i_max,
+                    nu,
+                    w,
+                    w_prev,
+                    lip_prev,
+                    gains,
+                    scale,
+                    lip_used,
+                    rate,
+                    total,
+                    signal,
+                    interference_noise,
+                    rho,
+                    since_restart,
+                )
+            )
+            batch = torch.arange(keep.numel(), device=X.device)[:, None]
+    if index.numel():  # these ran max_iter iterations without converging
+        w_out[index], nu_out[index], rho_out[index] = w, nu, rho
+        scale_out[index], lip_out[index] = scale, lip_used
+    w, nu, rho, scale, lip_used = w_out, nu_out, rho_out, scale_out, lip_out
+    serving, inv_i_max = problem.serving, inv_i_max_all
     eta = lip_used * (1.0 / _user_to_bs(scale, serving, N) - 1.0)  # of the last projection
 
     # Feasibility safeguard: scale every beam of an instance still violating (2c).
@@ -624,4 +699,5 @@ def wmmse_lite(
         feasible=evaluation.feasible(feasibility_tol),
         wall_time_s=time.perf_counter() - start,
         multipliers={"mu": nu * inv_i_max, "eta": eta, "lipschitz": lip_used, "scaled": scaled},
+        instance_iterations=instance_iterations,
     )
