@@ -138,13 +138,23 @@ def test_fig4_trains_then_tests_every_arrival_rate(tmp_path):
     ]
     summary = experiment.run(tmp_path, "quick", schemes=["IPPO-L", "random"], overrides=overrides)
     assert (tmp_path / "fig4.png").stat().st_size > 10_000
+    tests: dict[str, dict[str, dict]] = {}
     for result in summary["results"].values():
-        assert sorted(result["tests"]) == ["2.0", "30.0"]
-        for test in result["tests"].values():
+        for rate, test in result["tests"].items():
+            assert rate not in tests.setdefault(result["scheme"], {})
+            tests[result["scheme"]][rate] = test
             assert len(test["throughput"]) == 12  # 0.2 min, one decision per second
             assert max(test["active_users"]) <= 9  # N K_max
-        busy, quiet = result["tests"]["30.0"], result["tests"]["2.0"]
-        assert busy["mean_active_users"] >= quiet["mean_active_users"]
+    # the learner trains once and tests both rates in one job; the rule is one job per rate
+    jobs = {r["scheme"]: 0 for r in summary["results"].values()}
+    for result in summary["results"].values():
+        jobs[result["scheme"]] += 1
+    assert jobs == {"IPPO-L": 1, "random": 2}
+    for by_rate in tests.values():
+        assert sorted(by_rate) == ["2.0", "30.0"]
+        assert by_rate["30.0"]["mean_active_users"] >= by_rate["2.0"]["mean_active_users"]
+    # the same arrivals for every scheme (the same test seed)
+    assert tests["IPPO-L"]["30.0"]["active_users"] == tests["random"]["30.0"]["active_users"]
     assert "train_time_s" in next(r for r in summary["results"].values() if r["scheme"] == "IPPO-L")
 
 
@@ -199,14 +209,14 @@ def test_fig4_tests_the_policies_fig3_trained_without_training_again(tmp_path):
         )
     )
     # no policy at another setting: refused before any job, naming the field and what exists
-    with pytest.raises(ConfigError, match="policies_from.*IPPO-L \\(seed 0, F=8, K_max=3\\)"):
+    with pytest.raises(ConfigError, match=r"policies_from.*IPPO-L \(seed 0, F=8, K_max=3\)"):
         fig4.run(tmp_path / "f5", "quick", schemes=["IPPO-L"], overrides=[
             "setting={n_subchannels: 12, k_max: 3}", f"policies_from={tmp_path / 'f3'}",
             *tested[1:],
         ])  # fmt: skip
     assert not (tmp_path / "f5" / "jobs").exists()
     policy.write_bytes(b"not a checkpoint")  # corrupt: a clear error, not a traceback
-    with pytest.raises(ConfigError, match="policies_from: .*unreadable.*rerun tn-ntn-fig3"):
+    with pytest.raises(ConfigError, match=r"policies_from: .*unreadable.*rerun tn-ntn-fig3"):
         fig4.run(tmp_path / "f6", "quick", schemes=["IPPO-L"],
                  overrides=[*tested, f"policies_from={tmp_path / 'f3'}"])  # fmt: skip
 

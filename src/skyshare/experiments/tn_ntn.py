@@ -13,8 +13,10 @@
   test scenario): the population and positions follow the traces at their 1 s resolution, the
   fading of frames 1 s apart is drawn independently (``fading_correlation = 0``: the Jakes
   correlation J0(2 pi f_D 1 s) is -0.12 at 1 m/s and 2 GHz, nearly independent), and 30
-  minutes are 1800 decisions instead of 180,000 frames. One job per
-  (scheme, seed), testing all arrival rates.
+  minutes are 1800 decisions instead of 180,000 frames. A learner that trains here is one job
+  per (scheme, seed) testing every arrival rate; a rule, or a learner whose policy comes from
+  a tn-ntn-fig3 run (``policies_from``), is one job per (scheme, seed, arrival rate), so that
+  ``--workers`` runs the tests side by side.
 
 Run directory: ``preset.yaml``, ``jobs/<id>/result.json`` (curves or time series),
 ``fig3.png`` / ``fig4.png`` and ``summary.json``.
@@ -155,13 +157,15 @@ def _fig4_jobs(preset: Fig4Preset, preset_name: str, schemes: Sequence[str] | No
         "arrival_rates_per_min": list(preset.arrival_rates_per_min),
         "test_minutes": preset.test_minutes,
         "test_batch": preset.test_batch,
+        "policies_from": None,
     }
     for rate in preset.arrival_rates_per_min:
         _scenario_config({**scenario, **_dynamic(rate, preset.test_minutes)}, 0)
     jobs = []
     for name in names:
         job_params = params
-        if preset.policies_from is not None and TN_NTN_SCHEMES.entry(name).tags.get("learns"):
+        learns = TN_NTN_SCHEMES.entry(name).tags.get("learns")
+        if preset.policies_from is not None and learns:
             # only the learned jobs depend on it: the rules' results are kept across runs
             job_params = {
                 **params,
@@ -169,7 +173,12 @@ def _fig4_jobs(preset: Fig4Preset, preset_name: str, schemes: Sequence[str] | No
             }
             for seed in preset.seeds:  # a missing policy fails before any job runs
                 _trained_policy(job_params["policies_from"], name, seed, preset.setting)
-        jobs.extend(Job("tn-ntn-fig4", name, seed, job_params) for seed in preset.seeds)
+        if learns and job_params["policies_from"] is None:  # trains once, tests every rate
+            jobs.extend(Job("tn-ntn-fig4", name, seed, job_params) for seed in preset.seeds)
+            continue
+        for rate in preset.arrival_rates_per_min:  # nothing to train: one job per test
+            one = {**job_params, "arrival_rates_per_min": [rate]}
+            jobs.extend(Job("tn-ntn-fig4", name, seed, one) for seed in preset.seeds)
     return jobs
 
 

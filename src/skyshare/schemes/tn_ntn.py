@@ -18,8 +18,9 @@ in :data:`TN_NTN_SCHEMES`:
 
 The learners train with their own loop (:meth:`LearnedScheme.train`, MAPPO's collection loop
 over turns and frames); :func:`run_tn_ntn` plays any scheme (learned ones as
-``TnNtnSchemeOptions.play`` says, without learning) for a number of frames and records the per-frame outcome, which is what the
-dynamic test (Fig. 4) and the reference lines of Fig. 3 need. Factories are called as
+``TnNtnSchemeOptions.play`` says, without learning) for a number of frames and records the
+per-frame outcome, which is what the dynamic test (Fig. 4) and the reference lines of Fig. 3
+need. Factories are called as
 ``factory(env, options)`` with a :class:`TnNtnSchemeOptions`.
 """
 
