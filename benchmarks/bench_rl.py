@@ -10,7 +10,9 @@ Three tables in one section:
 (a) per-slot decision time of all 28 agents next to the seed's Table I (which times "the user
     association of all TUs and the beamforming vectors of all BSs of one time slot"): the
     association (greedy D3QN, strongest channel, or DCD), the BS policy (Beta mean, no critic)
-    and the beamformers (9) built from the actions; B = 1 and amortised over B = 64;
+    and the beamformers (9) built from the actions; B = 1 and amortised over B = 64; next to
+    each scheme, the same with the compact BS policy (:class:`~skyshare.rl.common.compact.
+    CompactPolicy`, sparse first layer, fp32 and int8 rows; the BS policies timed interleaved);
 (b) training: one CUP update (Algorithm 3) on a real 50-slot trajectory, its gradient steps and
     the Adam memory-traffic floor; one D3QN step; per-slot training time amortised as in
     Algorithm 4 (a D3QN step every slot, a CUP update every 50 slots);
@@ -18,11 +20,16 @@ Three tables in one section:
     :func:`skyshare.schemes.catn_online.run_online`. Only with ``SKYSHARE_BENCH_FULL=1``;
     otherwise a 600-slot run (``SKYSHARE_BENCH_RL_SLOTS`` overrides) is timed and x10 reported
     as an extrapolation, labelled as such.
+
+``SKYSHARE_BENCH_RL_PARTS`` selects parts, e.g. ``a`` for the decision rows alone (a minute;
+the whole section takes about half an hour on the 2-core CPU); default ``abc``. The section
+written then holds only the selected parts (``benchmarks.run`` replaces a section whole).
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import os
 import time
 from collections.abc import Callable
@@ -33,11 +40,12 @@ from benchmarks.common import Section, fmt, time_call
 from skyshare import metrics
 from skyshare.envs import CatnEnv, CatnEnvConfig
 from skyshare.rl.common.buffers import Trajectory, TrajectoryCollector
+from skyshare.rl.common.compact import CompactPolicy
 from skyshare.rl.cup import CupAgents, CupConfig
 from skyshare.rl.d3qn import D3QNAgents, D3QNConfig
 from skyshare.rl.ppo_penalty import PpoPenaltyAgents, PpoPenaltyConfig
 from skyshare.scenarios import CatnScenario
-from skyshare.schemes.catn import build_scheme
+from skyshare.schemes.catn import bs_obs_baseline, build_scheme
 from skyshare.schemes.catn_online import run_online
 from skyshare.solvers.association_dcd import associate_dcd
 
@@ -93,6 +101,18 @@ def _trajectory(env: CatnEnv, agents: CupAgents, seed: int = 0) -> Trajectory:
 # ---------------------------------------------------------------------------------------------
 
 
+def _interleaved(
+    fns: dict[str, Callable[[], object]], rounds: int, min_time_s: float
+) -> dict[str, float]:
+    """Median seconds per call of each function, timed in turn, round after round (old and
+    new side by side, so a busy machine slows them alike)."""
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            samples[name].append(time_call(fn, repeats=1, min_time_s=min_time_s / rounds))
+    return {name: sorted(values)[len(values) // 2] for name, values in samples.items()}
+
+
 def _decision_rows(section: Section, batch: int, device: str = "cpu") -> None:
     env = _env(batch, device=device)
     tu_obs = env.reset(seed=0)
@@ -112,10 +132,27 @@ def _decision_rows(section: Section, batch: int, device: str = "cpu") -> None:
     def timed(fn: Callable[[], object], min_time_s: float = min_time) -> float:
         return time_call(_synchronized(fn, env.device), repeats=repeats, min_time_s=min_time_s)
 
-    bs_seconds = {
-        name: timed(lambda a=agents: a.act(bs_obs, deterministic=True, with_values=False))
-        for name, agents in (("cup", cup), ("ppo", ppo))
-    }
+    # the BS policies decide on a cycle of distinct slots' observations: the rows a compact
+    # policy reads change from slot to slot, as online (one repeated observation would keep
+    # its few MB of rows in the cache)
+    g = torch.Generator(device=env.device).manual_seed(0)
+    observations = [bs_obs]
+    for _ in range(63 if batch == 1 else 7):
+        env.beamform(torch.rand(env.B, env.N, env.action_dim, generator=g, device=env.device))
+        observations.append(env.associate(metrics.strongest_transmitter(env.state.H)))
+    cycle = itertools.cycle(observations)
+    policies: dict[str, Callable[[], object]] = {}
+    weights = ("fp32", "int8") if env.device.type == "cpu" else ("fp32",)  # int8: fbgemm
+    for name, agents in (("cup", cup), ("ppo", ppo)):
+        policies[name] = lambda a=agents: a.act(next(cycle), deterministic=True, with_values=False)
+        for w in weights:
+            compact = CompactPolicy(agents, weights=w, baseline=bs_obs_baseline(env))
+            policies[f"{name} compact {w}"] = lambda c=compact: c.act(next(cycle))
+    bs_seconds = _interleaved(
+        {name: _synchronized(fn, env.device) for name, fn in policies.items()},
+        rounds=repeats,
+        min_time_s=2 * min_time * len(policies),
+    )
     actions, _, _ = cup.act(bs_obs, deterministic=True, with_values=False)
     beam_seconds = timed(lambda: env._beamformers(actions), 0.2)
     critic_seconds = timed(lambda: cup.act(bs_obs))
@@ -126,20 +163,23 @@ def _decision_rows(section: Section, batch: int, device: str = "cpu") -> None:
         "SC-CUP": ("sc", "cup"),
         "D3QN-PPO": ("d3qn", "ppo"),
     }.items():
-        total = assoc_seconds[assoc] + bs_seconds[learner] + beam_seconds
-        per_slot_ms = total / batch * 1e3
-        section.rows.append(
-            [
-                "(a) decision",
-                scheme,
-                str(batch),
-                f"{fmt(per_slot_ms)} (assoc {fmt(assoc_seconds[assoc] / batch * 1e3)}, "
-                f"BS policy {fmt(bs_seconds[learner] / batch * 1e3)}, "
-                f"beams {fmt(beam_seconds / batch * 1e3)})",
-                fmt(PAPER_TABLE1_MS[scheme]),
-                f"{PAPER_TABLE1_MS[scheme] / per_slot_ms:.0f}x",
-            ]
-        )
+        for mode in ("", *(f" compact {w}" for w in weights)):
+            policy_s = bs_seconds[learner + mode]
+            total = assoc_seconds[assoc] + policy_s + beam_seconds
+            per_slot_ms = total / batch * 1e3
+            speedup = f"; BS policy {bs_seconds[learner] / policy_s:.1f}x fp32's" if mode else ""
+            section.rows.append(
+                [
+                    "(a) decision",
+                    f"{scheme}{',' if mode else ''}{mode}",
+                    str(batch),
+                    f"{fmt(per_slot_ms)} (assoc {fmt(assoc_seconds[assoc] / batch * 1e3)}, "
+                    f"BS policy {fmt(policy_s / batch * 1e3)}, "
+                    f"beams {fmt(beam_seconds / batch * 1e3)}{speedup})",
+                    fmt(PAPER_TABLE1_MS[scheme]),
+                    f"{PAPER_TABLE1_MS[scheme] / per_slot_ms:.0f}x",
+                ]
+            )
     section.notes.append(
         f"B = {batch}: the CUP act() with the reward critic's values (actor + critic, Beta "
         f"sample) takes {fmt(critic_seconds / batch * 1e3)} ms per slot; the decision rows and "
@@ -316,14 +356,18 @@ def run() -> Section:
         ),
         columns=["part", "what", "B", "ms (per env-slot where amortised)", "Table I ms", "x"],
     )
+    parts = os.environ.get("SKYSHARE_BENCH_RL_PARTS", "abc")
     try:
-        for batch in (1, 64):
-            _decision_rows(section, batch)
-        for n_threads in (1, 2):
-            _training_rows(section, n_threads)
-        for n_threads in sorted({1, os.cpu_count() or 1}):  # jobs side by side; a job alone
-            torch.set_num_threads(n_threads)
-            _full_run_row(section)
+        if "a" in parts:
+            for batch in (1, 64):
+                _decision_rows(section, batch)
+        if "b" in parts:
+            for n_threads in (1, 2):
+                _training_rows(section, n_threads)
+        if "c" in parts:
+            for n_threads in sorted({1, os.cpu_count() or 1}):  # jobs side by side; alone
+                torch.set_num_threads(n_threads)
+                _full_run_row(section)
     finally:
         torch.set_num_threads(threads)
     section.notes += [
@@ -338,5 +382,13 @@ def run() -> Section:
         "alone): multiplying only the non-zero inputs (the BS observation (8) is ~18 % non-zero) "
         "takes 3.7 ms with torch.sparse.addmm and 4.3-8.8 ms with gathers, against 5.8 ms dense; "
         "bf16 or fp16 weights take 7.6-7.9 ms (no fast half-precision matrix-vector product here).",
+        "Compact rows (docs/rl/compact.md): the BS policy through CompactPolicy, the normaliser's "
+        "zero-input value folded into the first layer's bias and the rows of the changed inputs "
+        "summed by embedding_bag (fp32: exact up to summation order; int8: row-wise int8 "
+        "first layer, fbgemm). The policies are untrained (seeded); the compact time depends on "
+        "the observation's non-zeros, not on the weights. Every BS-policy call decides on the "
+        "next of 64 (B = 1) or 8 (B = 64) distinct slots' observations (strongest-channel "
+        "association, random actions), so the rows read change as online. Association and "
+        "beams as in the fp32 row of the same scheme.",
     ]
     return section

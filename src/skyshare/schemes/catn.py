@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
@@ -54,6 +54,7 @@ from skyshare.rl import (
     PpoPenaltyConfig,
     TrajectoryCollector,
 )
+from skyshare.rl.common.compact import CompactPolicy, CompactWeights, compact_version
 from skyshare.scenarios.catn import CatnConfig
 from skyshare.schemes.base import Registry, Stateless
 from skyshare.solvers.problem import BeamformingProblem, BeamformingResult
@@ -71,6 +72,7 @@ __all__ = [
     "LearnedBeamforming",
     "SolverBeamforming",
     "StrongestChannel",
+    "bs_obs_baseline",
     "build_catn_env",
     "build_scheme",
     "scheme_env_config",
@@ -89,6 +91,11 @@ class CatnSchemeOptions(StrictModel):
             (users who changed BS restart from MRT) and multipliers (§VI's dynamic setting);
             False solves every slot from scratch.
         max_iter: per-slot iteration budget of a solver beamformer (None: the solver's own).
+        compact_inference: CUP / PPO evaluation decisions (``explore=False``) through
+            :class:`~skyshare.rl.common.compact.CompactPolicy` (sparse first layer; training
+            and exploration keep the float32 networks). Off by default (docs/rl/compact.md).
+        compact_weights: the compact first layer's storage, "fp32" (exact up to summation
+            order) or "int8" (row-wise quantised, CPU).
     """
 
     seed: int = Field(0, ge=0, le=MAX_SEED)
@@ -96,6 +103,8 @@ class CatnSchemeOptions(StrictModel):
     ppo_penalty: float = Field(10.0, ge=0)
     warm_start: bool = True
     max_iter: int | None = Field(None, ge=1, le=10_000)
+    compact_inference: bool = False
+    compact_weights: Literal["fp32", "int8"] = "fp32"
 
 
 @dataclass
@@ -206,20 +215,42 @@ class LearnedBeamforming:
     ``learn`` stores the experience ``<o(t-1), a(t-1), r(t-1), c(t-1), o(t)>`` of the previous
     slot in the trajectory collector and, when it is full, runs one update of Algorithm 3 and
     clears it (Algorithm 4 lines 22-25).
+
+    ``compact``: None (float32 networks for every decision), or the weights of a
+    :class:`~skyshare.rl.common.compact.CompactPolicy` used for the Beta-mean decisions
+    (``explore=False``); it is rebuilt when the agents have learned since (updates, normaliser
+    statistics) or were loaded.
     """
 
     learns = True
 
     def __init__(
-        self, agents: CupAgents | PpoPenaltyAgents, collector_size: int | None = None
+        self,
+        agents: CupAgents | PpoPenaltyAgents,
+        collector_size: int | None = None,
+        compact: CompactWeights | None = None,
     ) -> None:
         self.agents = agents
         self.collector = TrajectoryCollector(collector_size or agents.config.collector_size)
+        self.compact = compact
+        self._compact_policy: CompactPolicy | None = None
 
     def decide(self, env: CatnEnv, obs: torch.Tensor, *, explore: bool) -> BeamformDecision:
         """Sampled Beta actions while training, the Beta means otherwise (Algorithm 4 l. 26)."""
+        if not explore and self.compact is not None:
+            return BeamformDecision(actions=self.compact_policy(env).act(obs))
         actions, _, _ = self.agents.act(obs, deterministic=not explore, with_values=False)
         return BeamformDecision(actions=actions)
+
+    def compact_policy(self, env: CatnEnv) -> CompactPolicy:
+        """The compact policy of the agents as they are now (built on first use)."""
+        policy = self._compact_policy
+        if policy is None or policy.version != compact_version(self.agents):
+            policy = CompactPolicy(
+                self.agents, weights=self.compact or "fp32", baseline=bs_obs_baseline(env)
+            )
+            self._compact_policy = policy
+        return policy
 
     def learn(
         self,
@@ -242,22 +273,43 @@ class LearnedBeamforming:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.agents.load_state_dict(state["agents"])
         self.collector.load_state_dict(state["collector"])
+        self._compact_policy = None
+
+
+def _compact(options: CatnSchemeOptions) -> CompactWeights | None:
+    return options.compact_weights if options.compact_inference else None
 
 
 def _cup(env: CatnEnv, options: CatnSchemeOptions) -> LearnedBeamforming:
     config = CupConfig(hidden_sizes=options.hidden_sizes, seed=options.seed)
-    return LearnedBeamforming(CupAgents(*_bs_dims(env), config, device=env.device))
+    agents = CupAgents(*_bs_dims(env), config, device=env.device)
+    return LearnedBeamforming(agents, compact=_compact(options))
 
 
 def _ppo(env: CatnEnv, options: CatnSchemeOptions) -> LearnedBeamforming:
     config = PpoPenaltyConfig(
         hidden_sizes=options.hidden_sizes, penalty=options.ppo_penalty, seed=options.seed
     )
-    return LearnedBeamforming(PpoPenaltyAgents(*_bs_dims(env), config, device=env.device))
+    agents = PpoPenaltyAgents(*_bs_dims(env), config, device=env.device)
+    return LearnedBeamforming(agents, compact=_compact(options))
 
 
 def _bs_dims(env: CatnEnv) -> tuple[int, int, int, int]:
     return env.bs_obs_dim, env.action_dim, env.N, env.L
+
+
+def bs_obs_baseline(env: CatnEnv) -> torch.Tensor:
+    """(D,) the structurally constant entries of the BS observation (8), zero elsewhere: the
+    AU index l + 1 that opens each AU's entry of ``o_out_pri``. With the network's other
+    inputs at zero it is the baseline of :class:`~skyshare.rl.common.compact.CompactPolicy`
+    (no input of (8) is structurally zero: any TU may join any BS under D3QN association)."""
+    baseline = torch.zeros(env.bs_obs_dim, dtype=env.dtype, device=env.device)
+    start = 0
+    for name, size in env.bs_obs_blocks().items():
+        if name == "o_out_pri" and env.L:
+            baseline[start : start + size : 4] = torch.arange(1, env.L + 1, dtype=env.dtype)
+        start += size
+    return baseline
 
 
 Solve = Callable[..., BeamformingResult]  # solve(problem, *, w0, mu0, eta0, **options)

@@ -24,6 +24,7 @@ resumes from it, with the same numbers as an uninterrupted run (only measured ti
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from dataclasses import dataclass, field, fields
@@ -37,7 +38,14 @@ from skyshare.envs.catn import CatnEnv, SlotOutcome
 from skyshare.errors import ConfigError
 from skyshare.schemes.catn import BeamformDecision, CatnScheme
 
-__all__ = ["CHECKPOINT_FORMAT", "VIOLATION_TOL", "OnlineLog", "run_online"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "VIOLATION_TOL",
+    "CompactAccuracy",
+    "OnlineLog",
+    "compact_accuracy",
+    "run_online",
+]
 
 CHECKPOINT_FORMAT = 2  # version of the checkpoint layout (1: pickled env, before weights-only)
 VIOLATION_TOL = 1e-3  # relative; the solvers' feasibility_tol (float32 rounding sits at 1e-7)
@@ -188,6 +196,8 @@ def run_online(
     identity = {"scheme": scheme.name, "train": train, "evaluate_every": evaluate_every}
     identity.update(scheme.options.model_dump())
     identity["hidden_sizes"] = list(identity["hidden_sizes"])
+    if not identity["compact_inference"]:  # off: the identity of runs before the option
+        del identity["compact_inference"], identity["compact_weights"]
     path = None if checkpoint_path is None else Path(checkpoint_path)
     if path is not None and path.exists():
         first, tu_obs, previous, log = _load(path, identity, n_slots, env, scheme)
@@ -263,6 +273,88 @@ def _slot(
     if outcome.truncated:
         return env.reset(), None
     return next_obs, experience
+
+
+# -------------------------------------------------------------------------------------------
+# Accuracy of the compact inference mode
+# -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CompactAccuracy:
+    """The same slots played with a learned scheme's float32 and compact BS policies.
+
+    Attributes:
+        weights: the compact first layer's storage ("fp32" or "int8").
+        n_slots, n_envs: slots played and parallel environments.
+        sum_rate: (float32, compact) mean TU sum rate over slots and environments, bit/s/Hz.
+        au_interference: (float32, compact) mean rho_l / I_max over slots, environments, AUs.
+        rel_sum_rate, rel_au_interference: |compact - float32| / |float32| of those means.
+        max_action_diff: largest |a_compact - a_float32| over the first slot's BS actions
+            (same observation).
+        beamforming_ms: (float32, compact) mean BS decision time per slot for the batch.
+    """
+
+    weights: str
+    n_slots: int
+    n_envs: int
+    sum_rate: tuple[float, float]
+    au_interference: tuple[float, float]
+    rel_sum_rate: float
+    rel_au_interference: float
+    max_action_diff: float
+    beamforming_ms: tuple[float, float]
+
+
+def compact_accuracy(
+    env: CatnEnv,
+    scheme: CatnScheme,
+    n_slots: int = 1000,
+    *,
+    seed: int = 0,
+    weights: str = "fp32",
+) -> CompactAccuracy:
+    """Play ``n_slots`` evaluation slots (``train=False``: greedy D3QN, Beta means) of
+    ``env`` reset with ``seed`` twice, with the scheme's float32 BS policy and with its
+    :class:`~skyshare.rl.common.compact.CompactPolicy` (``weights``), and compare the mean sum
+    rate and mean AU interference. The scheme's state is restored after each run; its
+    ``compact`` setting is left as it was. Both runs see the same channels; the associations
+    may differ where a changed action changes the next TU observations.
+    """
+    beamforming = scheme.beamforming
+    if not hasattr(beamforming, "compact"):
+        raise ConfigError(f"scheme {scheme.name!r} has no learned BS policy to compact")
+    state = copy.deepcopy(scheme.state_dict())
+    saved = beamforming.compact
+    logs: list[OnlineLog] = []
+    try:
+        for compact in (None, weights):
+            scheme.load_state_dict(copy.deepcopy(state))
+            beamforming.compact = compact
+            if compact is not None:  # built before the timed decisions
+                beamforming.compact_policy(env)
+            logs.append(run_online(env, scheme, n_slots, train=False, seed=seed))
+        tu_obs = env.reset(seed=seed)
+        obs = env.associate(scheme.association.decide(env, tu_obs, explore=False))
+        reference = beamforming.agents.act(obs, deterministic=True, with_values=False)[0]
+        compacted = beamforming.compact_policy(env).act(obs)
+    finally:
+        beamforming.compact = saved
+        scheme.load_state_dict(state)
+    rate = [float(log.stacked("sum_rate").double().mean()) for log in logs]
+    au = [float(log.stacked("au_interference_ratio").double().mean()) for log in logs]
+    ms = [1e3 * sum(log.beamforming_time_s) / max(len(log.slots), 1) for log in logs]
+    return CompactAccuracy(
+        weights=weights,
+        n_slots=n_slots,
+        n_envs=env.B,
+        sum_rate=(rate[0], rate[1]),
+        au_interference=(au[0], au[1]),
+        rel_sum_rate=abs(rate[1] - rate[0]) / max(abs(rate[0]), 1e-30),
+        rel_au_interference=abs(au[1] - au[0]) / max(abs(au[0]), 1e-30),
+        max_action_diff=float((compacted - reference).abs().max()),
+        beamforming_ms=(ms[0], ms[1]),
+    )
 
 
 # -------------------------------------------------------------------------------------------

@@ -8,6 +8,8 @@
   queues) and the on-policy :class:`TrajectoryCollector` / :class:`Trajectory`;
 * :mod:`~skyshare.rl.common.networks`: group networks (weights (A, in, out), one ``bmm``),
   initialisers, the Beta actor and critic groups;
+* :mod:`~skyshare.rl.common.compact`: the compact, decision-only form of the on-policy BS
+  policies (sparse first layer, optional int8 rows);
 * :mod:`~skyshare.rl.common.mixing`: QMIX mixing networks;
 * :mod:`~skyshare.rl.common.gae`: generalised advantage estimation;
 * :mod:`~skyshare.rl.common.onpolicy`: the on-policy config and agents base (CUP, PPO) with
