@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import Section, fmt
+from benchmarks.opcount import count_ops
 from skyshare.solvers.problem import BeamformingProblem
 from skyshare.solvers.wmmse import wmmse
 from skyshare.solvers.wmmse_siso import wmmse_siso
@@ -128,19 +129,44 @@ def _torch(H: torch.Tensor):
 
 def _general(H: torch.Tensor) -> tuple[float, float, float, float]:
     """Seed 000's wmmse on the same channels (M = 1, N = K BSs, no AUs), default tolerances."""
+    B = H.shape[0]
+    problem = _general_problem(H)
+    start = time.perf_counter()
+    result = wmmse(problem)
+    seconds = (time.perf_counter() - start) / B
+    mean_iters = float(result.instance_iterations.float().mean())
+    return seconds, float(result.sum_rate.mean()), mean_iters, float(result.iterations)
+
+
+def _general_problem(H: torch.Tensor) -> BeamformingProblem:
     B, K, _ = H.shape
-    problem = BeamformingProblem(
+    return BeamformingProblem(
         H=H.to(torch.complex128)[..., None],
         G=torch.zeros(B, 0, K, 1, dtype=torch.complex128),
         serving=torch.arange(K).expand(B, K).clone(),
         p_max=P_MAX,
         i_max=math.inf,
     )
-    start = time.perf_counter()
-    result = wmmse(problem)
-    seconds = (time.perf_counter() - start) / B
-    mean_iters = float(result.instance_iterations.float().mean())
-    return seconds, float(result.sum_rate.mean()), mean_iters, float(result.iterations)
+
+
+OPS_FROM, OPS_TO = 2, 12  # ops per iteration: (count at OPS_TO - count at OPS_FROM) / 10
+
+
+def ops_per_iteration(H: torch.Tensor) -> dict[str, tuple[float, float]]:
+    """ATen calls per iteration (all, kernels) of wmmse_siso and of the general wmmse on the
+    same SISO problems: the difference between OPS_TO and OPS_FROM iterations with tol = 0
+    (no instance stops early), divided by the iterations between; setup and output excluded."""
+    problem = _general_problem(H)
+    solvers = {
+        "wmmse_siso": lambda n: wmmse_siso(H, p_max=P_MAX, noise=NOISE, max_iter=n, tol=0.0),
+        "wmmse": lambda n: wmmse(problem, max_iter=n, tol=0.0),
+    }
+    out = {}
+    for name, solve in solvers.items():
+        low, high = (count_ops(lambda n=n, solve=solve: solve(n)) for n in (OPS_FROM, OPS_TO))
+        steps = OPS_TO - OPS_FROM
+        out[name] = ((high.total - low.total) / steps, (high.kernels - low.kernels) / steps)
+    return out
 
 
 def run() -> Section:
@@ -270,6 +296,19 @@ def run() -> Section:
                     f"{statistics.mean(iters[key]):.1f}",
                 ]
             )
+    for K in KS:
+        H = rayleigh_amplitudes(BATCH, K, seed=K)
+        counts = {batch: ops_per_iteration(H[:batch]) for batch in (1, BATCH)}
+        section.notes.append(
+            f"ATen ops per iteration, K = {K} (all / kernels without views; "
+            "benchmarks/opcount.py, iterations 3-12 with tol = 0): "
+            + "; ".join(
+                f"{name} B = {batch}: {counts[batch][name][0]:.1f} / {counts[batch][name][1]:.1f}"
+                for name in ("wmmse_siso", "wmmse")
+                for batch in (1, BATCH)
+            )
+            + "."
+        )
     section.notes.append(
         "The B = 1 rows are the first "
         f"{SINGLE} samples of the same draw; 'loop / this' > 1 means faster than the numpy loop."

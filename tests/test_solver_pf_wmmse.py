@@ -195,3 +195,63 @@ def test_bad_input_raises():
         pf_wmmse(problem, tol=2.0)
     with pytest.raises(ShapeError):
         pf_wmmse(problem, W0=torch.zeros(2, 3, 2, 5, dtype=torch.complex128))
+
+
+# --------------------------------------------------------------------------------------------
+# Per-instance stopping and the active set
+# --------------------------------------------------------------------------------------------
+
+
+def test_w_step_stops_per_instance():
+    """An instance whose budgets already hold stops at once: its beams and multipliers are
+    those it gets alone, whatever the other instances still need (float rounding at most)."""
+    g = torch.Generator().manual_seed(3)
+    N, K, T, B = 6, 3, 3, 4
+    select = torch.kron(torch.eye(T, dtype=torch.float64), torch.ones(1, 2, dtype=torch.float64))
+    G = torch.randn(B, K, N, dtype=torch.complex128, generator=g)
+    gram = torch.einsum("bkn,bkm->bnm", G, G.conj())
+    C = gram + 1e-3 * torch.eye(N)
+    scale = torch.tensor([0.3, 1e3, 0.5, 1e2], dtype=torch.float64)[:, None, None]
+    Bm = gram @ (scale * torch.randn(B, N, K, dtype=torch.complex128, generator=g))
+    Vc, mu = solve_w_step(C, Bm, select)
+    for b in range(B):
+        V1, mu1 = solve_w_step(C[b : b + 1], Bm[b : b + 1], select)
+        torch.testing.assert_close(V1[0], Vc[b], rtol=1e-12, atol=1e-13)
+        torch.testing.assert_close(mu1[0], mu[b], rtol=1e-12, atol=1e-13)
+    # a warm start at the answer: no Newton step, the multipliers come back unchanged
+    _, mu2 = solve_w_step(C, Bm, select, mu)
+    torch.testing.assert_close(mu2, mu, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("n_ue", "seed", "options"), [(4, 0, {}), (6, 1, {"max_iter": 40})])
+def test_active_set_batch_equals_each_instance_alone(n_ue, seed, options):
+    """Converged instances leave the batch: each instance gets the beams, multipliers, trace
+    and round count it gets alone (a batch of one never compacts)."""
+    problem = small_problem(n_ue=n_ue, batch=6, seed=seed)
+    batched = pf_wmmse(problem, **options)
+    assert len(set(batched.iterations.tolist())) > 2  # the instances stop at different rounds
+    assert batched.objective_trace.shape == (6, int(batched.iterations.max()))
+    for b in range(6):
+        alone = pf_wmmse(problem.subset(slice(b, b + 1)), **options)
+        assert alone.iterations.tolist() == [int(batched.iterations[b])]
+        assert alone.converged.tolist() == [bool(batched.converged[b])]
+        torch.testing.assert_close(alone.W[0], batched.W[b], rtol=1e-9, atol=1e-9)
+        torch.testing.assert_close(alone.info["mu"][0], batched.info["mu"][b], rtol=1e-9, atol=0)
+        rounds = int(alone.iterations[0])
+        trace = batched.objective_trace[b]
+        torch.testing.assert_close(alone.objective_trace[0], trace[:rounds], rtol=1e-12, atol=0)
+        assert bool(trace[rounds:].isnan().all())
+        torch.testing.assert_close(
+            alone.info["best_objective"][0], batched.info["best_objective"][b], rtol=1e-12, atol=0
+        )
+
+
+def test_round_counts_follow_the_stopping_rule():
+    problem = small_problem(n_ue=4, batch=6, seed=0)
+    result = pf_wmmse(problem, tol=1e-5)
+    trace = torch.cat([result.info["initial_objective"][:, None], result.objective_trace], 1)
+    for b in range(6):
+        settled = (trace[b, 1:] - trace[b, :-1]).abs() <= 1e-5 * trace[b, :-1].abs().clamp_min(1)
+        first = int(settled.nonzero()[0, 0]) + 1 if bool(settled.any()) else 100
+        assert first == int(result.iterations[b])
+        assert bool(result.converged[b]) == bool(settled.any())

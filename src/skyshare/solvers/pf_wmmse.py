@@ -49,10 +49,22 @@ its own solution, so WMMSE's end point is not stationary.
 
 ``gamma_min`` is not part of the optimisation: ``infeasible`` flags the instances whose returned
 beams miss ``SINR_k >= gamma_min`` (``evaluation.meets_gamma_min``), not a proof that none exists.
+
+Per-instance stopping. The multiplier search stops per instance (one that meets ``_NEWTON_TOL``
+is written out and leaves the search), and the rounds run on an active set (an instance that
+converges writes out its best beams and multipliers and every per-instance tensor is
+compacted); ``iterations`` (B,) holds each instance's rounds. Nothing couples the instances, so
+each gets what it gets alone: bit-identical on the small drops of the tests; to float rounding
+(~1e-10 relative in W, same round counts) on the paper network, where MKL's matrix kernels
+round with the memory alignment of their operands. Three choices serve this: ``lstsq`` with
+the gelsd driver on CPU (gelsy's rounding depends on alignment), ``p^{-3/2}`` as
+``rsqrt(p) / p`` (pow's vectorised and scalar kernels round differently) and contiguous w-step
+operands (a transposed operand takes another kernel at B = 1).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -174,7 +186,10 @@ def _each_fill(V: torch.Tensor, select: torch.Tensor) -> torch.Tensor:
 def _received_part(G: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
     """Each beam projected on ``span{g_1..g_K}`` (the rest reaches no UE): (B, K, N)."""
     gram = torch.einsum("bin,bjn->bij", G.conj(), G)  # g_i^H g_j
-    coeff = torch.linalg.lstsq(gram, gains(G, V)).solution  # (B, K, K), column k for v_k
+    # gelsd (SVD) on CPU: MKL's default gelsy rounds differently with the memory alignment of
+    # the matrix, so an instance's answer would depend on its position in the batch
+    driver = "gelsd" if G.device.type == "cpu" else None
+    coeff = torch.linalg.lstsq(gram, gains(G, V), driver=driver).solution  # (B, K, K)
     return torch.einsum("bik,bin->bkn", coeff, G)
 
 
@@ -291,6 +306,10 @@ def solve_w_step(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``min_V sum_k v_k^H C v_k - 2 Re(b_k^H v_k)`` s.t. ``sum_k ||v_{t,k}||^2 <= 1`` for all t.
 
+    Each instance stops on its own: once its budgets hold to ``_NEWTON_TOL`` (or after
+    ``_NEWTON_MAX`` steps) its beams and multipliers are written out and it leaves the batch,
+    so an instance gets the same answer, to the bit, whatever else is in the batch.
+
     Args:
         C: (B, N, N) complex Hermitian positive definite.
         Bm: (B, N, K) complex, column k = b_k.
@@ -303,21 +322,43 @@ def solve_w_step(
     """
     B, T = C.shape[0], select.shape[0]
     mu = (select.new_zeros(B, T) if mu0 is None else mu0).clamp_min(0.0)
-    eye = torch.eye(T, dtype=select.dtype, device=select.device).expand(B, T, T)
+    eye = torch.eye(T, dtype=select.dtype, device=select.device)
+    # contiguous, as the compacted rows will be: the kernels round with the memory layout
+    C, Bm = C.contiguous(), Bm.contiguous()
+    Vc_out, mu_out = None, mu  # written out as instances finish (mu_out copied on first write)
+    index = None  # the rows of the unfinished instances (None: all of them)
     for _ in range(_NEWTON_MAX):
         Vc, Minv = _solve(C, Bm, mu @ select)
         p = ((Vc.real.square() + Vc.imag.square()).sum(-1) @ select.T).clamp_min(1e-300)
         free = ((mu > 0) | (p > 1.0)) & (p > 1e-12)
-        if bool(((p - 1.0).abs() <= _NEWTON_TOL).logical_or(~free).all()):
+        done = ((p - 1.0).abs() <= _NEWTON_TOL).logical_or(~free).all(-1)  # (n,)
+        if bool(done.all()):
             break
         # Newton on psi(mu) = p^{-1/2} - 1 over the free BSs; the others stay at mu = 0
-        dpsi = -0.5 * p.pow(-1.5)[..., None] * _power_jacobian(Minv, Vc, select)
+        # p^{-3/2} as rsqrt / p (correctly rounded, as 1/sqrt and /): pow's vectorised and
+        # scalar kernels round differently, so the value would depend on the batch position
+        dpsi = -0.5 * (p.rsqrt() / p)[..., None] * _power_jacobian(Minv, Vc, select)
         both = free[..., :, None] & free[..., None, :]
-        step = torch.linalg.solve(
+        step_mu = torch.linalg.solve(
             torch.where(both, dpsi, eye), torch.where(free, 1.0 - p.rsqrt(), 0.0)
         )
-        mu = torch.where(free, mu + step, 0.0).clamp_min(0.0)
-    return Vc, mu
+        mu_next = torch.where(free, mu + step_mu, 0.0).clamp_min(0.0)
+        if bool(done.any()):  # these stop here: write them out, compact the rest
+            if Vc_out is None:
+                Vc_out, mu_out = Bm.new_empty(Bm.shape), mu_out.clone()
+                index = torch.arange(B, device=C.device)
+            Vc_out[index[done]], mu_out[index[done]] = Vc[done], mu[done]
+            keep = (~done).nonzero()[:, 0]
+            index, C, Bm, Vc = index[keep], C[keep], Bm[keep], Vc[keep]
+            mu = mu_next[keep]
+        else:
+            mu = mu_next
+    # the last instances met the tolerance together, or ran _NEWTON_MAX steps (then, as
+    # before, Vc is the last solve and mu one Newton step further: the next warm start)
+    if Vc_out is None:
+        return Vc, mu
+    Vc_out[index], mu_out[index] = Vc, mu
+    return Vc_out, mu_out
 
 
 def wmmse_round(
@@ -355,7 +396,9 @@ def wmmse_round(
     C = C + eps[:, None, None] * torch.eye(C.shape[-1], dtype=C.dtype, device=C.device)
     Bm = ((alpha * omega).to(G.dtype) * u)[:, :, None] * G + eps[:, None, None] * V
     Vc, mu = solve_w_step(C, Bm.transpose(1, 2), select, mu)  # Bm rows: (b_k + eps v_k)^T
-    return Vc.transpose(1, 2), mu
+    # contiguous: einsum on a transposed operand takes another (matrix-product) path at B = 1
+    # than in a batch, and rounds differently
+    return Vc.transpose(1, 2).contiguous(), mu
 
 
 def _check_arguments(max_iter: int, tol: float) -> None:
@@ -396,34 +439,53 @@ def pf_wmmse(
     _check_arguments(max_iter, tol)
     start = time.perf_counter()
     st = stack_channels(problem)
-    B = problem.shape[0]
+    B, T = problem.shape[0], st.n_tx
     V = _initial(problem, st, W0)
-    f = pf_of_sinr(model_sinr(st, V)[2])
+    sinr = model_sinr(st, V)[2]
+    f = pf_of_sinr(sinr)
     initial = f.clone()
-    best_V, best_f = V.clone(), f.clone()
-    mu = None
-    active = torch.ones(B, dtype=torch.bool, device=f.device)
-    converged = torch.zeros_like(active)
-    iterations = torch.zeros(B, dtype=torch.long, device=f.device)
+    # Active set: an instance that converges writes out its best beams, best objective and
+    # multipliers and leaves the batch (every per-instance tensor is compacted), so a round
+    # costs what the unconverged instances need. Nothing couples the instances (the w-step's
+    # Newton search stops per instance too), so each gets what it gets alone.
+    best_V_out, best_f_out = V.clone(), f.clone()
+    mu_out = st.select.new_zeros(B, T)
+    converged = torch.zeros(B, dtype=torch.bool, device=f.device)
+    iterations = torch.full((B,), max_iter, dtype=torch.long, device=f.device)
+    index = torch.arange(B, device=f.device)
+    act, best_V, best_f, mu = st, best_V_out.clone(), f.clone(), None
     trace = []
-    for _ in range(max_iter):
-        se = torch.log2(1.0 + model_sinr(st, V)[2])
+    for i in range(1, max_iter + 1):
+        se = torch.log2(1.0 + sinr)  # the SINRs of V, computed at the end of the last round
         alpha = 1.0 / se.clamp_min(_SE_FLOOR)
         alpha = alpha / alpha.mean(-1, keepdim=True)
-        V_new, mu = wmmse_round(st.G, V, alpha, st.select, mu)
-        V = torch.where(active[:, None, None], fill_budgets(st, V_new), V)
-        f_new = pf_of_sinr(model_sinr(st, V)[2])
-        trace.append(torch.where(active, f_new, torch.nan))
-        iterations += active.long()
-        better = active & (f_new > best_f)
+        V_new, mu = wmmse_round(act.G, V, alpha, act.select, mu)
+        V = fill_budgets(act, V_new)
+        sinr = model_sinr(act, V)[2]
+        f_new = pf_of_sinr(sinr)
+        row = f_new.new_full((B,), torch.nan)
+        row[index] = f_new
+        trace.append(row)
+        better = f_new > best_f
         best_V = torch.where(better[:, None, None], V, best_V)
         best_f = torch.where(better, f_new, best_f)
         done = (f_new - f).abs() <= tol * f.abs().clamp_min(1.0)
-        converged |= active & done
-        active &= ~done
-        f = torch.where(active, f_new, f)
-        if not bool(active.any()):
-            break
+        f = f_new
+        if bool(done.any()):
+            finished = index[done]
+            best_V_out[finished], best_f_out[finished] = best_V[done], best_f[done]
+            mu_out[finished] = mu[done]
+            converged[finished] = True
+            iterations[finished] = i
+            keep = (~done).nonzero()[:, 0]
+            index = index[keep]
+            if index.numel() == 0:
+                break
+            act = dataclasses.replace(act, G=act.G[keep], basis=act.basis[keep])
+            V, mu, f, sinr, best_V, best_f = (x[keep] for x in (V, mu, f, sinr, best_V, best_f))
+    if index.numel():  # these ran max_iter rounds without converging
+        best_V_out[index], best_f_out[index], mu_out[index] = best_V, best_f, mu
+    best_V, best_f, mu = best_V_out, best_f_out, mu_out
     V = project_power(best_V, st.select)
     W = unstack_beamformers(problem, st, V)
     evaluation = problem.evaluate(W)
