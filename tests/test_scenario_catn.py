@@ -298,3 +298,13 @@ def test_interference_limit_floor_is_1e_minus_20_of_the_noise_by_hand():
     CatnScenario.config_from("paper", overrides={"i_max_mw": 1.01e-20 * noise_mw})
     with pytest.raises(ConfigError, match="1e-20 of the noise"):
         CatnScenario.config_from("paper", overrides={"i_max_mw": 0.99e-20 * noise_mw})
+
+
+def test_an_aerial_track_through_a_bs_antenna_is_refused_naming_the_fields():
+    # one BS at the origin at 30 m, the AU flying straight over it at 30 m (fuzzer finding:
+    # a zero AU-BS distance gave NaN channels instead of an error)
+    config = CatnConfig(n_bs=1, n_tu=1, n_au=1, bs_height_m=30.0, au_altitude_m=30.0,
+                        au_speed_m_s=0.0, au_track_spacing_m=0.0, n_slots=2)  # fmt: skip
+    with pytest.raises(ConfigError, match=r"au_altitude_m \(now 30\).*bs_height_m"):
+        CatnScenario(config, batch_size=1).reset(0)
+    CatnScenario(config.model_copy(update={"au_altitude_m": 60.0}), batch_size=1).reset(0)

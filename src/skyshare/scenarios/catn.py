@@ -468,6 +468,13 @@ class CatnScenario(Scenario[CatnConfig]):
         # LoS phase 2 pi d / lambda; the cost is negligible (B x L x N links).
         delta = au.double().unsqueeze(-2) - self._bs64.unsqueeze(-3)  # (B, L, N, 3)
         d_au = torch.linalg.vector_norm(delta, dim=-1)
+        if not bool((d_au > 0).all()):  # fspl_db's check, kept: log10(0) would poison G
+            raise ConfigError(
+                f"an aerial user's track passes through a BS antenna at slot {self.t} (AU-BS "
+                f"distance {float(d_au.min()):.3g} m; AU-BS 3D distances must be > 0 m): set "
+                f"au_altitude_m (now {cfg.au_altitude_m:g}) away from bs_height_m (now "
+                f"{cfg.bs_height_m:g}) or move the AU tracks (au_track_spacing_m)"
+            )
         zenith = torch.atan2(torch.hypot(delta[..., 0], delta[..., 1]), delta[..., 2])
         azimuth = torch.atan2(delta[..., 1], delta[..., 0])
         azimuth = torch.where(azimuth <= -math.pi, azimuth + 2.0 * math.pi, azimuth)
