@@ -378,10 +378,10 @@ def run() -> Section:
         "below. A CUP gradient step is bounded by memory traffic: Adam reads p, g, m, v and "
         "writes p, m, v for every parameter (7 x 4 bytes x 44.6 M = 1.25 GB per step-1 step), "
         "and each forward reads the 3 x 57 MB first-layer weights.",
-        "Tried for B = 1 and not adopted (this CPU, one thread, the 7 x 3996 x 512 first layer "
-        "alone): multiplying only the non-zero inputs (the BS observation (8) is ~18 % non-zero) "
-        "takes 3.7 ms with torch.sparse.addmm and 4.3-8.8 ms with gathers, against 5.8 ms dense; "
-        "bf16 or fp16 weights take 7.6-7.9 ms (no fast half-precision matrix-vector product here).",
+        "Tried earlier for B = 1 (the 7 x 3996 x 512 first layer alone): torch.sparse.addmm on "
+        "the non-zero inputs 3.7 ms and gathers 4.3-8.8 ms against 5.8 ms dense, bf16/fp16 "
+        "weights 7.6-7.9 ms; the compact rows' embedding_bag over the changed inputs (below) is "
+        "what pays.",
         "Compact rows (docs/rl/compact.md): the BS policy through CompactPolicy, the normaliser's "
         "zero-input value folded into the first layer's bias and the rows of the changed inputs "
         "summed by embedding_bag (fp32: exact up to summation order; int8: row-wise int8 "
