@@ -52,6 +52,7 @@ import torch
 from skyshare import metrics
 from skyshare.errors import ConfigError
 from skyshare.solvers.problem import (
+    ActiveSet,
     BeamformingProblem,
     BeamformingResult,
     finish_safeguarded,
@@ -346,16 +347,14 @@ def fp(
         w = initial_beamformers(work, None if w0 is None else w0.to(work.H.dtype))
     mu = warm_multiplier(mu0, (B, L), real, w.device, "mu0")
     eta = warm_multiplier(eta0, (B, N), real, w.device, "eta0")
-    converged = torch.zeros(B, dtype=torch.bool, device=w.device)
 
     A = metrics.associated_gains(work.H, w, work.serving)
     rate = metrics.sinr(A).rate.sum(-1)
     # Active set: an instance whose sum rate has settled leaves the batch (its beams and
     # multipliers are written out, every per-instance tensor is compacted), so an iteration
     # costs what the unconverged instances need; each instance gets what it would get alone.
-    w_out, mu_out, eta_out, rate_out = w.clone(), mu.clone(), eta.clone(), rate.clone()
-    instance_iterations = torch.full((B,), max_iter, dtype=torch.long, device=w.device)
-    index = torch.arange(B, device=w.device)
+    done = ActiveSet(max_iter, w=w, mu=mu, eta=eta)
+    rate_out = rate.clone()
     active_work = work
     trace = []
     iterations = 0
@@ -371,45 +370,35 @@ def fp(
             eta,
             rounds=inner_iter,
             inner_tol=inner_tol,
-            active=torch.ones(index.numel(), dtype=torch.bool, device=w.device),
+            active=torch.ones(done.index.numel(), dtype=torch.bool, device=w.device),
             feasibility_tol=feasibility_tol,
         )
         w, mu, eta = inner.w, inner.mu, inner.eta
         A = metrics.associated_gains(active_work.H, w, active_work.serving)  # fresh
         new_rate = metrics.sinr(A).rate.sum(-1)
-        rate_out[index] = new_rate
+        rate_out[done.index] = new_rate
         trace.append(rate_out.clone())  # a finished instance keeps its final rate
         settled = (new_rate - rate).abs() <= tol * rate.abs().clamp_min(1e-12)
         rate = new_rate
         if bool(settled.any()):
-            finished = index[settled]
-            w_out[finished], mu_out[finished], eta_out[finished] = (
-                w[settled],
-                mu[settled],
-                eta[settled],
-            )
-            converged[finished] = True
-            instance_iterations[finished] = iterations
-            keep = (~settled).nonzero()[:, 0]
-            index = index[keep]
+            keep = done.retire(settled, iterations, w=w, mu=mu, eta=eta)
             if keep.numel() == 0:
                 break
             active_work = active_work.subset(keep)
             w, mu, eta, A, rate = (x.index_select(0, keep) for x in (w, mu, eta, A, rate))
-    if index.numel():  # these ran max_iter iterations without converging
-        w_out[index], mu_out[index], eta_out[index] = w, mu, eta
+    done.close(w=w, mu=mu, eta=eta)  # these ran max_iter iterations without converging
 
     return finish_safeguarded(
         problem,
         work,
-        w_out,
+        done.out["w"],
         trace,
         iterations,
-        converged,
+        done.converged,
         start,
         feasibility_tol,
-        mu_out,
-        eta_out,
+        done.out["mu"],
+        done.out["eta"],
         extra,
-        instance_iterations=instance_iterations,
+        instance_iterations=done.iterations,
     )

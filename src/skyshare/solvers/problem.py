@@ -18,6 +18,7 @@ from skyshare import metrics
 from skyshare.errors import ShapeError
 
 __all__ = [
+    "ActiveSet",
     "AssociationResult",
     "BeamformingProblem",
     "BeamformingResult",
@@ -217,6 +218,50 @@ class AssociationResult:
     dual_trace: torch.Tensor
     bs_power: torch.Tensor
     loads: torch.Tensor
+
+
+class ActiveSet:
+    """Bookkeeping of a batched iterative solver whose converged instances leave the batch.
+
+    The solver keeps its working tensors for the running instances only; ``index`` (n,) maps
+    them to the batch. :meth:`retire` writes the settled instances' values into the full-batch
+    outputs, records their iteration count and returns the rows to keep (the solver compacts
+    its own tensors with them); :meth:`close` writes the instances that never settled.
+
+    Args:
+        iterations: the iteration limit (what an instance that never settles reports).
+        outputs: full-batch tensors (B, ...) of the initial values, e.g. ``w=w, mu=mu``;
+            cloned, then kept up to date in :attr:`out`.
+
+    Attributes: ``out`` (name -> (B, ...)), ``converged`` (B,) bool, ``iterations`` (B,) long,
+    ``index`` (n,) long: the batch rows still running.
+    """
+
+    def __init__(self, iterations: int, **outputs: torch.Tensor) -> None:
+        first = next(iter(outputs.values()))
+        B, device = first.shape[0], first.device
+        self.out = {name: value.clone() for name, value in outputs.items()}
+        self.converged = torch.zeros(B, dtype=torch.bool, device=device)
+        self.iterations = torch.full((B,), iterations, dtype=torch.long, device=device)
+        self.index = torch.arange(B, device=device)
+
+    def retire(self, settled: torch.Tensor, iteration: int, **values: torch.Tensor) -> torch.Tensor:
+        """Instances with ``settled`` (n,) True finish at ``iteration`` with ``values`` (n, ...)
+        of the running rows; returns ``keep`` (m,) long, the running rows that go on."""
+        finished = self.index[settled]
+        for name, value in values.items():
+            self.out[name][finished] = value[settled]
+        self.converged[finished] = True
+        self.iterations[finished] = iteration
+        keep = (~settled).nonzero()[:, 0]
+        self.index = self.index[keep]
+        return keep
+
+    def close(self, **values: torch.Tensor) -> None:
+        """Write the last values (n, ...) of the instances still running (they hit the limit)."""
+        if self.index.numel():
+            for name, value in values.items():
+                self.out[name][self.index] = value
 
 
 def initial_beamformers(

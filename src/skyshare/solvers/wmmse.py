@@ -36,6 +36,7 @@ import torch
 from skyshare import metrics
 from skyshare.errors import ConfigError
 from skyshare.solvers.problem import (
+    ActiveSet,
     BeamformingProblem,
     BeamformingResult,
     finish_safeguarded,
@@ -135,7 +136,6 @@ def wmmse(
     mu = warm_multiplier(mu0, (B, L), real, w.device, "mu0")
     eta = warm_multiplier(eta0, (B, N), real, w.device, "eta0")
     i_max = work.i_max_per_au()
-    converged = torch.zeros(B, dtype=torch.bool, device=w.device)
 
     u, v, alpha = wmmse_auxiliaries(metrics.associated_gains(work.H, w, work.serving))
     rate = torch.log2(1.0 + u).sum(-1)
@@ -143,10 +143,8 @@ def wmmse(
     # iteration count are written out), so each iteration costs what the unconverged need.
     # Per instance the arithmetic does not depend on the others (the w-step's searches stop
     # per instance), so the results are those of solving each instance alone.
-    w_out, mu_out, eta_out = w.clone(), mu.clone(), eta.clone()
-    instance_iterations = torch.full((B,), max_iter, dtype=torch.long, device=w.device)
+    done = ActiveSet(max_iter, w=w, mu=mu, eta=eta)
     rate_out = rate.clone()  # the trace keeps a finished instance's final rate
-    index = torch.arange(B, device=w.device)
     active_work, active_h, active_i_max = work, h_own, i_max
     trace = []
     iterations = 0
@@ -175,38 +173,27 @@ def wmmse(
             )
             settled = settled & (excess.amax(-1) <= feasibility_tol)
         rate = new_rate
-        rate_out[index] = rate
+        rate_out[done.index] = rate
         trace.append(rate_out.clone())
         if bool(settled.any()):
-            finished = index[settled]
-            w_out[finished], mu_out[finished], eta_out[finished] = (
-                w[settled],
-                mu[settled],
-                eta[settled],
-            )
-            converged[finished] = True
-            instance_iterations[finished] = iterations
-            keep = (~settled).nonzero()[:, 0]
+            keep = done.retire(settled, iterations, w=w, mu=mu, eta=eta)
             if keep.numel() == 0:
-                index = index[:0]
                 break
-            index = index[keep]
             active_work = active_work.subset(keep)
             active_h, active_i_max = active_h[keep], active_i_max[keep]
             w, mu, eta, u, v, alpha, rate = (x[keep] for x in (w, mu, eta, u, v, alpha, rate))
-    if index.numel():  # these ran max_iter iterations without converging
-        w_out[index], mu_out[index], eta_out[index] = w, mu, eta
+    done.close(w=w, mu=mu, eta=eta)  # these ran max_iter iterations without converging
 
     return finish_safeguarded(
         problem,
         work,
-        w_out,
+        done.out["w"],
         trace,
         iterations,
-        converged,
+        done.converged,
         start,
         feasibility_tol,
-        mu_out,
-        eta_out,
-        instance_iterations=instance_iterations,
+        done.out["mu"],
+        done.out["eta"],
+        instance_iterations=done.iterations,
     )
