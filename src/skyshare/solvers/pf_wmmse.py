@@ -74,6 +74,7 @@ import torch
 from skyshare.checks import positive_int
 from skyshare.errors import ConfigError
 from skyshare.solvers.cellfree_problem import CellFreeProblem, CellFreeResult
+from skyshare.solvers.problem import ActiveSet
 
 __all__ = [
     "StackedChannels",
@@ -448,12 +449,8 @@ def pf_wmmse(
     # multipliers and leaves the batch (every per-instance tensor is compacted), so a round
     # costs what the unconverged instances need. Nothing couples the instances (the w-step's
     # Newton search stops per instance too), so each gets what it gets alone.
-    best_V_out, best_f_out = V.clone(), f.clone()
-    mu_out = st.select.new_zeros(B, T)
-    converged = torch.zeros(B, dtype=torch.bool, device=f.device)
-    iterations = torch.full((B,), max_iter, dtype=torch.long, device=f.device)
-    index = torch.arange(B, device=f.device)
-    act, best_V, best_f, mu = st, best_V_out.clone(), f.clone(), None
+    active = ActiveSet(max_iter, best_V=V, best_f=f, mu=st.select.new_zeros(B, T))
+    act, best_V, best_f, mu = st, V.clone(), f.clone(), None
     trace = []
     for i in range(1, max_iter + 1):
         se = torch.log2(1.0 + sinr)  # the SINRs of V, computed at the end of the last round
@@ -464,7 +461,7 @@ def pf_wmmse(
         sinr = model_sinr(act, V)[2]
         f_new = pf_of_sinr(sinr)
         row = f_new.new_full((B,), torch.nan)
-        row[index] = f_new
+        row[active.index] = f_new
         trace.append(row)
         better = f_new > best_f
         best_V = torch.where(better[:, None, None], V, best_V)
@@ -472,20 +469,13 @@ def pf_wmmse(
         done = (f_new - f).abs() <= tol * f.abs().clamp_min(1.0)
         f = f_new
         if bool(done.any()):
-            finished = index[done]
-            best_V_out[finished], best_f_out[finished] = best_V[done], best_f[done]
-            mu_out[finished] = mu[done]
-            converged[finished] = True
-            iterations[finished] = i
-            keep = (~done).nonzero()[:, 0]
-            index = index[keep]
-            if index.numel() == 0:
+            keep = active.retire(done, i, best_V=best_V, best_f=best_f, mu=mu)
+            if keep.numel() == 0:
                 break
             act = dataclasses.replace(act, G=act.G[keep], basis=act.basis[keep])
             V, mu, f, sinr, best_V, best_f = (x[keep] for x in (V, mu, f, sinr, best_V, best_f))
-    if index.numel():  # these ran max_iter rounds without converging
-        best_V_out[index], best_f_out[index], mu_out[index] = best_V, best_f, mu
-    best_V, best_f, mu = best_V_out, best_f_out, mu_out
+    active.close(best_V=best_V, best_f=best_f, mu=mu)  # these ran max_iter rounds
+    best_V, best_f, mu = active.out["best_V"], active.out["best_f"], active.out["mu"]
     V = project_power(best_V, st.select)
     W = unstack_beamformers(problem, st, V)
     evaluation = problem.evaluate(W)
@@ -493,8 +483,8 @@ def pf_wmmse(
         W=W,
         evaluation=evaluation,
         objective_trace=torch.stack(trace, 1).to(problem.p_max.dtype),
-        iterations=iterations,
-        converged=converged,
+        iterations=active.iterations,
+        converged=active.converged,
         infeasible=~evaluation.meets_gamma_min().all(-1),
         wall_time_s=time.perf_counter() - start,
         solver="pf-wmmse",

@@ -91,6 +91,7 @@ import torch
 from skyshare import metrics
 from skyshare.errors import ConfigError, ShapeError
 from skyshare.solvers.problem import (
+    ActiveSet,
     BeamformingProblem,
     BeamformingResult,
     evaluate,
@@ -548,16 +549,12 @@ def wmmse_lite(
     # is compacted with index_select) and its iterates are written out here, so an iteration
     # costs what the unconverged instances need. No step couples the instances, so each one
     # gets the numbers it would get alone.
-    w_out, nu_out, rho_out = w.clone(), nu.clone(), rho.clone()
-    scale_out, lip_out, rate_out = scale.clone(), lip_used.clone(), rate.clone()
-    converged = torch.zeros(B, dtype=torch.bool, device=X.device)
-    instance_iterations = torch.full((B,), max_iter, dtype=torch.long, device=X.device)
-    index = torch.arange(B, device=X.device)  # the batch rows still iterating
+    active = ActiveSet(max_iter, w=w, nu=nu, rho=rho, scale=scale, lip=lip_used, rate=rate)
     trace = []
     iterations = 0
     for iteration in range(1, max_iter + 1):
         iterations = iteration
-        n = index.numel()
+        n = active.index.numel()
         # Algorithm 2 lines 3-4: u_k = S_k / (D_k - S_k), v_k = sqrt(1 + u_k) a_kk / D_k, so
         # alpha_k = |v_k|^2 = S_k / (D_k (D_k - S_k)) and sqrt(1 + u_k) v_k = a_kk / (D_k - S_k).
         desired = torch.diagonal(gains, dim1=1, dim2=2)  # a_kk (TU rows), (n, K)
@@ -601,8 +598,8 @@ def wmmse_lite(
         rate_old = rate
         w, gains, scale, lip_used = w_new, gains_new, scale_new, lip
         rate, total, signal, interference_noise, rho = metrics_new
-        rate_out[index] = rate
-        trace.append(rate_out.clone())  # a finished instance keeps its final rate
+        active.out["rate"][active.index] = rate
+        trace.append(active.out["rate"].clone())  # a finished instance keeps its final rate
 
         # Projected sub-gradient step on the scaled AU multipliers nu_l = mu_l I_max,l.
         violation = rho * inv_i_max - 1.0  # (n, L), -1 where I_max is infinite
@@ -614,17 +611,7 @@ def wmmse_lite(
         if L > 0:
             settled = settled & (violation.amax(-1) <= feasibility_tol)
         if bool(settled.any()):
-            finished = index[settled]
-            w_out[finished], nu_out[finished], rho_out[finished] = (
-                w[settled],
-                nu[settled],
-                rho[settled],
-            )
-            scale_out[finished], lip_out[finished] = scale[settled], lip_used[settled]
-            converged[finished] = True
-            instance_iterations[finished] = iteration
-            keep = (~settled).nonzero()[:, 0]
-            index = index[keep]
+            keep = active.retire(settled, iteration, w=w, nu=nu, rho=rho, scale=scale, lip=lip_used)
             if keep.numel() == 0:
                 break
             gains_of = gains_of.subset(keep)
@@ -673,10 +660,9 @@ def wmmse_lite(
                 )
             )
             batch = torch.arange(keep.numel(), device=X.device)[:, None]
-    if index.numel():  # these ran max_iter iterations without converging
-        w_out[index], nu_out[index], rho_out[index] = w, nu, rho
-        scale_out[index], lip_out[index] = scale, lip_used
-    w, nu, rho, scale, lip_used = w_out, nu_out, rho_out, scale_out, lip_out
+    active.close(w=w, nu=nu, rho=rho, scale=scale, lip=lip_used)  # ran max_iter iterations
+    out = active.out
+    w, nu, rho, scale, lip_used = out["w"], out["nu"], out["rho"], out["scale"], out["lip"]
     serving, inv_i_max = problem.serving, inv_i_max_all
     eta = lip_used * (1.0 / _user_to_bs(scale, serving, N) - 1.0)  # of the last projection
 
@@ -695,9 +681,9 @@ def wmmse_lite(
         evaluation=evaluation,
         objective_trace=torch.stack(trace, 1),
         iterations=iterations,
-        converged=converged,
+        converged=active.converged,
         feasible=evaluation.feasible(feasibility_tol),
         wall_time_s=time.perf_counter() - start,
         multipliers={"mu": nu * inv_i_max, "eta": eta, "lipschitz": lip_used, "scaled": scaled},
-        instance_iterations=instance_iterations,
+        instance_iterations=active.iterations,
     )
