@@ -26,10 +26,11 @@ from skyshare.schemes.tn_ntn import TN_NTN_SCHEMES, TnNtnSchemeOptions, run_tn_n
 
 
 def _chunks(values: list[float], parts: int = 6) -> list[float]:
+    """Means of ``parts`` consecutive chunks of equal size (the remainder joins the last)."""
     k = max(1, len(values) // parts)
-    return [
-        round(sum(values[i : i + k]) / len(values[i : i + k]), 2) for i in range(0, len(values), k)
-    ]
+    starts = list(range(0, len(values), k))[:parts]
+    ends = [*starts[1:], len(values)]
+    return [round(sum(values[a:b]) / (b - a), 2) for a, b in zip(starts, ends, strict=True)]
 
 
 def _played(name: str, run) -> str:
