@@ -16,11 +16,12 @@ from skyshare.envs import CatnEnv
 from skyshare.scenarios import CatnScenario
 
 BATCHES = (1, 64, 256, 1024)
+REUSED_BATCHES = (64, 256, 1024)  # rows with reuse_observations=True
 
 
-def _slot_runner(batch: int) -> tuple[CatnEnv, object]:
+def _slot_runner(batch: int, reuse_observations: bool = False) -> tuple[CatnEnv, object]:
     config = CatnScenario.config_from("paper", overrides={"n_slots": 6000})
-    env = CatnEnv(config, batch_size=batch)
+    env = CatnEnv(config, batch_size=batch, reuse_observations=reuse_observations)
     env.reset(seed=0)
     g = torch.Generator().manual_seed(0)
     tu = torch.randint(0, env.N, (batch, env.K), generator=g)
@@ -45,7 +46,8 @@ def run() -> Section:
             "rewards, costs, channel step) with random actions, float32 on the CPU, 1 thread. "
             "Amortised = time per slot / B; decisions = 28 agents x B per slot. Ops per slot: "
             "ATen operations dispatched by one slot at B = 1 (`benchmarks/opcount.py`; all "
-            "calls / without pure views)."
+            "calls / without pure views). Rows 'reused obs': the env built with "
+            "`reuse_observations=True` (two observation buffers per kind used in turn)."
         ),
         columns=[
             "B",
@@ -56,8 +58,9 @@ def run() -> Section:
             "ops per slot (all / kernels)",
         ],
     )
-    for batch in BATCHES:
-        env, slot = _slot_runner(batch)
+    runs = [(batch, False) for batch in BATCHES] + [(batch, True) for batch in REUSED_BATCHES]
+    for batch, reuse in runs:
+        env, slot = _slot_runner(batch, reuse_observations=reuse)
         ops = "-"
         if batch == 1:
             slot()
@@ -67,7 +70,7 @@ def run() -> Section:
         agents = env.K + env.N
         section.rows.append(
             [
-                str(batch),
+                f"{batch} (reused obs)" if reuse else str(batch),
                 fmt(seconds * 1e3),
                 fmt(seconds / batch * 1e3),
                 fmt(batch / seconds),
@@ -75,6 +78,7 @@ def run() -> Section:
                 ops,
             ]
         )
+        del env, slot
     section.notes.append("Target (issue 4): well under 1 ms amortised per slot at B >= 64.")
     section.notes.append(
         "Before the per-slot optimisation (docs/envs/catn.md, 'Speed'): 941 / 576 ops per slot "

@@ -344,6 +344,59 @@ def test_batch_of_b_equals_b_environments_of_one():
             torch.testing.assert_close(getattr(single, name), getattr(out, name)[b : b + 1])
 
 
+@pytest.mark.parametrize("tu_observation", ["raw", "normalized"])
+def test_reused_observation_buffers_equal_fresh_tensors_and_follow_the_overwrite_rule(
+    tu_observation,
+):
+    """``reuse_observations=True``: every observation and outcome equals the default
+    (fresh-tensor) env's bit for bit, across a truncation and reset; an observation is still
+    unchanged when the next one of its kind (BS: ``associate``; TU: ``reset`` and
+    ``beamform``) is returned, and that call after it returns the same buffer with new values.
+    The default env never overwrites a returned observation."""
+    config = CatnScenario.config_from("quick", overrides={"n_tu": 14, "n_slots": 4})
+    env_config = CatnEnvConfig(tu_observation=tu_observation)
+    envs = {
+        name: CatnEnv(config, env_config, batch_size=2, reuse_observations=name == "reused")
+        for name in ("fresh", "reused")
+    }
+    # kind -> env -> [(returned tensor, its values when returned)]
+    kept = {kind: {name: [] for name in envs} for kind in ("tu", "bs")}
+
+    def returned(kind, name, tensor):
+        earlier = kept[kind][name]
+        if earlier:  # the previous observation of this kind is still valid
+            assert torch.equal(earlier[-1][0], earlier[-1][1])
+        earlier.append((tensor, tensor.clone()))
+
+    g = torch.Generator().manual_seed(3)
+    for episode in range(2):
+        for name, env in envs.items():
+            returned("tu", name, env.reset(seed=episode))
+        for _ in range(config.n_slots - 1):
+            tu = torch.randint(0, envs["fresh"].N, (2, envs["fresh"].K), generator=g)
+            bs = torch.rand(2, envs["fresh"].N, envs["fresh"].action_dim, generator=g)
+            outs = {}
+            for name, env in envs.items():
+                returned("bs", name, env.associate(tu))
+                outs[name] = env.beamform(bs)
+                returned("tu", name, outs[name].tu_obs)
+            for field in dataclasses.fields(outs["fresh"]):
+                got, want = getattr(outs["reused"], field.name), getattr(outs["fresh"], field.name)
+                assert torch.equal(got, want) if torch.is_tensor(want) else got == want, field
+    for kind, count in (("tu", 8), ("bs", 6)):
+        fresh, reused = kept[kind]["fresh"], kept[kind]["reused"]
+        assert len(fresh) == len(reused) == count
+        for (_, want), (_, got) in zip(fresh, reused, strict=True):
+            assert torch.equal(got, want)  # values at return: identical in both modes
+        assert all(torch.equal(tensor, values) for tensor, values in fresh)  # never overwritten
+        for i, (tensor, values) in enumerate(reused[:-2]):
+            # overwritten in place by the return after the next: same memory, new values
+            assert reused[i + 1][0].data_ptr() != tensor.data_ptr()
+            assert reused[i + 2][0].data_ptr() == tensor.data_ptr()
+            assert not torch.equal(tensor, values)
+        assert all(torch.equal(tensor, values) for tensor, values in reused[-2:])
+
+
 def test_determinism():
     a, b = _env(batch=2), _env(batch=2)
     torch.testing.assert_close(a.reset(seed=9), b.reset(seed=9))
@@ -502,3 +555,27 @@ def test_optimised_beamformers_match_float64_reference_in_float32():
     ours = beamformers(par, H, G, s, env.p_max, cdtype=env.cdtype)
     theirs = reference_beamformers(par, H, G, s, env.p_max, cdtype=env.cdtype)
     assert error(ours) <= 2 * error(theirs) + 1e-5
+
+
+def test_two_stage_codeword_selection_equals_topk():
+    """The N_c strongest codewords in two stages (large batches) are ``topk``'s: the same
+    indices in the same order on random scores, on all-zero channels (the tie offsets of
+    ``compress_channel`` make the lowest indices win) and with the strongest codewords
+    crowded into one of the four interleaved groups."""
+    from skyshare.envs.catn_observations import TWO_STAGE_TOPK_MIN_ELEMENTS, _top_codewords
+
+    g = torch.Generator().manual_seed(0)
+    rows = TWO_STAGE_TOPK_MIN_ELEMENTS // 128 + 1
+    tie_offset = torch.arange(128, dtype=torch.float32) * torch.finfo(torch.float32).tiny
+    scores = torch.rand(rows, 128, generator=g)
+    scores[:5] = 0.0  # silent channels
+    scores[5:10, 32:36] += 2.0  # the top four all in group 1, adjacent columns
+    scores[10:15, 7::32] += 2.0  # the top four in the same column of every group
+    for count in (1, 4, 32):
+        want = (scores - tie_offset).topk(count, dim=-1, sorted=True).indices
+        assert torch.equal(_top_codewords(scores - tie_offset, count), want)
+    assert torch.equal(_top_codewords(scores - tie_offset, 4)[:5], torch.arange(4).expand(5, 4))
+    small = torch.rand(2, 3, 128, generator=g)  # below the threshold: one topk
+    assert torch.equal(_top_codewords(small, 4), small.topk(4, dim=-1).indices)
+    odd = torch.rand(rows, 130, generator=g)  # C not a multiple of 4: one topk
+    assert torch.equal(_top_codewords(odd, 4), odd.topk(4, dim=-1).indices)

@@ -160,6 +160,17 @@ class CatnEnv:
         config: :class:`CatnEnvConfig`.
         batch_size: B parallel environments.
         device, dtype: where and in which precision tensors live.
+        reuse_observations: write the observations into two buffers per kind, used in turn,
+            instead of a new tensor per call (opt-in; the default ``False`` returns a new
+            tensor every time, which a learner may keep for as long as it likes). With
+            ``True``, the BS observations (8) returned by ``associate`` of slot t stay valid
+            through slot t+1 and are overwritten by ``associate`` of slot t+2; the TU
+            observations (14) returned by ``reset`` or ``beamform``/``beamform_with``
+            (``SlotOutcome.tu_obs``) stay valid until the second next call that returns TU
+            observations overwrites them. So a pair (observation, next observation) is valid
+            together, which is what a one-step learner needs; copy an observation to keep it
+            longer. Values are identical in both modes. At B = 1024 the BS observation is
+            114 MB per slot, and a fresh one costs its first-touch page faults every slot.
     """
 
     def __init__(
@@ -170,6 +181,7 @@ class CatnEnv:
         batch_size: int = 1,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
+        reuse_observations: bool = False,
     ) -> None:
         self.scenario = CatnScenario(
             scenario_config, batch_size=batch_size, device=device, dtype=dtype
@@ -193,6 +205,10 @@ class CatnEnv:
         self._tie_offset = index * torch.finfo(dtype).tiny
         self._eye = torch.eye(self.K, dtype=torch.bool, device=self.device)
         self._not_eye = ~self._eye
+        # first row of each (b, k) in H viewed as (B K N, M)
+        self._link_rows = torch.arange(
+            0, batch_size * sc.n_tu * sc.n_bs, sc.n_bs, device=self.device
+        )
         self.p_max = sc.p_max_w
         self.i_max = self.scenario.i_max_normalized
         # the BS observations (8) (B x N x D floats, several copies with the exchange's
@@ -204,6 +220,9 @@ class CatnEnv:
         self.ledger = SignalingLedger({"bs": self.N, "tu": self.K}, batch_size)
         self.generator = self.scenario.generator
         self._phase = "reset"
+        self.reuse_observations = bool(reuse_observations)
+        # kind -> ([buffer 0, buffer 1], index of the buffer the next observation goes to)
+        self._observation_buffers: dict[str, tuple[list[torch.Tensor], int]] = {}
 
     # ---------------------------------------------------------------------------------------
     # Dimensions (the paper's formulas)
@@ -549,8 +568,21 @@ class CatnEnv:
     # Observations
     # ---------------------------------------------------------------------------------------
 
+    def _observation_out(self, kind: str, shape: tuple[int, ...]) -> torch.Tensor:
+        """The tensor the next observation of ``kind`` ("bs" or "tu") is written into: a new
+        one, or with ``reuse_observations`` the two buffers of that kind in turn (allocated on
+        first use), so the observation returned before the previous one is overwritten."""
+        if not self.reuse_observations:
+            return torch.empty(shape, dtype=self.dtype, device=self.device)
+        buffers, turn = self._observation_buffers.get(kind, (None, 0))
+        if buffers is None:
+            buffers = [torch.empty(shape, dtype=self.dtype, device=self.device) for _ in range(2)]
+        self._observation_buffers[kind] = (buffers, 1 - turn)
+        return buffers[turn]
+
     def _tu_observation(self) -> torch.Tensor:
-        """TU observation (14): (B, K, 3N + 4)."""
+        """TU observation (14): (B, K, 3N + 4), its four parts concatenated once into the
+        returned tensor (:meth:`_observation_out`)."""
         prev = self.previous
         load = prev.load[:, None, :].expand(self.B, self.K, self.N)
         chi = self._owner(prev.serving).transpose(1, 2)
@@ -561,17 +593,19 @@ class CatnEnv:
         elif self.config.tu_information == "dcd":
             others = prev.strength.transpose(1, 2)[:, None].expand(self.B, self.K, self.K, self.N)
             self.ledger.receive("tu", "association", others[:, :, 1:])  # N(K-1) strengths
-        obs = torch.cat([load, chi, strength, scalars], dim=-1)
+        parts = [load, chi, strength, scalars]
+        out = self._observation_out("tu", (self.B, self.K, self.tu_obs_dim))
         if self.config.tu_observation == "normalized":
-            return normalized_tu_observation(obs, self.N)
-        return obs
+            return normalized_tu_observation(torch.cat(parts, dim=-1), self.N, out=out)
+        return torch.cat(parts, dim=-1, out=out)
 
     def _bs_observation(self) -> torch.Tensor:
         """BS observation (8): (B, N, sum of the block sizes), blocks in the order of
-        :meth:`bs_obs_blocks`, each written once into the returned tensor."""
+        :meth:`bs_obs_blocks`, each written once into the returned tensor
+        (:meth:`_observation_out`)."""
         cfg, prev, N = self.config, self.previous, self.N
         chi_now, chi_prev = self._owner(self.serving), self._owner(prev.serving)
-        obs = torch.empty(self.B, N, self.bs_obs_dim, dtype=self.dtype, device=self.device)
+        obs = self._observation_out("bs", (self.B, N, self.bs_obs_dim))
         blocks, start = {}, 0
         for name, size in self.bs_obs_blocks().items():
             blocks[name] = obs[..., start : start + size]
@@ -634,9 +668,9 @@ class CatnEnv:
         compressed instead of N K; computed once per slot and association."""
         cached = getattr(self, "_compressed_for", None)
         if cached is None or cached[0] is not self.state or cached[1] is not self.serving:
-            B, K, M = self.B, self.K, self.M
-            index = self.serving[:, :, None, None].expand(B, K, 1, M)
-            h_serving = torch.gather(self.state.H, 2, index).squeeze(2)  # (B, K, M)
+            B, K, N, M = self.B, self.K, self.N, self.M
+            rows = self._link_rows + self.serving.view(B * K)  # row (b, k, serving_k) of H
+            h_serving = self.state.H.reshape(B * K * N, M).index_select(0, rows).view(B, K, M)
             features = observations.compressed_serving_channels(
                 h_serving, self._codebook_conj, self._tie_offset, self.config.n_compress
             )  # (B, K, 3 N_c)
@@ -647,5 +681,6 @@ class CatnEnv:
 
 
 def _powers(A: torch.Tensor) -> torch.Tensor:
-    """|A|^2 of a complex tensor, as a real tensor of its shape."""
-    return torch.view_as_real(A).square().sum(-1)
+    """|A|^2 of a complex tensor, as a real tensor of its shape (Re^2 + Im^2: the same value
+    as summing the squares of ``view_as_real``, whose size-2 reduction is 3x slower)."""
+    return A.real.square() + A.imag.square()

@@ -22,6 +22,10 @@ from skyshare.errors import ShapeError
 if TYPE_CHECKING:
     from skyshare.envs.catn import CatnEnvConfig, _SlotRecord
 
+TWO_STAGE_TOPK_MIN_ELEMENTS = 1 << 16
+"""Entries of the codebook score from which :func:`compressed_serving_channels` selects the
+N_c strongest codewords in two stages (B K C >= 65536, i.e. B >= 25 on the paper network)."""
+
 Send = Callable[[str, torch.Tensor], None]
 """``send(category, delivered)``: count a message of the observation exchange."""
 
@@ -37,7 +41,9 @@ __all__ = [
 ]
 
 
-def normalized_tu_observation(obs: torch.Tensor, n_bs: int) -> torch.Tensor:
+def normalized_tu_observation(
+    obs: torch.Tensor, n_bs: int, *, out: torch.Tensor | None = None
+) -> torch.Tensor:
     """Fixed input normalisation of the CATN TU observation (14), length 3N + 4 (a choice:
     the seed does not say how the TU networks see their inputs; every field is brought to
     O(1) so that one learning rate fits all of them). ``CatnEnvConfig(tu_observation=
@@ -58,9 +64,10 @@ def normalized_tu_observation(obs: torch.Tensor, n_bs: int) -> torch.Tensor:
     Args:
         obs: (..., 3N + 4) raw observations (14).
         n_bs: N.
+        out: optional tensor of ``obs``'s shape to write the result into (not ``obs``).
 
     Returns:
-        (..., 3N + 4) normalised observations (a new tensor).
+        (..., 3N + 4) normalised observations (``out``, or a new tensor).
     """
     N = int(n_bs)
     if obs.shape[-1] != 3 * N + 4:
@@ -74,7 +81,10 @@ def normalized_tu_observation(obs: torch.Tensor, n_bs: int) -> torch.Tensor:
     power = torch.log10(1.0 + obs[..., 3 * N : 3 * N + 1].clamp_min(0.0) / 1e-3)
     rate = obs[..., 3 * N + 1 : 3 * N + 2]
     received_and_beta = torch.log10(1.0 + obs[..., 3 * N + 2 :].clamp_min(0.0))
-    return torch.cat([relative_load, one_hot, strength, power, rate, received_and_beta], dim=-1)
+    parts = [relative_load, one_hot, strength, power, rate, received_and_beta]
+    if out is None:
+        return torch.cat(parts, dim=-1)
+    return torch.cat(parts, dim=-1, out=out)
 
 
 def bs_obs_blocks(config: CatnEnvConfig, n_tu: int, n_au: int) -> dict[str, int]:
@@ -98,17 +108,45 @@ def compressed_serving_channels(
     ``F^*`` (M, C) and the tie-breaking offsets ``index * tiny`` (C,)): the same operations
     without the per-call argument checks.
 
+    The N_c strongest codewords are found in two stages when the C codewords split into four
+    interleaved groups of at least N_c (C = 128: columns i, i + 32, i + 64, i + 96): the top N_c
+    columns by their largest power, then the top N_c of those columns' 4 N_c candidates. The
+    selected values and their order are those of one ``topk`` over all C (the N_c strongest
+    codewords lie in the N_c strongest columns), 1.7x faster on the CPU (``topk`` pays per row
+    and per element); only between codewords of exactly equal power may the index differ.
+
     Returns:
         (B, K, 3 N_c) ``[c_1, Re d_1, Im d_1, ...]`` with 1-based codeword indices.
     """
     projections = h @ codebook_conj  # (B, K, C): d_c = f_c^H h
     power = projections.real.square() + projections.imag.square()
-    kept = (power - tie_offset).topk(int(n_compress), dim=-1, sorted=True).indices
+    kept = _top_codewords(power - tie_offset, int(n_compress))
     coefficients = torch.gather(projections, -1, kept)
     triples = torch.stack(
         ((kept + 1).to(power.dtype), coefficients.real, coefficients.imag), dim=-1
     )  # (B, K, N_c, 3)
     return triples.flatten(-2)
+
+
+def _top_codewords(score: torch.Tensor, count: int, groups: int = 4) -> torch.Tensor:
+    """Indices of the ``count`` largest entries of ``score`` (..., C) along the last dimension,
+    in descending order (``topk(count, sorted=True).indices``), in two stages when C splits
+    into ``groups`` interleaved groups of at least ``count`` columns and ``score`` has at least
+    :data:`TWO_STAGE_TOPK_MIN_ELEMENTS` entries (below, the extra dispatches cost more than
+    they save)."""
+    C = score.shape[-1]
+    width = C // groups
+    if C % groups or width < count or score.numel() < TWO_STAGE_TOPK_MIN_ELEMENTS:
+        return score.topk(count, dim=-1, sorted=True).indices
+    parts = score.unflatten(-1, (groups, width))  # [..., g, i] = score[..., g * width + i]
+    column_max = parts[..., 0, :]
+    for g in range(1, groups):
+        column_max = torch.maximum(column_max, parts[..., g, :])
+    columns = column_max.topk(count, dim=-1, sorted=False).indices  # (..., count)
+    offsets = torch.arange(0, C, width, device=score.device)[:, None]  # (groups, 1)
+    candidates = (columns[..., None, :] + offsets).flatten(-2)  # (..., groups * count)
+    best = torch.gather(score, -1, candidates).topk(count, dim=-1, sorted=True).indices
+    return torch.gather(candidates, -1, best)
 
 
 def write_local_block(
@@ -147,11 +185,14 @@ def write_inner_block(
 
     The messages of BS j differ across the TUs k only in beta_{j,k}: its index, compressed
     channels and powers are put in one table row per BS (plus a zero row for empty slots),
-    and one gather writes them straight into ``out``.
+    and each of the K_in B_in message slots is filled by one row ``index_select`` straight into
+    ``out`` (a copy of contiguous rows; ``gather`` over the expanded table computed an index per
+    element and was 4x slower), so the 87 % of the observation that o_in holds is written once.
 
     Args:
         out: (B, N, ((1 + 3 N_c K + K + 1) B_in + 1) K_in) view of the observation, written
-            in place.
+            in place; its (B, N) rows must be collapsible to one stride (a slice of the last
+            dimension of a contiguous (B, N, D) tensor is).
     """
     B, N, K = chi_prev.shape
     k_in, b_in = config.k_in, config.b_in
@@ -172,16 +213,19 @@ def write_inner_block(
     table[:, :N, 0] = torch.arange(1, N + 1, dtype=chi_prev.dtype, device=chi_prev.device)
     table[:, :N, 1 : width - K] = compressed
     torch.mul(prev.power[:, None, :], chi_prev, out=table[:, :N, width - K :])
-    rows = torch.where(valid_k[..., None], j_idx, N)  # (B, N, K_in, B_in)
+    # row of the (B (N + 1), width) table for each message slot: (B N, K_in B_in)
+    first_row = torch.arange(0, B * (N + 1), N + 1, device=chi_prev.device)[:, None, None, None]
+    rows = torch.where(valid_k[..., None], j_idx, N).add_(first_row).view(B * N, k_in * b_in)
+    table = table.view(B * (N + 1), width)
     o_in = out.unflatten(-1, (k_in, 1 + b_in * (width + 1)))  # (B, N, K_in, ...)
     torch.mul(k_idx + 1, valid_k, out=o_in[..., 0])
+    # one row per (env, BS) (view() refuses a copy), split as [k, (message, beta) x B_in] x K_in
+    pieces = out.view(B * N, out.shape[-1]).split(([1] + [width, 1] * b_in) * k_in, dim=1)
+    per_k = 1 + 2 * b_in  # pieces per K_in slot; its messages are the odd ones
+    messages = [piece for i, piece in enumerate(pieces) if i % per_k % 2]  # (B N, width) each
+    for destination, index in zip(messages, rows.t(), strict=True):
+        torch.index_select(table, 0, index, out=destination)
     message = o_in[..., 1:].unflatten(-1, (b_in, width + 1))  # (B, N, K_in, B_in, width + 1)
-    torch.gather(
-        table[:, :, None, None, :].expand(B, N + 1, k_in, b_in, width),
-        1,
-        rows[..., None].expand(B, N, k_in, b_in, width),
-        out=message[..., :width],
-    )
     torch.mul(beta_jk, valid_k[..., None], out=message[..., width])
     send("o_in", message)
 
