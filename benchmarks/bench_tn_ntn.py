@@ -3,18 +3,29 @@
 Env rows: the decomposed game at each paper setting (F, K_max) = (80, 10), (160, 20), (320,
 30), B parallel environments, uniform random allowed actions (drawn by the env), all M turns of
 a frame (observations, masks, action checks, rates (3), rewards, costs) and the scenario's
-frame step (new Gauss-Markov fading for every link and subchannel: N K_max N F complex values
-per environment per frame, 86,400 at (320, 30)); one thread. "fading draw" times only the
-scenario's complex Gaussian draw of one frame (complex_normal_planes into the scenario's reused
-buffer: 2 N K_max N F normals and their scaling), the floor that bounds the env at large B.
+frame step (new Gauss-Markov fading for every active user slot: N N F complex values per slot,
+about half of the N K_max N F = 86,400 links per environment at (320, 30), since about half of
+the K_max slots of a BS hold a user in training mode); one torch thread, and at (320, 30) also
+two. "fading draw" times the scenario's complex Gaussian draw for all N K_max N F links of one
+frame (complex_normal_planes into a reused buffer: 2 N K_max N F normals, scaled inside the
+draw, the real parts from one generator and the imaginary parts from a second, as the
+scenario draws them: one after the other on one thread, at the same time on two). torch's CPU
+normal_ is serial per generator (about 290 M normals/s on one thread here), so the two
+streams are how the draw uses two cores. At large B the env is bound by this draw (on its
+active half of the links) and by the passes over the B N K_max N F links that follow it each
+frame: the AR(1) update (the active rows gathered, updated and written back), |H|^2 (three
+passes over all links), the gain features (log10 of the active rows) and the strided copy of
+each turn's gain block into the global state; the rest (rates, masks, checks) is small.
 Decision rows: wall time of all agents' decisions of one frame (all M turns) at B = 1 and
 B = 64 for the untrained learners (networks of the paper's size; training does not change
-their cost) and the reference rules, at (160, 20).
+their cost) and the reference rules, at (160, 20); one thread.
 """
 
 from __future__ import annotations
 
+import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
@@ -25,6 +36,7 @@ from skyshare.scenarios.tn_ntn import TnNtnScenario
 from skyshare.schemes.tn_ntn import TN_NTN_SCHEMES, TnNtnSchemeOptions, scheme_formulation
 
 SETTINGS = ((80, 10), (160, 20), (320, 30))
+TWO_THREADS = (320, 30)  # the setting also measured with two torch threads
 
 
 def _env(F: int, K: int, B: int, formulation: str = "decomposed") -> TnNtnEnv:
@@ -41,21 +53,41 @@ def _frame(env: TnNtnEnv, generator: torch.Generator) -> None:
 
 
 def _env_rows(section: Section, B: int = 64) -> None:
-    for F, K in SETTINGS:
-        env = _env(F, K, B)
-        env.reset(0)
-        generator = torch.Generator().manual_seed(0)
-        seconds = time_call(lambda env=env, g=generator: _frame(env, g), repeats=3)
-        shape = (B, env.n_users, env.n_bs, F)
-        buffer = torch.empty(2, *shape)
-        draw = time_call(
-            lambda s=shape, b=buffer, g=generator: complex_normal_planes(s, g, out=b), repeats=3
-        )
-        label = f"F={F}, K_max={K} (M={env.n_turns})"
-        section.rows.append([label, "env frame, random actions", str(B), fmt(seconds * 1e3)
-                             + " ms", f"{B / seconds:,.0f}"])  # fmt: skip
-        section.rows.append([label, "fading draw only", str(B), fmt(draw * 1e3) + " ms",
-                             f"{B / draw:,.0f}"])  # fmt: skip
+    pool = ThreadPoolExecutor(max_workers=1)  # the draw's second stream on two threads
+    try:
+        for F, K in SETTINGS:
+            for threads in (1, 2) if (F, K) == TWO_THREADS else (1,):
+                torch.set_num_threads(threads)
+                _env_setting_rows(section, F, K, B, threads, pool)
+    finally:
+        pool.shutdown()
+        torch.set_num_threads(1)
+
+
+def _env_setting_rows(
+    section: Section, F: int, K: int, B: int, threads: int, pool: ThreadPoolExecutor
+) -> None:
+    env = _env(F, K, B)
+    env.reset(0)
+    generator = torch.Generator().manual_seed(0)
+    seconds = time_call(lambda: _frame(env, generator), repeats=3)
+    shape = (B, env.n_users, env.n_bs, F)
+    buffer = torch.empty(2, *shape)
+    std = math.sqrt((1 - env.scenario.alpha**2) / 2)
+    imag = torch.Generator().manual_seed(1)
+    executor = pool if threads > 1 else None
+    draw = time_call(
+        lambda: complex_normal_planes(
+            shape, generator, std=std, out=buffer, imag_generator=imag, executor=executor
+        ),
+        repeats=3,
+    )
+    label = f"F={F}, K_max={K} (M={env.n_turns})"
+    on = f"{threads} thread" + ("s" if threads > 1 else "")
+    section.rows.append([label, f"env frame, random actions, {on}", str(B),
+                         fmt(seconds * 1e3) + " ms", f"{B / seconds:,.0f}"])  # fmt: skip
+    section.rows.append([label, f"fading draw only (all links), {on}", str(B),
+                         fmt(draw * 1e3) + " ms", f"{B / draw:,.0f}"])  # fmt: skip
 
 
 def _decide_frame(env: TnNtnEnv, scheme) -> float:

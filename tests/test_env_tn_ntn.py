@@ -411,6 +411,49 @@ def test_state_dict_round_trip_continues_exactly(dynamic):
         _env(batch=2, formulation="per_bs", **overrides).load_state_dict(env.state_dict())
 
 
+def test_state_dict_restores_the_second_fading_stream():
+    """The imaginary fading planes come from the scenario's second generator: a mid-frame
+    resume restores its state too, and the fading continues bit for bit (with two torch
+    threads on one side, one on the other: the draws do not depend on it; a batch large
+    enough for concurrent draws)."""
+    env, twin = _env(batch=16, horizon_slots=6), _env(batch=16, horizon_slots=6)
+    env.reset(seed=4)
+    generator = torch.Generator().manual_seed(1)
+    _play_frame(env, _random_assignment(env, generator))
+    env.act(env.random_actions(generator))
+    saved = env.state_dict()
+    assert torch.equal(saved["scenario"]["imag_generator"], env.scenario.imag_generator.get_state())
+    twin.scenario.imag_generator.manual_seed(123)  # overwritten by the load
+    twin.load_state_dict(saved)
+    assert torch.equal(
+        twin.scenario.imag_generator.get_state(), saved["scenario"]["imag_generator"]
+    )
+    threads = torch.get_num_threads()
+    try:
+        for _ in range(2):  # the rest of frame 1 and all of frame 2
+            a = b = None
+            while a is None:
+                actions = env.random_actions(generator)
+                torch.set_num_threads(2)
+                a = env.act(actions)
+                torch.set_num_threads(1)
+                b = twin.act(actions)
+            assert torch.equal(a.reward, b.reward)
+            assert torch.equal(env.scenario.small_scale, twin.scenario.small_scale)
+    finally:
+        torch.set_num_threads(threads)
+    assert env.scenario._draw_pool is not None and env.frame == 3
+    # A state from before the second generator: it is seeded as at a reset, deterministically.
+    del saved["scenario"]["imag_generator"]
+    old, again = _env(batch=16, horizon_slots=6), _env(batch=16, horizon_slots=6)
+    old.load_state_dict(saved)
+    again.load_state_dict(saved)
+    assert torch.equal(
+        old.scenario.imag_generator.get_state(), again.scenario.imag_generator.get_state()
+    )
+    assert torch.equal(old.scenario.generator.get_state(), saved["scenario"]["generator"])
+
+
 def test_ledger_counts_the_other_bss_path_losses_and_psi_per_frame():
     ledger = SignalingLedger({"bs": 3}, 2)
     scenario = TnNtnScenario.from_preset("quick", overrides=QUICK, batch_size=2)

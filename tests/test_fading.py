@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cmath
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from skyshare.channels.fading import (
     GaussMarkovFading,
     apply_large_scale,
     complex_normal,
+    complex_normal_planes,
     doppler_hz,
     gauss_markov_step,
     jakes_correlation,
@@ -52,6 +54,54 @@ def test_complex_normal_variance_tensor_and_reproducibility():
     assert abs(power[1].item() - 4.0) / 4.0 < 0.03
     same = complex_normal((2, 50_000), _generator(2), variance=variance, dtype=torch.complex128)
     assert torch.equal(x, same)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(5, 3), (16,), (7, 9), (4, 30, 3, 80)])
+def test_complex_normal_planes_scale_in_the_draw_equals_draw_times_std(shape, dtype):
+    """A float std applied inside the draw gives the values of N(0, 1) times std bit for bit
+    (planes of 16 values or more; smaller ones are drawn and multiplied), so complex_normal
+    and every user of it keep their values."""
+    for std in (math.sqrt(0.5), 0.2071, 3.0):
+        generator = _generator(11)
+        expected = torch.empty((2, *shape), dtype=dtype)
+        expected[0].normal_(generator=generator)
+        expected[1].normal_(generator=generator)
+        expected.mul_(std)
+        planes = complex_normal_planes(shape, _generator(11), std=std, dtype=dtype)
+        assert planes.dtype == dtype and torch.equal(planes, expected)
+    variance = torch.rand(shape[-1], generator=_generator(12), dtype=dtype) + 0.5
+    x = complex_normal(shape, _generator(13), variance=variance, dtype=_complex(dtype))
+    planes = complex_normal_planes(shape, _generator(13), std=(variance / 2).sqrt(), dtype=dtype)
+    assert torch.equal(torch.complex(planes[0], planes[1]), x)
+
+
+def _complex(dtype: torch.dtype) -> torch.dtype:
+    return torch.complex64 if dtype == torch.float32 else torch.complex128
+
+
+def test_complex_normal_planes_two_streams_same_values_in_one_thread_or_two():
+    """With imag_generator each generator fills one plane: the real plane is the first
+    generator's draw, the imaginary plane the second's, whether the worker thread draws it
+    concurrently or not (and into out as into a new tensor)."""
+    shape, std = (3, 30, 3, 80), 0.3
+    alone = complex_normal_planes(shape, _generator(1), std=std)
+    second = complex_normal_planes(shape, _generator(2), std=std)
+    sequential = complex_normal_planes(shape, _generator(1), std=std, imag_generator=_generator(2))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        out = torch.empty(2, *shape)
+        concurrent = complex_normal_planes(
+            shape, _generator(1), std=std, out=out, imag_generator=_generator(2), executor=pool
+        )
+        assert concurrent is out
+        small = complex_normal_planes((2, 3), _generator(1), imag_generator=_generator(2),
+                                      executor=pool)  # fmt: skip
+    assert torch.equal(sequential, concurrent)
+    assert torch.equal(sequential[0], alone[0]) and torch.equal(sequential[1], second[0])
+    assert torch.equal(small, complex_normal_planes((2, 3), _generator(1),
+                                                    imag_generator=_generator(2)))  # fmt: skip
+    with pytest.raises(ShapeError):
+        complex_normal_planes(shape, _generator(1), out=torch.empty(2, 3))
 
 
 def test_complex_normal_rejects_bad_arguments():

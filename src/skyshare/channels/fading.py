@@ -17,6 +17,7 @@ Models (seed 000 §III-B, seed 003 channel model):
 from __future__ import annotations
 
 import math
+from concurrent.futures import Executor
 
 import torch
 
@@ -104,20 +105,44 @@ def complex_normal_planes(
     out: torch.Tensor | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
+    imag_generator: torch.Generator | None = None,
+    executor: Executor | None = None,
 ) -> torch.Tensor:
     """Real and imaginary parts of :func:`complex_normal` as two real planes, ``(2, *shape)``.
 
-    The same generator calls and values as :func:`complex_normal` (all real parts, then all
-    imaginary parts, each ``N(0, 1)`` times ``std``), written into ``out`` when given (no
-    allocation, and no complex tensor: for callers that work on real and imaginary parts).
+    Without ``imag_generator``: the same generator calls and values as :func:`complex_normal`
+    (all real parts, then all imaginary parts, each ``N(0, 1)`` times ``std``), written into
+    ``out`` when given (no allocation, and no complex tensor: for callers that work on real and
+    imaginary parts).
+
+    A float ``std`` is applied inside the draw (``normal_(0, std)``: one pass over each plane,
+    not a draw and a multiplication). On a CPU plane of 16 values or more this gives the same
+    float32/float64 values as ``N(0, 1)`` times ``std`` bit for bit (torch's vectorised CPU
+    kernel draws ``N(0, 1)`` in the plane's dtype, then scales; ``tests/test_fading.py`` checks
+    it); smaller planes, where that kernel would compute in double precision and round once,
+    and planes on other devices are drawn and then multiplied, so the values never depend on
+    how ``std`` is applied. A tensor ``std`` multiplies the drawn planes.
+
+    Two streams: with ``imag_generator`` the imaginary plane comes from it (the real plane
+    still from ``generator``); each generator then fills one plane, so with an ``executor``
+    the imaginary plane is drawn in its worker thread while the calling thread draws the real
+    one (torch releases the GIL inside the draw), with exactly the values of drawing them one
+    after the other. torch's CPU ``normal_`` is serial per generator, so this is how a draw
+    uses two cores. Give the executor a single worker that runs nothing else at the time, and
+    a float ``std`` (a tensor ``std``'s multiplication would start the worker's own
+    intra-op threads).
 
     Args:
         shape: shape of the complex samples, e.g. ``(B, K, N, F)``.
-        generator: source of randomness (same device as the output).
+        generator: source of randomness (same device as the output); of the imaginary parts
+            too unless ``imag_generator`` is given.
         std: standard deviation of each part, ``sqrt(variance / 2)`` (default: ``CN(0, 1)``);
-            a float or a real tensor broadcastable to ``shape`` (not checked here).
+            a float ``>= 0`` or a real tensor broadcastable to ``shape`` (not checked here).
         out: ``(2, *shape)`` real contiguous tensor to fill, or None for a new one.
         device, dtype: of a new output (ignored with ``out``).
+        imag_generator: source of the imaginary plane (same device), or None.
+        executor: runs the imaginary plane's draw concurrently (only with ``imag_generator``;
+            ignored without one).
 
     Returns:
         ``(2, *shape) real``: ``[0]`` real parts, ``[1]`` imaginary parts.
@@ -129,9 +154,34 @@ def complex_normal_planes(
         raise ShapeError(f"out must be a contiguous real tensor of shape {(2, *shape)}")
     # Two draws of one plane each, not one of both: the CPU generator fills in blocks of 16, so
     # one draw of 2n values equals two of n only when 16 divides n.
-    out[0].normal_(generator=generator)
-    out[1].normal_(generator=generator)
-    return out.mul_(std)
+    if imag_generator is None:
+        _normal_plane(out[0], generator, std)
+        _normal_plane(out[1], generator, std)
+    elif executor is None:
+        _normal_plane(out[0], generator, std)
+        _normal_plane(out[1], imag_generator, std)
+    else:
+        imag = executor.submit(_normal_plane, out[1], imag_generator, std)
+        try:
+            _normal_plane(out[0], generator, std)
+        finally:
+            imag.result()  # never return (or raise) while the worker still writes into out
+    return out
+
+
+_FOLDED_STD_MIN_NUMEL = 16  # torch's CPU normal_ scales in the output dtype from 16 values on
+
+
+def _normal_plane(plane: torch.Tensor, generator: torch.Generator, std: float | torch.Tensor):
+    """Fill ``plane`` (any shape, contiguous) with ``N(0, 1) * std`` from ``generator``: the
+    scale inside the draw where that gives the same values (a float ``std``, a CPU plane of
+    at least 16 values), else a draw and a multiplication."""
+    folded = plane.device.type == "cpu" and plane.numel() >= _FOLDED_STD_MIN_NUMEL
+    if folded and isinstance(std, int | float):
+        plane.normal_(0.0, float(std), generator=generator)
+    else:
+        plane.normal_(generator=generator)
+        plane.mul_(std)
 
 
 def rayleigh(

@@ -46,8 +46,9 @@ __all__ = ["FORMULATIONS", "INACTIVE_ACTIONS", "TnNtnEnv", "TnNtnStepResult", "T
 FORMULATIONS = ("decomposed", "per_bs")
 INACTIVE_ACTIONS = ("error", "off")
 
-# Scenario attributes that define the channel process between frames (besides the generator):
-# TnNtnScenario has no state_dict of its own, so the env saves these (see TnNtnEnv.state_dict).
+# Scenario attributes that define the channel process between frames (besides its two
+# generators): TnNtnScenario has no state_dict of its own, so the env saves these (see
+# TnNtnEnv.state_dict).
 _SCENARIO_TENSORS = (
     "bs_positions",
     "small_scale",
@@ -488,7 +489,9 @@ class TnNtnEnv:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly, mid-frame included: the scenario's channel
-        process (generator state, frame index, drawn users, traces, LoS, shadowing, fading;
+        process (the states of both generators: ``generator`` and ``imag_generator``, which
+        draws the imaginary parts of the fading; frame index, drawn users, traces, LoS,
+        shadowing, fading;
         :class:`TnNtnScenario` has no ``state_dict`` of its own, so the env saves these
         attributes), the turn, the frame's decisions so far and the ledger. Tensors, numbers,
         strings and None only (``torch.load(..., weights_only=True)`` reads it)."""
@@ -500,7 +503,12 @@ class TnNtnEnv:
             for name in _SCENARIO_TENSORS
             if isinstance(getattr(sc, name, None), torch.Tensor)
         }
-        scenario.update(t=sc.t, trace_index=sc.trace_index, generator=sc.generator.get_state())
+        scenario.update(
+            t=sc.t,
+            trace_index=sc.trace_index,
+            generator=sc.generator.get_state(),
+            imag_generator=sc.imag_generator.get_state(),
+        )
         return {
             "scenario_config": sc.config.model_dump(),
             "batch_size": self.batch_size,
@@ -518,7 +526,12 @@ class TnNtnEnv:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`; the env must be built with the same scenario config,
-        batch size and formulation (a :class:`ConfigError` otherwise)."""
+        batch size and formulation (a :class:`ConfigError` otherwise).
+
+        A state written before the scenario had its second generator (no ``imag_generator``)
+        continues with that generator seeded as at a reset with the scenario's seed (the
+        continuation then differs from the uninterrupted run's, whose fading was drawn from
+        one generator)."""
         same = (
             state["scenario_config"] == self.scenario.config.model_dump()
             and int(state["batch_size"]) == self.batch_size
@@ -537,6 +550,11 @@ class TnNtnEnv:
                 sc.arrived = None
         sc.t, sc.trace_index = int(saved["t"]), int(saved["trace_index"])
         sc.generator.set_state(saved["generator"].cpu())
+        if "imag_generator" in saved:
+            sc.imag_generator.set_state(saved["imag_generator"].cpu())
+        else:
+            sc._seed(sc.generator.initial_seed())  # seeds imag_generator; see the docstring
+            sc.generator.set_state(saved["generator"].cpu())
         sc.state = sc._state()
         self.state = sc.state
         self._episodes = int(state["episodes"])

@@ -103,11 +103,18 @@ def gain_features(
         return snr if out is None else out.copy_(snr)
     if out is None:
         out = torch.empty(gain.shape, dtype=torch.float32, device=gain.device)  # contiguous
-    snr = torch.mul(gain, p_ref_w, out=out)  # in place from here: the same values as above
-    snr.add_(1.0).log10_()
-    inactive = (~active).flatten().nonzero().squeeze(1)  # rows of (B P, N S): a fast fill
-    snr.view(active.numel(), -1).index_fill_(0, inactive, 0.0)
-    return snr
+    inactive = (~active).flatten().nonzero().squeeze(1)  # rows of (B P, N S)
+    if inactive.numel() == 0:  # in place from here: the same values as above
+        return torch.mul(gain, p_ref_w, out=out).add_(1.0).log10_()
+    # Only the active rows are computed (log10 is the costly pass; about half the slots are
+    # active in training mode): gathered, the same operations in place, written back.
+    rows = active.flatten().nonzero().squeeze(1)
+    snr = torch.index_select(gain.reshape(active.numel(), -1), 0, rows)  # (A, N S)
+    snr.mul_(p_ref_w).add_(1.0).log10_()
+    flat = out.view(active.numel(), -1)
+    flat.index_copy_(0, rows, snr)
+    flat.index_fill_(0, inactive, 0.0)
+    return out
 
 
 def pathloss_features(pathloss_db: torch.Tensor, ref_db: float, active: torch.Tensor):
@@ -126,6 +133,8 @@ def agent_observations(
 ) -> torch.Tensor:
     """The observations of the N agents A_{n,m} of turn m: (B, N, obs_dim) float32.
 
+    Every block is copied once, straight into its slice of the new tensor.
+
     Args:
         own_gain: (B, N, S, K_max) gain features of each BS's own links on the block.
         pathloss: (B, P, N) path-loss features.
@@ -134,24 +143,17 @@ def agent_observations(
         turn: m.
         n_turns: number of turns per frame.
     """
-    B, N = own_gain.shape[:2]
-    dev = own_gain.device
-    shared = torch.cat([pathloss.flatten(1), active.to(torch.float32)], dim=-1)  # (B, PN + P)
-    n_pl = pathloss[0].numel()
-    srb = torch.zeros(B, N, n_turns, device=dev)
-    srb[..., turn] = 1.0
-    bs = torch.eye(N, device=dev).expand(B, N, N)
-    return torch.cat(
-        [
-            own_gain.flatten(2),
-            shared[:, None, :n_pl].expand(B, N, n_pl),
-            accumulated.to(torch.float32),
-            shared[:, None, n_pl:].expand(B, N, shared.shape[1] - n_pl),
-            srb,
-            bs,
-        ],
-        dim=-1,
-    )
+    B, N, S, K = own_gain.shape
+    P = active.shape[1]
+    out = torch.empty(B, N, sum(obs_blocks(N, K, S, n_turns).values()), device=own_gain.device)
+    gain, path, acc, act, srb, bs = _slices(out, obs_blocks(N, K, S, n_turns))
+    gain.view(B, N, S, K).copy_(own_gain)
+    path.copy_(pathloss.reshape(B, 1, P * N))
+    acc.copy_(accumulated)
+    act.copy_(active[:, None])
+    srb.zero_()[..., turn] = 1.0
+    bs.zero_().diagonal(dim1=1, dim2=2).fill_(1.0)
+    return out
 
 
 def global_state(
@@ -164,6 +166,9 @@ def global_state(
 ) -> torch.Tensor:
     """Global state of turn m: (B, state_dim) float32.
 
+    Every block is copied once, straight into its slice of the new tensor (the gain block
+    ``[s, p, l]`` from the ``(B, P, N, S)`` features in one strided copy).
+
     Args:
         block_gain: (B, P, N, S) gain features of every link on block m.
         pathloss: (B, P, N) path-loss features.
@@ -171,16 +176,22 @@ def global_state(
         active: (B, P) bool psi.
         turn, n_turns: m and the turns per frame.
     """
-    B = block_gain.shape[0]
-    one_hot = torch.zeros(B, n_turns, device=block_gain.device)
-    one_hot[:, turn] = 1.0
-    return torch.cat(
-        [
-            block_gain.permute(0, 3, 1, 2).flatten(1),  # [s, p, l]
-            pathloss.flatten(1),
-            accumulated.flatten(1).to(torch.float32),
-            active.to(torch.float32),
-            one_hot,
-        ],
-        dim=-1,
-    )
+    B, P, N, S = block_gain.shape
+    blocks = state_blocks(N, P // N, S, n_turns)
+    out = torch.empty(B, sum(blocks.values()), device=block_gain.device)
+    gain, path, acc, act, one_hot = _slices(out, blocks)
+    gain.view(B, S, P, N).copy_(block_gain.permute(0, 3, 1, 2))  # [s, p, l]
+    path.copy_(pathloss.reshape(B, P * N))
+    acc.copy_(accumulated.reshape(B, -1))
+    act.copy_(active)
+    one_hot.zero_()[:, turn] = 1.0
+    return out
+
+
+def _slices(out: torch.Tensor, blocks: dict[str, int]) -> list[torch.Tensor]:
+    """Views of ``out`` (..., sum of sizes) on consecutive blocks of the last axis."""
+    views, start = [], 0
+    for size in blocks.values():
+        views.append(out[..., start : start + size])
+        start += size
+    return views

@@ -16,6 +16,9 @@ Channels, per 10 ms frame (§II, §IV, with the choices of ``notes/seed-001-setu
                                         + sqrt(1/(K+1)) h_small)
     h_small(t+1) = alpha h_small(t) + sqrt(1 - alpha^2) e(t),   alpha = J0(2 pi f_D T_frame)
 
+The fading evolves on the user slots active in the new frame; an inactive slot keeps its last
+values until a new occupant gets a fresh draw (see ``TnNtnScenario._advance_fading``).
+
 PL_C2 is WINNER II C2 (D1.1.2 Table 4-4) with the C2 LoS probability (Table 4-7) and its
 shadowing X; PL_A2G is the air-to-ground model of Al-Hourani et al. (2014): free space plus the
 urban excess loss of the LoS state drawn from the elevation-dependent LoS probability. The
@@ -36,7 +39,9 @@ and are re-exported here.
 from __future__ import annotations
 
 import math
+import os
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
@@ -72,6 +77,22 @@ from skyshare.units import db_to_linear, dbm_to_watt, linear_to_db, noise_power_
 
 __all__ = ["XY", "TnNtnConfig", "TnNtnScenario", "TnNtnState"]
 
+_SQRT_HALF = math.sqrt(0.5)  # std of each part of CN(0, 1)
+# Planes smaller than this are drawn one after the other even with two threads: handing one to
+# the worker thread costs some 25 us, the draw of 2^15 normals about 110 us.
+_CONCURRENT_MIN_NUMEL = 1 << 15
+_MASK_64 = (1 << 64) - 1
+
+
+def _stream_seed(seed: int, stream: int = 1) -> int:
+    """Seed of the ``stream``-th extra generator of a scenario seeded with ``seed``: the
+    SplitMix64 output for ``seed + stream`` golden-ratio increments (a 64-bit integer, well
+    mixed, so that it shares no stream with the main generator of any nearby seed)."""
+    z = (int(seed) + stream * 0x9E3779B97F4A7C15) & _MASK_64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK_64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK_64
+    return z ^ (z >> 31)
+
 
 class TnNtnScenario(Scenario[TnNtnConfig]):
     """Seed 001's coexisting TN-NTN OFDM downlink as a batched, frame-stepping channel process.
@@ -87,6 +108,13 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         p_max_w: p_max per BS in watts.
         min_rate_bps: eta_k in bit/s.
         is_uav: (N,) bool, which BSs are NTBSs.
+        generator: the scenario's random stream (users, traces, LoS, shadowing) and the real
+            parts of the small-scale fading draws.
+        imag_generator: the imaginary parts of the small-scale fading draws (a second stream,
+            so that the two halves of a frame's draw can run on two cores; see
+            :meth:`_draw_fading`). Reseeded with the scenario at every :meth:`reset`, from
+            its seed (``_stream_seed``). Frequency-correlated fading (``n_taps``) draws from
+            ``generator`` only.
     """
 
     name = "tn_ntn"
@@ -118,13 +146,21 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         # Large per-frame buffers are reused (a new 44 MB tensor per frame costs more in page
         # faults than its arithmetic): _fading (this frame) and _spare (the last frame), each
         # with the lazy H of the state built on it (a weak reference: detached before reuse),
-        # and two scratch buffers that never leave the scenario: the draws e(t), |H| parts.
+        # and scratch buffers that never leave the scenario: the draws e(t) and the gathered
+        # h(t) of the updated user slots (_row_buffer), the |H| parts.
         self._fading: torch.Tensor | None = None
         self._fading_user: weakref.ref | None = None
         self._spare: torch.Tensor | None = None
         self._spare_user: weakref.ref | None = None
-        self._draws: torch.Tensor | None = None
+        self._row_buffers: list[torch.Tensor | None] = [None, None]  # see _row_buffer
+        # (B P,) bool: the user slots the last step wrote into _fading, whose spare buffer then
+        # holds the frame before (equal on the other slots); None when that is not known.
+        self._written: torch.Tensor | None = None
         self._parts: torch.Tensor | None = None
+        self.imag_generator = torch.Generator(device=self.device)
+        self.imag_generator.manual_seed(_stream_seed(self.generator.initial_seed()))
+        self._draw_pool: ThreadPoolExecutor | None = None  # see _executor()
+        self._draw_pool_pid = 0
 
     # ----------------------------------------------------------------------------------------
     # Realizations
@@ -136,7 +172,8 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
 
         The scenario holds it as real and imaginary planes ``(2, B, P, N, F)`` (the Gauss-Markov
         step and ``|H|^2`` need no complex arithmetic); this builds the complex tensor, a copy.
-        Assigning a complex tensor sets it."""
+        Assigning a complex tensor sets it. Inactive user slots hold the values of their last
+        active frame (:meth:`_advance_fading`)."""
         if self._fading is None:
             return None
         return torch.complex(self._fading[0], self._fading[1])
@@ -144,6 +181,7 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
     @small_scale.setter
     def small_scale(self, value: torch.Tensor | None) -> None:
         self._fading = None if value is None else torch.stack((value.real, value.imag))
+        self._written = None  # the spare buffer no longer holds the frame before
         self._fading_user = None
 
     def memory_estimate(self) -> float:
@@ -152,6 +190,12 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         cfg = self.config
         slots = cfg.n_bs * cfg.k_max
         return 6 * self.batch_size * slots * cfg.n_bs * cfg.n_subchannels * self._complex_bytes
+
+    def _seed(self, seed: int | None) -> None:
+        """Seed both generators: ``generator`` with ``seed`` (the config's when None) and
+        ``imag_generator`` with a seed derived from it."""
+        super()._seed(seed)
+        self.imag_generator.manual_seed(_stream_seed(self.generator.initial_seed()))
 
     def reset(self, seed: int | None = None) -> TnNtnState:
         """Draw users (training mode) or user traces (dynamic mode), LoS states, shadowing and
@@ -202,6 +246,7 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         self.los_draws, self.shadowing_draws = self._draw_large_scale(drops)  # (B, S, P, N)
 
         self._fading, self._fading_user = self._draw_fading(), None  # (2, B, P, N, F)
+        self._written = None
         self.t = 0
         self.trace_index = 0
         self.arrived = None  # _state(): every active user is new after a reset
@@ -220,34 +265,18 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
                 f"{cfg.horizon_slots}; raise horizon_slots or reset()"
             )
         self.t += 1
-        # Gauss-Markov step h(t+1) = alpha h(t) + sqrt(1 - alpha^2) e(t) (as gauss_markov_step),
-        # with e(t) drawn like h(0) so that a frequency correlation (n_taps) is preserved. On
-        # the real and imaginary planes, with the roundings of the complex expression: the
-        # values are those of alpha * h + sqrt(1 - alpha^2) * e on complex tensors. h(t + 1)
-        # goes into the spare buffer: h(t) stays for the state of frame t (its lazy H).
-        alpha = self.alpha
-        draws = self._draw_fading(self._draws)
-        if alpha == 0.0:  # h(t+1) = e(t): no arithmetic, the draws become the fading
-            fading, self._draws = draws, self._take_spare()
-        else:
-            fading = self._take_spare()
-            fading = torch.mul(self._fading, alpha, out=fading)
-            fading.add_(draws.mul_(math.sqrt(1 - alpha**2)))
-            self._draws = draws
-        self._spare, self._spare_user = self._fading, self._fading_user
-        self._fading, self._fading_user = fading, None
         self.arrived = torch.zeros_like(self.state.arrived)
         if cfg.dynamic_users:
             index = self._trace_index(self.t)
             if index != self.trace_index:
                 self.trace_index = index
-                arrived = self.arrives[:, index]  # (B, P): new occupants get fresh fading
-                self.arrived = arrived
-                if bool(arrived.any()):
-                    self._draws = self._draw_fading(self._draws)
-                    torch.where(
-                        arrived[None, ..., None, None], self._draws, self._fading, out=self._fading
-                    )
+                self.arrived = self.arrives[:, index]  # (B, P): new occupants, fresh fading
+        fading = self._take_spare()
+        if fading is None:
+            fading, self._written = torch.empty_like(self._fading), None
+        self._advance_fading(fading, self._active_slots(self.t), self.arrived)
+        self._spare, self._spare_user = self._fading, self._fading_user
+        self._fading, self._fading_user = fading, None
         self.state = self._state()
         return self.state
 
@@ -294,6 +323,106 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         std_db = torch.cat([std_tbs, torch.zeros_like(d3d[..., n_tbs:])], dim=-1)
         return los, lognormal_shadowing_db(d3d, std_db, self.generator)
 
+    def _active_slots(self, t: int) -> torch.Tensor:
+        """(B, P) bool: the user slots active in frame t (``state.user_active`` of frame t)."""
+        if not self.config.dynamic_users:
+            return self.active.flatten(1)
+        return self.active_trace[:, self._trace_index(t)]
+
+    def _advance_fading(
+        self, out: torch.Tensor, active: torch.Tensor, arrived: torch.Tensor
+    ) -> torch.Tensor:
+        """h_small of the next frame into ``out`` (2, B, P, N, F) from h(t) in ``_fading``.
+
+        Per user slot (row ``(b, p)`` of N F values of each plane):
+
+        * active, same occupant: the Gauss-Markov step ``h(t+1) = alpha h(t) + sqrt(1 -
+          alpha^2) e(t)`` (as :func:`gauss_markov_step`), with ``e(t)`` drawn like h(0) so that
+          a frequency correlation (``n_taps``) is preserved;
+        * new occupant (``arrived``, dynamic mode): a fresh draw, independent of h(t);
+        * inactive: h(t) as it is. An inactive slot is never observed, served or scored, so
+          its fading is not evolved (the draw is the env's largest cost): its ``state.H``
+          keeps the values of its last active frame (of the reset for a slot that was never
+          active) until it holds a new occupant, which gets a fresh draw.
+
+        When every slot is active and none is new (the common case at high load), two passes
+        over the planes: the draw of ``sqrt(1 - alpha^2) e(t)`` (scaled inside the draw) into
+        ``out``, then ``+ alpha h(t)`` in place. Otherwise the updated rows are drawn compactly
+        (``(2, A, N, F)`` for A rows), gathered with h(t) and written back, and the other rows
+        of ``out`` take h(t): ``out`` is the spare buffer holding h(t-1), which differs from
+        h(t) only on the rows the last step wrote (``_written``), so only those are copied (none
+        in training mode, where the active slots stay the same for the episode; all of them
+        when ``out`` is new or ``_written`` unknown). Either way the values are those of the
+        formula up to float rounding (one rounding of the scaled draw, one of the fused
+        multiply-add), and the draws do not depend on the thread count (:meth:`_draw_fading`).
+
+        Args:
+            out: (2, B, P, N, F) real buffer, not ``_fading``: the spare buffer (h(t-1) when
+                ``_written`` is known).
+            active: (B, P) bool, the slots active in the next frame.
+            arrived: (B, P) bool, the slots with a new occupant in the next frame.
+
+        Returns:
+            ``out``.
+        """
+        alpha, scale = self.alpha, math.sqrt(1.0 - self.alpha * self.alpha)
+        if alpha == 1.0:  # h(t+1) = h(t): nothing to draw for the evolving slots
+            active = torch.zeros_like(active)
+        evolve = (active & ~arrived).flatten()  # (B P,)
+        fresh = arrived.flatten().nonzero().squeeze(1)
+        written, self._written = self._written, evolve | arrived.flatten()
+        if fresh.numel() == 0 and bool(evolve.all()):
+            self._draw_fading(out, scale=scale)
+            if alpha != 0.0:  # (alpha = 0: h(t+1) = e(t), the draws are the fading)
+                out.add_(self._fading, alpha=alpha)
+            return out
+        if written is None:
+            out.copy_(self._fading)
+        else:  # rows that changed in the last step and are not written now
+            stale = (written & ~self._written).nonzero().squeeze(1)
+            if stale.numel() > 0:
+                copies = self._gather_rows(self._fading, stale, self._row_buffer(len(stale), 1))
+                self._scatter_rows(out, stale, copies)
+        rows = evolve.nonzero().squeeze(1)
+        if rows.numel() > 0:
+            draws = self._draw_fading(self._row_buffer(rows.numel()), scale=scale)
+            if alpha != 0.0:
+                previous = self._gather_rows(self._fading, rows, self._row_buffer(len(rows), 1))
+                draws.add_(previous, alpha=alpha)
+            self._scatter_rows(out, rows, draws)
+        if fresh.numel() > 0:
+            self._scatter_rows(out, fresh, self._draw_fading(self._row_buffer(fresh.numel())))
+        return out
+
+    @staticmethod
+    def _gather_rows(planes: torch.Tensor, rows: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """``planes`` (2, B, P, N, F) at the user slots ``rows`` (A,) long (indices into
+        B P), written into ``out`` (2, A, N, F) contiguous and returned."""
+        flat = planes.view(2, -1, planes.shape[-2] * planes.shape[-1])  # (2, B P, N F)
+        for plane in range(2):  # on dim 0 of each plane: torch's fast contiguous-row path
+            torch.index_select(flat[plane], 0, rows, out=out[plane].view(rows.numel(), -1))
+        return out
+
+    @staticmethod
+    def _scatter_rows(planes: torch.Tensor, rows: torch.Tensor, values: torch.Tensor) -> None:
+        """``planes`` (2, B, P, N, F) at the user slots ``rows`` (A,) long = ``values``
+        (2, A, N, F), in place."""
+        flat = planes.view(2, -1, planes.shape[-2] * planes.shape[-1])
+        for plane in range(2):
+            flat[plane].index_copy_(0, rows, values[plane].view(rows.numel(), -1))
+
+    def _row_buffer(self, n_rows: int, which: int = 0) -> torch.Tensor:
+        """Reused contiguous (2, n_rows, N, F) scratch buffer number ``which`` (0: draws, 1:
+        gathered h(t)) for n_rows <= B P user slots; the storage of each is allocated once
+        (a new 44 MB tensor per frame costs more in page faults than its arithmetic)."""
+        cfg = self.config
+        row = cfg.n_bs * cfg.n_subchannels
+        size = 2 * self.batch_size * self.n_users * row
+        if self._row_buffers[which] is None or self._row_buffers[which].numel() != size:
+            self._row_buffers[which] = torch.empty(size, device=self.device, dtype=self.dtype)
+        storage = self._row_buffers[which]
+        return storage[: 2 * n_rows * row].view(2, n_rows, cfg.n_bs, cfg.n_subchannels)
+
     def _take_spare(self) -> torch.Tensor | None:
         """The spare fading buffer (the last frame's), free for new values (None if there is
         none yet or its shape is stale): a state built on it whose H has not been built yet
@@ -306,27 +435,65 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
             return None
         return spare
 
-    def _draw_fading(self, out: torch.Tensor | None = None) -> torch.Tensor:
-        """:meth:`_draw_small_scale` as real and imaginary planes (2, B, P, N, F), written into
-        ``out`` (a new tensor when None): the same generator calls and values."""
-        cfg = self.config
-        if cfg.n_taps is not None:
-            small = self._draw_small_scale()
-            if out is None:
-                return torch.stack((small.real, small.imag))
-            out[0].copy_(small.real)
-            out[1].copy_(small.imag)
-            return out
-        # subchannel_rayleigh without taps is complex_normal of (B, P, N, F), variance 1.
-        shape = (self.batch_size, self.n_users, cfg.n_bs, cfg.n_subchannels)
-        return complex_normal_planes(shape, self.generator, out=out, device=self.device,
-                                     dtype=self.dtype)  # fmt: skip
+    def _draw_fading(self, out: torch.Tensor | None = None, scale: float = 1.0) -> torch.Tensor:
+        """``scale`` times a draw of h_small ``CN(0, 1)`` per subchannel, as real and imaginary
+        planes (2, B, P, N, F), written into ``out`` (a new tensor when None); or, with an
+        ``out`` of shape (2, A, N, F), the draws of A user slots (rows) only.
 
-    def _draw_small_scale(self) -> torch.Tensor:
-        """(B, P, N, F) complex CN(0, 1) per subchannel (seed 001 §II, subchannel_rayleigh)."""
+        Without taps: i.i.d. ``N(0, scale^2 / 2)`` parts (:func:`complex_normal_planes`, the
+        scale inside the draw), the real plane from :attr:`generator` and the imaginary plane
+        from :attr:`imag_generator`. On the CPU with more than one torch thread the two planes
+        (of at least 2^15 values each) are drawn at the same time, the imaginary one in the
+        scenario's worker thread (:meth:`_executor`); each generator always fills the same
+        plane, so the values do not depend on the thread count. With taps (``n_taps``):
+        :meth:`_draw_small_scale` from :attr:`generator`, then scaled.
+        """
+        cfg = self.config
+        rows = (self.batch_size, self.n_users) if out is None else tuple(out.shape[1:-2])
+        if cfg.n_taps is not None:
+            small = self._draw_small_scale(rows)
+            if out is None:
+                out = torch.stack((small.real, small.imag))
+            else:
+                out[0].copy_(small.real)
+                out[1].copy_(small.imag)
+            return out if scale == 1.0 else out.mul_(scale)
+        # subchannel_rayleigh without taps is complex_normal of (B, P, N, F), variance 1.
+        shape = (*rows, cfg.n_bs, cfg.n_subchannels)
+        concurrent = math.prod(shape) >= _CONCURRENT_MIN_NUMEL
+        return complex_normal_planes(
+            shape,
+            self.generator,
+            std=scale * _SQRT_HALF,
+            out=out,
+            device=self.device,
+            dtype=self.dtype,
+            imag_generator=self.imag_generator,
+            executor=self._executor() if concurrent else None,
+        )
+
+    def _executor(self) -> ThreadPoolExecutor | None:
+        """The one-worker thread pool that draws the imaginary fading planes while the calling
+        thread draws the real ones; None (draw one plane after the other) on other devices
+        than the CPU or when torch uses a single thread (``torch.get_num_threads()``).
+
+        Made at the first use, one per scenario (and per process: a forked child makes its
+        own); its idle worker is shut down when the scenario is garbage collected or at
+        interpreter exit."""
+        if self.device.type != "cpu" or torch.get_num_threads() < 2:
+            return None
+        if self._draw_pool is None or self._draw_pool_pid != os.getpid():
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tn_ntn-fading")
+            weakref.finalize(self, pool.shutdown, wait=False)
+            self._draw_pool, self._draw_pool_pid = pool, os.getpid()
+        return self._draw_pool
+
+    def _draw_small_scale(self, rows: tuple[int, ...]) -> torch.Tensor:
+        """(*rows, N, F) complex CN(0, 1) per subchannel (seed 001 §II, subchannel_rayleigh),
+        for the user slots ``rows``: (B, P) or (A,)."""
         cfg = self.config
         return subchannel_rayleigh(
-            (self.batch_size, self.n_users, cfg.n_bs),
+            (*rows, cfg.n_bs),
             cfg.n_subchannels,
             self.generator,
             n_taps=cfg.n_taps,
@@ -421,9 +588,12 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         """``|H|^2``: (B, P, N, F) real, without forming the complex H.
 
         ``H = amplitude (sqrt(K/(K+1)) phase + sqrt(1/(K+1)) h_small)`` per link (the weights
-        are 0 and 1 on Rayleigh links, K = 0), on the real and imaginary planes in the order of
-        the complex expression of ``state.H``, so ``gain`` equals ``H.real^2 + H.imag^2``
-        exactly. In place on a scratch buffer: every pass is over contiguous planes.
+        are 0 and 1 on Rayleigh links, K = 0). Three passes over contiguous planes: the parts
+        ``[Re H, Im H] = amplitude sqrt(K/(K+1)) [Re phase, Im phase] + amplitude
+        sqrt(1/(K+1)) h_small`` (one fused multiply-add per value, into a scratch buffer),
+        then ``Re H^2`` and ``+ Im H^2`` (a multiply-add). ``gain`` equals
+        ``H.real^2 + H.imag^2`` of ``state.H`` up to float rounding (a few units in the last
+        place: the complex expression rounds its products in another order).
 
         Args:
             fading: (2, B, P, N, F) real, the planes of h_small.
@@ -434,10 +604,11 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         if self._parts is None or self._parts.shape != fading.shape:
             self._parts = torch.empty_like(fading)
         los_weight, nlos_weight = rician_weights(rician_k)
-        los = torch.stack((phase.real, phase.imag)) * los_weight  # (2, B, P, N)
-        parts = torch.mul(fading, nlos_weight[..., None], out=self._parts)
-        parts.add_(los[..., None]).mul_(amplitude[..., None]).square_()
-        return torch.add(parts[0], parts[1])
+        los = torch.stack((phase.real, phase.imag)) * (los_weight * amplitude)  # (2, B, P, N)
+        nlos = nlos_weight * amplitude  # (B, P, N)
+        parts = torch.addcmul(los[..., None], fading, nlos[..., None], out=self._parts)
+        gain = torch.mul(parts[0], parts[0])
+        return gain.addcmul_(parts[1], parts[1])
 
     # ----------------------------------------------------------------------------------------
     # Schedules, powers and rates
