@@ -29,18 +29,18 @@ from typing import Any, ClassVar
 import gymnasium
 import numpy as np
 import torch
-from pettingzoo import AECEnv
-from pettingzoo.utils import AgentSelector
 
 from skyshare.config import build_config
+from skyshare.envs.aec_common import CoreAECEnv
+from skyshare.envs.aec_common import to_numpy as _to_numpy
 from skyshare.envs.catn import CatnEnv, CatnEnvConfig, SlotOutcome
-from skyshare.errors import ConfigError, ShapeError, UnknownNameError
+from skyshare.errors import ShapeError
 from skyshare.scenarios.catn import CatnConfig
 
 __all__ = ["CatnAECEnv", "make_catn_aec"]
 
 
-class CatnAECEnv(AECEnv):
+class CatnAECEnv(CoreAECEnv):
     """The CATN game as a PettingZoo ``AECEnv`` (one realization, two turns per slot).
 
     Args:
@@ -94,19 +94,16 @@ class CatnAECEnv(AECEnv):
         dtype: torch.dtype = torch.float32,
         render_mode: str | None = None,
     ) -> None:
-        super().__init__()
-        if render_mode is not None:
-            raise ConfigError(f"render_mode must be None (CATN draws nothing), got {render_mode!r}")
+        super().__init__("CATN", render_mode)
         if isinstance(config, dict):
             config = CatnEnvConfig.from_dict(config, what="catn env")
-        self.render_mode = render_mode
         self.core = CatnEnv(scenario_config, config, batch_size=1, device=device, dtype=dtype)
         K, N, core = self.core.K, self.core.N, self.core
         self.tu_agents = [f"tu_{k}" for k in range(K)]
         self.bs_agents = [f"bs_{n}" for n in range(N)]
         self.possible_agents = self.tu_agents + self.bs_agents
-        self._kind_index = {name: ("tu", k) for k, name in enumerate(self.tu_agents)}
-        self._kind_index.update({name: ("bs", n) for n, name in enumerate(self.bs_agents)})
+        self._agent_positions = {name: ("tu", k) for k, name in enumerate(self.tu_agents)}
+        self._agent_positions.update({name: ("bs", n) for n, name in enumerate(self.bs_agents)})
 
         # One space object per agent, so that seeding one agent's space leaves the others alone.
         def unbounded(dim: int) -> gymnasium.spaces.Box:
@@ -123,32 +120,10 @@ class CatnAECEnv(AECEnv):
         )
         self.state_space = gymnasium.spaces.Box(-np.inf, np.inf, (core.state_dim,), np.float32)
 
-        self.agents: list[str] = []
-        self._agent_selector = AgentSelector(self.possible_agents)
-        self._has_reset = False
         self.last_outcome: SlotOutcome | None = None
 
-    # ---------------------------------------------------------------------------------------
-    # Spaces
-    # ---------------------------------------------------------------------------------------
-
-    def observation_space(self, agent: str) -> gymnasium.spaces.Box:
-        self._locate(agent)
-        return self.observation_spaces[agent]
-
-    def action_space(self, agent: str) -> gymnasium.spaces.Space:
-        self._locate(agent)
-        return self.action_spaces[agent]
-
-    def _locate(self, agent: str) -> tuple[str, int]:
-        """(kind, index) of a named agent: ``"tu_3"`` -> ``("tu", 3)``."""
-        try:
-            return self._kind_index[agent]
-        except (KeyError, TypeError):
-            raise UnknownNameError(
-                f"unknown agent {agent!r}; agents are tu_0..tu_{self.core.K - 1} and "
-                f"bs_0..bs_{self.core.N - 1}"
-            ) from None
+    def _agent_names(self) -> str:
+        return f"tu_0..tu_{self.core.K - 1} and bs_0..bs_{self.core.N - 1}"
 
     # ---------------------------------------------------------------------------------------
     # Episode control
@@ -158,17 +133,10 @@ class CatnAECEnv(AECEnv):
         """Start an episode: slot 0 is played with random actions by the core (Algorithm 4
         lines 5-6), then ``tu_0`` is the first to act in slot 1. ``options`` is unused."""
         tu_obs = self.core.reset(seed)  # seed None: the core continues its random stream
-        self._has_reset = True
         core = self.core
-
-        self.agents = list(self.possible_agents)
-        self.rewards = {a: 0.0 for a in self.agents}
-        self._cumulative_rewards = {a: 0.0 for a in self.agents}
-        self.terminations = {a: False for a in self.agents}
-        self.truncations = {a: False for a in self.agents}
-        self.infos = {a: {"cost": np.zeros(0, dtype=np.float32)} for a in self.tu_agents}
-        self.infos.update({a: {"cost": np.zeros(core.L, dtype=np.float32)} for a in self.bs_agents})
-        self._skip_agent_selection = None
+        infos = {a: {"cost": np.zeros(0, dtype=np.float32)} for a in self.tu_agents}
+        infos.update({a: {"cost": np.zeros(core.L, dtype=np.float32)} for a in self.bs_agents})
+        self._start_episode(infos)
 
         self._tu_observations = _to_numpy(tu_obs[0])  # (K, 3N+4)
         self._bs_observations = np.zeros((core.N, core.bs_obs_dim), dtype=np.float32)
@@ -177,8 +145,7 @@ class CatnAECEnv(AECEnv):
             1, core.N, core.action_dim, dtype=core.dtype, device=core.device
         )
         self.last_outcome = None
-        self._agent_selector.reinit(self.possible_agents)
-        self.agent_selection = self._agent_selector.reset()
+        self._start_turns()
 
     def step(self, action: Any) -> None:
         """Record the action of ``agent_selection``; close the turn when it is the last TU
@@ -188,13 +155,8 @@ class CatnAECEnv(AECEnv):
         out-of-range action, and ShapeError for a wrongly shaped one; the environment is left
         as it was, so the agent may act again.
         """
-        if not self.agents:
-            raise RuntimeError(
-                "no episode is running (not started, or all agents are done): call reset()"
-            )
-        agent = self.agent_selection
-        if self.terminations[agent] or self.truncations[agent]:
-            self._was_dead_step(action)
+        agent = self._acting_agent(action)
+        if agent is None:
             return
         kind, index = self._locate(agent)
         if kind == "tu":
@@ -213,9 +175,7 @@ class CatnAECEnv(AECEnv):
             self._finish_slot(self.core.beamform(self._bs_actions.clone()))
         else:
             self._clear_rewards()
-
-        self.agent_selection = self._agent_selector.next()
-        self._accumulate_rewards()
+        self._next_agent()
 
     def _finish_slot(self, outcome: SlotOutcome) -> None:
         """Hand out rewards (15), (10), costs (11) and the TU observations of the next slot."""
@@ -279,8 +239,7 @@ class CatnAECEnv(AECEnv):
     def observe(self, agent: str) -> np.ndarray:
         """The agent's latest observation: (3N+4,) for a TU, (D,) for a BS, float32."""
         kind, index = self._locate(agent)
-        if not self._has_reset:
-            raise RuntimeError("call reset() before observe()")
+        self._require_reset("observe")
         source = self._tu_observations if kind == "tu" else self._bs_observations
         return source[index].copy()
 
@@ -288,16 +247,8 @@ class CatnAECEnv(AECEnv):
         """Global state for centralised critics, ``core.global_state()[0]``: (2KN+LN+3K,)
         float32 (channel strengths to TUs and AUs, association, last slot's powers, rates and
         interference plus noise)."""
-        if not self._has_reset:
-            raise RuntimeError("call reset() before state()")
+        self._require_reset("state")
         return _to_numpy(self.core.global_state()[0])
-
-    def render(self) -> None:
-        """Nothing to draw (render_mode is None)."""
-        return None
-
-    def close(self) -> None:
-        """Nothing to release (the core holds only tensors)."""
 
 
 def make_catn_aec(
@@ -324,8 +275,3 @@ def _numeric_array(agent: str, action: Any) -> np.ndarray:
     if value.dtype.kind not in "biuf":
         raise ShapeError(f"{agent}: the action must be numeric, got dtype {value.dtype}")
     return value
-
-
-def _to_numpy(x: torch.Tensor) -> np.ndarray:
-    """A real tensor as a float32 NumPy array on the CPU."""
-    return x.detach().to(device="cpu", dtype=torch.float32).numpy()

@@ -28,12 +28,12 @@ from typing import Any, ClassVar
 import gymnasium
 import numpy as np
 import torch
-from pettingzoo import AECEnv
-from pettingzoo.utils import AgentSelector
 
 from skyshare.config import build_config
+from skyshare.envs.aec_common import CoreAECEnv
+from skyshare.envs.aec_common import to_numpy as _to_numpy
 from skyshare.envs.tn_ntn import TnNtnEnv, TnNtnStepResult
-from skyshare.errors import ConfigError, ShapeError, UnknownNameError
+from skyshare.errors import ConfigError, ShapeError
 from skyshare.scenarios.tn_ntn import TnNtnConfig, TnNtnScenario
 
 __all__ = ["MaskedMultiDiscrete", "TnNtnAECEnv", "make_tn_ntn_aec"]
@@ -50,7 +50,7 @@ class MaskedMultiDiscrete(gymnasium.spaces.MultiDiscrete):
         return super().sample(mask=mask, probability=probability)
 
 
-class TnNtnAECEnv(AECEnv):
+class TnNtnAECEnv(CoreAECEnv):
     """The TN-NTN game as a PettingZoo ``AECEnv`` (one realization, turn-major agents).
 
     Args:
@@ -98,19 +98,14 @@ class TnNtnAECEnv(AECEnv):
         dtype: torch.dtype = torch.float32,
         render_mode: str | None = None,
     ) -> None:
-        super().__init__()
-        if render_mode is not None:
-            raise ConfigError(
-                f"render_mode must be None (tn_ntn draws nothing), got {render_mode!r}"
-            )
-        self.render_mode = render_mode
+        super().__init__("tn_ntn", render_mode)
         scenario = TnNtnScenario(scenario_config, batch_size=1, device=device, dtype=dtype)
         self.core = core = TnNtnEnv(
             scenario, formulation=formulation, inactive_action=inactive_action
         )
         N, M = core.n_bs, core.n_turns
-        self._index = {core.agent_name(n, m): (n, m) for m in range(M) for n in range(N)}
-        self.possible_agents = list(self._index)  # turn-major
+        self._agent_positions = {core.agent_name(n, m): (n, m) for m in range(M) for n in range(N)}
+        self.possible_agents = list(self._agent_positions)  # turn-major
         S, C = core.block_size, core.n_choices
         self.observation_spaces = {
             a: gymnasium.spaces.Dict(
@@ -125,32 +120,7 @@ class TnNtnAECEnv(AECEnv):
         }
         self.action_spaces = {a: MaskedMultiDiscrete([C] * S) for a in self.possible_agents}
         self.state_space = gymnasium.spaces.Box(-np.inf, np.inf, (core.state_dim,), np.float32)
-        self.agents: list[str] = []
-        self._agent_selector = AgentSelector(self.possible_agents)
-        self._has_reset = False
         self.last_result: TnNtnStepResult | None = None
-
-    # ---------------------------------------------------------------------------------------
-    # Spaces
-    # ---------------------------------------------------------------------------------------
-
-    def observation_space(self, agent: str) -> gymnasium.spaces.Dict:
-        self._locate(agent)
-        return self.observation_spaces[agent]
-
-    def action_space(self, agent: str) -> MaskedMultiDiscrete:
-        self._locate(agent)
-        return self.action_spaces[agent]
-
-    def _locate(self, agent: str) -> tuple[int, int]:
-        """(n, m) of a named agent."""
-        try:
-            return self._index[agent]
-        except (KeyError, TypeError):
-            raise UnknownNameError(
-                f"unknown agent {agent!r}; agents are {self.possible_agents[0]} .. "
-                f"{self.possible_agents[-1]}"
-            ) from None
 
     # ---------------------------------------------------------------------------------------
     # Episode control
@@ -161,14 +131,8 @@ class TnNtnAECEnv(AECEnv):
         unused."""
         core = self.core
         core.reset(seed)
-        self._has_reset = True
-        self.agents = list(self.possible_agents)
-        self.rewards = {a: 0.0 for a in self.agents}
-        self._cumulative_rewards = {a: 0.0 for a in self.agents}
-        self.terminations = {a: False for a in self.agents}
-        self.truncations = {a: False for a in self.agents}
-        self.infos = {a: self._info(0.0, np.zeros(core.k_max, np.float32)) for a in self.agents}
-        self._skip_agent_selection = None
+        zero_cost = np.zeros(core.k_max, np.float32)
+        self._start_episode({a: self._info(0.0, zero_cost.copy()) for a in self.possible_agents})
         S, C = core.block_size, core.n_choices
         off_only = np.zeros((S, C), dtype=np.int8)
         off_only[:, 0] = 1
@@ -178,8 +142,7 @@ class TnNtnAECEnv(AECEnv):
         self._actions = torch.zeros(1, core.n_bs, S, dtype=torch.long, device=core.device)
         self.last_result = None
         self._store_turn_observations()
-        self._agent_selector.reinit(self.possible_agents)
-        self.agent_selection = self._agent_selector.reset()
+        self._start_turns()
 
     def step(self, action: Any) -> None:
         """Record the action of ``agent_selection``; after the last BS of a turn, the core
@@ -189,13 +152,8 @@ class TnNtnAECEnv(AECEnv):
         for a value out of [0, K_max] or an inactive slot with ``inactive_action="error"``),
         naming the agent; the environment is left as it was, so the agent may act again.
         """
-        if not self.agents:
-            raise RuntimeError(
-                "no episode is running (not started, or all agents are done): call reset()"
-            )
-        agent = self.agent_selection
-        if self.terminations[agent] or self.truncations[agent]:
-            self._was_dead_step(action)
+        agent = self._acting_agent(action)
+        if agent is None:
             return
         n, _ = self._locate(agent)
         self._actions[0, n] = self._checked_action(agent, n, action)
@@ -209,14 +167,13 @@ class TnNtnAECEnv(AECEnv):
                 self._finish_frame(result)
         else:
             self._clear_rewards()
-        self.agent_selection = self._agent_selector.next()
-        self._accumulate_rewards()
+        self._next_agent()
 
     def _finish_frame(self, result: TnNtnStepResult) -> None:
         self.last_result = result
         reward = result.reward[0].tolist()  # (M,) or (1,)
         cost = _to_numpy(result.cost[0])  # (N, K_max)
-        for agent, (n, m) in self._index.items():
+        for agent, (n, m) in self._agent_positions.items():
             self.rewards[agent] = float(reward[m])
             self.infos[agent] = self._info(float(cost[n].sum()), cost[n].copy())
         if bool(result.done[0]):
@@ -272,24 +229,15 @@ class TnNtnAECEnv(AECEnv):
     def observe(self, agent: str) -> dict[str, np.ndarray]:
         """``{"observation": (obs_dim,) float32, "action_mask": (S, K_max + 1) int8}``."""
         self._locate(agent)
-        if not self._has_reset:
-            raise RuntimeError("call reset() before observe()")
+        self._require_reset("observe")
         obs, mask = self._observations[agent]
         return {"observation": obs.copy(), "action_mask": mask.copy()}
 
     def state(self) -> np.ndarray:
         """Global state of the current turn, ``core.observe().state[0]``: (state_dim,)
         float32."""
-        if not self._has_reset:
-            raise RuntimeError("call reset() before state()")
+        self._require_reset("state")
         return _to_numpy(self.core.observe().state[0])
-
-    def render(self) -> None:
-        """Nothing to draw (render_mode is None)."""
-        return None
-
-    def close(self) -> None:
-        """Nothing to release (the core holds only tensors)."""
 
 
 def make_tn_ntn_aec(
@@ -307,8 +255,3 @@ def make_tn_ntn_aec(
     """
     config = build_config(TnNtnConfig, "tn_ntn", preset=preset, overrides=overrides)
     return TnNtnAECEnv(config, **kwargs)
-
-
-def _to_numpy(x: torch.Tensor) -> np.ndarray:
-    """A real tensor as a float32 NumPy array on the CPU."""
-    return x.detach().to(device="cpu", dtype=torch.float32).numpy()
