@@ -29,6 +29,13 @@ if TYPE_CHECKING:
 
 __all__ = ["action_field", "action_parameters", "beamformers"]
 
+GRAM_CHUNK = 64
+"""Batch entries per chunk when building D~ (:func:`_weighted_gram`): the chunk's stacked
+channels (~1.3 MB in complex64 on the paper network) stay in cache between the passes."""
+GROUPED_SOLVE_MIN_USERS = 2048
+"""From this many users (B K) on, :func:`_solve_own` solves each BS's users together instead of
+gathering the LU factors per user (the crossover measured on the paper network, 1 thread)."""
+
 
 def action_field(i: int, n_tu: int, n_au: int) -> str:
     """Name of entry ``i`` of a BS action (9) with K = ``n_tu`` users and L = ``n_au`` AUs."""
@@ -86,10 +93,11 @@ def beamformers(
 ) -> torch.Tensor:
     """w_k = sqrt(p_k) D~^{-1} h / ||D~^{-1} h||: (B, K, M) complex.
 
-    ``D~_n = sum_i alpha_{n,i} h^ h^^H + sum_l mu_{n,l} g^ g^^H + eta_n I`` is built as one
+    ``D~_n = sum_i alpha_{n,i} h^ h^^H + sum_l mu_{n,l} g^ g^^H + eta_n I`` is built as the
     product ``Y^T diag(c) Y^*`` of the stacked channels ``Y = [h_{n,1} .. h_{n,K}, g_{n,1} ..]``
     with ``c = [alpha / ||h||^2, mu / ||g||^2]`` (the unit directions without dividing the
-    channels), LU-factored once per BS and solved only for each user's own channel.
+    channels; :func:`_weighted_gram`), LU-factored once per BS and solved only for the BS's
+    own users' channels (:func:`_solve_own`).
 
     Args:
         parameters: :func:`action_parameters` of the BS actions.
@@ -104,17 +112,16 @@ def beamformers(
     N, M = H.shape[2], H.shape[-1]
     if strength is None:
         strength = torch.view_as_real(H).square().sum((-2, -1))
-    Y = torch.cat([H, G], 1).transpose(1, 2)  # (B, N, K + L, M)
     norms = torch.cat([strength, torch.view_as_real(G).square().sum((-2, -1))], 1)
     tiny = torch.finfo(norms.dtype).tiny
     weights = torch.cat([par["alpha"], par["mu"]], -1) / norms.transpose(1, 2).clamp_min(tiny)
-    D = torch.matmul((Y * weights[..., None]).transpose(-1, -2), Y.conj())  # (B, N, M, M)
+    D = _weighted_gram(H, G, weights)  # (B, N, M, M)
     D.diagonal(dim1=-2, dim2=-1).add_(par["eta"][..., None])
-    # each user's system: its serving BS's D~ (factored once per BS) and its own channel
-    users = torch.arange(B * K, device=H.device)
-    system = (users // K) * N + serving.flatten()  # (B K,) index of (b, serving_k)
-    h_own = H.reshape(B * K * N, M)[users * N + serving.flatten()]  # (B K, M) h_{serving_k,k}
-    w_dir = _solve(D.view(B * N, M, M), system, h_own[..., None]).view(B, K, M)
+    # each user's system: its serving BS's D~ and its own channel h_{serving_k,k}
+    system = (torch.arange(B, device=H.device)[:, None] * N + serving).flatten()  # (B K,)
+    own = torch.arange(B * K, device=H.device) * N + serving.flatten()
+    h_own = H.reshape(B * K * N, M).index_select(0, own)  # (B K, M)
+    w_dir = _solve_own(D.view(B * N, M, M), system, h_own).view(B, K, M)
     norm_sq = torch.view_as_real(w_dir).square().sum((-2, -1))
     q_total = torch.gather(par["q_total"], 1, serving)  # (B, K)
     q = torch.gather(par["q"], 1, serving[:, None, :]).squeeze(1)  # (B, K)
@@ -122,18 +129,87 @@ def beamformers(
     return w_dir * scale[..., None]
 
 
-def _solve(D: torch.Tensor, system: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
-    """``D[system]^{-1} rhs`` for Hermitian positive definite ``D (S, M, M)``, ``system (R,)``
-    long and ``rhs (R, M, 1)``: each D is LU-factored once and the factors are gathered for
-    the right-hand sides. With eta_min far below alpha_max or mu_max, D~ can be singular to
-    working precision in complex64; those systems (only) are solved again in complex128, where
-    eta I keeps them invertible."""
-    LU, pivots, info = torch.linalg.lu_factor_ex(D)
-    X = torch.linalg.lu_solve(LU[system], pivots[system], rhs)
-    failed = info[system] != 0
-    if bool(failed.any()):
+def _weighted_gram(H: torch.Tensor, G: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``Y^T diag(c) Y^*`` per BS: (B, N, M, M) complex, for ``H (B, K, N, M)``,
+    ``G (B, L, N, M)`` and real weights ``c = weights (B, N, K + L)``.
+
+    Per chunk of :data:`GRAM_CHUNK` batch entries (so that the operands stay in cache), the
+    stacked channels ``Y (chunk, N, K + L, M)`` are written once from the channels' transposed
+    views, ``c Y^*`` once from them (the product, then the conjugate in place), and one batched
+    GEMM reads ``Y`` transposed and writes into the output; no operand is copied again (a
+    conjugated operand would be: ``bmm`` resolves the conjugate bit)."""
+    B, N, M = H.shape[0], H.shape[2], H.shape[-1]
+    D = H.new_empty(B, N, M, M)
+    for start in range(0, B, GRAM_CHUNK):
+        rows = slice(start, start + GRAM_CHUNK)
+        Y = torch.cat([H[rows].transpose(1, 2), G[rows].transpose(1, 2)], 2)
+        weighted = torch.conj_physical_(Y * weights[rows, ..., None])  # c Y^*
+        torch.matmul(Y.mT, weighted, out=D[rows])
+    return D
+
+
+def _solve_own(D: torch.Tensor, system: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+    """``D[system_u]^{-1} rhs_u`` for every right-hand side u: (U, M).
+
+    Args:
+        D: (S, M, M) Hermitian positive definite systems (one per BS and batch entry).
+        system: (U,) long, the system of each right-hand side (a user's serving BS).
+        rhs: (U, M) complex right-hand sides (a user's own channel).
+
+    Each system is LU-factored once. From :data:`GROUPED_SOLVE_MIN_USERS` right-hand sides on,
+    only the systems with users are factored, ordered by their number of users r, and the
+    systems with the same r are solved as one batch with an (M, r) right-hand side: no factor
+    is copied per user and no padding column is solved. Below it (small batches, where the
+    per-call overhead of one ``lu_solve`` per r would dominate), the factors are gathered per
+    user and solved in one call. With eta_min far below alpha_max or mu_max, D~ can be singular
+    to working precision in complex64 (``info != 0``); the users of those systems (only) are
+    solved again in complex128, where eta I keeps them invertible.
+    """
+    if system.numel() >= GROUPED_SOLVE_MIN_USERS:
+        solution, order, info = _solve_grouped(D, system, rhs)
+    else:
+        LU, pivots, info = torch.linalg.lu_factor_ex(D)
+        # the factors are column-major: gather them as rows of their transpose
+        LU_own = LU.mT.index_select(0, system).mT
+        solution = torch.linalg.lu_solve(LU_own, pivots.index_select(0, system), rhs[..., None])
+        solution, order = solution[..., 0], None
+    if bool(info.any()):
+        singular = info != 0
+        if order is not None:  # info of the ordered systems -> of every system
+            singular = torch.zeros(D.shape[0], dtype=torch.bool, device=D.device)
+            singular[order] = info != 0
+        failed = singular[system]
         wide = torch.linalg.solve(
-            D[system[failed]].to(torch.complex128), rhs[failed].to(torch.complex128)
+            D[system[failed]].to(torch.complex128), rhs[failed, :, None].to(torch.complex128)
         )
-        X[failed] = wide.to(X.dtype)
-    return X
+        solution[failed] = wide[..., 0].to(solution.dtype)
+    return solution
+
+
+def _solve_grouped(
+    D: torch.Tensor, system: torch.Tensor, rhs: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The grouped solve of :func:`_solve_own`: returns the solutions (U, M), the systems
+    factored (S', long: those with users, by increasing number of users) and their LU
+    ``info`` (S',)."""
+    S, M = D.shape[0], D.shape[-1]
+    load = torch.bincount(system, minlength=S)  # (S,) users of each system
+    systems_by_load = torch.bincount(load).tolist()  # host: number of systems per load r
+    # systems with users, by increasing load; their users in the same order, one run each
+    order = torch.argsort(load, stable=True)[systems_by_load[0] :]
+    user_order = torch.argsort(load[system] * S + system, stable=True)
+    LU, pivots, info = torch.linalg.lu_factor_ex(D.index_select(0, order))
+    ordered_rhs = rhs.index_select(0, user_order)
+    X = torch.empty_like(ordered_rhs)  # solutions in user_order
+    first_system = first_user = 0
+    for r, count in enumerate(systems_by_load):
+        if r == 0 or count == 0:
+            continue
+        systems = slice(first_system, first_system + count)
+        users = slice(first_user, first_user + count * r)
+        # (count, M, r): the r own channels of each system as columns
+        columns = ordered_rhs[users].view(count, r, M).mT
+        solved = torch.linalg.lu_solve(LU[systems], pivots[systems], columns)
+        X[users] = solved.mT.reshape(count * r, M)
+        first_system, first_user = first_system + count, first_user + count * r
+    return torch.empty_like(X).index_copy_(0, user_order, X), order, info
