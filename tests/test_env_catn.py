@@ -532,17 +532,22 @@ def test_optimised_slot_equals_the_reference_on_random_instances(overrides, env_
         assert new.ledger.per_agent_per_slot() == ref.ledger.per_agent_per_slot()
 
 
-def test_optimised_beamformers_match_float64_reference_in_float32():
+@pytest.mark.parametrize("batch", [8, 128])
+def test_optimised_beamformers_match_float64_reference_in_float32(batch):
     """float32 (the default precision): the optimised beamformers are as close to a float64
-    evaluation of the reference formula as the reference's own float32 evaluation."""
+    evaluation of the reference formula as the reference's own float32 evaluation; B = 128 is
+    above GROUPED_SOLVE_MIN_USERS (the grouped solve, D~ in two chunks), B = 8 below it."""
     from catn_reference import _beamformers as reference_beamformers
+    from skyshare.envs import catn_actions
     from skyshare.envs.catn_actions import beamformers
 
-    env = CatnEnv(batch_size=8)  # the paper network, float32
+    env = CatnEnv(batch_size=batch)  # the paper network, float32
+    grouped = batch * env.K >= catn_actions.GROUPED_SOLVE_MIN_USERS
+    assert grouped == (batch == 128)
     env.reset(seed=0)
     g = torch.Generator().manual_seed(0)
-    env.associate(torch.randint(0, env.N, (8, env.K), generator=g))
-    par = env.action_parameters(torch.rand(8, env.N, env.action_dim, generator=g))
+    env.associate(torch.randint(0, env.N, (batch, env.K), generator=g))
+    par = env.action_parameters(torch.rand(batch, env.N, env.action_dim, generator=g))
     H, G, s = env.state.H, env.state.G, env.serving
     wide = {k: v.double() for k, v in par.items()}
     exact = reference_beamformers(
