@@ -43,6 +43,7 @@ class CoreAECEnv(AECEnv):
             )
         self.render_mode = render_mode
         self.agents: list[str] = []
+        self._agent_selector = AgentSelector([])  # filled with possible_agents at each reset
         self._has_reset = False
 
     def _agent_names(self) -> str:
@@ -80,8 +81,6 @@ class CoreAECEnv(AECEnv):
 
     def _start_turns(self) -> None:
         """The first agent of the episode is up (after the adapter has set its buffers)."""
-        if not hasattr(self, "_agent_selector"):
-            self._agent_selector = AgentSelector(self.possible_agents)
         self._agent_selector.reinit(self.possible_agents)
         self.agent_selection = self._agent_selector.reset()
 
