@@ -265,10 +265,10 @@ def test_observation_and_state_blocks_hold_the_documented_values():
     start = S * K + P * N + K
     assert torch.equal(obs[start : start + P], active[b].float())
     assert torch.equal(obs[-N:], torch.eye(N)[n])
-    # state: every link of block m = 1, [s, p, l]
-    block_gain = turn.state[b, : S * P * N].reshape(S, P, N)
+    # state: every link of block m = 1, [p, l, s]
+    block_gain = turn.state[b, : S * P * N].reshape(P, N, S)
     expected_state = torch.log10(1 + gain[b, :, :, 40:] * p_ref) * active[b, :, None, None]
-    assert torch.allclose(block_gain, expected_state.permute(2, 0, 1).float(), rtol=1e-5)
+    assert torch.allclose(block_gain, expected_state.float(), rtol=1e-5)
     assert torch.equal(turn.state[b, S * P * N : S * P * N + P * N], pathloss.flatten())
 
 

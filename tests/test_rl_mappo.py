@@ -403,6 +403,43 @@ def test_checkpoint_round_trip_with_weights_only_gives_identical_actions():
         )
 
 
+def test_checkpoint_of_the_old_state_order_is_converted_exactly():
+    """A critic trained on [s, p, l] states (checkpoints without ``state_gain_order``) reads
+    [p, l, s] states after loading: same values, same Adam moments for the same inputs."""
+    env = FakeTnNtnEnv(batch_size=4, episode_frames=3)
+    legacy = MappoAgents.for_env(env, fast_config())
+    legacy.train(env, frames=6, seed=0)  # moved weights, moments and normaliser statistics
+    state = legacy.state_dict()
+    assert state.pop("state_gain_order") == "p,l,s"
+    restored = MappoAgents.for_env(env, fast_config(seed=7))
+    restored.load_state_dict(state)
+    S, N, P = env.block_size, env.n_bs, env.n_bs * env.k_max
+    new = torch.randn(5, env.n_turns, env.state_dim, generator=torch.Generator().manual_seed(3))
+    old = new.clone()  # the old layout: [s, p, l] of the same gains
+    old[..., : S * P * N] = (
+        new[..., : S * P * N].unflatten(-1, (P, N, S)).permute(0, 1, 4, 2, 3).flatten(2)
+    )
+    with torch.no_grad():
+        v_new = restored.critic(restored._critic_input(None, new))
+        v_old = legacy.critic(legacy._critic_input(None, old))
+    torch.testing.assert_close(v_new, v_old)
+    weight = lambda agents: next(  # noqa: E731
+        m.weight for m in agents.critic.modules() if m.__class__.__name__ == "GroupLinear"
+    )
+    moments_new = restored.critic_optimizer.state[weight(restored)]["exp_avg_sq"]
+    moments_old = legacy.critic_optimizer.state[weight(legacy)]["exp_avg_sq"]
+    for i_new, i_old in ((0, 0), (1, P * N), (S, 1), (S * P * N, S * P * N)):
+        # new input (p, l, s) = old input (s, p, l): new 1 = (0, 0, 1) = old (1, 0, 0) = P N;
+        # new S = (0, 1, 0) = old (0, 0, 1) = 1; the inputs after the gains keep their place
+        torch.testing.assert_close(moments_new[:, i_new], moments_old[:, i_old])
+    state["state_gain_order"] = "l,p,s"
+    with pytest.raises(ConfigError, match="state_gain_order='l,p,s'"):
+        restored.load_state_dict(state)
+    state["state_gain_order"] = "p,l,s"  # the current order: loaded as it is
+    restored.load_state_dict(state)
+    torch.testing.assert_close(weight(restored), weight(legacy))
+
+
 @pytest.mark.parametrize(
     "overrides, n_turns, block_size",
     [({"critic": "local"}, 1, 4), ({}, 1, 4), ({"critic": "local", "actor_sharing": "all"}, 2, 2)],

@@ -136,8 +136,12 @@ def test_channel_equals_recomputation_for_one_sliced_realization():
     k_factor[..., 2] = torch.where(los[..., 2], 10.0, 0.0)
     small = rician(los_phase(d3d, 2e9)[..., None], scenario.small_scale[b : b + 1], k_factor)
     expected = small * (10 ** (-pathloss / 20) / math.sqrt(_noise_w(20e6, 40)))[..., None]
+    live = state.user_active[b : b + 1, :, None, None]
+    assert bool(live.any()) and not bool(live.all())
+    expected = torch.where(live, expected, 0.0)  # an inactive slot holds no user: H = 0
     assert torch.allclose(state.pathloss_db[b : b + 1], pathloss, atol=1e-4)
     assert torch.allclose(state.H[b : b + 1], expected, rtol=1e-4, atol=0)
+    assert torch.equal(state.gain[b : b + 1] == 0, ~live.expand_as(state.gain[b : b + 1]))
     # TBS users stay inside their disc, NTBS users inside the square.
     xy = state.user_positions[..., :2]
     to_own_tbs = (xy[:, :20] - state.bs_positions[:, :2, :2].repeat_interleave(10, 1)).norm(dim=-1)
@@ -164,10 +168,13 @@ def test_mean_channel_gain_matches_pathloss_and_noise_by_hand():
     ratios = []
     for b in range(4):
         for p in range(30):
+            if not bool(state.user_active[b, p]):  # no user, no channel (H = 0)
+                assert not bool(state.H[b, p].any())
+                continue
             for n in range(3):
                 mean_gain = float(state.H[b, p, n].abs().square().mean())  # over 80 subchannels
                 ratios.append(mean_gain * noise * 10 ** (_hand_pathloss_db(state, b, p, n) / 10))
-    # E|h_small|^2 = 1 for Rayleigh and Rician: 360 links x 80 subchannels.
+    # E|h_small|^2 = 1 for Rayleigh and Rician: about 180 active links x 80 subchannels.
     assert sum(ratios) / len(ratios) == pytest.approx(1.0, abs=0.03)
 
 
@@ -179,11 +186,13 @@ def test_uav_los_links_are_rician_k_10db_others_rayleigh():
     fourth = power.square()
     uav_los = torch.zeros_like(state.los)
     uav_los[..., 2] = state.los[..., 2]
+    live = state.user_active[..., None].expand_as(uav_los)  # inactive slots: H = 0
+    uav_los, rayleigh = uav_los & live, ~uav_los & live
     k = 10.0  # 10 dB; E|g|^4 of a unit-power Rician channel is (2 + 4K + K^2)/(1 + K)^2
     assert float(fourth[uav_los].mean()) == pytest.approx(
         (2 + 4 * k + k * k) / (1 + k) ** 2, abs=0.05
     )
-    assert float(fourth[~uav_los].mean()) == pytest.approx(2.0, abs=0.1)  # Rayleigh: 2
+    assert float(fourth[rayleigh].mean()) == pytest.approx(2.0, abs=0.1)  # Rayleigh: 2
     assert float(power[uav_los].mean()) == pytest.approx(1.0, abs=0.03)
 
 
@@ -548,11 +557,9 @@ def test_assignment_format_enforces_orthogonality_inside_a_bs():
     state = scenario.reset()
     generator = torch.Generator().manual_seed(7)
     assignment = torch.randint(-1, 10, (3, 3, 80), generator=generator)
-    rates = scenario.subchannel_rates(
-        dataclasses.replace(state, active=torch.ones_like(state.active)),
-        assignment,
-        scenario.equal_power(assignment),
-    )
+    chosen = torch.gather(state.active, 2, assignment.clamp_min(0))
+    assignment = torch.where(chosen, assignment, -1)  # active slots only (others have H = 0)
+    rates = scenario.subchannel_rates(state, assignment, scenario.equal_power(assignment))
     per_bs = rates.unflatten(1, (3, 10))  # (B, N, K, F)
     served = (per_bs > 0).sum(2)  # users of BS n served on subchannel f
     assert int(served.max()) <= 1  # eq. (1)

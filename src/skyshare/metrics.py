@@ -46,6 +46,7 @@ __all__ = [
     "jain_fairness",
     "lpei",
     "ofdm_link_sinr",
+    "ofdm_served_link_sinr",
     "ofdm_user_rates",
     "per_transmitter_gains",
     "primary_interference",
@@ -333,9 +334,30 @@ def ofdm_link_sinr(
     on = assignment >= 0
     slot = torch.arange(N, device=gain.device)[:, None] * k_max + assignment.clamp_min(0)
     rows = torch.gather(gain, 1, slot[:, :, None, :].expand(B, N, N, F))  # [b, n, l, f]
-    received = rows * (power * on).to(gain.dtype)[:, None]  # BS l's power at n's served user
+    return ofdm_served_link_sinr(rows, slot, on, power, noise)
+
+
+def ofdm_served_link_sinr(
+    rows: torch.Tensor,
+    slot: torch.Tensor,
+    on: torch.Tensor,
+    power: torch.Tensor,
+    noise: float = 1.0,
+) -> OfdmLinks:
+    """:func:`ofdm_link_sinr` from the gains of the served users, gathered by the caller.
+
+    Args:
+        rows: (B, N, N, F) real, ``[b, n, l, f]``: ``|h|^2`` from BS l to the user BS n serves
+            on subchannel f.
+        slot: (B, N, F) long, that user (any slot where off).
+        on: (B, N, F) bool, subchannel f of BS n carries a user.
+        power: (B, N, F) real >= 0, transmit power of BS n on f (counted only where on).
+        noise: noise power in the units of ``gain * power``.
+    """
+    N = rows.shape[1]
+    received = rows * (power * on).to(rows.dtype)[:, None]  # BS l's power at n's served user
     signal = torch.diagonal(received, dim1=1, dim2=2).permute(0, 2, 1)  # (B, N, F)
-    off_diagonal = ~torch.eye(N, dtype=torch.bool, device=gain.device)[:, :, None]
+    off_diagonal = ~torch.eye(N, dtype=torch.bool, device=rows.device)[:, :, None]
     interference = (received * off_diagonal).sum(2)  # direct sum, as in :func:`sinr`
     ratio = torch.where(on, signal / (interference + noise), torch.zeros_like(signal))
     return OfdmLinks(slot, on, signal, interference, ratio)

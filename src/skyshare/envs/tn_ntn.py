@@ -190,12 +190,18 @@ class TnNtnEnv:
             .reshape(N, N - 1)
             .to(self.device)
         )
+        # user slot n K_max + k of BS n's choice k, and the row b P of environment b
+        self._bs_offset = (torch.arange(N, device=self.device) * self.k_max)[:, None]  # (N, 1)
+        self._env_offset = (torch.arange(self.batch_size, device=self.device) * self.n_users)[
+            :, None, None
+        ]  # (B, 1, 1)
         self.turn = 0
         self._episodes = 0
         self._done = True
         self.state: TnNtnState | None = None
         self._features: torch.Tensor | None = None
         self._features_buffer: torch.Tensor | None = None
+        self._features_rows: torch.Tensor | None = None  # the rows the buffer has non-zero
 
     # ---------------------------------------------------------------------------------------
     # Dimensions and names
@@ -261,7 +267,11 @@ class TnNtnEnv:
         self._assignment = torch.full((B, N, F), -1, dtype=torch.long, device=self.device)
         self._accumulated = torch.zeros(B, N, K, dtype=self.dtype, device=self.device)
         self._group_rate = torch.zeros(B, self.n_turns, dtype=self.dtype, device=self.device)
-        self._gain = state.gain  # (B, P, N, F) |H|^2
+        self._rows = state.active_rows  # (A,) the active slots as rows b P + p
+        self._active_gain = state.active_gain  # (A, N, F) their |H|^2
+        # compact row of every slot b P + p (0 for inactive slots: masked where used)
+        self._row_of = torch.zeros(B * self.n_users, dtype=torch.long, device=self.device)
+        self._row_of[self._rows] = torch.arange(len(self._rows), device=self.device)
         self._features = None  # gain features of the frame, at its first observe()
         self._active_flat = state.user_active  # (B, P)
         self._pathloss = observations.pathloss_features(
@@ -316,17 +326,21 @@ class TnNtnEnv:
 
     def _gain_features(self) -> torch.Tensor:
         """(B, P, N, F) float32 gain features of every block of the frame: computed at the
-        frame's first :meth:`observe` (in one pass over F, into a buffer reused every frame;
-        observations and states are copies of it), the same values per block as
-        ``gain_features`` of the block's gains."""
+        frame's first :meth:`observe` from the active slots' gains (in one pass over F, into
+        a buffer reused every frame; observations and states are copies of it), the same
+        values per block as ``gain_features`` of the block's gains."""
         if self._features is None:
+            B, N, F = self.batch_size, self.n_bs, self.n_subchannels
+            shape = (B, self.n_users, N, F)
             buffer = self._features_buffer
-            if buffer is not None and buffer.shape != self._gain.shape:
-                buffer = None
+            if buffer is None or buffer.shape != shape:
+                buffer, self._features_rows = torch.empty(shape, device=self.device), None
+            stale = self._features_rows  # the inactive rows must read 0: clear them if the
+            clear = stale is None or not torch.equal(stale, self._rows)  # active rows changed
             self._features = observations.gain_features(
-                self._gain, self.p_ref_w, self._active_flat, out=buffer
+                self._active_gain, self._rows, self.p_ref_w, buffer, clear=clear
             )
-            self._features_buffer = self._features
+            self._features_buffer, self._features_rows = buffer, self._rows
         return self._features
 
     def action_mask(self) -> torch.Tensor:
@@ -442,18 +456,28 @@ class TnNtnEnv:
 
     def _block_rates(self, m: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Rates of block m: per (BS, subchannel) (B, N, S) and per user slot (B, N, K_max),
-        bit/s. Power of §III-C-2 on the full assignment (the undecided SRBs are off, which
-        changes nothing on block m: SRBs have separate power budgets and do not interfere)."""
-        B, block = self.batch_size, self.block(m)
-        power = self.scenario.equal_power(self._assignment)[..., block]
-        assignment = self._assignment[..., block]
-        links = metrics.ofdm_link_sinr(self._gain[..., block], assignment, power, self.k_max)
-        slot = links.slot.flatten(1)  # (B, N S) receiver of each served link
-        served_active = torch.gather(self._active_flat, 1, slot).view_as(links.sinr)
+        bit/s. Power of §III-C-2 on the block (SRBs have separate power budgets and do not
+        interfere, so the undecided SRBs change nothing on it); the served users' gains are
+        gathered from the active slots' gains (``metrics.ofdm_link_sinr`` on these rows)."""
+        B, N, P, block = self.batch_size, self.n_bs, self.n_users, self.block(m)
+        assignment = self._assignment[..., block]  # (B, N, S)
+        S = assignment.shape[-1]
+        on = assignment >= 0
+        power = self.scenario.srb_power(on)
+        slot = self._bs_offset + assignment.clamp_min(0)  # (B, N, S) receiver, any when off
+        flat = slot + self._env_offset  # rows b P + p
+        served_active = self._active_flat.flatten()[flat]  # (B, N, S)
+        if len(self._rows) == 0:  # no active user anywhere: nothing is received
+            gains = self._active_gain.new_zeros(B, N, N, S)
+        else:
+            row = self._row_of[flat].view(B * N, 1, S).expand(B * N, N, S)
+            gains = torch.gather(self._active_gain[..., block], 0, row).view(B, N, N, S)
+            gains = gains * served_active[:, :, None]  # [b, n, l, s]; 0: inactive receiver
+        links = metrics.ofdm_served_link_sinr(gains, slot, on, power)
         rate = self.scenario.subchannel_bandwidth_hz * torch.log2(1.0 + links.sinr)
-        rate = rate * (links.on & served_active)
-        user = rate.new_zeros(B, self.n_users).scatter_add_(1, slot, rate.flatten(1))
-        return rate, user.view(B, self.n_bs, self.k_max)
+        rate = rate * (on & served_active)
+        user = rate.new_zeros(B, P).scatter_add_(1, slot.flatten(1), rate.flatten(1))
+        return rate, user.view(B, N, self.k_max)
 
     def _finish_frame(self) -> TnNtnStepResult:
         active = self.state.active

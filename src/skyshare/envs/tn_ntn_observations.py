@@ -30,7 +30,7 @@ observation block  size                    content for agent A_{n,m} (BS n, turn
 =================  ======================  =====================================================
 state block        size                    content (turn m)
 =================  ======================  =====================================================
-``gain``           S P N                   ``[s, p, l]``: BS l -> user slot p on the s-th
+``gain``           P N S                   ``[p, l, s]``: BS l -> user slot p on the s-th
                                            subchannel of block m (every link of the block)
 ``pathloss``       P N                     as in the observation
 ``accumulated``    N K_max                 ``Psi_{n,m,k} / eta`` of every BS
@@ -39,6 +39,12 @@ state block        size                    content (turn m)
 =================  ======================  =====================================================
 
 with P = N K_max user slots (slot ``p = n K_max + k``) and S the block (SRB) size.
+
+The state's gain block is ``[p, l, s]``, the order of the env's ``(B, P, N, F)`` gains, so that
+each turn copies runs of S values (a ``[s, p, l]`` order, used before December 2026, made every
+turn a transposition about five times slower; a critic is an MLP, for which the order of its
+inputs is a relabelling). :data:`STATE_GAIN_ORDER` names the order; a MAPPO checkpoint of the
+old order is converted on loading (``skyshare.rl.mappo``).
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from __future__ import annotations
 import torch
 
 __all__ = [
+    "STATE_GAIN_ORDER",
     "agent_observations",
     "gain_features",
     "global_state",
@@ -53,6 +60,9 @@ __all__ = [
     "pathloss_features",
     "state_blocks",
 ]
+
+
+STATE_GAIN_ORDER = "p,l,s"  # the global state's gain block: user slot, BS, subchannel
 
 
 def obs_blocks(n_bs: int, k_max: int, block_size: int, n_turns: int) -> dict[str, int]:
@@ -72,7 +82,7 @@ def state_blocks(n_bs: int, k_max: int, block_size: int, n_turns: int) -> dict[s
     """Sizes of the global-state blocks, in order (their sum is ``state_dim``)."""
     P = n_bs * k_max
     return {
-        "gain": block_size * P * n_bs,
+        "gain": P * n_bs * block_size,
         "pathloss": P * n_bs,
         "accumulated": n_bs * k_max,
         "active": P,
@@ -81,39 +91,29 @@ def state_blocks(n_bs: int, k_max: int, block_size: int, n_turns: int) -> dict[s
 
 
 def gain_features(
-    gain: torch.Tensor,
+    active_gain: torch.Tensor,
+    rows: torch.Tensor,
     p_ref_w: float,
-    active: torch.Tensor,
-    out: torch.Tensor | None = None,
+    out: torch.Tensor,
+    clear: bool = True,
 ) -> torch.Tensor:
-    """``log10(1 + |h|^2 p_ref)`` with 0 on inactive user slots.
+    """``log10(1 + |h|^2 p_ref)`` of the active user slots, 0 on the others.
 
     Args:
-        gain: (B, P, N, S) noise-normalised ``|h|^2`` (per watt).
+        active_gain: (A, N, F) noise-normalised ``|h|^2`` (per watt) of the active slots.
+        rows: (A,) long, their rows ``b P + p`` in ``out``.
         p_ref_w: reference power ``p_max / F`` in watts.
-        active: (B, P) bool.
-        out: (B, P, N, S) float32 contiguous tensor to write into, or None.
+        out: (B, P, N, F) float32 contiguous tensor to write into.
+        clear: write 0 into the other rows (False: they hold 0 already).
 
     Returns:
-        (B, P, N, S) float32 (``out`` when given).
+        ``out``.
     """
-    if gain.dtype != torch.float32:  # in the gain's precision, then rounded
-        snr = torch.log10(1.0 + gain * p_ref_w).to(torch.float32)
-        snr = torch.where(active[:, :, None, None], snr, 0.0)
-        return snr if out is None else out.copy_(snr)
-    if out is None:
-        out = torch.empty(gain.shape, dtype=torch.float32, device=gain.device)  # contiguous
-    inactive = (~active).flatten().nonzero().squeeze(1)  # rows of (B P, N S)
-    if inactive.numel() == 0:  # in place from here: the same values as above
-        return torch.mul(gain, p_ref_w, out=out).add_(1.0).log10_()
-    # Only the active rows are computed (log10 is the costly pass; about half the slots are
-    # active in training mode): gathered, the same operations in place, written back.
-    rows = active.flatten().nonzero().squeeze(1)
-    snr = torch.index_select(gain.reshape(active.numel(), -1), 0, rows)  # (A, N S)
-    snr.mul_(p_ref_w).add_(1.0).log10_()
-    flat = out.view(active.numel(), -1)
-    flat.index_copy_(0, rows, snr)
-    flat.index_fill_(0, inactive, 0.0)
+    snr = torch.mul(active_gain, p_ref_w).add_(1.0).log10_()  # in the gain's precision
+    flat = out.view(-1, out.shape[-2] * out.shape[-1])  # (B P, N F)
+    if clear:
+        flat.zero_()
+    flat.index_copy_(0, rows, snr.to(torch.float32).view(len(rows), flat.shape[1]))
     return out
 
 
@@ -167,7 +167,7 @@ def global_state(
     """Global state of turn m: (B, state_dim) float32.
 
     Every block is copied once, straight into its slice of the new tensor (the gain block
-    ``[s, p, l]`` from the ``(B, P, N, S)`` features in one strided copy).
+    ``[p, l, s]``: the ``(B, P, N, S)`` features in their own order, runs of S values).
 
     Args:
         block_gain: (B, P, N, S) gain features of every link on block m.
@@ -180,7 +180,7 @@ def global_state(
     blocks = state_blocks(N, P // N, S, n_turns)
     out = torch.empty(B, sum(blocks.values()), device=block_gain.device)
     gain, path, acc, act, one_hot = _slices(out, blocks)
-    gain.view(B, S, P, N).copy_(block_gain.permute(0, 3, 1, 2))  # [s, p, l]
+    gain.view(B, P, N, S).copy_(block_gain)  # [p, l, s]
     path.copy_(pathloss.reshape(B, P * N))
     acc.copy_(accumulated.reshape(B, -1))
     act.copy_(active)

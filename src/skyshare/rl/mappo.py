@@ -73,7 +73,13 @@ from skyshare.rl.common.config import LearnerConfig, plain
 from skyshare.rl.common.distributions import MaskedMultiCategorical
 from skyshare.rl.common.gae import gae
 from skyshare.rl.common.lagrangian import LagrangeMultipliers, PenaltySharing, shaped_reward
-from skyshare.rl.common.networks import ActivationName, CriticGroup, GroupMLP, init_orthogonal
+from skyshare.rl.common.networks import (
+    ActivationName,
+    CriticGroup,
+    GroupLinear,
+    GroupMLP,
+    init_orthogonal,
+)
 from skyshare.rl.common.normalizers import ObservationNormalizer
 from skyshare.rl.common.onpolicy import clipped_surrogate_loss, standardized
 from skyshare.rl.common.optim import GroupAdam
@@ -198,6 +204,14 @@ def ippo_config(**overrides: Any) -> MappoConfig:
     """The IPPO baseline's config: :class:`MappoConfig` with ``critic="local"`` (the same
     networks and hyper-parameters, each agent's value on its local observation)."""
     return MappoConfig(**{**overrides, "critic": "local"})
+
+
+# The order of the global state's gain block that the central critic reads: the env's
+# ``skyshare.envs.tn_ntn_observations.STATE_GAIN_ORDER`` (the state starts with it, P N S values).
+# Checkpoints without ``state_gain_order`` are of the earlier "s,p,l" order and are converted
+# on loading (:meth:`MappoAgents._convert_state_gain_order`).
+STATE_GAIN_ORDER = "p,l,s"
+_LEGACY_STATE_GAIN_ORDER = "s,p,l"
 
 
 @dataclass(frozen=True)
@@ -927,7 +941,8 @@ class MappoAgents:
         """Networks, normalisers, optimisers, multipliers, ``generator`` (ByteTensor),
         ``n_updates``, ``dims`` (the :class:`EnvSpec` as a list) and ``config`` (a plain dict):
         tensors, numbers, strings and lists/dicts only (``torch.load(weights_only=True)``).
-        A rollout in progress is not saved (checkpoint between updates)."""
+        A rollout in progress is not saved (checkpoint between updates). ``state_gain_order``
+        records the order of the state's gain block the critic was trained on."""
         state = {name: getattr(self, name).state_dict() for name in self._checkpointed}
         if self.state_normalizer is not None:
             state["state_normalizer"] = self.state_normalizer.state_dict()
@@ -936,11 +951,14 @@ class MappoAgents:
             dims=self.spec.as_list(),
             generator=self.generator.get_state(),
             n_updates=self.n_updates,
+            state_gain_order=STATE_GAIN_ORDER,
         )
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict` of agents with the same sizes and critic kind."""
+        """Restore a :meth:`state_dict` of agents with the same sizes and critic kind (a
+        checkpoint of the earlier ``[s, p, l]`` state order is converted: see
+        :meth:`_convert_state_gain_order`)."""
         if list(state["dims"]) != self.spec.as_list():
             raise ShapeError(
                 f"checkpoint has env sizes {list(state['dims'])}, these agents "
@@ -960,6 +978,36 @@ class MappoAgents:
             self.state_normalizer.load_state_dict(state["state_normalizer"])
         self.generator.set_state(state["generator"].cpu())
         self.n_updates = int(state["n_updates"])
+        order = state.get("state_gain_order", _LEGACY_STATE_GAIN_ORDER)
+        if order not in (STATE_GAIN_ORDER, _LEGACY_STATE_GAIN_ORDER):
+            raise ConfigError(
+                f"checkpoint has state_gain_order={order!r}; these agents read "
+                f"{STATE_GAIN_ORDER!r} (or convert {_LEGACY_STATE_GAIN_ORDER!r})"
+            )
+        if order == _LEGACY_STATE_GAIN_ORDER and self.central:
+            self._convert_state_gain_order()
+
+    @torch.no_grad()
+    def _convert_state_gain_order(self) -> None:
+        """Make a critic trained on ``[s, p, l]`` states read ``[p, l, s]`` ones, exactly.
+
+        The state's first P N S inputs are the block's gains; input ``(p, l, s)`` of the new
+        order is input ``(s, p, l)`` of the old one. Permuting the critic's first-layer input
+        rows (its weight is (A, in, out)), their Adam moments and the state normaliser's
+        moments the same way gives the same values and the same training from here on.
+        """
+        spec = self.spec
+        S, N, P = spec.block_size, spec.n_bs, spec.n_bs * spec.k_max
+        gains = torch.arange(S * P * N, device=self.device).view(S, P, N).permute(1, 2, 0)
+        rest = torch.arange(S * P * N, spec.state_dim, device=self.device)
+        index = torch.cat([gains.flatten(), rest])  # new input i reads old input index[i]
+        first = next(m for m in self.critic.modules() if isinstance(m, GroupLinear))
+        tensors = [first.weight]
+        tensors += [v for v in self.critic_optimizer.state.get(first.weight, {}).values()
+                    if isinstance(v, torch.Tensor) and v.shape == first.weight.shape]  # fmt: skip
+        tensors += [self.state_normalizer.mean, self.state_normalizer.var]
+        for tensor in tensors:
+            tensor.copy_(tensor.index_select(1, index))
 
 
 def _frame_rows(frames: torch.Tensor, per_frame: int) -> torch.Tensor:

@@ -152,7 +152,9 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         self._fading_user: weakref.ref | None = None
         self._spare: torch.Tensor | None = None
         self._spare_user: weakref.ref | None = None
-        self._row_buffers: list[torch.Tensor | None] = [None, None]  # see _row_buffer
+        self._row_buffers: list[torch.Tensor | None] = [None, None, None]  # see _row_buffer
+        self._parity = 0  # which of row buffers 0 and 1 holds the last step's updated rows
+        self._last_rows: torch.Tensor | None = None  # (A,) long, those rows (None: unknown)
         # (B P,) bool: the user slots the last step wrote into _fading, whose spare buffer then
         # holds the frame before (equal on the other slots); None when that is not known.
         self._written: torch.Tensor | None = None
@@ -182,6 +184,7 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
     def small_scale(self, value: torch.Tensor | None) -> None:
         self._fading = None if value is None else torch.stack((value.real, value.imag))
         self._written = None  # the spare buffer no longer holds the frame before
+        self._last_rows = None  # nor the row buffers the last rows
         self._fading_user = None
 
     def memory_estimate(self) -> float:
@@ -246,11 +249,12 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         self.los_draws, self.shadowing_draws = self._draw_large_scale(drops)  # (B, S, P, N)
 
         self._fading, self._fading_user = self._draw_fading(), None  # (2, B, P, N, F)
-        self._written = None
+        self._written, self._last_rows = None, None
         self.t = 0
         self.trace_index = 0
         self.arrived = None  # _state(): every active user is new after a reset
-        self.state = self._state()
+        live = self._active_slots(0).flatten()
+        self.state = self._state(None if bool(live.all()) else live.nonzero().squeeze(1))
         return self.state
 
     def step(self) -> TnNtnState:
@@ -274,10 +278,10 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         fading = self._take_spare()
         if fading is None:
             fading, self._written = torch.empty_like(self._fading), None
-        self._advance_fading(fading, self._active_slots(self.t), self.arrived)
+        rows = self._advance_fading(fading, self._active_slots(self.t), self.arrived)
         self._spare, self._spare_user = self._fading, self._fading_user
         self._fading, self._fading_user = fading, None
-        self.state = self._state()
+        self.state = self._state(*rows)
         return self.state
 
     def _drop_users(self, n_draws: int) -> torch.Tensor:
@@ -331,7 +335,7 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
 
     def _advance_fading(
         self, out: torch.Tensor, active: torch.Tensor, arrived: torch.Tensor
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """h_small of the next frame into ``out`` (2, B, P, N, F) from h(t) in ``_fading``.
 
         Per user slot (row ``(b, p)`` of N F values of each plane):
@@ -340,20 +344,23 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
           alpha^2) e(t)`` (as :func:`gauss_markov_step`), with ``e(t)`` drawn like h(0) so that
           a frequency correlation (``n_taps``) is preserved;
         * new occupant (``arrived``, dynamic mode): a fresh draw, independent of h(t);
-        * inactive: h(t) as it is. An inactive slot is never observed, served or scored, so
-          its fading is not evolved (the draw is the env's largest cost): its ``state.H``
-          keeps the values of its last active frame (of the reset for a slot that was never
-          active) until it holds a new occupant, which gets a fresh draw.
+        * inactive: h(t) as it is. An inactive slot is never observed, served or scored (its
+          ``state.H`` and ``state.gain`` are 0), so its fading is not evolved (the draw is the
+          env's largest cost): the planes keep the values of its last active frame (of the
+          reset for a slot that was never active) until it holds a new occupant, which gets a
+          fresh draw.
 
         When every slot is active and none is new (the common case at high load), two passes
         over the planes: the draw of ``sqrt(1 - alpha^2) e(t)`` (scaled inside the draw) into
         ``out``, then ``+ alpha h(t)`` in place. Otherwise the updated rows are drawn compactly
-        (``(2, A, N, F)`` for A rows), gathered with h(t) and written back, and the other rows
-        of ``out`` take h(t): ``out`` is the spare buffer holding h(t-1), which differs from
-        h(t) only on the rows the last step wrote (``_written``), so only those are copied (none
-        in training mode, where the active slots stay the same for the episode; all of them
-        when ``out`` is new or ``_written`` unknown). Either way the values are those of the
-        formula up to float rounding (one rounding of the scaled draw, one of the fused
+        (``(2, A, N, F)`` for A rows), ``alpha h(t)`` of those rows is added and they are
+        written back; the other rows of ``out`` take h(t): ``out`` is the spare buffer holding
+        h(t-1), which differs from h(t) only on the rows the last step wrote (``_written``), so
+        only those are copied (none in training mode, where the active slots stay the same for
+        the episode; all of them when ``out`` is new or ``_written`` unknown). h(t) of the
+        updated rows is the last step's compact rows when the rows are the same (training
+        mode: no gather), else gathered from ``_fading``. Either way the values are those of
+        the formula up to float rounding (one rounding of the scaled draw, one of the fused
         multiply-add), and the draws do not depend on the thread count (:meth:`_draw_fading`).
 
         Args:
@@ -363,58 +370,81 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
             arrived: (B, P) bool, the slots with a new occupant in the next frame.
 
         Returns:
-            ``out``.
+            ``(rows, values)`` for :meth:`_power_gain`: ``(None, None)`` when every slot is
+            active; else the active rows (A,) long and their new fading ``values`` (2, A, N,
+            F) when the updated rows are exactly these (a scratch buffer, valid until the step
+            after next), or None (gathered from ``out`` by :meth:`_power_gain`).
         """
         alpha, scale = self.alpha, math.sqrt(1.0 - self.alpha * self.alpha)
+        active_rows = active.flatten().nonzero().squeeze(1)
         if alpha == 1.0:  # h(t+1) = h(t): nothing to draw for the evolving slots
             active = torch.zeros_like(active)
         evolve = (active & ~arrived).flatten()  # (B P,)
         fresh = arrived.flatten().nonzero().squeeze(1)
         written, self._written = self._written, evolve | arrived.flatten()
+        last_rows, self._last_rows = self._last_rows, None
         if fresh.numel() == 0 and bool(evolve.all()):
             self._draw_fading(out, scale=scale)
             if alpha != 0.0:  # (alpha = 0: h(t+1) = e(t), the draws are the fading)
                 out.add_(self._fading, alpha=alpha)
-            return out
-        if written is None:
-            out.copy_(self._fading)
-        else:  # rows that changed in the last step and are not written now
-            stale = (written & ~self._written).nonzero().squeeze(1)
-            if stale.numel() > 0:
-                copies = self._gather_rows(self._fading, stale, self._row_buffer(len(stale), 1))
-                self._scatter_rows(out, stale, copies)
+            return None, None
+        self._copy_unwritten(out, written)
         rows = evolve.nonzero().squeeze(1)
+        draws = None
         if rows.numel() > 0:
-            draws = self._draw_fading(self._row_buffer(rows.numel()), scale=scale)
+            self._parity ^= 1  # the draws go to the buffer that does not hold h(t)'s rows
+            draws = self._draw_fading(self._row_buffer(rows.numel(), self._parity), scale=scale)
             if alpha != 0.0:
-                previous = self._gather_rows(self._fading, rows, self._row_buffer(len(rows), 1))
+                if last_rows is not None and torch.equal(last_rows, rows):
+                    previous = self._row_buffer(len(rows), self._parity ^ 1)  # h(t), kept
+                else:
+                    previous = self._gather_rows(self._fading, rows, self._row_buffer(len(rows), 2))
                 draws.add_(previous, alpha=alpha)
             self._scatter_rows(out, rows, draws)
         if fresh.numel() > 0:
-            self._scatter_rows(out, fresh, self._draw_fading(self._row_buffer(fresh.numel())))
-        return out
+            self._scatter_rows(out, fresh, self._draw_fading(self._row_buffer(fresh.numel(), 2)))
+            return active_rows, None
+        self._last_rows = rows if draws is not None else None
+        if draws is not None and rows.numel() == active_rows.numel():  # rows = active_rows
+            return rows, draws
+        return active_rows, None
+
+    def _copy_unwritten(self, out: torch.Tensor, written: torch.Tensor | None) -> None:
+        """h(t) into the rows of ``out`` that this step does not write (``self._written``):
+        all of ``_fading`` when ``written`` (the rows of the last step) is None, else only the
+        rows the last step wrote (``out`` holds h(t-1), equal to h(t) on the others)."""
+        if written is None:
+            out.copy_(self._fading)
+            return
+        stale = (written & ~self._written).nonzero().squeeze(1)
+        if stale.numel() > 0:
+            copies = self._gather_rows(self._fading, stale, self._row_buffer(len(stale), 2))
+            self._scatter_rows(out, stale, copies)
 
     @staticmethod
     def _gather_rows(planes: torch.Tensor, rows: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """``planes`` (2, B, P, N, F) at the user slots ``rows`` (A,) long (indices into
         B P), written into ``out`` (2, A, N, F) contiguous and returned."""
-        flat = planes.view(2, -1, planes.shape[-2] * planes.shape[-1])  # (2, B P, N F)
+        row = planes.shape[-2] * planes.shape[-1]
+        flat = planes.view(2, -1, row)  # (2, B P, N F)
         for plane in range(2):  # on dim 0 of each plane: torch's fast contiguous-row path
-            torch.index_select(flat[plane], 0, rows, out=out[plane].view(rows.numel(), -1))
+            torch.index_select(flat[plane], 0, rows, out=out[plane].view(rows.numel(), row))
         return out
 
     @staticmethod
     def _scatter_rows(planes: torch.Tensor, rows: torch.Tensor, values: torch.Tensor) -> None:
         """``planes`` (2, B, P, N, F) at the user slots ``rows`` (A,) long = ``values``
         (2, A, N, F), in place."""
-        flat = planes.view(2, -1, planes.shape[-2] * planes.shape[-1])
+        row = planes.shape[-2] * planes.shape[-1]
+        flat = planes.view(2, -1, row)
         for plane in range(2):
-            flat[plane].index_copy_(0, rows, values[plane].view(rows.numel(), -1))
+            flat[plane].index_copy_(0, rows, values[plane].view(rows.numel(), row))
 
     def _row_buffer(self, n_rows: int, which: int = 0) -> torch.Tensor:
-        """Reused contiguous (2, n_rows, N, F) scratch buffer number ``which`` (0: draws, 1:
-        gathered h(t)) for n_rows <= B P user slots; the storage of each is allocated once
-        (a new 44 MB tensor per frame costs more in page faults than its arithmetic)."""
+        """Reused contiguous (2, n_rows, N, F) scratch buffer number ``which`` for n_rows <= B
+        P user slots: 0 and 1 take the updated rows of alternate steps (the last step's rows
+        are h(t) of this one), 2 gathered rows; the storage of each is allocated once (a new
+        44 MB tensor per frame costs more in page faults than its arithmetic)."""
         cfg = self.config
         row = cfg.n_bs * cfg.n_subchannels
         size = 2 * self.batch_size * self.n_users * row
@@ -553,7 +583,12 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         )
         return torch.cat([pl_tbs, pl_uav], dim=-1)
 
-    def _state(self) -> TnNtnState:
+    def _state(
+        self, rows: torch.Tensor | None = None, values: torch.Tensor | None = None
+    ) -> TnNtnState:
+        """The state of frame ``t`` on the fading planes ``_fading``: ``rows`` (A,) long, the
+        active slots (None: all), and ``values`` (2, A, N, F) their fading (None: in
+        ``_fading``), as :meth:`_advance_fading` returns them."""
         cfg = self.config
         users, active, los, shadowing = self._occupants(self.t)
         pathloss = self._pathloss_db(users, los) + shadowing
@@ -561,12 +596,18 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         # phase exp(-j 2 pi d / lambda) is the same on every subchannel (choice).
         rician_k = torch.where(self.is_uav & los, db_to_linear(cfg.rician_k_db), 0.0).to(self.dtype)
         phase = los_phase(distances_3d(users, self.bs_positions), self.fc_hz, dtype=self.cdtype)
-        amplitude = 10.0 ** (-pathloss / 20.0) / math.sqrt(self.noise_w)
+        # An inactive slot holds no user: its channel (H and gain) is 0.
+        live = active.reshape(self.batch_size, self.n_users, 1)
+        amplitude = torch.where(live, 10.0 ** (-pathloss / 20.0) / math.sqrt(self.noise_w), 0.0)
         channel = _LazyChannel(self._fading, phase, rician_k, amplitude)
         self._fading_user = weakref.ref(channel)  # step() detaches it before reusing _fading
+        rows, active_gain, gain = self._power_gain(
+            self._fading, phase, rician_k, amplitude, rows, values
+        )
         return TnNtnState(
             t=self.t,
-            gain=self._power_gain(self._fading, phase, rician_k, amplitude),
+            active_rows=rows,
+            active_gain=active_gain,
             pathloss_db=pathloss,
             shadowing_db=shadowing,
             los=los,
@@ -576,6 +617,7 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
             serving=self.serving,
             arrived=active.flatten(1) if self.arrived is None else self.arrived,
             channel=channel,
+            full_gain=gain,
         )
 
     def _power_gain(
@@ -584,31 +626,61 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         phase: torch.Tensor,
         rician_k: torch.Tensor,
         amplitude: torch.Tensor,
-    ) -> torch.Tensor:
-        """``|H|^2``: (B, P, N, F) real, without forming the complex H.
+        rows: torch.Tensor | None = None,
+        values: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``|H|^2`` of the active slots, without forming the complex H.
 
         ``H = amplitude (sqrt(K/(K+1)) phase + sqrt(1/(K+1)) h_small)`` per link (the weights
-        are 0 and 1 on Rayleigh links, K = 0). Three passes over contiguous planes: the parts
-        ``[Re H, Im H] = amplitude sqrt(K/(K+1)) [Re phase, Im phase] + amplitude
-        sqrt(1/(K+1)) h_small`` (one fused multiply-add per value, into a scratch buffer),
-        then ``Re H^2`` and ``+ Im H^2`` (a multiply-add). ``gain`` equals
-        ``H.real^2 + H.imag^2`` of ``state.H`` up to float rounding (a few units in the last
-        place: the complex expression rounds its products in another order).
+        are 0 and 1 on Rayleigh links, K = 0). Three passes over the rows: the parts ``[Re H,
+        Im H] = amplitude sqrt(K/(K+1)) [Re phase, Im phase] + amplitude sqrt(1/(K+1))
+        h_small`` (one fused multiply-add per value, into a scratch buffer), then ``Re H^2``
+        and ``+ Im H^2`` (a multiply-add). The gain equals ``H.real^2 + H.imag^2`` of
+        ``state.H`` up to float rounding (a few units in the last place: the complex expression
+        rounds its products in another order). Inactive slots are not computed (their gain is
+        0: ``state.gain`` fills them in when it is asked for).
 
         Args:
             fading: (2, B, P, N, F) real, the planes of h_small.
             phase: (B, P, N) complex LoS phase factors.
             rician_k: (B, P, N) real Rician factors (0 on TBS links).
             amplitude: (B, P, N) real, ``10^(-PL/20) / sqrt(W N_0)``.
+            rows: (A,) long, the active rows ``b P + p`` (None: every slot is active).
+            values: (2, A, N, F), ``fading`` at ``rows`` (None: gathered here).
+
+        Returns:
+            ``active_rows`` (A,) long, ``active_gain`` (A, N, F) and the full gain (B, P, N,
+            F) when every slot is active (``active_gain`` is then a view of it), else None.
         """
-        if self._parts is None or self._parts.shape != fading.shape:
-            self._parts = torch.empty_like(fading)
+        B, P, N, F = fading.shape[1:]
         los_weight, nlos_weight = rician_weights(rician_k)
         los = torch.stack((phase.real, phase.imag)) * (los_weight * amplitude)  # (2, B, P, N)
         nlos = nlos_weight * amplitude  # (B, P, N)
-        parts = torch.addcmul(los[..., None], fading, nlos[..., None], out=self._parts)
-        gain = torch.mul(parts[0], parts[0])
-        return gain.addcmul_(parts[1], parts[1])
+        if rows is None:
+            parts = torch.addcmul(
+                los[..., None],
+                fading,
+                nlos[..., None],
+                out=self._parts_for(B * P).view(fading.shape),
+            )
+            gain = torch.mul(parts[0], parts[0]).addcmul_(parts[1], parts[1])
+            return torch.arange(B * P, device=gain.device), gain.view(B * P, N, F), gain
+        A = rows.numel()
+        if values is None:
+            values = self._gather_rows(fading, rows, self._row_buffer(A, 2))
+        los_rows = los.flatten(1, 2).index_select(1, rows)[..., None]  # (2, A, N, 1)
+        nlos_rows = nlos.flatten(0, 1).index_select(0, rows)[..., None]  # (A, N, 1)
+        parts = torch.addcmul(los_rows, values, nlos_rows, out=self._parts_for(A))
+        return rows, torch.mul(parts[0], parts[0]).addcmul_(parts[1], parts[1]), None
+
+    def _parts_for(self, n_rows: int) -> torch.Tensor:
+        """The reused (2, n_rows, N, F) scratch buffer of :meth:`_power_gain` (n_rows <= B P)."""
+        cfg = self.config
+        row = cfg.n_bs * cfg.n_subchannels
+        size = 2 * self.batch_size * self.n_users * row
+        if self._parts is None or self._parts.numel() != size:
+            self._parts = torch.empty(size, device=self.device, dtype=self.dtype)
+        return self._parts[: 2 * n_rows * row].view(2, n_rows, cfg.n_bs, cfg.n_subchannels)
 
     # ----------------------------------------------------------------------------------------
     # Schedules, powers and rates
@@ -653,11 +725,16 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
             power_w: (B, N, F) float, watts.
         """
         self._check_assignment(assignment)
+        return self.srb_power(assignment >= 0)
+
+    def srb_power(self, on: torch.Tensor) -> torch.Tensor:
+        """:meth:`equal_power` of the "on" subchannels ``on (..., F')`` bool of whole SRBs
+        (F' a multiple of ``srb_size``: one BS's band, or one agent's block): p_max / M per
+        SRB, split equally over its on subchannels. Returns (..., F') watts."""
         cfg = self.config
-        on = (assignment >= 0).unflatten(-1, (cfg.n_srb, cfg.srb_size))  # (B, N, M, S)
-        n_on = on.sum(-1, keepdim=True).clamp_min(1).to(self.dtype)
-        power = (self.p_max_w / cfg.n_srb) / n_on * on.to(self.dtype)
-        return power.flatten(-2)
+        per_srb = on.unflatten(-1, (-1, cfg.srb_size))  # (..., SRBs, S)
+        n_on = per_srb.sum(-1, keepdim=True).clamp_min(1).to(self.dtype)
+        return ((self.p_max_w / cfg.n_srb) / n_on * per_srb).flatten(-2)
 
     def round_robin_assignment(self, active: torch.Tensor) -> torch.Tensor:
         """Reference schedule: subchannel f of BS n goes to its ``(f mod A_n)``-th active user.

@@ -190,7 +190,10 @@ class TnNtnState:
 
     Attributes:
         t: frame index (0 after reset).
-        gain: (B, P, N, F) real, the power gain ``|H|^2`` (what rates and observations use).
+        active_rows: (A,) long, the active user slots as rows ``b P + p`` of the flattened
+            (B P) slot axis, ascending (``user_active.flatten().nonzero()``).
+        active_gain: (A, N, F) real, ``|H|^2`` of the active slots: row i is ``gain`` at
+            ``active_rows[i]`` (what the env computes with; :attr:`gain` is built from it).
         pathloss_db: (B, P, N) large-scale loss in dB: path loss plus shadowing.
         shadowing_db: (B, P, N) the shadowing part of ``pathloss_db`` (0 on NTBS links).
         los: (B, P, N) bool LoS state of each link.
@@ -202,10 +205,15 @@ class TnNtnState:
             ``reset``; in dynamic mode the arrivals of this frame, refills of a slot included).
         channel: :attr:`H` (B, P, N, F) complex, or a function without arguments returning it
             (called once, on the first access to :attr:`H`).
+        full_gain: :attr:`gain` when the scenario has it already, else None (built on first
+            access).
+
+    An inactive slot holds no user: its ``H`` and ``gain`` are 0.
     """
 
     t: int
-    gain: torch.Tensor
+    active_rows: torch.Tensor
+    active_gain: torch.Tensor
     pathloss_db: torch.Tensor
     shadowing_db: torch.Tensor
     los: torch.Tensor
@@ -215,6 +223,19 @@ class TnNtnState:
     serving: torch.Tensor
     arrived: torch.Tensor
     channel: torch.Tensor | Callable[[], torch.Tensor] = field(repr=False, compare=False)
+    full_gain: torch.Tensor | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def gain(self) -> torch.Tensor:
+        """(B, P, N, F) real, the power gain ``|H|^2`` (0 on inactive slots): ``active_gain``
+        written into the rows ``active_rows`` of zeros on first access, and kept."""
+        if self.full_gain is None:
+            B, N, K = self.active.shape
+            _, _, F = self.active_gain.shape
+            gain = self.active_gain.new_zeros(B * N * K, N * F)
+            gain.index_copy_(0, self.active_rows, self.active_gain.flatten(1))
+            self.full_gain = gain.view(B, N * K, N, F)
+        return self.full_gain
 
     @property
     def H(self) -> torch.Tensor:
