@@ -454,6 +454,63 @@ def test_state_dict_restores_the_second_fading_stream():
     assert torch.equal(old.scenario.generator.get_state(), saved["scenario"]["generator"])
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"horizon_slots": 4},
+        {  # arrivals at some trace steps (no prefetch there), departures at others
+            "horizon_slots": 12,
+            "dynamic_users": True,
+            "trace_step_s": 0.02,
+            "arrival_rate_per_min": 1500.0,
+            "mean_holding_s": 0.05,
+        },
+    ],
+    ids=["training", "dynamic"],
+)
+def test_prefetched_fading_draws_replay_the_one_thread_run(overrides):
+    """With ``draw_ahead`` the next frame's fading is drawn in a worker thread while the
+    agents act (``TnNtnScenario._launch_prefetch``). The run is the run without it: over
+    episode ends (reset(None) draws its seed from the scenario's generator), a reset in the
+    middle of an episode and a checkpoint taken and resumed mid-episode."""
+
+    def make(draw_ahead=False):
+        scenario = TnNtnScenario.from_preset(
+            "quick", overrides=overrides, batch_size=16, draw_ahead=draw_ahead
+        )
+        return TnNtnEnv(scenario)
+
+    def play(env, threads, generator, frames, resume_at=None):
+        results, prefetched = [], 0
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            env.reset(seed=3)
+            for frame in range(frames):
+                if env.done or frame == 5:  # an episode end, and a reset mid-episode
+                    env.reset(None)
+                if frame == resume_at:  # continue in a new env from a checkpoint
+                    twin = make(draw_ahead=True)
+                    twin.load_state_dict(env.state_dict())
+                    env = twin
+                result = None
+                while result is None:
+                    result = env.act(env.random_actions(generator))
+                results.append((result.reward, env.scenario.small_scale, env.state.gain))
+                prefetched += env.scenario._prefetch is not None
+        finally:
+            torch.set_num_threads(previous)
+        return results, prefetched
+
+    one, none = play(make(), 1, torch.Generator().manual_seed(0), 14)
+    assert none == 0
+    for threads in (1, 2):  # the draw ahead on one torch thread, and beside two
+        ahead, some = play(make(draw_ahead=True), threads, torch.Generator().manual_seed(0), 14, 9)
+        assert some >= 5  # the run did draw ahead
+        for (r1, h1, g1), (r2, h2, g2) in zip(one, ahead, strict=True):
+            assert torch.equal(r1, r2) and torch.equal(h1, h2) and torch.equal(g1, g2)
+
+
 def test_ledger_counts_the_other_bss_path_losses_and_psi_per_frame():
     ledger = SignalingLedger({"bs": 3}, 2)
     scenario = TnNtnScenario.from_preset("quick", overrides=QUICK, batch_size=2)

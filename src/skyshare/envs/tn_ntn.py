@@ -247,6 +247,7 @@ class TnNtnEnv:
         training mode every reset draws new users (Poisson(0.5 K_max) per BS at fresh
         positions), which then stay fixed for the episode while the fading evolves.
         """
+        self.scenario.cancel_prefetch()  # the generator as if no draw ran ahead
         if seed is None and self._episodes > 0:
             seed = int(
                 torch.randint(
@@ -522,6 +523,7 @@ class TnNtnEnv:
         if self.state is None:
             raise ConfigError("state_dict() needs a reset() environment")
         sc = self.scenario
+        sc.cancel_prefetch()  # the generators as if no draw ran ahead
         scenario = {
             name: getattr(sc, name).clone()
             for name in _SCENARIO_TENSORS
@@ -567,6 +569,7 @@ class TnNtnEnv:
                 "batch size or formulation; build the env as for the saved run"
             )
         sc, saved = self.scenario, state["scenario"]
+        sc.cancel_prefetch()
         for name in _SCENARIO_TENSORS:
             if name in saved:
                 setattr(sc, name, saved[name].to(self.device))
@@ -579,8 +582,7 @@ class TnNtnEnv:
         else:
             sc._seed(sc.generator.initial_seed())  # seeds imag_generator; see the docstring
             sc.generator.set_state(saved["generator"].cpu())
-        sc.state = sc._state()
-        self.state = sc.state
+        self.state = sc._rebuild_state()
         self._episodes = int(state["episodes"])
         self._start_frame()  # features of the frame (its signaling is in the saved ledger)
         self.ledger.load_state_dict(state["ledger"])

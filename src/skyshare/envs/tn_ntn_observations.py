@@ -49,6 +49,8 @@ old order is converted on loading (``skyshare.rl.mappo``).
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 __all__ = [
@@ -109,7 +111,8 @@ def gain_features(
     Returns:
         ``out``.
     """
-    snr = torch.mul(active_gain, p_ref_w).add_(1.0).log10_()  # in the gain's precision
+    # log1p(x) / ln 10: three passes like mul, add, log10, but log1p is the cheaper kernel
+    snr = torch.mul(active_gain, p_ref_w).log1p_().mul_(1.0 / math.log(10.0))
     flat = out.view(-1, out.shape[-2] * out.shape[-1])  # (B P, N F)
     if clear:
         flat.zero_()

@@ -41,7 +41,8 @@ from __future__ import annotations
 import math
 import os
 import weakref
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 import torch
 
@@ -101,6 +102,11 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         config: :class:`TnNtnConfig` (``paper`` preset when omitted).
         batch_size: B realizations (independent users, traces and fading).
         device, dtype: where and in which precision tensors live.
+        draw_ahead: on the CPU, draw the next frame's fading in a worker thread while the
+            current frame is played (:meth:`_launch_prefetch`): with one torch thread the
+            draw, the env's largest cost, then runs on a second core. The values are the same
+            with or without it. Meant for ``torch.set_num_threads(1)`` on a machine with a
+            core to spare; with more torch threads its worker competes with theirs.
 
     Attributes:
         noise_w: noise power W N_0 NF of one subchannel, in watts.
@@ -122,8 +128,13 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
     source = "Le, Vu, Andrenacci, Chatzinotas, constrained MARL for TN-NTN, §II and §IV"
     Config = TnNtnConfig
 
-    def __init__(self, config: TnNtnConfig | None = None, **kwargs) -> None:
+    def __init__(
+        self, config: TnNtnConfig | None = None, *, draw_ahead: bool = False, **kwargs
+    ) -> None:
         super().__init__(config, **kwargs)
+        if not isinstance(draw_ahead, bool):
+            raise ConfigError(f"draw_ahead must be True or False, got {draw_ahead!r}")
+        self.draw_ahead = draw_ahead
         cfg = self.config
         self.fc_hz = cfg.fc_ghz * 1e9
         self.subchannel_bandwidth_hz = subchannel_bandwidth_hz(
@@ -163,6 +174,7 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         self.imag_generator.manual_seed(_stream_seed(self.generator.initial_seed()))
         self._draw_pool: ThreadPoolExecutor | None = None  # see _executor()
         self._draw_pool_pid = 0
+        self._prefetch: _Prefetch | None = None  # the next frame's draw, see _launch_prefetch
 
     # ----------------------------------------------------------------------------------------
     # Realizations
@@ -182,6 +194,7 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
 
     @small_scale.setter
     def small_scale(self, value: torch.Tensor | None) -> None:
+        self.cancel_prefetch()
         self._fading = None if value is None else torch.stack((value.real, value.imag))
         self._written = None  # the spare buffer no longer holds the frame before
         self._last_rows = None  # nor the row buffers the last rows
@@ -197,6 +210,7 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
     def _seed(self, seed: int | None) -> None:
         """Seed both generators: ``generator`` with ``seed`` (the config's when None) and
         ``imag_generator`` with a seed derived from it."""
+        self.cancel_prefetch()
         super()._seed(seed)
         self.imag_generator.manual_seed(_stream_seed(self.generator.initial_seed()))
 
@@ -253,8 +267,14 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         self.t = 0
         self.trace_index = 0
         self.arrived = None  # _state(): every active user is new after a reset
-        live = self._active_slots(0).flatten()
+        return self._rebuild_state()
+
+    def _rebuild_state(self) -> TnNtnState:
+        """The state of frame ``t`` from the fading planes (after a reset, or a restore of the
+        attributes by the env's ``load_state_dict``), and the next frame's prefetch."""
+        live = self._active_slots(self.t).flatten()
         self.state = self._state(None if bool(live.all()) else live.nonzero().squeeze(1))
+        self._launch_prefetch()
         return self.state
 
     def step(self) -> TnNtnState:
@@ -282,6 +302,7 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         self._spare, self._spare_user = self._fading, self._fading_user
         self._fading, self._fading_user = fading, None
         self.state = self._state(*rows)
+        self._launch_prefetch()
         return self.state
 
     def _drop_users(self, n_draws: int) -> torch.Tensor:
@@ -393,7 +414,10 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         draws = None
         if rows.numel() > 0:
             self._parity ^= 1  # the draws go to the buffer that does not hold h(t)'s rows
-            draws = self._draw_fading(self._row_buffer(rows.numel(), self._parity), scale=scale)
+            draws = self._take_prefetch(rows)
+            if draws is None:
+                draws = self._row_buffer(rows.numel(), self._parity)
+                self._draw_fading(draws, scale=scale)
             if alpha != 0.0:
                 if last_rows is not None and torch.equal(last_rows, rows):
                     previous = self._row_buffer(len(rows), self._parity ^ 1)  # h(t), kept
@@ -502,16 +526,92 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
             executor=self._executor() if concurrent else None,
         )
 
-    def _executor(self) -> ThreadPoolExecutor | None:
-        """The one-worker thread pool that draws the imaginary fading planes while the calling
-        thread draws the real ones; None (draw one plane after the other) on other devices
-        than the CPU or when torch uses a single thread (``torch.get_num_threads()``).
+    def _launch_prefetch(self) -> None:
+        """Start drawing the next frame's innovations in the worker thread, so that the draw
+        (the env's largest cost) runs while the agents of this frame act.
 
-        Made at the first use, one per scenario (and per process: a forked child makes its
-        own); its idle worker is shut down when the scenario is garbage collected or at
-        interpreter exit."""
+        Only with ``draw_ahead`` on the CPU, without taps and with alpha < 1, and for a next
+        frame that takes the compact row path of
+        :meth:`_advance_fading` with no new occupant (training mode every frame; dynamic mode
+        except where a trace step brings arrivals): the rows that evolve are then the next
+        frame's active slots, known now. The worker draws ``sqrt(1 - alpha^2) e(t+1)`` of those
+        rows into the row buffer the next step draws into, the real plane from ``generator``
+        and then the imaginary one from ``imag_generator``: the values the step would draw
+        itself, so results do not depend on the thread count. Until the step takes the draws,
+        the two generators are ahead by them; :meth:`cancel_prefetch` (called before anything
+        else uses the generators: reset, seeding, checkpoints) waits for the worker and
+        restores their states. No prefetch past ``horizon_slots`` (the env resets there).
+        """
+        cfg = self.config
+        if not self.draw_ahead or self.device.type != "cpu" or cfg.n_taps is not None:
+            return
+        if self.alpha == 1.0:
+            return
+        t = self.t + 1
+        if t >= cfg.horizon_slots:
+            return
+        if cfg.dynamic_users:
+            index = self._trace_index(t)
+            if index != self.trace_index and bool(self.arrives[:, index].any()):
+                return
+        active = self._active_slots(t).flatten()
+        rows = active.nonzero().squeeze(1)
+        if rows.numel() == 0 or rows.numel() == active.numel():  # nothing / the full path
+            return
+        parity = self._parity ^ 1
+        out = self._row_buffer(rows.numel(), parity)
+        states = (self.generator.get_state(), self.imag_generator.get_state())
+        std = math.sqrt(1.0 - self.alpha * self.alpha) * _SQRT_HALF
+        future = self._worker().submit(
+            complex_normal_planes,
+            tuple(out.shape[1:]),
+            self.generator,
+            std=std,
+            out=out,
+            imag_generator=self.imag_generator,
+        )
+        self._prefetch = _Prefetch(future, rows, parity, states)
+
+    def _take_prefetch(self, rows: torch.Tensor) -> torch.Tensor | None:
+        """The prefetched draws (2, A, N, F) for the evolving ``rows`` of this step, or None
+        (no prefetch, or one for other rows: cancelled, the generators restored)."""
+        prefetch, self._prefetch = self._prefetch, None
+        if prefetch is None:
+            return None
+        out = prefetch.future.result()
+        if prefetch.parity == self._parity and torch.equal(prefetch.rows, rows):
+            return out
+        self._restore(prefetch)
+        return None
+
+    def cancel_prefetch(self) -> None:
+        """Wait for a prefetched draw of the next frame (:meth:`_launch_prefetch`), drop it and
+        put ``generator`` and ``imag_generator`` back where they were before it. Call before
+        using the generators between steps (the env does for its seed draws and
+        checkpoints); a no-op when nothing is prefetched."""
+        prefetch, self._prefetch = self._prefetch, None
+        if prefetch is not None:
+            prefetch.future.result()
+            self._restore(prefetch)
+
+    def _restore(self, prefetch: _Prefetch) -> None:
+        self.generator.set_state(prefetch.states[0])
+        self.imag_generator.set_state(prefetch.states[1])
+
+    def _executor(self) -> ThreadPoolExecutor | None:
+        """The worker (:meth:`_worker`) that draws the imaginary fading planes while the
+        calling thread draws the real ones; None (draw one plane after the other) on other
+        devices than the CPU or when torch uses a single thread (``torch.get_num_threads()``).
+        """
         if self.device.type != "cpu" or torch.get_num_threads() < 2:
             return None
+        return self._worker()
+
+    def _worker(self) -> ThreadPoolExecutor:
+        """The scenario's one-worker thread pool for fading draws (:meth:`_executor`,
+        :meth:`_launch_prefetch`). Made at the first use, one per scenario (and per process:
+        a forked child makes its own); its idle worker is shut down when the scenario is
+        garbage collected or at interpreter exit."""
         if self._draw_pool is None or self._draw_pool_pid != os.getpid():
             pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tn_ntn-fading")
             weakref.finalize(self, pool.shutdown, wait=False)
@@ -933,6 +1033,16 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         walk = self.free_walk_xy[:, :-1]
         walked = walk - torch.gather(walk, 1, index)
         return self._reflect(torch.gather(self.drops_xy, 1, index) + walked)
+
+
+@dataclass
+class _Prefetch:
+    """A draw of the next frame's innovations running in the worker thread."""
+
+    future: Future  # -> the (2, A, N, F) draws
+    rows: torch.Tensor  # (A,) long, the rows they are for
+    parity: int  # the row buffer they are written into
+    states: tuple[torch.Tensor, torch.Tensor]  # generator, imag_generator before the draw
 
 
 class _LazyChannel:
