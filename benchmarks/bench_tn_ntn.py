@@ -5,17 +5,22 @@ Env rows: the decomposed game at each paper setting (F, K_max) = (80, 10), (160,
 a frame (observations, masks, action checks, rates (3), rewards, costs) and the scenario's
 frame step (new Gauss-Markov fading for every active user slot: N N F complex values per slot,
 about half of the N K_max N F = 86,400 links per environment at (320, 30), since about half of
-the K_max slots of a BS hold a user in training mode); one torch thread, and at (320, 30) also
-two. "fading draw" times the scenario's complex Gaussian draw for all N K_max N F links of one
+the K_max slots of a BS hold a user in training mode), with ``reuse_observations=True`` (as the
+experiments build the env); one torch thread, and at (320, 30) also two, and one torch thread
+with ``draw_ahead=True`` at B = 64 and 128 (the next frame's fading drawn in the scenario's
+worker thread while the frame is played: two cores, no intra-op threads competing with it).
+"fading draw" times the scenario's complex Gaussian draw for all N K_max N F links of one
 frame (complex_normal_planes into a reused buffer: 2 N K_max N F normals, scaled inside the
 draw, the real parts from one generator and the imaginary parts from a second, as the
 scenario draws them: one after the other on one thread, at the same time on two). torch's CPU
 normal_ is serial per generator (about 290 M normals/s on one thread here), so the two
 streams are how the draw uses two cores. At large B the env is bound by this draw (on its
-active half of the links) and by the passes over the B N K_max N F links that follow it each
-frame: the AR(1) update (the active rows gathered, updated and written back), |H|^2 (three
-passes over all links), the gain features (log10 of the active rows) and the strided copy of
-each turn's gain block into the global state; the rest (rates, masks, checks) is small.
+active half of the links) and by the passes over the active links that follow it each frame:
+the AR(1) update (h(t) of the rows kept from the last frame, updated and written back into the
+planes), |H|^2 of the active rows (three passes), the gain features (log1p of the active rows,
+written into a reused buffer), each turn's copies of its gain block into the global state and
+the observations, and the gather of the served users' gains per turn; with draw_ahead the draw
+leaves the main thread and these passes bound it.
 Decision rows: wall time of all agents' decisions of one frame (all M turns) at B = 1 and
 B = 64 for the untrained learners (networks of the paper's size; training does not change
 their cost) and the reference rules, at (160, 20); one thread.
@@ -39,9 +44,12 @@ SETTINGS = ((80, 10), (160, 20), (320, 30))
 TWO_THREADS = (320, 30)  # the setting also measured with two torch threads
 
 
-def _env(F: int, K: int, B: int, formulation: str = "decomposed") -> TnNtnEnv:
+def _env(
+    F: int, K: int, B: int, formulation: str = "decomposed", draw_ahead: bool = False
+) -> TnNtnEnv:
     config = TnNtnScenario.config_from("paper", overrides={"n_subchannels": F, "k_max": K})
-    return TnNtnEnv(TnNtnScenario(config, batch_size=B), formulation=formulation)
+    scenario = TnNtnScenario(config, batch_size=B, draw_ahead=draw_ahead)
+    return TnNtnEnv(scenario, formulation=formulation, reuse_observations=True)
 
 
 def _frame(env: TnNtnEnv, generator: torch.Generator) -> None:
@@ -62,6 +70,17 @@ def _env_rows(section: Section, B: int = 64) -> None:
     finally:
         pool.shutdown()
         torch.set_num_threads(1)
+    F, K = TWO_THREADS
+    for batch in (B, 2 * B):  # one torch thread, the next frame's draw in the worker
+        env = _env(F, K, batch, draw_ahead=True)
+        env.reset(0)
+        generator = torch.Generator().manual_seed(0)
+        seconds = time_call(
+            lambda env=env, generator=generator: _frame(env, generator), repeats=7, min_time_s=2.0
+        )
+        section.rows.append([f"F={F}, K_max={K} (M={env.n_turns})",
+                             "env frame, 1 thread + draw_ahead worker (2 cores)", str(batch),
+                             fmt(seconds * 1e3) + " ms", f"{batch / seconds:,.0f}"])  # fmt: skip
 
 
 def _env_setting_rows(
@@ -70,7 +89,7 @@ def _env_setting_rows(
     env = _env(F, K, B)
     env.reset(0)
     generator = torch.Generator().manual_seed(0)
-    seconds = time_call(lambda: _frame(env, generator), repeats=3)
+    seconds = time_call(lambda: _frame(env, generator), repeats=7, min_time_s=2.0)
     shape = (B, env.n_users, env.n_bs, F)
     buffer = torch.empty(2, *shape)
     std = math.sqrt((1 - env.scenario.alpha**2) / 2)

@@ -20,11 +20,13 @@ from skyshare.signaling import SignalingLedger
 QUICK = {"horizon_slots": 3}
 
 
-def _env(batch: int = 2, formulation: str = "decomposed", **overrides) -> TnNtnEnv:
+def _env(
+    batch: int = 2, formulation: str = "decomposed", reuse_observations=False, **overrides
+) -> TnNtnEnv:
     scenario = TnNtnScenario.from_preset(
         "quick", overrides={**QUICK, **overrides}, batch_size=batch
     )
-    return TnNtnEnv(scenario, formulation=formulation)
+    return TnNtnEnv(scenario, formulation=formulation, reuse_observations=reuse_observations)
 
 
 def _play_frame(env: TnNtnEnv, assignment: torch.Tensor) -> TnNtnStepResult:
@@ -509,6 +511,29 @@ def test_prefetched_fading_draws_replay_the_one_thread_run(overrides):
         assert some >= 5  # the run did draw ahead
         for (r1, h1, g1), (r2, h2, g2) in zip(one, ahead, strict=True):
             assert torch.equal(r1, r2) and torch.equal(h1, h2) and torch.equal(g1, g2)
+
+
+def test_reused_observation_buffers_hold_the_same_values_and_alternate():
+    """``reuse_observations=True``: every turn's obs and state equal the fresh tensors of an
+    env without it; the buffers of one observe() are those of the one after next."""
+    fresh, reused = _env(batch=3), _env(batch=3, reuse_observations=True)
+    for env in (fresh, reused):
+        env.reset(seed=2)
+    generator = torch.Generator().manual_seed(4)
+    pointers = []
+    for _ in range(6):  # three frames of two turns, over an episode end (horizon 3)
+        if fresh.done:
+            fresh.reset(None)
+            reused.reset(None)
+        a, b = fresh.observe(), reused.observe()
+        assert torch.equal(a.obs, b.obs) and torch.equal(a.state, b.state)
+        pointers.append((b.obs.data_ptr(), b.state.data_ptr()))
+        actions = fresh.random_actions(generator)
+        fresh.act(actions)
+        reused.act(actions)
+    assert pointers[0] == pointers[2] == pointers[4] != pointers[1] == pointers[3]
+    with pytest.raises(ConfigError, match="reuse_observations"):
+        _env(reuse_observations="yes")
 
 
 def test_ledger_counts_the_other_bss_path_losses_and_psi_per_frame():

@@ -121,6 +121,10 @@ class TnNtnEnv:
             :class:`ConfigError`, ``"off"`` turns the subchannel off.
         ledger: signaling ledger with a ``"bs"`` kind of N agents and batch size B (a new one
             when omitted).
+        reuse_observations: write each turn's ``obs`` and ``state`` into two buffers per kind,
+            used in turn: the tensors of one :meth:`observe` are overwritten by the one after
+            next. For callers that copy what they keep (the MAPPO learners do); it saves the
+            page faults of two new multi-MB tensors per turn. Default: new tensors.
 
     Usage::
 
@@ -140,6 +144,7 @@ class TnNtnEnv:
         formulation: str = "decomposed",
         inactive_action: str = "error",
         ledger: SignalingLedger | None = None,
+        reuse_observations: bool = False,
     ) -> None:
         if not isinstance(scenario, TnNtnScenario):
             raise ConfigError(f"scenario must be a TnNtnScenario, got {type(scenario).__name__}")
@@ -154,6 +159,13 @@ class TnNtnEnv:
             )
         cfg = scenario.config
         self.scenario = scenario
+        if not isinstance(reuse_observations, bool):
+            raise ConfigError(
+                f"reuse_observations must be True or False, got {reuse_observations!r}"
+            )
+        self.reuse_observations = reuse_observations
+        self._turn_buffers: list[tuple[torch.Tensor, torch.Tensor] | None] = [None, None]
+        self._turn_parity = 0
         self.formulation = formulation
         self.inactive_action = inactive_action
         self.batch_size = scenario.batch_size
@@ -202,6 +214,7 @@ class TnNtnEnv:
         self._features: torch.Tensor | None = None
         self._features_buffer: torch.Tensor | None = None
         self._features_rows: torch.Tensor | None = None  # the rows the buffer has non-zero
+        self._features_scratch: torch.Tensor | None = None  # (B P N F,), gain_features
 
     # ---------------------------------------------------------------------------------------
     # Dimensions and names
@@ -317,13 +330,30 @@ class TnNtnEnv:
         own = block_gain.reshape(B, N, K, N, S).diagonal(dim1=1, dim2=3)  # (B, K, S, N)
         own = own.permute(0, 3, 2, 1)  # (B, N, S, K)
         accumulated = self._accumulated / self.psi_scale_bps
+        obs_out, state_out = self._turn_outputs()
         obs = observations.agent_observations(
-            own, self._pathloss, accumulated, self._active_flat, m, self.n_turns
+            own, self._pathloss, accumulated, self._active_flat, m, self.n_turns, out=obs_out
         )
         state = observations.global_state(
-            block_gain, self._pathloss, accumulated, self._active_flat, m, self.n_turns
+            block_gain, self._pathloss, accumulated, self._active_flat, m, self.n_turns, state_out
         )
         return TnNtnTurn(obs=obs, state=state, action_mask=self.action_mask(), turn=m)
+
+    def _turn_outputs(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The (obs, state) buffers of this :meth:`observe` with ``reuse_observations`` (the
+        pair not used by the last call), else (None, None): new tensors."""
+        if not self.reuse_observations:
+            return None, None
+        self._turn_parity ^= 1
+        pair = self._turn_buffers[self._turn_parity]
+        if pair is None:
+            opts = {"device": self.device, "dtype": torch.float32}
+            pair = (
+                torch.empty(self.batch_size, self.n_bs, self.obs_dim, **opts),
+                torch.empty(self.batch_size, self.state_dim, **opts),
+            )
+            self._turn_buffers[self._turn_parity] = pair
+        return pair
 
     def _gain_features(self) -> torch.Tensor:
         """(B, P, N, F) float32 gain features of every block of the frame: computed at the
@@ -338,9 +368,13 @@ class TnNtnEnv:
                 buffer, self._features_rows = torch.empty(shape, device=self.device), None
             stale = self._features_rows  # the inactive rows must read 0: clear them if the
             clear = stale is None or not torch.equal(stale, self._rows)  # active rows changed
+            scratch = self._features_scratch
+            if scratch is None or scratch.numel() != buffer.numel():
+                scratch = torch.empty(buffer.numel(), dtype=self.dtype, device=self.device)
             self._features = observations.gain_features(
-                self._active_gain, self._rows, self.p_ref_w, buffer, clear=clear
+                self._active_gain, self._rows, self.p_ref_w, buffer, clear, scratch
             )
+            self._features_scratch = scratch
             self._features_buffer, self._features_rows = buffer, self._rows
         return self._features
 

@@ -98,6 +98,7 @@ def gain_features(
     p_ref_w: float,
     out: torch.Tensor,
     clear: bool = True,
+    scratch: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``log10(1 + |h|^2 p_ref)`` of the active user slots, 0 on the others.
 
@@ -107,12 +108,19 @@ def gain_features(
         p_ref_w: reference power ``p_max / F`` in watts.
         out: (B, P, N, F) float32 contiguous tensor to write into.
         clear: write 0 into the other rows (False: they hold 0 already).
+        scratch: a contiguous tensor of ``active_gain``'s dtype with at least A N F values
+            for the intermediate (None: a new one; a fresh 10 MB tensor costs more in page
+            faults than the arithmetic).
 
     Returns:
         ``out``.
     """
+    if scratch is None:
+        snr = torch.empty_like(active_gain)
+    else:
+        snr = scratch[: active_gain.numel()].view(active_gain.shape)
     # log1p(x) / ln 10: three passes like mul, add, log10, but log1p is the cheaper kernel
-    snr = torch.mul(active_gain, p_ref_w).log1p_().mul_(1.0 / math.log(10.0))
+    torch.mul(active_gain, p_ref_w, out=snr).log1p_().mul_(1.0 / math.log(10.0))
     flat = out.view(-1, out.shape[-2] * out.shape[-1])  # (B P, N F)
     if clear:
         flat.zero_()
@@ -133,10 +141,12 @@ def agent_observations(
     active: torch.Tensor,
     turn: int,
     n_turns: int,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The observations of the N agents A_{n,m} of turn m: (B, N, obs_dim) float32.
 
-    Every block is copied once, straight into its slice of the new tensor.
+    Every block is copied once, straight into its slice of the new tensor (or of ``out``, a
+    contiguous (B, N, obs_dim) float32 tensor).
 
     Args:
         own_gain: (B, N, S, K_max) gain features of each BS's own links on the block.
@@ -148,7 +158,9 @@ def agent_observations(
     """
     B, N, S, K = own_gain.shape
     P = active.shape[1]
-    out = torch.empty(B, N, sum(obs_blocks(N, K, S, n_turns).values()), device=own_gain.device)
+    if out is None:
+        dim = sum(obs_blocks(N, K, S, n_turns).values())
+        out = torch.empty(B, N, dim, device=own_gain.device)
     gain, path, acc, act, srb, bs = _slices(out, obs_blocks(N, K, S, n_turns))
     gain.view(B, N, S, K).copy_(own_gain)
     path.copy_(pathloss.reshape(B, 1, P * N))
@@ -166,11 +178,13 @@ def global_state(
     active: torch.Tensor,
     turn: int,
     n_turns: int,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Global state of turn m: (B, state_dim) float32.
 
-    Every block is copied once, straight into its slice of the new tensor (the gain block
-    ``[p, l, s]``: the ``(B, P, N, S)`` features in their own order, runs of S values).
+    Every block is copied once, straight into its slice of the new tensor (or of ``out``, a
+    contiguous (B, state_dim) float32 tensor; the gain block ``[p, l, s]``: the ``(B, P, N,
+    S)`` features in their own order, runs of S values).
 
     Args:
         block_gain: (B, P, N, S) gain features of every link on block m.
@@ -181,7 +195,8 @@ def global_state(
     """
     B, P, N, S = block_gain.shape
     blocks = state_blocks(N, P // N, S, n_turns)
-    out = torch.empty(B, sum(blocks.values()), device=block_gain.device)
+    if out is None:
+        out = torch.empty(B, sum(blocks.values()), device=block_gain.device)
     gain, path, acc, act, one_hot = _slices(out, blocks)
     gain.view(B, P, N, S).copy_(block_gain)  # [p, l, s]
     path.copy_(pathloss.reshape(B, P * N))

@@ -241,7 +241,9 @@ def _env(config: Any, batch: int, formulation: str, device: str):
     from skyshare.envs.tn_ntn import TnNtnEnv
     from skyshare.scenarios.tn_ntn import TnNtnScenario
 
-    return TnNtnEnv(TnNtnScenario(config, batch_size=batch, device=device), formulation=formulation)
+    scenario = TnNtnScenario(config, batch_size=batch, device=device)
+    # the schemes use a turn's obs and state before the next observe(), the learners copy
+    return TnNtnEnv(scenario, formulation=formulation, reuse_observations=True)
 
 
 def _train(job: Job, env: Any, scheme: Any) -> dict[str, Any]:

@@ -175,6 +175,8 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         self._draw_pool: ThreadPoolExecutor | None = None  # see _executor()
         self._draw_pool_pid = 0
         self._prefetch: _Prefetch | None = None  # the next frame's draw, see _launch_prefetch
+        self._links_cache: _Links | None = None  # training mode: the episode's, see _links
+        self._ready_gain: torch.Tensor | None = None  # the worker's gains of this step
 
     # ----------------------------------------------------------------------------------------
     # Realizations
@@ -272,6 +274,7 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
     def _rebuild_state(self) -> TnNtnState:
         """The state of frame ``t`` from the fading planes (after a reset, or a restore of the
         attributes by the env's ``load_state_dict``), and the next frame's prefetch."""
+        self._links_cache = None  # new users, or restored ones
         live = self._active_slots(self.t).flatten()
         self.state = self._state(None if bool(live.all()) else live.nonzero().squeeze(1))
         self._launch_prefetch()
@@ -404,6 +407,7 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         fresh = arrived.flatten().nonzero().squeeze(1)
         written, self._written = self._written, evolve | arrived.flatten()
         last_rows, self._last_rows = self._last_rows, None
+        self._ready_gain = None
         if fresh.numel() == 0 and bool(evolve.all()):
             self._draw_fading(out, scale=scale)
             if alpha != 0.0:  # (alpha = 0: h(t+1) = e(t), the draws are the fading)
@@ -411,19 +415,8 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
             return None, None
         self._copy_unwritten(out, written)
         rows = evolve.nonzero().squeeze(1)
-        draws = None
-        if rows.numel() > 0:
-            self._parity ^= 1  # the draws go to the buffer that does not hold h(t)'s rows
-            draws = self._take_prefetch(rows)
-            if draws is None:
-                draws = self._row_buffer(rows.numel(), self._parity)
-                self._draw_fading(draws, scale=scale)
-            if alpha != 0.0:
-                if last_rows is not None and torch.equal(last_rows, rows):
-                    previous = self._row_buffer(len(rows), self._parity ^ 1)  # h(t), kept
-                else:
-                    previous = self._gather_rows(self._fading, rows, self._row_buffer(len(rows), 2))
-                draws.add_(previous, alpha=alpha)
+        draws = self._evolve_rows(rows, last_rows, scale) if rows.numel() > 0 else None
+        if draws is not None:
             self._scatter_rows(out, rows, draws)
         if fresh.numel() > 0:
             self._scatter_rows(out, fresh, self._draw_fading(self._row_buffer(fresh.numel(), 2)))
@@ -432,6 +425,30 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         if draws is not None and rows.numel() == active_rows.numel():  # rows = active_rows
             return rows, draws
         return active_rows, None
+
+    def _evolve_rows(
+        self, rows: torch.Tensor, last_rows: torch.Tensor | None, scale: float
+    ) -> torch.Tensor:
+        """h(t+1) = alpha h(t) + scale e(t) of the user slots ``rows`` (A,) long: (2, A, N, F)
+        in the row buffer the last step did not use. The draws (and the AR step, and in
+        training mode the gains) come from the draw-ahead worker when it ran for these rows;
+        h(t) is the last step's rows when they are the same, else gathered from ``_fading``."""
+        alpha = self.alpha
+        self._parity ^= 1  # the draws go to the buffer that does not hold h(t)'s rows
+        draws = self._row_buffer(rows.numel(), self._parity)
+        prefetch = self._take_prefetch(rows)
+        if prefetch is None:
+            self._draw_fading(draws, scale=scale)
+        elif prefetch.stepped:  # the worker took the AR step (and maybe the gains)
+            self._ready_gain = prefetch.gain
+            return draws
+        if alpha != 0.0:
+            if last_rows is not None and torch.equal(last_rows, rows):
+                previous = self._row_buffer(len(rows), self._parity ^ 1)  # h(t), kept
+            else:
+                previous = self._gather_rows(self._fading, rows, self._row_buffer(len(rows), 2))
+            draws.add_(previous, alpha=alpha)
+        return draws
 
     def _copy_unwritten(self, out: torch.Tensor, written: torch.Tensor | None) -> None:
         """h(t) into the rows of ``out`` that this step does not write (``self._written``):
@@ -560,27 +577,55 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
             return
         parity = self._parity ^ 1
         out = self._row_buffer(rows.numel(), parity)
+        # h(t) of the same rows is in the other row buffer: the worker also takes the AR step,
+        # and in training mode (the links stay) the next frame's gains of the active rows
+        previous = links = None
+        if self.alpha != 0.0 and self._last_rows is not None:
+            if torch.equal(self._last_rows, rows):
+                previous = self._row_buffer(rows.numel(), self._parity)
+        if previous is not None and self._links_cache is not None:
+            links = self._links_cache.at_rows(rows)
         states = (self.generator.get_state(), self.imag_generator.get_state())
-        std = math.sqrt(1.0 - self.alpha * self.alpha) * _SQRT_HALF
-        future = self._worker().submit(
-            complex_normal_planes,
-            tuple(out.shape[1:]),
-            self.generator,
-            std=std,
-            out=out,
-            imag_generator=self.imag_generator,
-        )
-        self._prefetch = _Prefetch(future, rows, parity, states)
+        future = self._worker().submit(self._draw_ahead, out, previous, links)
+        self._prefetch = _Prefetch(future, rows, parity, states, previous is not None)
 
-    def _take_prefetch(self, rows: torch.Tensor) -> torch.Tensor | None:
-        """The prefetched draws (2, A, N, F) for the evolving ``rows`` of this step, or None
-        (no prefetch, or one for other rows: cancelled, the generators restored)."""
+    def _draw_ahead(
+        self,
+        out: torch.Tensor,
+        previous: torch.Tensor | None,
+        links: tuple[torch.Tensor, torch.Tensor] | None,
+    ) -> torch.Tensor | None:
+        """The worker's part of the next step (:meth:`_launch_prefetch`): the same operations
+        :meth:`_advance_fading` and :meth:`_power_gain` would run, on the same buffers.
+
+        ``out`` (2, A, N, F) gets ``sqrt(1 - alpha^2) e(t+1)`` (the real plane from
+        ``generator``, then the imaginary one from ``imag_generator``), then ``+ alpha h(t)``
+        when ``previous`` (h(t) of the rows) is given; with ``links`` (the rows' LoS and NLoS
+        parts) the gains (A, N, F) of the next frame are returned (else None).
+        """
+        std = math.sqrt(1.0 - self.alpha * self.alpha) * _SQRT_HALF
+        complex_normal_planes(
+            tuple(out.shape[1:]), self.generator, std=std, out=out,
+            imag_generator=self.imag_generator,
+        )  # fmt: skip
+        if previous is None:
+            return None
+        out.add_(previous, alpha=self.alpha)
+        if links is None:
+            return None
+        parts = torch.addcmul(links[0], out, links[1], out=self._parts_for(out.shape[1]))
+        return torch.mul(parts[0], parts[0]).addcmul_(parts[1], parts[1])
+
+    def _take_prefetch(self, rows: torch.Tensor) -> _Prefetch | None:
+        """The prefetch (its draws (2, A, N, F) in ``out``, with the AR step taken when
+        ``stepped``, and the gains when computed) for the evolving ``rows`` of this step, or
+        None (no prefetch, or one for other rows: cancelled, the generators restored)."""
         prefetch, self._prefetch = self._prefetch, None
         if prefetch is None:
             return None
-        out = prefetch.future.result()
+        prefetch.gain = prefetch.future.result()
         if prefetch.parity == self._parity and torch.equal(prefetch.rows, rows):
-            return out
+            return prefetch
         self._restore(prefetch)
         return None
 
@@ -689,7 +734,33 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         """The state of frame ``t`` on the fading planes ``_fading``: ``rows`` (A,) long, the
         active slots (None: all), and ``values`` (2, A, N, F) their fading (None: in
         ``_fading``), as :meth:`_advance_fading` returns them."""
+        links = self._links()
+        channel = _LazyChannel(self._fading, links.phase, links.rician_k, links.amplitude)
+        self._fading_user = weakref.ref(channel)  # step() detaches it before reusing _fading
+        rows, active_gain, gain = self._power_gain(self._fading, links, rows, values)
+        return TnNtnState(
+            t=self.t,
+            active_rows=rows,
+            active_gain=active_gain,
+            pathloss_db=links.pathloss,
+            shadowing_db=links.shadowing,
+            los=links.los,
+            active=links.active,
+            user_positions=links.users,
+            bs_positions=self.bs_positions,
+            serving=self.serving,
+            arrived=links.active.flatten(1) if self.arrived is None else self.arrived,
+            channel=channel,
+            full_gain=gain,
+        )
+
+    def _links(self) -> _Links:
+        """Positions, activity and the large-scale part of every link in frame ``t``. In
+        training mode users do not move within an episode: computed at the reset (and after
+        a restore, :meth:`_rebuild_state`) and reused by every frame."""
         cfg = self.config
+        if self._links_cache is not None and not cfg.dynamic_users:
+            return self._links_cache
         users, active, los, shadowing = self._occupants(self.t)
         pathloss = self._pathloss_db(users, los) + shadowing
         # Rician on LoS NTBS links (K = rician_k_db), Rayleigh (K = 0) everywhere else; the LoS
@@ -699,33 +770,21 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         # An inactive slot holds no user: its channel (H and gain) is 0.
         live = active.reshape(self.batch_size, self.n_users, 1)
         amplitude = torch.where(live, 10.0 ** (-pathloss / 20.0) / math.sqrt(self.noise_w), 0.0)
-        channel = _LazyChannel(self._fading, phase, rician_k, amplitude)
-        self._fading_user = weakref.ref(channel)  # step() detaches it before reusing _fading
-        rows, active_gain, gain = self._power_gain(
-            self._fading, phase, rician_k, amplitude, rows, values
-        )
-        return TnNtnState(
-            t=self.t,
-            active_rows=rows,
-            active_gain=active_gain,
-            pathloss_db=pathloss,
-            shadowing_db=shadowing,
-            los=los,
-            active=active,
-            user_positions=users,
-            bs_positions=self.bs_positions,
-            serving=self.serving,
-            arrived=active.flatten(1) if self.arrived is None else self.arrived,
-            channel=channel,
-            full_gain=gain,
-        )
+        # H = los_part + nlos_part h_small (see _power_gain)
+        los_weight, nlos_weight = rician_weights(rician_k)
+        los_part = torch.stack((phase.real, phase.imag)) * (los_weight * amplitude)
+        links = _Links(
+            users, active, los, shadowing, pathloss, rician_k, phase, amplitude,
+            los_part, nlos_weight * amplitude,
+        )  # fmt: skip
+        if not cfg.dynamic_users:
+            self._links_cache = links
+        return links
 
     def _power_gain(
         self,
         fading: torch.Tensor,
-        phase: torch.Tensor,
-        rician_k: torch.Tensor,
-        amplitude: torch.Tensor,
+        links: _Links,
         rows: torch.Tensor | None = None,
         values: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -742,9 +801,8 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
 
         Args:
             fading: (2, B, P, N, F) real, the planes of h_small.
-            phase: (B, P, N) complex LoS phase factors.
-            rician_k: (B, P, N) real Rician factors (0 on TBS links).
-            amplitude: (B, P, N) real, ``10^(-PL/20) / sqrt(W N_0)``.
+            links: the frame's :class:`_Links` (``los_part`` (2, B, P, N) and ``nlos_part``
+                (B, P, N): ``amplitude sqrt(K/(K+1)) phase`` and ``amplitude sqrt(1/(K+1))``).
             rows: (A,) long, the active rows ``b P + p`` (None: every slot is active).
             values: (2, A, N, F), ``fading`` at ``rows`` (None: gathered here).
 
@@ -753,23 +811,22 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
             F) when every slot is active (``active_gain`` is then a view of it), else None.
         """
         B, P, N, F = fading.shape[1:]
-        los_weight, nlos_weight = rician_weights(rician_k)
-        los = torch.stack((phase.real, phase.imag)) * (los_weight * amplitude)  # (2, B, P, N)
-        nlos = nlos_weight * amplitude  # (B, P, N)
         if rows is None:
             parts = torch.addcmul(
-                los[..., None],
+                links.los_part[..., None],
                 fading,
-                nlos[..., None],
+                links.nlos_part[..., None],
                 out=self._parts_for(B * P).view(fading.shape),
             )
             gain = torch.mul(parts[0], parts[0]).addcmul_(parts[1], parts[1])
             return torch.arange(B * P, device=gain.device), gain.view(B * P, N, F), gain
         A = rows.numel()
+        ready, self._ready_gain = self._ready_gain, None
+        if ready is not None and values is not None:  # computed by the draw-ahead worker
+            return rows, ready, None
         if values is None:
             values = self._gather_rows(fading, rows, self._row_buffer(A, 2))
-        los_rows = los.flatten(1, 2).index_select(1, rows)[..., None]  # (2, A, N, 1)
-        nlos_rows = nlos.flatten(0, 1).index_select(0, rows)[..., None]  # (A, N, 1)
+        los_rows, nlos_rows = links.at_rows(rows)
         parts = torch.addcmul(los_rows, values, nlos_rows, out=self._parts_for(A))
         return rows, torch.mul(parts[0], parts[0]).addcmul_(parts[1], parts[1]), None
 
@@ -1036,13 +1093,42 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
 
 
 @dataclass
+class _Links:
+    """Geometry and large-scale channel of one frame (:meth:`TnNtnScenario._links`): the
+    state's fields, the :class:`_LazyChannel`'s factors and the parts of H per link."""
+
+    users: torch.Tensor  # (B, P, 3)
+    active: torch.Tensor  # (B, N, K_max) bool
+    los: torch.Tensor  # (B, P, N) bool
+    shadowing: torch.Tensor  # (B, P, N) dB
+    pathloss: torch.Tensor  # (B, P, N) dB, shadowing included
+    rician_k: torch.Tensor  # (B, P, N)
+    phase: torch.Tensor  # (B, P, N) complex
+    amplitude: torch.Tensor  # (B, P, N), 0 on inactive slots
+    los_part: torch.Tensor  # (2, B, P, N)
+    nlos_part: torch.Tensor  # (B, P, N)
+    _rows: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    def at_rows(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``los_part`` (2, A, N, 1) and ``nlos_part`` (A, N, 1) of the user slots ``rows``
+        (A,) long (rows ``b P + p``), kept for the next frame with the same rows."""
+        if self._rows is None or not torch.equal(self._rows[0], rows):
+            los = self.los_part.flatten(1, 2).index_select(1, rows)[..., None]
+            nlos = self.nlos_part.flatten(0, 1).index_select(0, rows)[..., None]
+            self._rows = (rows, los, nlos)
+        return self._rows[1], self._rows[2]
+
+
+@dataclass
 class _Prefetch:
     """A draw of the next frame's innovations running in the worker thread."""
 
-    future: Future  # -> the (2, A, N, F) draws
+    future: Future  # -> the (A, N, F) gains or None (the draws go into the row buffer)
     rows: torch.Tensor  # (A,) long, the rows they are for
     parity: int  # the row buffer they are written into
     states: tuple[torch.Tensor, torch.Tensor]  # generator, imag_generator before the draw
+    stepped: bool  # the worker adds alpha h(t) too
+    gain: torch.Tensor | None = None  # the future's result, once taken
 
 
 class _LazyChannel:
