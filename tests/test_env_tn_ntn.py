@@ -444,7 +444,7 @@ def test_state_dict_restores_the_second_fading_stream():
             assert torch.equal(env.scenario.small_scale, twin.scenario.small_scale)
     finally:
         torch.set_num_threads(threads)
-    assert env.scenario._draw_pool is not None and env.frame == 3
+    assert env.scenario._ahead._pool is not None and env.frame == 3
     # A state from before the second generator: it is seeded as at a reset, deterministically.
     del saved["scenario"]["imag_generator"]
     old, again = _env(batch=16, horizon_slots=6), _env(batch=16, horizon_slots=6)
@@ -499,7 +499,7 @@ def test_prefetched_fading_draws_replay_the_one_thread_run(overrides):
                 while result is None:
                     result = env.act(env.random_actions(generator))
                 results.append((result.reward, env.scenario.small_scale, env.state.gain))
-                prefetched += env.scenario._prefetch is not None
+                prefetched += env.scenario._ahead.task is not None
         finally:
             torch.set_num_threads(previous)
         return results, prefetched

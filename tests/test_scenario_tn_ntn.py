@@ -244,12 +244,12 @@ def test_fading_draws_do_not_depend_on_the_thread_count(overrides):
     with _with_threads(1):
         one = _scenario(batch=16, **overrides)
         serial = [(s.H, s.gain) for s in _frames(one, 6)]
-        assert one._draw_pool is None  # no worker thread with one torch thread
+        assert one._ahead._pool is None  # no worker thread with one torch thread
     with _with_threads(2):
         two = _scenario(batch=16, **overrides)
         states = _frames(two, 6)
         parallel = [(s.H, s.gain) for s in states]
-        assert two._draw_pool is not None
+        assert two._ahead._pool is not None
     if overrides:  # new occupants (fresh draws) and inactive slots (row updates) on the way
         assert any(bool(s.arrived.any()) for s in states[1:])
         assert any(bool((~s.user_active).any()) for s in states[1:])
@@ -393,7 +393,7 @@ def test_fading_worker_thread_ends_with_its_scenario_and_at_exit():
     with _with_threads(2):
         scenario = _scenario(batch=16)
         _frames(scenario, 1)
-        pool = scenario._draw_pool
+        pool = scenario._ahead._pool
     assert pool is not None and not pool._shutdown
     del scenario
     gc.collect()
@@ -402,7 +402,7 @@ def test_fading_worker_thread_ends_with_its_scenario_and_at_exit():
         "import torch; torch.set_num_threads(2)\n"
         "from skyshare.scenarios.tn_ntn import TnNtnScenario\n"
         "s = TnNtnScenario.from_preset('quick', batch_size=16); s.reset(); s.step()\n"
-        "assert s._draw_pool is not None\n"
+        "assert s._ahead._pool is not None\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 

@@ -39,9 +39,8 @@ and are re-exported here.
 from __future__ import annotations
 
 import math
-import os
 import weakref
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -72,6 +71,7 @@ from skyshare.geometry import (
     random_walk,
     with_height,
 )
+from skyshare.scenarios.ahead import AheadTask, AheadWorker
 from skyshare.scenarios.base import LinkBudget, Scenario
 from skyshare.scenarios.tn_ntn_config import XY, TnNtnConfig, TnNtnState
 from skyshare.units import db_to_linear, dbm_to_watt, linear_to_db, noise_power_w, watt_to_dbm
@@ -172,9 +172,8 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         self._parts: torch.Tensor | None = None
         self.imag_generator = torch.Generator(device=self.device)
         self.imag_generator.manual_seed(_stream_seed(self.generator.initial_seed()))
-        self._draw_pool: ThreadPoolExecutor | None = None  # see _executor()
-        self._draw_pool_pid = 0
-        self._prefetch: _Prefetch | None = None  # the next frame's draw, see _launch_prefetch
+        # the worker thread of the two-stream draws and of draw_ahead (_launch_prefetch)
+        self._ahead = AheadWorker(self, ("generator", "imag_generator"), "tn_ntn-fading")
         self._links_cache: _Links | None = None  # training mode: the episode's, see _links
         self._ready_gain: torch.Tensor | None = None  # the worker's gains of this step
 
@@ -439,8 +438,8 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         prefetch = self._take_prefetch(rows)
         if prefetch is None:
             self._draw_fading(draws, scale=scale)
-        elif prefetch.stepped:  # the worker took the AR step (and maybe the gains)
-            self._ready_gain = prefetch.gain
+        elif prefetch.info["stepped"]:  # the worker took the AR step (and maybe the gains)
+            self._ready_gain = prefetch.result
             return draws
         if alpha != 0.0:
             if last_rows is not None and torch.equal(last_rows, rows):
@@ -585,9 +584,10 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
                 previous = self._row_buffer(rows.numel(), self._parity)
         if previous is not None and self._links_cache is not None:
             links = self._links_cache.at_rows(rows)
-        states = (self.generator.get_state(), self.imag_generator.get_state())
-        future = self._worker().submit(self._draw_ahead, out, previous, links)
-        self._prefetch = _Prefetch(future, rows, parity, states, previous is not None)
+        self._ahead.submit(
+            self._draw_ahead, out, previous, links,
+            rows=rows, parity=parity, stepped=previous is not None,
+        )  # fmt: skip
 
     def _draw_ahead(
         self,
@@ -616,17 +616,17 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         parts = torch.addcmul(links[0], out, links[1], out=self._parts_for(out.shape[1]))
         return torch.mul(parts[0], parts[0]).addcmul_(parts[1], parts[1])
 
-    def _take_prefetch(self, rows: torch.Tensor) -> _Prefetch | None:
-        """The prefetch (its draws (2, A, N, F) in ``out``, with the AR step taken when
-        ``stepped``, and the gains when computed) for the evolving ``rows`` of this step, or
-        None (no prefetch, or one for other rows: cancelled, the generators restored)."""
-        prefetch, self._prefetch = self._prefetch, None
-        if prefetch is None:
+    def _take_prefetch(self, rows: torch.Tensor) -> AheadTask | None:
+        """The prefetch for the evolving ``rows`` of this step (its draws (2, A, N, F) in the
+        row buffer, with the AR step taken when ``info["stepped"]``, and the gains, when
+        computed, in ``result``), or None (no prefetch, or one for other rows: dropped, the
+        generators restored)."""
+        task = self._ahead.take()
+        if task is None:
             return None
-        prefetch.gain = prefetch.future.result()
-        if prefetch.parity == self._parity and torch.equal(prefetch.rows, rows):
-            return prefetch
-        self._restore(prefetch)
+        if task.info["parity"] == self._parity and torch.equal(task.info["rows"], rows):
+            return task
+        self._ahead.restore(task)
         return None
 
     def cancel_prefetch(self) -> None:
@@ -634,14 +634,7 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         put ``generator`` and ``imag_generator`` back where they were before it. Call before
         using the generators between steps (the env does for its seed draws and
         checkpoints); a no-op when nothing is prefetched."""
-        prefetch, self._prefetch = self._prefetch, None
-        if prefetch is not None:
-            prefetch.future.result()
-            self._restore(prefetch)
-
-    def _restore(self, prefetch: _Prefetch) -> None:
-        self.generator.set_state(prefetch.states[0])
-        self.imag_generator.set_state(prefetch.states[1])
+        self._ahead.cancel()
 
     def _executor(self) -> ThreadPoolExecutor | None:
         """The worker (:meth:`_worker`) that draws the imaginary fading planes while the
@@ -650,18 +643,7 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         """
         if self.device.type != "cpu" or torch.get_num_threads() < 2:
             return None
-        return self._worker()
-
-    def _worker(self) -> ThreadPoolExecutor:
-        """The scenario's one-worker thread pool for fading draws (:meth:`_executor`,
-        :meth:`_launch_prefetch`). Made at the first use, one per scenario (and per process:
-        a forked child makes its own); its idle worker is shut down when the scenario is
-        garbage collected or at interpreter exit."""
-        if self._draw_pool is None or self._draw_pool_pid != os.getpid():
-            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tn_ntn-fading")
-            weakref.finalize(self, pool.shutdown, wait=False)
-            self._draw_pool, self._draw_pool_pid = pool, os.getpid()
-        return self._draw_pool
+        return self._ahead.pool()
 
     def _draw_small_scale(self, rows: tuple[int, ...]) -> torch.Tensor:
         """(*rows, N, F) complex CN(0, 1) per subchannel (seed 001 §II, subchannel_rayleigh),
@@ -1117,18 +1099,6 @@ class _Links:
             nlos = self.nlos_part.flatten(0, 1).index_select(0, rows)[..., None]
             self._rows = (rows, los, nlos)
         return self._rows[1], self._rows[2]
-
-
-@dataclass
-class _Prefetch:
-    """A draw of the next frame's innovations running in the worker thread."""
-
-    future: Future  # -> the (A, N, F) gains or None (the draws go into the row buffer)
-    rows: torch.Tensor  # (A,) long, the rows they are for
-    parity: int  # the row buffer they are written into
-    states: tuple[torch.Tensor, torch.Tensor]  # generator, imag_generator before the draw
-    stepped: bool  # the worker adds alpha h(t) too
-    gain: torch.Tensor | None = None  # the future's result, once taken
 
 
 class _LazyChannel:
