@@ -12,8 +12,11 @@ import contextlib
 import dataclasses
 import gc
 import math
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -714,3 +717,42 @@ def test_cli_inspect(monkeypatch, tmp_path):
         == 0
     )
     assert plot.stat().st_size > 0
+
+
+@pytest.mark.parametrize("threads, draw_ahead", [(1, True), (2, False), (2, True)])
+def test_worker_draws_under_inference_mode_give_the_same_channels(threads, draw_ahead):
+    """The worker thread (two-stream draws with two torch threads, ``draw_ahead``) enters the
+    caller's inference mode (thread-local in torch; buffers made under it are written there
+    too): the channels equal a plain run's."""
+    with _with_threads(1):
+        expected = [s.H for s in _frames(_scenario(batch=16), 3)]
+    with _with_threads(threads), torch.inference_mode():
+        scenario = TnNtnScenario.from_preset("quick", batch_size=16, draw_ahead=draw_ahead)
+        got = [s.H for s in _frames(scenario, 3)]
+    for a, b in zip(expected, got, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_a_forked_child_drops_the_parents_draw_ahead():
+    """A fork while the worker draws ahead: the child has no such thread; it drops the task,
+    restores the generators and draws itself (the same channels as the parent, no hang)."""
+    scenario = TnNtnScenario.from_preset("quick", batch_size=64, draw_ahead=True)
+    draw_ahead = scenario._draw_ahead
+
+    def slow_draw_ahead(*args):  # still running when the fork happens
+        time.sleep(0.5)
+        return draw_ahead(*args)
+
+    scenario._draw_ahead = slow_draw_ahead
+    twin = _scenario(batch=64)
+    scenario.reset(seed=3)
+    twin.reset(seed=3)
+    expected = twin.step().H
+    assert scenario._ahead.task is not None and not scenario._ahead.task.future.done()
+    pid = os.fork()
+    if pid == 0:  # the child: exit code 0 when its step equals the twin's
+        signal.alarm(60)
+        os._exit(0 if torch.equal(scenario.step().H, expected) else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert torch.equal(scenario.step().H, expected)  # and the parent's own step

@@ -358,8 +358,7 @@ class TnNtnEnv:
     def _gain_features(self) -> torch.Tensor:
         """(B, P, N, F) float32 gain features of every block of the frame: computed at the
         frame's first :meth:`observe` from the active slots' gains (in one pass over F, into
-        a buffer reused every frame; observations and states are copies of it), the same
-        values per block as ``gain_features`` of the block's gains."""
+        a buffer reused every frame; observations and states are copies of it)."""
         if self._features is None:
             B, N, F = self.batch_size, self.n_bs, self.n_subchannels
             shape = (B, self.n_users, N, F)

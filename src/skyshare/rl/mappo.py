@@ -68,6 +68,7 @@ from pydantic import Field, PositiveInt
 from torch import nn
 from torch.nn import functional as F
 
+from skyshare.envs.tn_ntn_observations import STATE_GAIN_ORDER
 from skyshare.errors import ConfigError, ShapeError
 from skyshare.rl.common.config import LearnerConfig, plain
 from skyshare.rl.common.distributions import MaskedMultiCategorical
@@ -206,11 +207,9 @@ def ippo_config(**overrides: Any) -> MappoConfig:
     return MappoConfig(**{**overrides, "critic": "local"})
 
 
-# The order of the global state's gain block that the central critic reads: the env's
-# ``skyshare.envs.tn_ntn_observations.STATE_GAIN_ORDER`` (the state starts with it, P N S values).
-# Checkpoints without ``state_gain_order`` are of the earlier "s,p,l" order and are converted
-# on loading (:meth:`MappoAgents._convert_state_gain_order`).
-STATE_GAIN_ORDER = "p,l,s"
+# The central critic reads the env's global state, which starts with its gain block (P N S
+# values) in the order STATE_GAIN_ORDER. Checkpoints without ``state_gain_order`` are of the
+# earlier "s,p,l" order and are converted on loading (MappoAgents._convert_state_gain_order).
 _LEGACY_STATE_GAIN_ORDER = "s,p,l"
 
 
@@ -959,6 +958,12 @@ class MappoAgents:
         """Restore a :meth:`state_dict` of agents with the same sizes and critic kind (a
         checkpoint of the earlier ``[s, p, l]`` state order is converted: see
         :meth:`_convert_state_gain_order`)."""
+        order = state.get("state_gain_order", _LEGACY_STATE_GAIN_ORDER)
+        if order not in (STATE_GAIN_ORDER, _LEGACY_STATE_GAIN_ORDER):
+            raise ConfigError(
+                f"checkpoint has state_gain_order={order!r}; these agents read "
+                f"{STATE_GAIN_ORDER!r} (or convert {_LEGACY_STATE_GAIN_ORDER!r})"
+            )
         if list(state["dims"]) != self.spec.as_list():
             raise ShapeError(
                 f"checkpoint has env sizes {list(state['dims'])}, these agents "
@@ -978,12 +983,6 @@ class MappoAgents:
             self.state_normalizer.load_state_dict(state["state_normalizer"])
         self.generator.set_state(state["generator"].cpu())
         self.n_updates = int(state["n_updates"])
-        order = state.get("state_gain_order", _LEGACY_STATE_GAIN_ORDER)
-        if order not in (STATE_GAIN_ORDER, _LEGACY_STATE_GAIN_ORDER):
-            raise ConfigError(
-                f"checkpoint has state_gain_order={order!r}; these agents read "
-                f"{STATE_GAIN_ORDER!r} (or convert {_LEGACY_STATE_GAIN_ORDER!r})"
-            )
         if order == _LEGACY_STATE_GAIN_ORDER and self.central:
             self._convert_state_gain_order()
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import weakref
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +36,7 @@ class AheadTask:
     states: tuple[torch.Tensor, ...]  # the generators' states before the task
     info: dict[str, Any] = field(default_factory=dict)  # what the task was computed for
     result: Any = None  # the future's result, once taken
+    pid: int = 0  # the process whose worker runs it (a forked child has no such thread)
 
 
 class AheadWorker:
@@ -69,17 +70,33 @@ class AheadWorker:
 
     def submit(self, fn: Callable[..., Any], *args: Any, **info: Any) -> None:
         """Run ``fn(*args)`` in the worker as the task ahead (``info`` says what it is for);
-        the generators' states are kept first. A task still pending is cancelled."""
+        the generators' states are kept first. A task still pending is cancelled. The worker
+        runs it under the caller's grad and inference modes (both are thread-local in torch,
+        and a buffer made under inference mode can only be written under it)."""
         self.cancel()
         states = tuple(generator.get_state() for generator in self._generator_objects())
-        self.task = AheadTask(self.pool().submit(fn, *args), states, info)
+        modes = (torch.is_grad_enabled(), torch.is_inference_mode_enabled())
+        future = self.pool().submit(_in_modes, modes, fn, *args)
+        self.task = AheadTask(future, states, info, pid=os.getpid())
 
     def take(self) -> AheadTask | None:
-        """The task ahead, finished (its ``result`` set; a worker's exception is raised here),
-        and no longer pending; None when there is none."""
+        """The task ahead, finished (its ``result`` set), and no longer pending; None when
+        there is none, or when it belongs to the parent of this forked process (its thread
+        does not exist here: dropped, the generators restored). If the task failed or the
+        wait is interrupted, the generators are restored once the worker has stopped, and
+        the exception is raised here."""
         task, self.task = self.task, None
-        if task is not None:
+        if task is None:
+            return None
+        if task.pid != os.getpid():
+            self.restore(task)
+            return None
+        try:
             task.result = task.future.result()
+        except BaseException:
+            wait([task.future])  # (a KeyboardInterrupt: the worker still draws; let it end)
+            self.restore(task)
+            raise
         return task
 
     def restore(self, task: AheadTask) -> None:
@@ -89,16 +106,22 @@ class AheadWorker:
             generator.set_state(state)
 
     def cancel(self) -> None:
-        """Wait for the task ahead, drop it and restore the generators; a no-op without one."""
+        """Wait for the task ahead, drop it (its result or error: a step recomputes it) and
+        restore the generators; a no-op without one."""
         task, self.task = self.task, None
         if task is None:
             return
-        try:
-            task.future.result()
-        except Exception:
-            pass
+        if task.pid == os.getpid():  # a forked child has no such thread to wait for
+            wait([task.future])
         self.restore(task)
 
     def _generator_objects(self) -> tuple[torch.Generator, ...]:
         owner = self._owner()
         return tuple(getattr(owner, name) for name in self._generators)
+
+
+def _in_modes(modes: tuple[bool, bool], fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` under the grad and inference modes ``modes`` (in the worker thread)."""
+    grad, inference = modes
+    with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+        return fn(*args)

@@ -203,10 +203,12 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
 
     def memory_estimate(self) -> float:
         """The subchannel gains of every user slot from every BS (B x N K_max x N x F
-        complex), about six such tensors alive with temporaries."""
+        complex): the fading planes of this frame and the last, three row buffers and the
+        parts' scratch, the env's gain features and their scratch, a frame's gains and a
+        lazily built H or gain, about ten such tensors."""
         cfg = self.config
         slots = cfg.n_bs * cfg.k_max
-        return 6 * self.batch_size * slots * cfg.n_bs * cfg.n_subchannels * self._complex_bytes
+        return 10 * self.batch_size * slots * cfg.n_bs * cfg.n_subchannels * self._complex_bytes
 
     def _seed(self, seed: int | None) -> None:
         """Seed both generators: ``generator`` with ``seed`` (the config's when None) and

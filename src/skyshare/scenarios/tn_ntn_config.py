@@ -208,7 +208,8 @@ class TnNtnState:
         full_gain: :attr:`gain` when the scenario has it already, else None (built on first
             access).
 
-    An inactive slot holds no user: its ``H`` and ``gain`` are 0.
+    An inactive slot holds no user: its ``H`` and ``gain`` are 0. In training mode the states
+    of one episode share their geometry tensors (users do not move): treat them as read-only.
     """
 
     t: int
