@@ -474,7 +474,8 @@ def test_prefetched_fading_draws_replay_the_one_thread_run(overrides):
     """With ``draw_ahead`` the next frame's fading is drawn in a worker thread while the
     agents act (``TnNtnScenario._launch_prefetch``). The run is the run without it: over
     episode ends (reset(None) draws its seed from the scenario's generator), a reset in the
-    middle of an episode and a checkpoint taken and resumed mid-episode."""
+    middle of an episode and a checkpoint taken mid-episode (the run goes on from it in a new
+    env, or goes on in the same env, which draws ahead again)."""
 
     def make(draw_ahead=False):
         scenario = TnNtnScenario.from_preset(
@@ -491,10 +492,10 @@ def test_prefetched_fading_draws_replay_the_one_thread_run(overrides):
             for frame in range(frames):
                 if env.done or frame == 5:  # an episode end, and a reset mid-episode
                     env.reset(None)
-                if frame == resume_at:  # continue in a new env from a checkpoint
+                if frame == resume_at:  # a checkpoint: go on in a new env from it, or go on
                     twin = make(draw_ahead=True)
                     twin.load_state_dict(env.state_dict())
-                    env = twin
+                    env = twin if threads == 2 else env
                 result = None
                 while result is None:
                     result = env.act(env.random_actions(generator))

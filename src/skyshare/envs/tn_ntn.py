@@ -568,6 +568,7 @@ class TnNtnEnv:
             generator=sc.generator.get_state(),
             imag_generator=sc.imag_generator.get_state(),
         )
+        sc._launch_prefetch()  # the same draw again (with draw_ahead), now that it is saved
         return {
             "scenario_config": sc.config.model_dump(),
             "batch_size": self.batch_size,
