@@ -17,6 +17,7 @@ from skyshare.scenarios import CatnScenario
 
 BATCHES = (1, 64, 256, 1024)
 REUSED_BATCHES = (64, 256, 1024)  # rows with reuse_observations=True
+TWO_THREAD_BATCHES = (256, 1024)  # rows with reused observations on two torch threads
 
 
 def _slot_runner(batch: int, reuse_observations: bool = False) -> tuple[CatnEnv, object]:
@@ -47,7 +48,8 @@ def run() -> Section:
             "Amortised = time per slot / B; decisions = 28 agents x B per slot. Ops per slot: "
             "ATen operations dispatched by one slot at B = 1 (`benchmarks/opcount.py`; all "
             "calls / without pure views). Rows 'reused obs': the env built with "
-            "`reuse_observations=True` (two observation buffers per kind used in turn)."
+            "`reuse_observations=True` (two observation buffers per kind used in turn); "
+            "rows '2 threads': the same on two torch threads (both cores of this machine)."
         ),
         columns=[
             "B",
@@ -58,8 +60,11 @@ def run() -> Section:
             "ops per slot (all / kernels)",
         ],
     )
-    runs = [(batch, False) for batch in BATCHES] + [(batch, True) for batch in REUSED_BATCHES]
-    for batch, reuse in runs:
+    runs = [(batch, False, 1) for batch in BATCHES]
+    runs += [(batch, True, 1) for batch in REUSED_BATCHES]
+    runs += [(batch, True, 2) for batch in TWO_THREAD_BATCHES]
+    for batch, reuse, threads in runs:
+        torch.set_num_threads(threads)
         env, slot = _slot_runner(batch, reuse_observations=reuse)
         ops = "-"
         if batch == 1:
@@ -70,7 +75,9 @@ def run() -> Section:
         agents = env.K + env.N
         section.rows.append(
             [
-                f"{batch} (reused obs)" if reuse else str(batch),
+                f"{batch} (reused obs" + (", 2 threads)" if threads > 1 else ")")
+                if reuse
+                else str(batch),
                 fmt(seconds * 1e3),
                 fmt(seconds / batch * 1e3),
                 fmt(batch / seconds),
@@ -79,6 +86,7 @@ def run() -> Section:
             ]
         )
         del env, slot
+    torch.set_num_threads(1)
     section.notes.append("Target (issue 4): well under 1 ms amortised per slot at B >= 64.")
     section.notes.append(
         "Before the per-slot optimisation (docs/envs/catn.md, 'Speed'): 941 / 576 ops per slot "
