@@ -33,6 +33,7 @@ from pydantic import Field
 from skyshare.checks import MAX_SEED
 from skyshare.config import StrictModel, build_config, preset_names
 from skyshare.errors import SkyshareError
+from skyshare.runtime import keep_freed_memory
 
 __all__ = [
     "Execution",
@@ -361,6 +362,7 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def _run_one(fn: Callable[[Job, Path], dict[str, Any]], job: Job, run_dir: str) -> dict[str, Any]:
     """Run ``fn(job, folder)`` and store its JSON result as the job's completion marker."""
+    keep_freed_memory()  # in every executor's process (fewer page faults; values unchanged)
     folder = job_folder(run_dir, job)
     folder.mkdir(parents=True, exist_ok=True)
     _write_atomic(folder / "job.json", json.dumps(asdict(job), indent=2))
