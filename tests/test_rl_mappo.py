@@ -500,9 +500,9 @@ def test_per_head_ratio_clips_every_head_and_still_reaches_the_constrained_optim
 
 
 def test_per_subchannel_actor_shares_one_network_across_heads():
-    """actor="per_subchannel": head s reads only its own gain row (and the shared context), so
-    permuting the subchannels of the gain block permutes the heads' logits the same way; an
-    observation without context after the S K_max gains is refused."""
+    """actor="per_subchannel": head s is the head MLP on [its own gain row, the context's
+    embedding], so permuting the subchannels of the gain block permutes the heads' logits the
+    same way; an observation without context after the S K_max gains is refused."""
     from skyshare.rl.mappo import SubchannelActorGroup
 
     S, K, context = 4, 3, 5
@@ -517,6 +517,13 @@ def test_per_subchannel_actor_shares_one_network_across_heads():
     assert logits.shape == (2, 6, S, K + 1)
     torch.testing.assert_close(actor(shuffled, mask).logits, logits[..., perm, :])
     assert not torch.allclose(logits[0, 0, 0], logits[0, 0, 1])  # heads differ by their gains
+    # head s is the head MLP on the row [gain_s, e(context)] (the split first layer: the same)
+    rows = torch.cat(
+        [obs[..., : S * K].unflatten(-1, (S, K)),
+         actor.context(obs[..., S * K :])[:, :, None].expand(2, 6, S, -1)], -1,
+    )  # fmt: skip
+    expected = actor.head(rows.flatten(1, 2)).unflatten(1, (6, S))
+    torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-6)
     with pytest.raises(ShapeError, match="per_subchannel"):
         SubchannelActorGroup(1, S * K, S, K + 1, (8,), "relu", 1.0, torch.Generator())
     env = FakeTnNtnEnv(batch_size=4, episode_frames=4)
