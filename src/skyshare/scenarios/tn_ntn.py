@@ -163,13 +163,12 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         self._fading_user: weakref.ref | None = None
         self._spare: torch.Tensor | None = None
         self._spare_user: weakref.ref | None = None
-        self._row_buffers: list[torch.Tensor | None] = [None, None, None]  # see _row_buffer
+        self._row_buffers: list[torch.Tensor | None] = [None] * 4  # see _row_buffer
         self._parity = 0  # which of row buffers 0 and 1 holds the last step's updated rows
         self._last_rows: torch.Tensor | None = None  # (A,) long, those rows (None: unknown)
         # (B P,) bool: the user slots the last step wrote into _fading, whose spare buffer then
         # holds the frame before (equal on the other slots); None when that is not known.
         self._written: torch.Tensor | None = None
-        self._parts: torch.Tensor | None = None
         self.imag_generator = torch.Generator(device=self.device)
         self.imag_generator.manual_seed(_stream_seed(self.generator.initial_seed()))
         # the worker thread of the two-stream draws and of draw_ahead (_launch_prefetch)
@@ -203,8 +202,8 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
 
     def memory_estimate(self) -> float:
         """The subchannel gains of every user slot from every BS (B x N K_max x N x F
-        complex): the fading planes of this frame and the last, three row buffers and the
-        parts' scratch, the env's gain features and their scratch, a frame's gains and a
+        complex): the fading planes of this frame and the last, four row buffers (draws,
+        gathers, the parts of H), the env's gain features and their scratch, a frame's gains and a
         lazily built H or gain, about ten such tensors."""
         cfg = self.config
         slots = cfg.n_bs * cfg.k_max
@@ -485,7 +484,8 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
     def _row_buffer(self, n_rows: int, which: int = 0) -> torch.Tensor:
         """Reused contiguous (2, n_rows, N, F) scratch buffer number ``which`` for n_rows <= B
         P user slots: 0 and 1 take the updated rows of alternate steps (the last step's rows
-        are h(t) of this one), 2 gathered rows; the storage of each is allocated once (a new
+        are h(t) of this one), 2 gathered rows, 3 the parts of H (:func:`_power_of_rows`); the
+        storage of each is allocated once (a new
         44 MB tensor per frame costs more in page faults than its arithmetic)."""
         cfg = self.config
         row = cfg.n_bs * cfg.n_subchannels
@@ -615,8 +615,7 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         out.add_(previous, alpha=self.alpha)
         if links is None:
             return None
-        parts = torch.addcmul(links[0], out, links[1], out=self._parts_for(out.shape[1]))
-        return torch.mul(parts[0], parts[0]).addcmul_(parts[1], parts[1])
+        return _power_of_rows(out, *links, self._row_buffer(out.shape[1], 3))
 
     def _take_prefetch(self, rows: torch.Tensor) -> AheadTask | None:
         """The prefetch for the evolving ``rows`` of this step (its draws (2, A, N, F) in the
@@ -796,14 +795,11 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         """
         B, P, N, F = fading.shape[1:]
         if rows is None:
-            parts = torch.addcmul(
-                links.los_part[..., None],
-                fading,
-                links.nlos_part[..., None],
-                out=self._parts_for(B * P).view(fading.shape),
-            )
-            gain = torch.mul(parts[0], parts[0]).addcmul_(parts[1], parts[1])
-            return torch.arange(B * P, device=gain.device), gain.view(B * P, N, F), gain
+            values = fading.view(2, B * P, N, F)
+            los_rows = links.los_part.view(2, B * P, N, 1)
+            nlos_rows = links.nlos_part.view(B * P, N, 1)
+            gain = _power_of_rows(values, los_rows, nlos_rows, self._row_buffer(B * P, 3))
+            return torch.arange(B * P, device=gain.device), gain, gain.view(B, P, N, F)
         A = rows.numel()
         ready, self._ready_gain = self._ready_gain, None
         if ready is not None and values is not None:  # computed by the draw-ahead worker
@@ -811,17 +807,7 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         if values is None:
             values = self._gather_rows(fading, rows, self._row_buffer(A, 2))
         los_rows, nlos_rows = links.at_rows(rows)
-        parts = torch.addcmul(los_rows, values, nlos_rows, out=self._parts_for(A))
-        return rows, torch.mul(parts[0], parts[0]).addcmul_(parts[1], parts[1]), None
-
-    def _parts_for(self, n_rows: int) -> torch.Tensor:
-        """The reused (2, n_rows, N, F) scratch buffer of :meth:`_power_gain` (n_rows <= B P)."""
-        cfg = self.config
-        row = cfg.n_bs * cfg.n_subchannels
-        size = 2 * self.batch_size * self.n_users * row
-        if self._parts is None or self._parts.numel() != size:
-            self._parts = torch.empty(size, device=self.device, dtype=self.dtype)
-        return self._parts[: 2 * n_rows * row].view(2, n_rows, cfg.n_bs, cfg.n_subchannels)
+        return rows, _power_of_rows(values, los_rows, nlos_rows, self._row_buffer(A, 3)), None
 
     # ----------------------------------------------------------------------------------------
     # Schedules, powers and rates
@@ -1074,6 +1060,17 @@ class TnNtnScenario(Scenario[TnNtnConfig]):
         walk = self.free_walk_xy[:, :-1]
         walked = walk - torch.gather(walk, 1, index)
         return self._reflect(torch.gather(self.drops_xy, 1, index) + walked)
+
+
+def _power_of_rows(
+    values: torch.Tensor, los_rows: torch.Tensor, nlos_rows: torch.Tensor, parts: torch.Tensor
+) -> torch.Tensor:
+    """``|H|^2`` (A, N, F) of A user slots from their fading planes ``values`` (2, A, N, F):
+    the parts ``[Re H, Im H] = los_rows + nlos_rows h_small`` (``los_rows`` (2, A, N, 1),
+    ``nlos_rows`` (A, N, 1)) in one multiply-add into the scratch ``parts`` (2, A, N, F), then
+    ``Re^2 + Im^2``. The one formula of the scenario's gains (main thread and worker alike)."""
+    torch.addcmul(los_rows, values, nlos_rows, out=parts)
+    return torch.mul(parts[0], parts[0]).addcmul_(parts[1], parts[1])
 
 
 @dataclass
