@@ -13,16 +13,27 @@ import torch
 from benchmarks.common import Section, fmt, time_call
 from benchmarks.opcount import count_ops
 from skyshare.envs import CatnEnv
+from skyshare.envs.catn_sharded import ShardedCatnEnv
 from skyshare.scenarios import CatnScenario
 
 BATCHES = (1, 64, 256, 1024)
 REUSED_BATCHES = (64, 256, 1024)  # rows with reuse_observations=True
 TWO_THREAD_BATCHES = (256, 1024)  # rows with reused observations on two torch threads
+SHARDED_BATCHES = (512, 1024, 2048)  # rows of ShardedCatnEnv, 2 shards of one thread each
 
 
-def _slot_runner(batch: int, reuse_observations: bool = False) -> tuple[CatnEnv, object]:
+def _slot_runner(
+    batch: int, reuse_observations: bool = False, shards: int = 0
+) -> tuple[CatnEnv | ShardedCatnEnv, object]:
+    """A CatnEnv of ``batch`` (a ShardedCatnEnv of ``shards`` when > 0) reset with seed 0,
+    and a function playing one slot of fixed random actions."""
     config = CatnScenario.config_from("paper", overrides={"n_slots": 6000})
-    env = CatnEnv(config, batch_size=batch, reuse_observations=reuse_observations)
+    if shards:
+        env = ShardedCatnEnv(
+            config, batch_size=batch, shards=shards, reuse_observations=reuse_observations
+        )
+    else:
+        env = CatnEnv(config, batch_size=batch, reuse_observations=reuse_observations)
     env.reset(seed=0)
     g = torch.Generator().manual_seed(0)
     tu = torch.randint(0, env.N, (batch, env.K), generator=g)
@@ -34,6 +45,14 @@ def _slot_runner(batch: int, reuse_observations: bool = False) -> tuple[CatnEnv,
             env.reset()
 
     return env, slot
+
+
+def _row_label(batch: int, reuse: bool, threads: int, shards: int) -> str:
+    if shards:
+        return f"{batch} (sharded: {shards} x {batch // shards}, 1 thread each, reused obs)"
+    if reuse:
+        return f"{batch} (reused obs" + (", 2 threads)" if threads > 1 else ")")
+    return str(batch)
 
 
 def run() -> Section:
@@ -49,7 +68,9 @@ def run() -> Section:
             "ATen operations dispatched by one slot at B = 1 (`benchmarks/opcount.py`; all "
             "calls / without pure views). Rows 'reused obs': the env built with "
             "`reuse_observations=True` (two observation buffers per kind used in turn); "
-            "rows '2 threads': the same on two torch threads (both cores of this machine)."
+            "rows '2 threads': the same on two torch threads (both cores of this machine); "
+            "rows 'sharded': `ShardedCatnEnv` with 2 shards of B / 2 stepped on 2 Python "
+            "threads, one torch thread (skyshare.envs.catn_sharded)."
         ),
         columns=[
             "B",
@@ -60,12 +81,13 @@ def run() -> Section:
             "ops per slot (all / kernels)",
         ],
     )
-    runs = [(batch, False, 1) for batch in BATCHES]
-    runs += [(batch, True, 1) for batch in REUSED_BATCHES]
-    runs += [(batch, True, 2) for batch in TWO_THREAD_BATCHES]
-    for batch, reuse, threads in runs:
+    runs = [(batch, False, 1, 0) for batch in BATCHES]
+    runs += [(batch, True, 1, 0) for batch in REUSED_BATCHES]
+    runs += [(batch, True, 2, 0) for batch in TWO_THREAD_BATCHES]
+    runs += [(batch, True, 1, 2) for batch in SHARDED_BATCHES]
+    for batch, reuse, threads, shards in runs:
         torch.set_num_threads(threads)
-        env, slot = _slot_runner(batch, reuse_observations=reuse)
+        env, slot = _slot_runner(batch, reuse_observations=reuse, shards=shards)
         ops = "-"
         if batch == 1:
             slot()
@@ -75,9 +97,7 @@ def run() -> Section:
         agents = env.K + env.N
         section.rows.append(
             [
-                f"{batch} (reused obs" + (", 2 threads)" if threads > 1 else ")")
-                if reuse
-                else str(batch),
+                _row_label(batch, reuse, threads, shards),
                 fmt(seconds * 1e3),
                 fmt(seconds / batch * 1e3),
                 fmt(batch / seconds),

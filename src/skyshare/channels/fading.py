@@ -34,12 +34,28 @@ __all__ = [
     "gauss_markov_step",
     "jakes_correlation",
     "rayleigh",
+    "real_scaled",
     "rician",
     "rician_weights",
 ]
 
 
 _SQRT_HALF = math.sqrt(0.5)  # std of each part of CN(0, 1)
+
+
+def real_scaled(z: torch.Tensor, factor: float | torch.Tensor) -> torch.Tensor:
+    """``z * factor`` for a complex ``z`` and a real ``factor`` (a float, or a real tensor
+    broadcastable to ``z``), computed on the real view of ``z``.
+
+    The same values as ``z * factor``: torch promotes a real factor c to ``c + 0j``, and the
+    complex product ``(a + jb)(c + j0) = (ac - b 0) + j(a 0 + bc)`` rounds to ``ac + jbc``. On the
+    real view it is one real multiplication per part, about 4x faster on the CPU than the
+    complex product (measured for the (512, 21, 7, 16) TU fading of the CATN env: 0.48 ms
+    against 1.9 ms). ``z`` must not carry a lazy conjugate bit (``view_as_real`` refuses it).
+
+    Returns a new complex tensor of the broadcast shape.
+    """
+    return torch.view_as_complex(torch.view_as_real(z) * _real_view_factor(factor))
 
 
 def _broadcasts_to(source: tuple[int, ...], target: tuple[int, ...]) -> bool:
@@ -362,7 +378,15 @@ def gauss_markov_step(
     else:
         innovation_weight = math.sqrt(1.0 - alpha * alpha)
     innovation = complex_normal(tuple(h.shape), generator, device=h.device, dtype=h.dtype)
-    return alpha * h + innovation_weight * innovation
+    # alpha h + w e on the real views: the values of the complex expression (real_scaled)
+    step = torch.view_as_real(real_scaled(h, alpha))
+    step += torch.view_as_real(innovation).mul_(_real_view_factor(innovation_weight))
+    return torch.view_as_complex(step)
+
+
+def _real_view_factor(factor: float | torch.Tensor) -> float | torch.Tensor:
+    """A real factor broadcast over the trailing (real, imaginary) axis of a real view."""
+    return factor.unsqueeze(-1) if isinstance(factor, torch.Tensor) else factor
 
 
 class GaussMarkovFading:
@@ -442,4 +466,4 @@ def apply_large_scale(
         loss_db = loss_db + _per_link_tensor(
             shadowing_db, "shadowing_db", shape, device, real_dtype
         )
-    return small_scale * torch.pow(10.0, -loss_db / 20.0)
+    return real_scaled(small_scale, torch.pow(10.0, -loss_db / 20.0))

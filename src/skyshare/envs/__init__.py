@@ -2,6 +2,7 @@
 
 from skyshare.envs.catn import CatnEnv, CatnEnvConfig, SlotOutcome
 from skyshare.envs.catn_pettingzoo import CatnAECEnv, make_catn_aec
+from skyshare.envs.catn_sharded import ShardedCatnEnv
 from skyshare.envs.multiband import (
     MultibandEnv,
     MultibandEnvConfig,
@@ -18,6 +19,7 @@ __all__ = [
     "MultibandEnv",
     "MultibandEnvConfig",
     "MultibandParallelEnv",
+    "ShardedCatnEnv",
     "SlotOutcome",
     "TnNtnAECEnv",
     "TnNtnEnv",

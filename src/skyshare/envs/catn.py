@@ -223,6 +223,10 @@ class CatnEnv:
         self.reuse_observations = bool(reuse_observations)
         # kind -> ([buffer 0, buffer 1], index of the buffer the next observation goes to)
         self._observation_buffers: dict[str, tuple[list[torch.Tensor], int]] = {}
+        # set by a ShardedCatnEnv: where the next observation goes (a slice of its output),
+        # and this env's first index in its batch (for the messages of refused actions)
+        self.observation_target: torch.Tensor | None = None
+        self.batch_offset = 0
 
     # ---------------------------------------------------------------------------------------
     # Dimensions (the paper's formulas)
@@ -384,12 +388,14 @@ class CatnEnv:
         if actions.is_floating_point():
             if not bool(torch.isfinite(actions).all()):
                 bad = (~torch.isfinite(actions)).nonzero()[0].tolist()
-                raise ValueError(f"tu_actions of tu_{bad[1]} (env {bad[0]}) is not finite")
+                raise ValueError(
+                    f"tu_actions of tu_{bad[1]} (env {bad[0] + self.batch_offset}) is not finite"
+                )
             fractional = actions != actions.round()
             if bool(fractional.any()):
                 b, k = fractional.nonzero()[0].tolist()
                 raise ValueError(
-                    f"tu_{k} (env {b}) chose BS {float(actions[b, k])}; "
+                    f"tu_{k} (env {b + self.batch_offset}) chose BS {float(actions[b, k])}; "
                     "actions must be integer BS indices"
                 )
         actions = actions.long().clone()  # the record of this slot must not alias the caller's
@@ -397,7 +403,8 @@ class CatnEnv:
         if bool(bad.any()):
             b, k = bad.nonzero()[0].tolist()
             raise ValueError(
-                f"tu_{k} (env {b}) chose BS {int(actions[b, k])}; allowed range: [0, {self.N - 1}]"
+                f"tu_{k} (env {b + self.batch_offset}) chose BS {int(actions[b, k])}; "
+                f"allowed range: [0, {self.N - 1}]"
             )
         return actions
 
@@ -413,14 +420,16 @@ class CatnEnv:
         if not bool(finite.all()):
             b, n, i = (~finite).nonzero()[0].tolist()
             raise ValueError(
-                f"bs_{n} (env {b}) action[{i}] ({action_field(i, self.K, self.L)}) is "
+                f"bs_{n} (env {b + self.batch_offset}) action[{i}] "
+                f"({action_field(i, self.K, self.L)}) is "
                 f"{float(actions[b, n, i])}; actions must be finite in [0, 1]"
             )
         bad = (actions < 0) | (actions > 1)
         if bool(bad.any()):
             b, n, i = bad.nonzero()[0].tolist()
             raise ValueError(
-                f"bs_{n} (env {b}) action[{i}] ({action_field(i, self.K, self.L)}) = "
+                f"bs_{n} (env {b + self.batch_offset}) action[{i}] "
+                f"({action_field(i, self.K, self.L)}) = "
                 f"{float(actions[b, n, i]):.4g}; allowed range: [0, 1]"
             )
         return actions
@@ -572,6 +581,11 @@ class CatnEnv:
         """The tensor the next observation of ``kind`` ("bs" or "tu") is written into: a new
         one, or with ``reuse_observations`` the two buffers of that kind in turn (allocated on
         first use), so the observation returned before the previous one is overwritten."""
+        target, self.observation_target = self.observation_target, None
+        if target is not None:  # the caller's (a sharded env's) slice, written in place
+            if tuple(target.shape) != shape or target.dtype != self.dtype:
+                raise ShapeError(f"observation target {tuple(target.shape)} for {kind} {shape}")
+            return target
         if not self.reuse_observations:
             return torch.empty(shape, dtype=self.dtype, device=self.device)
         buffers, turn = self._observation_buffers.get(kind, (None, 0))

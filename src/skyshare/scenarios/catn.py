@@ -37,7 +37,7 @@ from pydantic import Field, field_validator, model_validator
 
 from skyshare import metrics
 from skyshare.beamforming import mrt_equal_power
-from skyshare.channels.fading import GaussMarkovFading
+from skyshare.channels.fading import GaussMarkovFading, real_scaled
 from skyshare.channels.pathloss import (
     draw_los,
     lognormal_shadowing_db,
@@ -462,7 +462,7 @@ class CatnScenario(Scenario[CatnConfig]):
         pl_tu = self._uma_pathloss_db(d2d, d3d)
         if cfg.shadow_fading:
             pl_tu = pl_tu + self.shadowing_db
-        H = self.tu_fading.h * (10.0 ** (-pl_tu / 20.0) / sigma)[..., None]
+        H = real_scaled(self.tu_fading.h, (10.0 ** (-pl_tu / 20.0) / sigma)[..., None])
 
         # float64 geometry: at 10 km a float32 distance is off by ~1 mm, i.e. degrees of the
         # LoS phase 2 pi d / lambda; the cost is negligible (B x L x N links).
@@ -500,7 +500,7 @@ class CatnScenario(Scenario[CatnConfig]):
         small = math.sqrt(kappa / (kappa + 1)) * G_los + math.sqrt(1 / (kappa + 1)) * (
             self.au_fading.h
         )
-        G = small * (10.0 ** (-pl_au / 20.0) / sigma)[..., None]
+        G = real_scaled(small, (10.0 ** (-pl_au / 20.0) / sigma)[..., None])
         return CatnState(
             t=self.t,
             H=H,

@@ -1,0 +1,170 @@
+"""ShardedCatnEnv: S CatnEnvs stepped on S threads must be exactly those S envs, joined."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from skyshare.envs import CatnEnv, ShardedCatnEnv, SlotOutcome
+from skyshare.envs.catn_sharded import shard_seeds
+from skyshare.errors import ConfigError, ShapeError
+from skyshare.scenarios import CatnScenario
+
+OUTCOME_FIELDS = [f.name for f in dataclasses.fields(SlotOutcome)]
+
+
+def _config(seed=5, n_slots=4):
+    return CatnScenario.config_from(
+        "quick", overrides={"n_tu": 14, "n_slots": n_slots, "seed": seed}
+    )
+
+
+def _actions(env, generator):
+    tu = torch.randint(0, env.N, (env.B, env.K), generator=generator)
+    bs = torch.rand(env.B, env.N, env.action_dim, generator=generator, dtype=torch.float64)
+    return tu, bs
+
+
+def _standalone(config, sizes, seed, **kwargs):
+    """The shards as independent CatnEnvs, seeded as the sharded env seeds them."""
+    seeds = shard_seeds(seed, len(sizes))
+    return [
+        CatnEnv(config.model_copy(update={"seed": s}), batch_size=n, dtype=torch.float64, **kwargs)
+        for s, n in zip(seeds, sizes, strict=True)
+    ]
+
+
+def test_shard_seeds_are_independent_reproducible_and_in_range():
+    seeds = shard_seeds(7, 4)
+    assert seeds == shard_seeds(7, 4)
+    assert len(set(seeds)) == 4
+    assert all(0 <= s < 2**63 for s in seeds)
+    assert shard_seeds(8, 4) != seeds
+    # NumPy's SeedSequence, independently
+    child = np.random.SeedSequence(7).spawn(4)[2]
+    assert seeds[2] == int(child.generate_state(1, dtype=np.uint64)[0]) >> 1
+
+
+@pytest.mark.parametrize("reuse", [False, True])
+@pytest.mark.parametrize("batch,shards", [(5, 2), (6, 3), (3, 1)])
+def test_each_shard_plays_exactly_like_its_own_env(batch, shards, reuse):
+    config = _config()
+    env = ShardedCatnEnv(
+        config, batch_size=batch, shards=shards, dtype=torch.float64, reuse_observations=reuse
+    )
+    assert sum(env.sizes) == batch and len(env.sizes) == shards
+    refs = _standalone(config, env.sizes, config.seed)
+    g = torch.Generator().manual_seed(1)
+
+    def joined(outputs):
+        return torch.cat(outputs)
+
+    kept = []  # with reuse, the previous pair must survive one more call (CatnEnv's rule)
+    assert torch.equal(env.reset(), joined([r.reset() for r in refs]))
+    for t in range(7):  # over an episode end (n_slots = 4) and a seeded reset
+        tu, bs = _actions(env, g)
+        obs = env.associate(tu)
+        ref_obs = joined([r.associate(p) for r, p in zip(refs, env._split(tu), strict=True)])
+        assert torch.equal(obs, ref_obs), t
+        kept.append((obs, ref_obs.clone()))
+        out = env.beamform(bs)
+        ref = [r.beamform(p) for r, p in zip(refs, env._split(bs), strict=True)]
+        for name in OUTCOME_FIELDS:
+            if name == "truncated":
+                assert out.truncated == ref[0].truncated
+            else:
+                expected = joined([getattr(o, name) for o in ref])
+                assert torch.equal(getattr(out, name), expected), (t, name)
+        assert torch.equal(env.serving, joined([r.serving for r in refs]))
+        assert torch.equal(env.state.H, joined([r.state.H for r in refs]))
+        assert torch.equal(env.global_state(), joined([r.global_state() for r in refs]))
+        if len(kept) >= 2:
+            assert torch.equal(*kept[-2])  # the previous BS observation is still valid
+        if out.truncated:
+            assert torch.equal(
+                env.reset(seed=11),
+                joined([r.reset(s) for r, s in zip(refs, shard_seeds(11, shards), strict=True)]),
+            )
+
+
+def test_a_refused_action_names_the_env_of_the_whole_batch_and_moves_no_shard():
+    env = ShardedCatnEnv(_config(n_slots=20), batch_size=5, shards=2, dtype=torch.float64)
+    env.reset(seed=0)
+    g = torch.Generator().manual_seed(2)
+    tu, bs = _actions(env, g)
+    bad = tu.clone()
+    bad[4, 3] = env.N  # env 4 lives in shard 1 as its env 1
+    before = env.state_dict()
+    with pytest.raises(ValueError, match=r"tu_3 \(env 4\) chose BS 7"):
+        env.associate(bad)
+    env.associate(tu)
+    bad_bs = bs.clone()
+    bad_bs[3, 2, 5] = float("nan")
+    with pytest.raises(ValueError, match=r"bs_2 \(env 3\) action\[5\]"):
+        env.beamform(bad_bs)
+    with pytest.raises(ShapeError, match="bs_actions must be"):
+        env.beamform(bs[:4])
+    out = env.beamform(bs)  # the refused calls left every shard in its turn
+    # and the same as an env that never saw the refused actions
+    other = ShardedCatnEnv(_config(n_slots=20), batch_size=5, shards=2, dtype=torch.float64)
+    other.load_state_dict(before)
+    other.associate(tu)
+    assert torch.equal(other.beamform(bs).bs_reward, out.bs_reward)
+
+
+def test_checkpoint_round_trip_continues_exactly():
+    env = ShardedCatnEnv(_config(n_slots=30), batch_size=5, shards=2, dtype=torch.float64)
+    env.reset(seed=3)
+    g = torch.Generator().manual_seed(4)
+    for _ in range(2):
+        tu, bs = _actions(env, g)
+        env.associate(tu)
+        env.beamform(bs)
+    saved = env.state_dict()
+    tu, bs = _actions(env, g)
+    expected = (env.associate(tu).clone(), env.beamform(bs).tu_obs.clone())
+    fresh = ShardedCatnEnv(_config(n_slots=30), batch_size=5, shards=2, dtype=torch.float64)
+    fresh.load_state_dict(saved)
+    assert torch.equal(fresh.associate(tu), expected[0])
+    assert torch.equal(fresh.beamform(bs).tu_obs, expected[1])
+    three = ShardedCatnEnv(_config(n_slots=30), batch_size=5, shards=3, dtype=torch.float64)
+    with pytest.raises(ConfigError, match="shard sizes"):
+        three.load_state_dict(saved)
+
+
+def test_inference_mode_reaches_the_worker_threads():
+    env = ShardedCatnEnv(_config(), batch_size=4, shards=2, dtype=torch.float64)
+    g = torch.Generator().manual_seed(5)
+    with torch.inference_mode():
+        obs = env.reset(seed=1)
+        tu, bs = _actions(env, g)
+        env.associate(tu)
+        out = env.beamform(bs)
+    assert obs.is_inference() and out.bs_reward.is_inference()
+    assert torch.isfinite(out.bs_reward).all()
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"batch_size": 1, "shards": 2}, "batch_size must be an integer >= shards"),
+        ({"batch_size": 4, "shards": 0}, "shards must be an integer >= 1"),
+    ],
+)
+def test_impossible_sizes_are_refused(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        ShardedCatnEnv(_config(), **kwargs)
+
+
+@pytest.mark.parametrize("scheme_name", ["D3QN-CUP", "D3QN-WMMSE"])
+def test_the_online_loop_runs_a_learned_and_a_solver_scheme_on_the_sharded_env(scheme_name):
+    from skyshare.schemes.catn import build_scheme, scheme_env_config
+    from skyshare.schemes.catn_online import run_online
+
+    config = CatnScenario.config_from("quick", overrides={"n_slots": 30})
+    env = ShardedCatnEnv(config, scheme_env_config(scheme_name), batch_size=4, shards=2)
+    log = run_online(env, build_scheme(scheme_name, env, {"seed": 0}), 6, seed=0)
+    assert log.slots == list(range(6))
+    rates = torch.stack(log.sum_rate)
+    assert rates.shape == (6, 4) and bool((rates > 0).all())
