@@ -144,6 +144,25 @@ def catn_env(case: FuzzCase, config: Any, checks: Checks) -> None:
 
     env_config = CatnEnvConfig.from_dict(case.options, what="catn env")
     env = CatnEnv(config, env_config, batch_size=case.batch_size, dtype=DTYPES[case.dtype])
+    _play_catn_env(case, env, checks)
+
+
+def catn_sharded_env(case: FuzzCase, config: Any, checks: Checks) -> None:
+    """The env as 1-3 shards stepped on threads (:class:`ShardedCatnEnv`), the same checks."""
+    from skyshare.envs.catn import CatnEnvConfig
+    from skyshare.envs.catn_sharded import ShardedCatnEnv
+
+    env_config = CatnEnvConfig.from_dict(case.options, what="catn env")
+    shards = min(case.batch_size, 1 + case.seed % 3)
+    env = ShardedCatnEnv(
+        config, env_config, batch_size=case.batch_size, shards=shards, dtype=DTYPES[case.dtype]
+    )
+    _play_catn_env(case, env, checks)
+
+
+def _play_catn_env(case: FuzzCase, env: Any, checks: Checks) -> None:
+    """Random valid turns until the horizon or STEPS slots: finite outputs, non-negative rates
+    and interference, every BS within its power budget."""
     g = _rng_tensor(case)
     checks.finite("tu_obs after reset", env.reset(case.seed))
     owner = None

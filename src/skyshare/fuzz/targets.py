@@ -15,6 +15,7 @@ from skyshare.fuzz.runs import (
     catn_association,
     catn_beamforming,
     catn_env,
+    catn_sharded_env,
     catn_steps,
     multiband_env,
     multiband_power,
@@ -89,6 +90,7 @@ TARGETS: dict[str, Target] = {
         },
     ),
     "catn/env": Target("catn", catn_env, _catn_env_options),
+    "catn/sharded": Target("catn", catn_sharded_env, _catn_env_options),
     "tn_ntn": Target("tn_ntn", tn_ntn_steps),
     "vhetnet": Target("vhetnet", vhetnet_steps(with_rates=False)),
     "vhetnet/mrt": Target(
