@@ -37,6 +37,7 @@ from skyshare.config import StrictModel
 from skyshare.envs import catn_observations as observations
 from skyshare.envs.catn_actions import action_field, action_parameters, beamformers
 from skyshare.envs.catn_observations import normalized_tu_observation
+from skyshare.envs.outputs import ObservationOutputs
 from skyshare.errors import ConfigError, ShapeError
 from skyshare.scenarios.catn import CatnConfig, CatnScenario, CatnState
 from skyshare.signaling import SignalingLedger
@@ -221,8 +222,7 @@ class CatnEnv:
         self.generator = self.scenario.generator
         self._phase = "reset"
         self.reuse_observations = bool(reuse_observations)
-        # kind -> ([buffer 0, buffer 1], index of the buffer the next observation goes to)
-        self._observation_buffers: dict[str, tuple[list[torch.Tensor], int]] = {}
+        self._outputs = ObservationOutputs(self.reuse_observations, dtype, self.device)
         # set by a ShardedCatnEnv: where the next observation goes (a slice of its output),
         # and this env's first index in its batch (for the messages of refused actions)
         self.observation_target: torch.Tensor | None = None
@@ -586,13 +586,7 @@ class CatnEnv:
             if tuple(target.shape) != shape or target.dtype != self.dtype:
                 raise ShapeError(f"observation target {tuple(target.shape)} for {kind} {shape}")
             return target
-        if not self.reuse_observations:
-            return torch.empty(shape, dtype=self.dtype, device=self.device)
-        buffers, turn = self._observation_buffers.get(kind, (None, 0))
-        if buffers is None:
-            buffers = [torch.empty(shape, dtype=self.dtype, device=self.device) for _ in range(2)]
-        self._observation_buffers[kind] = (buffers, 1 - turn)
-        return buffers[turn]
+        return self._outputs.next(kind, shape)
 
     def _tu_observation(self) -> torch.Tensor:
         """TU observation (14): (B, K, 3N + 4), its four parts concatenated once into the

@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from skyshare.envs.catn import CatnEnv, CatnEnvConfig, SlotOutcome
+from skyshare.envs.outputs import ObservationOutputs
 from skyshare.errors import ConfigError, ShapeError
 from skyshare.scenarios.catn import CatnConfig, CatnScenario, CatnState
 
@@ -123,7 +124,7 @@ class ShardedCatnEnv:
         self.device, self.dtype, self.cdtype = first.device, first.dtype, first.cdtype
         self.p_max, self.i_max = first.p_max, first.i_max
         self.reuse_observations = bool(reuse_observations)
-        self._buffers: dict[str, tuple[list[torch.Tensor] | None, int]] = {}
+        self._outputs = ObservationOutputs(self.reuse_observations, self.dtype, self.device)
         self._executor = (
             ThreadPoolExecutor(shards - 1, thread_name_prefix="catn-shard") if shards > 1 else None
         )
@@ -255,13 +256,7 @@ class ShardedCatnEnv:
     def _observation_out(self, kind: str, shape: tuple[int, ...]) -> torch.Tensor:
         """A new (B, ...) output, or with ``reuse_observations`` the two of ``kind`` in turn
         (:meth:`CatnEnv._observation_out`'s contract)."""
-        if not self.reuse_observations:
-            return torch.empty(shape, dtype=self.dtype, device=self.device)
-        buffers, turn = self._buffers.get(kind, (None, 0))
-        if buffers is None:
-            buffers = [torch.empty(shape, dtype=self.dtype, device=self.device) for _ in range(2)]
-        self._buffers[kind] = (buffers, 1 - turn)
-        return buffers[turn]
+        return self._outputs.next(kind, shape)
 
     # ---------------------------------------------------------------------------------------
     # The whole batch, joined (copies)
