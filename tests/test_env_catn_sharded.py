@@ -1,6 +1,7 @@
 """ShardedCatnEnv: S CatnEnvs stepped on S threads must be exactly those S envs, joined."""
 
 import dataclasses
+import warnings
 
 import numpy as np
 import pytest
@@ -168,3 +169,17 @@ def test_the_online_loop_runs_a_learned_and_a_solver_scheme_on_the_sharded_env(s
     assert log.slots == list(range(6))
     rates = torch.stack(log.sum_rate)
     assert rates.shape == (6, 4) and bool((rates > 0).all())
+
+
+def test_intra_op_threads_beside_the_shards_are_warned_about():
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with pytest.warns(RuntimeWarning, match="set_num_threads"):
+            ShardedCatnEnv(_config(), batch_size=4, shards=2)
+        torch.set_num_threads(1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            ShardedCatnEnv(_config(), batch_size=4, shards=2)
+    finally:
+        torch.set_num_threads(threads)
