@@ -183,3 +183,101 @@ def test_intra_op_threads_beside_the_shards_are_warned_about():
             ShardedCatnEnv(_config(), batch_size=4, shards=2)
     finally:
         torch.set_num_threads(threads)
+
+
+def test_unseeded_resets_continue_each_shards_stream_and_beamform_with_joins():
+    config = _config(n_slots=3)
+    env = ShardedCatnEnv(
+        config, batch_size=5, shards=2, dtype=torch.float64, reuse_observations=True
+    )
+    refs = _standalone(config, env.sizes, config.seed)
+    g = torch.Generator().manual_seed(6)
+    tu_pairs = []
+    for episode in range(3):  # the first reset seeds from the config, the later ones continue
+        obs = env.reset()
+        assert torch.equal(obs, torch.cat([r.reset() for r in refs])), episode
+        tu_pairs.append((obs, obs.clone()))
+        for _ in range(2):
+            tu, _ = _actions(env, g)
+            env.associate(tu)
+            for r, p in zip(refs, env._split(tu), strict=True):
+                r.associate(p)
+            w = torch.randn(env.B, env.K, env.M, generator=g, dtype=env.cdtype) * 0.1
+            out = env.beamform_with(w)
+            ref = [r.beamform_with(p) for r, p in zip(refs, env._split(w), strict=True)]
+            assert torch.equal(out.tu_obs, torch.cat([o.tu_obs for o in ref]))
+            assert torch.equal(out.rates, torch.cat([o.rates for o in ref]))
+            assert torch.equal(env.last_beamformers, w)
+            assert torch.equal(*tu_pairs[-1])  # the previous TU observation is still valid
+            tu_pairs.append((out.tu_obs, out.tu_obs.clone()))
+    with pytest.raises(ShapeError, match="complex"):
+        env.beamform_with(torch.zeros(env.B, env.K, env.M, dtype=torch.complex64))
+
+
+@pytest.mark.parametrize("error", [RuntimeError("shard failed"), KeyboardInterrupt()])
+def test_a_turn_that_fails_inside_a_shard_waits_for_all_and_asks_for_reset(monkeypatch, error):
+    import time
+
+    env = ShardedCatnEnv(_config(n_slots=20), batch_size=4, shards=2, dtype=torch.float64)
+    env.reset(seed=0)
+    g = torch.Generator().manual_seed(7)
+    tu, bs = _actions(env, g)
+    env.associate(tu)
+    slow, failing = env.shards[1], env.shards[0]
+    finished = []
+    original = slow.beamform
+
+    def slow_beamform(actions):
+        time.sleep(0.3)
+        out = original(actions)
+        finished.append(slow.scenario.t)
+        return out
+
+    def failing_beamform(actions):
+        raise error
+
+    monkeypatch.setattr(slow, "beamform", slow_beamform)
+    monkeypatch.setattr(failing, "beamform", failing_beamform)
+    with pytest.raises(type(error)):
+        env.beamform(bs)
+    assert finished  # the worker's shard had stopped before the error came back
+    with pytest.raises(RuntimeError, match=r"next call must be reset\(\)"):
+        env.associate(tu)
+    monkeypatch.undo()
+    env.reset(seed=1)  # and a reset brings every shard back
+    env.associate(tu)
+    assert torch.isfinite(env.beamform(bs).bs_reward).all()
+
+
+def test_a_catn_env_state_or_a_bad_seed_is_refused_by_name():
+    env = ShardedCatnEnv(_config(), batch_size=4, shards=2, dtype=torch.float64)
+    single = CatnEnv(_config(), batch_size=4, dtype=torch.float64)
+    single.reset(seed=0)
+    with pytest.raises(ConfigError, match="not a sharded catn env state"):
+        env.load_state_dict(single.state_dict())
+    for seed in (-1, 2**63):
+        with pytest.raises(ConfigError, match="seed must be in"):
+            env.reset(seed=seed)
+    assert env.state_dim == single.state_dim
+
+
+def test_a_forked_child_starts_its_own_workers():
+    """After a fork the child has no worker threads: the env starts new ones instead of
+    waiting forever on the parent's (and plays as the parent does)."""
+    import os
+    import signal
+
+    env = ShardedCatnEnv(_config(n_slots=20), batch_size=4, shards=2, dtype=torch.float64)
+    env.reset(seed=2)
+    tu, _ = _actions(env, torch.Generator().manual_seed(8))
+    env.associate(tu)  # the parent's workers have run
+    saved = env.state_dict()
+    expected = env.beamform(torch.full((4, env.N, env.action_dim), 0.5, dtype=torch.float64))
+    env.load_state_dict(saved)
+    pid = os.fork()
+    if pid == 0:  # the child: exit code 0 when its turn equals the parent's
+        signal.alarm(60)
+        out = env.beamform(torch.full((4, env.N, env.action_dim), 0.5, dtype=torch.float64))
+        os._exit(0 if torch.equal(out.bs_reward, expected.bs_reward) else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0

@@ -18,6 +18,7 @@ from skyshare.channels.fading import (
     gauss_markov_step,
     jakes_correlation,
     rayleigh,
+    real_scaled,
     rician,
 )
 from skyshare.errors import ConfigError, ShapeError
@@ -223,3 +224,38 @@ def test_apply_large_scale_matches_db_amplitude():
     assert scalar.abs().pow(2)[0, 0, 0].item() == pytest.approx(1e-3, rel=1e-5)
     with pytest.raises(ShapeError):
         apply_large_scale(h, torch.zeros(5))
+
+
+@pytest.mark.parametrize("cdtype", [torch.complex64, torch.complex128])
+@pytest.mark.parametrize(
+    "z_shape,factor",
+    [
+        ((4, 3, 2), 0.64),
+        ((4, 3, 2), 3),
+        ((4, 3, 2), "per-link"),  # (4, 3, 1), as the scenarios pass it
+        ((4, 3, 2), "row"),  # (2,), fewer dimensions than z
+        ((4, 3, 2), "leading"),  # (5, 1, 1, 1), an extra leading axis
+        ((4, 3, 2), "0-dim float64"),
+    ],
+)
+def test_real_scaled_equals_the_complex_product_bit_for_bit(cdtype, z_shape, factor):
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(z_shape, generator=g, dtype=cdtype)
+    z[0, 0, 0] = complex(0.0, -0.0)
+    real = torch.float64 if cdtype == torch.complex128 else torch.float32
+    factors = {
+        "per-link": torch.rand(4, 3, 1, generator=g, dtype=real),
+        "row": torch.rand(2, generator=g, dtype=real),
+        "leading": torch.rand(5, 1, 1, 1, generator=g, dtype=real),
+        "0-dim float64": torch.tensor(0.37, dtype=torch.float64),
+    }
+    f = factors.get(factor, factor)
+    expected = z * f
+    got = real_scaled(z, f)
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    assert torch.equal(torch.view_as_real(got), torch.view_as_real(expected))
+    # non-contiguous and conjugated inputs too
+    zt = z.transpose(0, 1)
+    ft = f.transpose(0, 1) if isinstance(f, torch.Tensor) and f.ndim == 3 else f
+    assert torch.equal(real_scaled(zt, ft), zt * ft)
+    assert torch.equal(real_scaled(z.conj(), f), z.conj() * f)

@@ -26,23 +26,29 @@ torch's thread count is process-wide, and with intra-op threads too each shard's
 compete for the same cores. The workers enter the caller's grad and inference modes (thread
 local in torch).
 
-``state``, ``serving``, ``last_beamformers``, ``previous`` and ``global_state()`` join the
-shards' tensors (copies) for code that reads the whole batch (solver beamforming, centralised
-critics); ``state_dict`` holds one entry per shard.
+``state``, ``serving``, ``last_beamformers`` and ``global_state()`` join the shards' tensors
+(copies) for code that reads the whole batch (solver beamforming, centralised critics);
+``state_dict`` holds one entry per shard.
+
+A turn that fails or is interrupted (Ctrl-C) once the shards have started waits for every
+shard to stop, then puts all shards out of play: the next call must be ``reset()``, which says
+so, instead of going on with shards at different slots.
 """
 
 from __future__ import annotations
 
+import os
 import warnings
 import weakref
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import fields
 from typing import Any
 
 import numpy as np
 import torch
 
+from skyshare.checks import MAX_SEED
 from skyshare.envs.catn import CatnEnv, CatnEnvConfig, SlotOutcome
 from skyshare.envs.outputs import ObservationOutputs
 from skyshare.errors import ConfigError, ShapeError
@@ -52,8 +58,10 @@ __all__ = ["ShardedCatnEnv", "shard_seeds"]
 
 
 def shard_seeds(seed: int, n_shards: int) -> list[int]:
-    """S independent seeds in [0, 2^63 - 1] derived from ``seed`` by NumPy's ``SeedSequence``
-    (``spawn``), the seeds of the shards' scenarios and episodes."""
+    """S independent seeds in [0, 2^63 - 1] derived from ``seed`` (in the same range) by
+    NumPy's ``SeedSequence`` (``spawn``), the seeds of the shards' scenarios and episodes."""
+    if not 0 <= int(seed) <= MAX_SEED:
+        raise ConfigError(f"seed must be in [0, {MAX_SEED}], got {seed}")
     children = np.random.SeedSequence(int(seed)).spawn(n_shards)
     return [int(child.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1)) for child in children]
 
@@ -62,6 +70,17 @@ def _in_modes(grad: bool, inference: bool, fn: Callable, *args):
     """``fn(*args)`` under the given grad and inference modes (a worker thread's are its own)."""
     with torch.inference_mode(inference), torch.set_grad_enabled(grad):
         return fn(*args)
+
+
+def _wait_for(futures: Sequence[Future]) -> None:
+    """Wait until every future is done, even across a KeyboardInterrupt during the wait
+    (the interrupted turn re-raises it once the workers have stopped)."""
+    while True:
+        try:
+            wait(futures)
+            return
+        except BaseException:  # interrupted while waiting: wait again
+            continue
 
 
 def _shutdown(executor: ThreadPoolExecutor) -> None:
@@ -126,11 +145,10 @@ class ShardedCatnEnv:
         self.p_max, self.i_max = first.p_max, first.i_max
         self.reuse_observations = bool(reuse_observations)
         self._outputs = ObservationOutputs(self.reuse_observations, self.dtype, self.device)
-        self._executor = (
-            ThreadPoolExecutor(shards - 1, thread_name_prefix="catn-shard") if shards > 1 else None
-        )
-        if self._executor is not None:
-            weakref.finalize(self, _shutdown, self._executor)
+        self._executor: ThreadPoolExecutor | None = None
+        self._executor_pid = 0
+        if shards > 1:
+            self._start_workers()
             if torch.get_num_threads() > 1:
                 warnings.warn(
                     f"ShardedCatnEnv with {shards} shards while torch uses "
@@ -144,6 +162,13 @@ class ShardedCatnEnv:
     # ---------------------------------------------------------------------------------------
     # Dimensions
     # ---------------------------------------------------------------------------------------
+
+    def _start_workers(self) -> None:
+        """The worker threads of shards 1..S-1 (again in a forked child: the parent's threads
+        do not exist there)."""
+        self._executor = ThreadPoolExecutor(self.n_shards - 1, thread_name_prefix="catn-shard")
+        self._executor_pid = os.getpid()
+        weakref.finalize(self, _shutdown, self._executor)
 
     @property
     def n_shards(self) -> int:
@@ -163,6 +188,10 @@ class ShardedCatnEnv:
 
     def bs_obs_blocks(self) -> dict[str, int]:
         return self.shards[0].bs_obs_blocks()
+
+    @property
+    def state_dim(self) -> int:
+        return self.shards[0].state_dim
 
     # ---------------------------------------------------------------------------------------
     # Turns
@@ -210,8 +239,12 @@ class ShardedCatnEnv:
     def beamform_with(self, w: torch.Tensor) -> SlotOutcome:
         """Turn 2 with external beamformers ``w (B, K, M)`` complex, as
         :meth:`CatnEnv.beamform_with`."""
-        if w.shape != (self.B, self.K, self.M) or not w.is_complex():
-            raise ShapeError(f"w must be (B, K, M) = {(self.B, self.K, self.M)} complex")
+        if w.shape != (self.B, self.K, self.M) or w.dtype != self.cdtype:
+            raise ShapeError(
+                f"w must be (B, K, M) = {(self.B, self.K, self.M)} {self.cdtype}, got "
+                f"{tuple(w.shape)} {w.dtype}"
+            )
+        w = w.to(self.device).resolve_conj()
         parts = self._split(w)
         for shard in self.shards:
             shard._expect("beamform")
@@ -243,7 +276,9 @@ class ShardedCatnEnv:
             return turn(i, self.shards[i])
 
         futures: list[Future] = []
-        if self._executor is not None:
+        if self.n_shards > 1:
+            if self._executor_pid != os.getpid():  # a forked child: no worker threads here
+                self._start_workers()
             grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
             futures = [
                 self._executor.submit(_in_modes, grad, inference, one, i)
@@ -251,13 +286,19 @@ class ShardedCatnEnv:
             ]
         try:
             first = one(0)
+            _wait_for(futures)
+            errors = [future.exception() for future in futures]
+            for error in errors:
+                if error is not None:
+                    raise error
+        except BaseException:
+            _wait_for(futures)  # never return while a worker still moves its shard
+            for shard in self.shards:  # the shards may be at different slots now
+                shard._phase = "reset"
+            raise
         finally:
-            rest = [future.exception() for future in futures]  # wait for all of them
             for shard in self.shards:  # a target a failed turn did not use must not linger
                 shard.observation_target = None
-        for error in rest:
-            if error is not None:
-                raise error
         return [first, *(future.result() for future in futures)]
 
     def _split(self, tensor: torch.Tensor) -> list[torch.Tensor]:
@@ -309,7 +350,12 @@ class ShardedCatnEnv:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` into an env built with the same configs, batch size and
         number of shards."""
-        if list(state.get("sizes", [])) != self.sizes:
+        if "shards" not in state or "sizes" not in state:
+            raise ConfigError(
+                "not a sharded catn env state (it has no 'sizes' and 'shards'); a CatnEnv "
+                "state loads into a CatnEnv"
+            )
+        if list(state["sizes"]) != self.sizes:
             raise ConfigError(
                 f"the saved sharded catn env has shard sizes {state.get('sizes')}, this one "
                 f"{self.sizes}; build it with the saved batch size and number of shards"
