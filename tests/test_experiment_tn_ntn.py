@@ -124,6 +124,9 @@ def test_fig3_runs_trains_and_plots(tmp_path):
     assert len(table) == 2
     title, columns, rows = experiment.table(summary)
     assert "tn-ntn-fig3" in title and len(rows) == 2 and "QoS misses" in columns
+    assert "sampling their policies" in title  # the preset's play mode, "sample"
+    greedy = {**summary, "params": {**summary["params"], "play": "greedy"}}
+    assert "most probable" in experiment.table(greedy)[0]
 
 
 def test_fig4_trains_then_tests_every_arrival_rate(tmp_path):

@@ -403,7 +403,9 @@ def _fig3_table(summary: dict[str, Any]) -> tuple[str, list[str], list[list[str]
         "throughput (Mbit/s)",
         "QoS misses",
     ]
-    title = f"tn-ntn-fig3 ({summary['preset']}): learned policies played deterministically"
+    play = summary.get("params", {}).get("play", "sample")
+    how = "sampling their policies" if play == "sample" else "their most probable choices"
+    title = f"tn-ntn-fig3 ({summary['preset']}): learned policies played after training, {how}"
     return title, columns, _fig3_rows(summary)
 
 
