@@ -1,4 +1,4 @@
-"""Process-level settings for long runs.
+"""Process-level settings for long runs, and work handed to other threads.
 
 :func:`keep_freed_memory`: training and the batched environments make many temporary tensors
 of a few to a few tens of MB per step (activations and their gradients, observations, gains).
@@ -16,8 +16,11 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from typing import Any
 
-__all__ = ["keep_freed_memory"]
+__all__ = ["keep_freed_memory", "submit_in_caller_modes"]
 
 # mallopt parameters (glibc's malloc.h)
 _M_TRIM_THRESHOLD = -1
@@ -51,3 +54,25 @@ def keep_freed_memory() -> bool:
         (_M_TOP_PAD, TOP_PAD_BYTES),
     )
     return all(mallopt(parameter, value) == 1 for parameter, value in settings)
+
+
+def submit_in_caller_modes(executor: Executor, fn: Callable[..., Any], *args: Any) -> Future:
+    """``executor.submit(fn, *args)``, run under the calling thread's grad and inference modes.
+
+    torch's grad and inference modes are thread-local: a worker thread would otherwise run
+    with grad enabled and outside inference mode, and fail to write into a tensor made under
+    ``torch.inference_mode`` (the draw-ahead worker, the two-stream fading draw and the CATN
+    shards all hand work over this way).
+    """
+    import torch
+
+    modes = (torch.is_grad_enabled(), torch.is_inference_mode_enabled())
+    return executor.submit(_in_modes, modes, fn, *args)
+
+
+def _in_modes(modes: tuple[bool, bool], fn: Callable[..., Any], *args: Any) -> Any:
+    import torch
+
+    grad, inference = modes
+    with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+        return fn(*args)

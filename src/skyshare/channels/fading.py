@@ -23,6 +23,7 @@ import torch
 
 from skyshare.checks import real_dtype as _real_dtype
 from skyshare.errors import ConfigError, ShapeError
+from skyshare.runtime import submit_in_caller_modes
 from skyshare.units import SPEED_OF_LIGHT_M_S
 
 __all__ = [
@@ -183,10 +184,7 @@ def complex_normal_planes(
     else:
         # torch's inference mode is thread-local: the worker enters the caller's, so that it
         # may write into a buffer made under it
-        inference = torch.is_inference_mode_enabled()
-        imag = executor.submit(
-            _in_inference_mode, inference, _normal_plane, out[1], imag_generator, std
-        )
+        imag = submit_in_caller_modes(executor, _normal_plane, out[1], imag_generator, std)
         try:
             _normal_plane(out[0], generator, std)
         finally:
@@ -195,12 +193,6 @@ def complex_normal_planes(
 
 
 _FOLDED_STD_MIN_NUMEL = 16  # torch's CPU normal_ scales in the output dtype from 16 values on
-
-
-def _in_inference_mode(mode: bool, fn, *args):
-    """``fn(*args)`` under inference mode ``mode`` (in a worker thread)."""
-    with torch.inference_mode(mode):
-        return fn(*args)
 
 
 def _normal_plane(plane: torch.Tensor, generator: torch.Generator, std: float | torch.Tensor):

@@ -52,6 +52,7 @@ from skyshare.checks import MAX_SEED
 from skyshare.envs.catn import CatnEnv, CatnEnvConfig, SlotOutcome
 from skyshare.envs.outputs import ObservationOutputs
 from skyshare.errors import ConfigError, ShapeError
+from skyshare.runtime import submit_in_caller_modes
 from skyshare.scenarios.catn import CatnConfig, CatnScenario, CatnState
 
 __all__ = ["ShardedCatnEnv", "shard_seeds"]
@@ -64,12 +65,6 @@ def shard_seeds(seed: int, n_shards: int) -> list[int]:
         raise ConfigError(f"seed must be in [0, {MAX_SEED}], got {seed}")
     children = np.random.SeedSequence(int(seed)).spawn(n_shards)
     return [int(child.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1)) for child in children]
-
-
-def _in_modes(grad: bool, inference: bool, fn: Callable, *args):
-    """``fn(*args)`` under the given grad and inference modes (a worker thread's are its own)."""
-    with torch.inference_mode(inference), torch.set_grad_enabled(grad):
-        return fn(*args)
 
 
 def _wait_for(futures: Sequence[Future]) -> None:
@@ -159,16 +154,16 @@ class ShardedCatnEnv:
                     stacklevel=2,
                 )
 
-    # ---------------------------------------------------------------------------------------
-    # Dimensions
-    # ---------------------------------------------------------------------------------------
-
     def _start_workers(self) -> None:
         """The worker threads of shards 1..S-1 (again in a forked child: the parent's threads
         do not exist there)."""
         self._executor = ThreadPoolExecutor(self.n_shards - 1, thread_name_prefix="catn-shard")
         self._executor_pid = os.getpid()
         weakref.finalize(self, _shutdown, self._executor)
+
+    # ---------------------------------------------------------------------------------------
+    # Dimensions
+    # ---------------------------------------------------------------------------------------
 
     @property
     def n_shards(self) -> int:
@@ -279,10 +274,8 @@ class ShardedCatnEnv:
         if self.n_shards > 1:
             if self._executor_pid != os.getpid():  # a forked child: no worker threads here
                 self._start_workers()
-            grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
             futures = [
-                self._executor.submit(_in_modes, grad, inference, one, i)
-                for i in range(1, self.n_shards)
+                submit_in_caller_modes(self._executor, one, i) for i in range(1, self.n_shards)
             ]
         try:
             first = one(0)

@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 
+from skyshare.runtime import submit_in_caller_modes
+
 __all__ = ["AheadTask", "AheadWorker"]
 
 
@@ -75,8 +77,7 @@ class AheadWorker:
         and a buffer made under inference mode can only be written under it)."""
         self.cancel()
         states = tuple(generator.get_state() for generator in self._generator_objects())
-        modes = (torch.is_grad_enabled(), torch.is_inference_mode_enabled())
-        future = self.pool().submit(_in_modes, modes, fn, *args)
+        future = submit_in_caller_modes(self.pool(), fn, *args)
         self.task = AheadTask(future, states, info, pid=os.getpid())
 
     def take(self) -> AheadTask | None:
@@ -118,10 +119,3 @@ class AheadWorker:
     def _generator_objects(self) -> tuple[torch.Generator, ...]:
         owner = self._owner()
         return tuple(getattr(owner, name) for name in self._generators)
-
-
-def _in_modes(modes: tuple[bool, bool], fn: Callable[..., Any], *args: Any) -> Any:
-    """``fn(*args)`` under the grad and inference modes ``modes`` (in the worker thread)."""
-    grad, inference = modes
-    with torch.inference_mode(inference), torch.set_grad_enabled(grad):
-        return fn(*args)
