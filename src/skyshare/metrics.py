@@ -143,12 +143,15 @@ def served_channels(H: torch.Tensor, serving: torch.Tensor) -> torch.Tensor:
 
 
 def _gains_all_bs(H: torch.Tensor, w: torch.Tensor, serving: torch.Tensor) -> torch.Tensor:
-    """(B, R, N, M), (B, J, M), (B, J) -> (B, R, J): GEMM over every BS (B, R N, J), then keep
-    n = serving_j. ``N R J M`` multiply-adds."""
+    """(B, R, N, M), (B, J, M), (B, J) -> (B, R, J): GEMM over every BS, then keep
+    n = serving_j. ``N R J M`` multiply-adds. The GEMM is ``w (B, J, M) @ H^H (B, M, R N)``:
+    BLAS applies the conjugate transpose of H itself (the form ``conj(H) @ w^T`` first copies
+    the conjugated H)."""
     B, R, N, M = H.shape
     J = w.shape[1]
-    every_bs = torch.matmul(H.conj().reshape(B, R * N, M), w.transpose(1, 2)).view(B, R, N, J)
-    return torch.gather(every_bs, 2, serving[:, None, None, :].expand(B, R, 1, J)).squeeze(2)
+    every_bs = torch.matmul(w, H.reshape(B, R * N, M).mH).view(B, J, R, N)
+    own = torch.gather(every_bs, 3, serving[:, :, None, None].expand(B, J, R, 1))
+    return own.view(B, J, R).transpose(1, 2).contiguous()
 
 
 def _gains_gathered(H: torch.Tensor, w: torch.Tensor, serving: torch.Tensor) -> torch.Tensor:

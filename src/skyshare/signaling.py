@@ -33,15 +33,21 @@ class SignalingLedger:
         ledger.receive("bs", "o_in", delivered)   # delivered: (B, N, ...) tensor
         counts = ledger.close_slot()              # {(kind, category): (B, n) counts}
         ledger.per_agent_per_slot()               # mean scalars per agent and slot
+
+    A fixed-layout message gives every receiver the same count, so :meth:`receive` keeps it as
+    one number per (kind, category) and builds no tensor; counts become (B, n) tensors only
+    when a per-agent count (:meth:`receive_count`) joins them, or when they are read
+    (:meth:`close_slot`'s result, :meth:`state_dict`). A CATN slot thereby dispatches no tensor
+    operation for its five fixed-layout messages.
     """
 
     def __init__(self, agents: dict[str, int], batch_size: int) -> None:
         self.agents = dict(agents)
         self.batch_size = batch_size
-        self._current: dict[tuple[str, str], torch.Tensor] = {}
-        self._totals: dict[tuple[str, str], torch.Tensor] = defaultdict(
-            lambda: torch.zeros(0, dtype=torch.float64)
-        )
+        # (kind, category) -> a count for every receiver (float) or per receiver (B, n) float64
+        self._current: dict[tuple[str, str], float | torch.Tensor] = {}
+        self._totals: dict[tuple[str, str], float | torch.Tensor] = {}
+        self._shapes: dict[tuple[str, str], tuple[int, int]] = {}
         self.slots = 0
 
     def receive(
@@ -64,28 +70,32 @@ class SignalingLedger:
                 f"got {tuple(delivered.shape)}"
             )
         per_agent = delivered[0, 0].numel() * (2 if delivered.is_complex() else 1)
-        self.receive_count(kind, category, torch.full((self.batch_size, n), float(per_agent)))
+        self._add_current((kind, category), float(per_agent), (self.batch_size, n))
 
     def receive_count(self, kind: str, category: str, counts: torch.Tensor) -> None:
         """Add per-agent scalar counts ``counts (B, n_agents)`` directly."""
-        key = (kind, category)
         counts = counts.to(torch.float64).cpu()
-        self._current[key] = self._current.get(key, torch.zeros_like(counts)) + counts
+        if counts.ndim != 2:
+            raise ValueError(f"counts must be (B, n_agents), got {tuple(counts.shape)}")
+        self._add_current((kind, category), counts, (counts.shape[0], counts.shape[1]))
 
     def close_slot(self) -> dict[tuple[str, str], torch.Tensor]:
         """End the slot: return its counts ``{(kind, category): (B, n)}`` and add them up."""
         current, self._current = self._current, {}
         for key, counts in current.items():
-            total = self._totals[key]
-            self._totals[key] = counts.clone() if total.numel() == 0 else total + counts
+            total = self._totals.get(key)
+            self._totals[key] = counts if total is None else _plus(total, counts)
         self.slots += 1
-        return current
+        return {key: self._tensor(key, counts) for key, counts in current.items()}
 
     def per_agent_per_slot(self) -> dict[tuple[str, str], float]:
         """Mean real scalars received per agent and slot, per (kind, category), over all slots."""
         if self.slots == 0:
             return {}
-        return {key: float(total.mean()) / self.slots for key, total in self._totals.items()}
+        return {
+            key: (total if isinstance(total, float) else float(total.mean())) / self.slots
+            for key, total in self._totals.items()
+        }
 
     def per_kind_per_slot(self) -> dict[str, float]:
         """Mean real scalars received per agent and slot, summed over categories, per kind."""
@@ -96,11 +106,11 @@ class SignalingLedger:
 
     def state_dict(self) -> dict[str, Any]:
         """Counts so far: ``{"slots", "current", "totals"}`` with (kind, category) keys
-        written as ``"kind/category"`` (tensors, numbers and strings only)."""
+        written as ``"kind/category"`` ((B, n) float64 tensors, numbers and strings only)."""
         return {
             "slots": self.slots,
-            "current": {"/".join(key): value for key, value in self._current.items()},
-            "totals": {"/".join(key): value for key, value in self._totals.items()},
+            "current": {"/".join(key): self._tensor(key, v) for key, v in self._current.items()},
+            "totals": {"/".join(key): self._tensor(key, v) for key, v in self._totals.items()},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -110,10 +120,41 @@ class SignalingLedger:
         for name, target in (("current", self._current), ("totals", self._totals)):
             for key, value in state[name].items():
                 kind, category = key.split("/", 1)
-                target[(kind, category)] = value.to(torch.float64).cpu()
+                counts = value.to(torch.float64).cpu()
+                if counts.ndim != 2:
+                    raise ValueError(
+                        f"ledger {name} counts of {key!r} must be (B, n), got {tuple(counts.shape)}"
+                    )
+                target[(kind, category)] = counts
+                self._shapes[(kind, category)] = (counts.shape[0], counts.shape[1])
 
     def reset(self) -> None:
         """Forget all counts."""
         self._current.clear()
         self._totals.clear()
+        self._shapes.clear()
         self.slots = 0
+
+    def _add_current(
+        self, key: tuple[str, str], counts: float | torch.Tensor, shape: tuple[int, int]
+    ) -> None:
+        known = self._shapes.setdefault(key, shape)
+        if known != shape:
+            raise ValueError(
+                f"{key[0]}/{key[1]} counts were recorded for (B, n) = {known}, now {shape}"
+            )
+        current = self._current.get(key)
+        self._current[key] = counts if current is None else _plus(current, counts)
+
+    def _tensor(self, key: tuple[str, str], counts: float | torch.Tensor) -> torch.Tensor:
+        """``counts`` as a (B, n) float64 tensor (a fresh one for a uniform count)."""
+        if isinstance(counts, float):
+            return torch.full(self._shapes[key], counts, dtype=torch.float64)
+        return counts
+
+
+def _plus(a: float | torch.Tensor, b: float | torch.Tensor) -> float | torch.Tensor:
+    """Sum of two counts; two uniform counts stay a number (no tensor operation)."""
+    if isinstance(a, float) and isinstance(b, float):
+        return a + b
+    return a + b if isinstance(a, torch.Tensor) else b + a

@@ -399,6 +399,8 @@ class CatnEnv:
                     "actions must be integer BS indices"
                 )
         actions = actions.long().clone()  # the record of this slot must not alias the caller's
+        if _within(actions, 0, self.N - 1):
+            return actions
         bad = (actions < 0) | (actions >= self.N)
         if bool(bad.any()):
             b, k = bad.nonzero()[0].tolist()
@@ -416,6 +418,8 @@ class CatnEnv:
                 f"bs_actions must be (B, N, 2K+L+2) = "
                 f"{(self.B, self.N, self.action_dim)}, got {tuple(actions.shape)}"
             )
+        if _within(actions, 0.0, 1.0):  # one reduction on the valid path (NaN fails it)
+            return actions
         finite = torch.isfinite(actions)
         if not bool(finite.all()):
             b, n, i = (~finite).nonzero()[0].tolist()
@@ -692,3 +696,10 @@ def _powers(A: torch.Tensor) -> torch.Tensor:
     """|A|^2 of a complex tensor, as a real tensor of its shape (Re^2 + Im^2: the same value
     as summing the squares of ``view_as_real``, whose size-2 reduction is 3x slower)."""
     return A.real.square() + A.imag.square()
+
+
+def _within(values: torch.Tensor, low: float, high: float) -> bool:
+    """Whether every entry of ``values`` lies in [low, high] (False for NaN), from one
+    ``aminmax`` (the checks' path for valid input; the caller then finds what is wrong)."""
+    smallest, largest = torch.aminmax(values)
+    return low <= smallest.item() and largest.item() <= high
