@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from benchmarks.opcount import count_ops
+
 from skyshare.signaling import SignalingLedger
 
 
