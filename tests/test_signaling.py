@@ -61,10 +61,14 @@ def test_state_dict_round_trip_keeps_counts_and_their_shapes():
     for book in (ledger, restored):
         book.receive("bs", "a", torch.zeros(2, 3, 1))
         book.close_slot()
-    assert restored.per_agent_per_slot() == ledger.per_agent_per_slot() == {
-        ("bs", "a"): 6.5,
-        ("bs", "b"): 0.5,
-    }
+    assert (
+        restored.per_agent_per_slot()
+        == ledger.per_agent_per_slot()
+        == {
+            ("bs", "a"): 6.5,
+            ("bs", "b"): 0.5,
+        }
+    )
     with pytest.raises(ValueError, match="counts were recorded for"):
         restored.receive_count("bs", "a", torch.ones(2, 4))
     with pytest.raises(ValueError, match="must be \\(B, n\\)"):
