@@ -64,3 +64,96 @@ def test_speed_options_give_the_default_values_and_gradients(reuse_grad_buffer, 
             model(2 * x).sum().backward()  # a second backward accumulates
         for p, q in zip(fast.parameters(), reference.parameters(), strict=True):
             torch.testing.assert_close(p.grad, q.grad)
+
+
+# --- deferred (low-rank) weight gradients stepped by GroupAdam -------------------------------
+
+
+def _deferred_pair(transposed_storage: bool, in_features: int = 2048, out_features: int = 512):
+    """Two equal float64 networks of 2 agents whose first layer (in x out >= 2^20 weights) is
+    deferred in one of them."""
+    from skyshare.rl.common.networks import DEFERRED_MIN_WEIGHTS
+
+    assert in_features * out_features >= DEFERRED_MIN_WEIGHTS
+    sizes = (in_features, out_features, 8, 3)
+    options = {"reuse_grad_buffer": True, "transposed_storage": transposed_storage}
+    torch.manual_seed(5)
+    dense = GroupMLP(2, sizes, activations="tanh", **options).double()
+    deferred = GroupMLP(2, sizes, activations="tanh", deferred_weight_grad=True, **options)
+    deferred = deferred.double()
+    with torch.no_grad():
+        for p, q in zip(deferred.parameters(), dense.parameters(), strict=True):
+            p.copy_(q)
+    assert deferred.net[0].deferred_weight_grad and not deferred.net[2].deferred_weight_grad
+    return dense, deferred
+
+
+@pytest.mark.parametrize("transposed_storage", [False, True])
+def test_deferred_weight_grad_steps_like_the_dense_gradient(transposed_storage):
+    """Adam with per-agent clipping (binding), an inactive agent and two backward passes per
+    step gives the parameters and moments of the dense-gradient path (float64), while the
+    deferred first layer never holds a dense gradient."""
+    from skyshare.rl.common.optim import GroupAdam, low_rank_grad
+
+    dense, deferred = _deferred_pair(transposed_storage)
+    optimizers = [GroupAdam(m.parameters(), lr=1e-3, max_grad_norm=0.05) for m in (dense, deferred)]
+    generator = torch.Generator().manual_seed(0)
+    for step in range(4):
+        x = torch.randn(2, 10, 2048, generator=generator, dtype=torch.float64)
+        active = torch.tensor([True, step % 2 == 0])  # agent 1 skips odd steps
+        for model, optimizer in zip((dense, deferred), optimizers, strict=True):
+            optimizer.zero_grad()
+            model(x).square().sum().backward()
+            model(x[:, :3]).sum().backward()  # accumulated: the factors of both passes
+            optimizer.step(active)
+        first = deferred.net[0].weight
+        assert first.grad is None and low_rank_grad(first) is None  # consumed by the step
+    # the fused kernel takes the clipping factor as a float32 (relative 6e-8), and the two
+    # paths round the norm differently (Gram matrices against dots)
+    for p, q in zip(deferred.parameters(), dense.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-9, atol=1e-11)
+    for p, q in zip(deferred.parameters(), dense.parameters(), strict=True):
+        for name in ("exp_avg", "exp_avg_sq", "step"):
+            a, b = optimizers[1].state[p][name], optimizers[0].state[q][name]
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-14)
+    assert not torch.equal(
+        deferred.net[0].weight, _deferred_pair(transposed_storage)[1].net[0].weight
+    )
+
+
+def test_low_rank_grad_norms_rows_and_zero_grad():
+    from skyshare.rl.common.optim import GroupAdam, low_rank_grad
+
+    dense, deferred = _deferred_pair(transposed_storage=True)
+    x = torch.randn(2, 7, 2048, dtype=torch.float64)
+    for model in (dense, deferred):
+        model(x).square().sum().backward()
+    factors = low_rank_grad(deferred.net[0].weight)
+    expected = dense.net[0].weight.grad.transpose(1, 2)  # (A, out, in): the stored orientation
+    torch.testing.assert_close(factors.dense(), expected)
+    torch.testing.assert_close(factors.squared_norms(), expected.square().sum((1, 2)))
+    torch.testing.assert_close(factors.rows_into(1, 100, 164, torch.empty(64, 2048).double()),
+                               expected[1, 100:164])  # fmt: skip
+    optimizer = GroupAdam(deferred.parameters(), lr=1e-3)
+    optimizer.zero_grad()
+    assert low_rank_grad(deferred.net[0].weight) is None
+    before = deferred.net[0].weight.detach().clone()
+    optimizer.step()  # nothing to apply: the first layer does not move
+    assert torch.equal(deferred.net[0].weight, before)
+
+
+def test_deferred_layer_falls_back_to_the_dense_gradient_for_many_rows():
+    """Past n (in + out) > in out / 4 rows the factors cost more than the gradient: the layer
+    then writes the dense gradient, including the factors it already held."""
+    from skyshare.rl.common.optim import low_rank_grad
+
+    dense, deferred = _deferred_pair(transposed_storage=True)
+    small = torch.randn(2, 10, 2048, dtype=torch.float64)
+    large = torch.randn(2, 120, 2048, dtype=torch.float64)  # 130 (2048 + 512) * 4 > 2048 * 512
+    for model in (dense, deferred):
+        model(small).sum().backward()
+    assert low_rank_grad(deferred.net[0].weight) is not None
+    for model in (dense, deferred):
+        model(large).square().sum().backward()
+    assert low_rank_grad(deferred.net[0].weight) is None
+    torch.testing.assert_close(deferred.net[0].weight.grad, dense.net[0].weight.grad)

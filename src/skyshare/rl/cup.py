@@ -185,7 +185,7 @@ class CupAgents(OnPolicyAgents):
         cost_init = torch.Generator().manual_seed(config.seed + 1)
         self.cost_critic = CriticGroup(
             n_agents, self.obs_dim, n_costs, config.hidden_sizes, config.critic_activation,
-            cost_init,
+            cost_init, deferred_weight_grad=True,  # stepped by GroupAdam only
         ).to(self.device)  # fmt: skip
         self.cost_critic_optimizer = self._adam(self.cost_critic, config.lr_critic)
         self.nu = torch.full((n_agents, n_costs), float(config.nu_init), device=self.device)

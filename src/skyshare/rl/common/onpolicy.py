@@ -278,9 +278,16 @@ class OnPolicyAgents:
             config.hidden_sizes,
             config.actor_activations,
             init_generator,
+            deferred_weight_grad=True,  # stepped by GroupAdam only
         ).to(self.device)
         self.reward_critic = CriticGroup(
-            n_agents, obs_dim, 1, config.hidden_sizes, config.critic_activation, init_generator
+            n_agents,
+            obs_dim,
+            1,
+            config.hidden_sizes,
+            config.critic_activation,
+            init_generator,
+            deferred_weight_grad=True,
         ).to(self.device)
         self.normalizer = ObservationNormalizer(
             n_agents,
