@@ -266,3 +266,57 @@ def _default_sigint():
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["run", "catn-fig4", "--set", "scenario.n_tu=0"], "n_tu"),
+        (["run", "catn-fig6", "--set", "scenario_preset=nosuch"], "nosuch"),
+        (["run", "catn-fig4", "--set", "env.nosuch=0"], "nosuch: unknown key"),
+        (["run", "multiband-fig5", "--set", "env.nosuch=1"], "nosuch: unknown key"),
+        (["run", "multiband-fig5", "--set", "scenario.nosuch=1"], "nosuch: unknown key"),
+        (["run", "tn-ntn-fig3", "--set", "learner.lr_actor=-1"], "lr_actor"),
+        (
+            [
+                "run",
+                "vhetnet-fig3",
+                "--set",
+                "points=[{options: {distributed: {rho_over_beta: -2}}}]",
+            ],
+            "rho_over_beta must be a finite number > 0",
+        ),
+        (["run", "catn-fig4", "--executor", "ray", "--address", "127.0.0.1:1"], "no Ray cluster"),
+        (["run", "catn-fig4", "--executor", "ray", "--address", "nohost"], "not a Ray address"),
+    ],
+)
+def test_run_checks_nested_values_before_writing_anything(argv, needle, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_run_keeps_an_existing_run_of_another_experiment(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "summary.json").write_text(json.dumps({"experiment": "catn-fig4", "params": {}}))
+    assert main(["run", "catn-table1", "--out", str(out)]) == 2
+    assert "holds a catn-fig4 run" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["summary.json"]
+
+
+def test_inspect_slot_is_bounded_by_the_horizon(capsys):
+    assert main(["inspect", "tn_ntn", "--preset", "quick", "--slot", "2000000"]) == 2
+    err = capsys.readouterr().err
+    assert "--slot must be in [0, " in err and "2000000" in err
+    assert main(["inspect", "vhetnet", "--slot", "20000"]) == 2
+    assert "--slot must be in [0, 10000]" in capsys.readouterr().err
+
+
+def test_policies_from_a_missing_folder_says_so(tmp_path, capsys):
+    missing = tmp_path / "none"
+    argv = ["run", "tn-ntn-fig4", "--set", f"policies_from={missing}", "--out", str(tmp_path / "o")]
+    assert main(argv) == 2
+    assert f"policies_from: {missing} does not exist" in capsys.readouterr().err

@@ -5,9 +5,10 @@ import os
 
 import pytest
 import torch
+from pydantic import Field
 
 from skyshare.experiments import Job, JobFailed, load_result, run_jobs
-from skyshare.experiments.jobs import Execution, with_seeds
+from skyshare.experiments.jobs import Execution, ExperimentPreset, with_seeds
 from skyshare.experiments.smoke import smoke_job, smoke_jobs
 
 QUIET = Execution(progress=False)
@@ -178,7 +179,8 @@ def test_worker_processes_give_the_same_results_and_retry(tmp_path):
 
 def test_execution_rejects_bad_settings():
     for bad, match in (
-        ({"workers": 0}, "workers must be in"),
+        ({"workers": 0}, r"workers \(--workers\) must be in"),
+        ({"threads": 0}, r"threads \(--threads\) must be in"),
         ({"executor": "ray", "workers": 2}, "local executor"),
         ({"address": "auto"}, "only with executor 'ray'"),
         ({"device": "tpu"}, "unknown device"),
@@ -225,7 +227,7 @@ def test_threads_default_to_one_for_every_executor(tmp_path):
     assert Execution(workers=2).threads_per_job == 1
     assert Execution(executor="ray").threads_per_job == 1
     assert Execution(threads=3, workers=2).threads_per_job == 3
-    with pytest.raises(Exception, match="threads must be in"):
+    with pytest.raises(Exception, match=r"threads \(--threads\) must be in"):
         Execution(threads=0)
     before = torch.get_num_threads()
     other = 2 if before == 1 else 1
@@ -353,3 +355,79 @@ def test_ctrl_c_stops_worker_processes_at_once(tmp_path):
     parent.send_signal(signal.SIGINT)
     assert parent.wait(timeout=30) == 130
     assert time.monotonic() - start < 10  # not after the 600 s jobs
+
+
+# --- Experiment.run: checks before writing, and the run directory's earlier results -----------
+
+
+class _ToyPreset(ExperimentPreset):
+    xs: list[int] = Field(default_factory=lambda: [2, 3])
+
+
+def _toy_experiment(name="toy", finished=None):
+    from skyshare.errors import ConfigError
+    from skyshare.experiments.jobs import Experiment
+
+    def jobs(preset, preset_name, schemes=None):
+        names = schemes or ["a", "b"]
+        return [
+            Job(name, s, seed, {"x": x}) for s in names for x in preset.xs for seed in preset.seeds
+        ]
+
+    def check_job(job):
+        if job.params["x"] < 0:
+            raise ConfigError(f"x must be >= 0, got {job.params['x']}")
+
+    def finish(run_dir, selected, summary):
+        if finished is not None:
+            finished.append(sorted(job.job_id for job in selected))
+
+    def table(summary):
+        return "toy", ["job"], [[key] for key in summary["results"]]
+
+    return Experiment(
+        name, "toy", _ToyPreset, jobs, smoke_job, finish, table, ("a", "b"), check_job
+    )
+
+
+def test_a_bad_job_parameter_fails_before_anything_is_written(tmp_path):
+    from skyshare.errors import ConfigError
+
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match="x must be >= 0, got -1"):
+        _toy_experiment().run(out, _ToyPreset(xs=[1, -1]), execution=QUIET)
+    assert not out.exists()
+
+
+def test_a_folder_of_another_run_is_refused_and_left_as_it_was(tmp_path):
+    from skyshare.errors import SkyshareError
+
+    out = tmp_path / "run"
+    _toy_experiment().run(out, _ToyPreset(), execution=QUIET)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(SkyshareError, match="holds a toy run; running other there"):
+        _toy_experiment("other").run(out, _ToyPreset(), execution=QUIET)
+    with pytest.raises(SkyshareError, match=r"other parameters \(xs: \[2, 3\] there, \[4\] now\)"):
+        _toy_experiment().run(out, _ToyPreset(xs=[4]), execution=QUIET)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    (out / "summary.json").unlink()  # a run stopped before its first summary: preset.yaml
+    with pytest.raises(SkyshareError, match="holds a toy run; running other there"):
+        _toy_experiment("other").run(out, _ToyPreset(), execution=QUIET)
+    (out / "summary.json").write_text("[1, 2")
+    with pytest.raises(SkyshareError, match=r"summary\.json is unreadable"):
+        _toy_experiment().run(out, _ToyPreset(), execution=QUIET)
+
+
+def test_a_run_of_some_schemes_keeps_the_folders_other_results(tmp_path):
+    out = tmp_path / "run"
+    finished: list[list[str]] = []
+    full = _toy_experiment(finished=finished).run(out, _ToyPreset(), execution=QUIET)
+    assert len(full["results"]) == 4
+    part = _toy_experiment(finished=finished).run(out, _ToyPreset(), schemes=["a"], execution=QUIET)
+    assert part["results"] == full["results"]  # b's results kept, a's reused
+    assert finished[1] == finished[0]  # the figure gets every job
+    assert json.loads((out / "summary.json").read_text())["results"] == full["results"]
+    more = _toy_experiment(finished=finished).run(
+        out, _ToyPreset(), seeds=[1], schemes=["b"], execution=QUIET
+    )
+    assert set(full["results"]) < set(more["results"]) and len(more["results"]) == 6

@@ -39,6 +39,12 @@ from skyshare.runtime import keep_freed_memory
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
+HORIZON_FIELDS = ("n_slots", "n_blocks", "horizon_slots")  # a scenario config's horizon
+MAX_FREE_SLOT = 10_000  # inspect --slot of a scenario without a horizon
+INTERRUPTED = {  # after Ctrl-C: run keeps finished jobs and checkpoints; the others write last
+    True: "rerun the same command to resume",
+    False: "nothing was written",
+}
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser, *, file: bool = True) -> None:
@@ -253,7 +259,8 @@ def _probe_writable(folder: Path, flag: str) -> None:
             pass
     except OSError as exc:
         raise SkyshareError(
-            f"{flag}: cannot write in folder {str(folder)!r} ({exc.strerror})"
+            f"{flag}: cannot write in folder {str(folder)!r} (creating a file there failed: "
+            f"{exc.strerror})"
         ) from None
 
 
@@ -266,8 +273,12 @@ def _cmd_inspect(args: argparse.Namespace, console: Console) -> int:
     _check_output_path(args.plot, ".png", "--plot")
     _check_output_path(args.json, ".json", "--json")
     config = cls.config_from(args.preset, file=args.config, overrides=args.overrides)
-    horizon = getattr(config, "n_slots", getattr(config, "n_blocks", None))
-    _in_range(args.slot, 0, 10**9 if horizon is None else horizon - 1, "--slot")
+    horizon = next(
+        (getattr(config, name) for name in HORIZON_FIELDS if hasattr(config, name)), None
+    )
+    # no horizon (independent realizations, vhetnet): a bound that a slot-by-slot walk to
+    # --slot finishes in seconds, not the hours an unbounded one could take
+    _in_range(args.slot, 0, MAX_FREE_SLOT if horizon is None else horizon - 1, "--slot")
 
     scenario = cls(config, batch_size=args.batch)
     scenario.reset(seed=args.seed)
@@ -398,6 +409,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         threads=args.threads,
         keep_checkpoints=args.keep_checkpoints,
     )
+    execution.check_address()  # an unreachable cluster fails now, not after minutes
     # validated before anything is written: a bad --config/--set exits 2 with nothing created
     preset = experiment.load_preset(args.preset, file=args.config, overrides=args.overrides)
     summary = experiment.run(
@@ -415,7 +427,9 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     for row in rows:
         table.add_row(*row)
     console.print(table)
-    console.print(f"figures, series and summary.json in {out}")
+    figures = sorted(path.name for path in Path(out).glob("*.png"))
+    written = ", ".join([*figures, "summary.json", "jobs/ (per-job series and results)"])
+    console.print(f"{written} in {out}")
     return 0
 
 
@@ -611,7 +625,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"skyshare: error: cannot access{where}: {err.strerror or err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("\nskyshare: interrupted; rerun the same command to resume", file=sys.stderr)
+        print(f"\nskyshare: interrupted; {INTERRUPTED[args.command == 'run']}", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:  # --memory-limit holds for this command (and its workers) only
         if previous_limit is None:

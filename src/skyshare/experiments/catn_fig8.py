@@ -33,6 +33,7 @@ from pydantic import Field
 from skyshare.experiments.catn_schemes import (
     VIOLATION_TOL,
     CatnPreset,
+    check_job,
     evaluate_scheme,
     read_series,
     scheme_jobs,
@@ -171,4 +172,5 @@ EXPERIMENT = Experiment(
     finish,
     summary_table,
     SCHEMES,
+    check_job=check_job,
 )

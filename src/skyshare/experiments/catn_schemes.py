@@ -111,6 +111,13 @@ def build_env(
     )
 
 
+def check_job(job: Job) -> None:
+    """Build the job's game at B = 1 (a few ms): a bad scenario or env override, or an unknown
+    scenario preset, fails before the run writes anything (``Experiment.check_job``)."""
+    n_slots = job.params["dfp_slots" if split_scheme(job.scheme)[1] == "fp" else "n_slots"]
+    build_env(job.scheme, job.params, job.seed, int(n_slots))
+
+
 def build_job_scheme(env: CatnEnv, scheme: str, params: dict[str, Any], seed: int) -> CatnScheme:
     """Fresh (untrained) components of ``scheme`` on ``env``: learners seeded by ``seed`` with
     ``params["hidden_sizes"]`` (BS actor and critics) and ``params["ppo_penalty"]`` (zeta);
@@ -480,7 +487,15 @@ def training_curves_experiment(
         return training_curves_table(name, summary)
 
     return Experiment(
-        name, description, Preset, jobs, scheme_job, finish, table or curves_table, schemes
+        name,
+        description,
+        Preset,
+        jobs,
+        scheme_job,
+        finish,
+        table or curves_table,
+        schemes,
+        check_job=check_job,
     )
 
 

@@ -33,6 +33,7 @@ from skyshare.experiments.catn_schemes import (
     CatnPreset,
     build_env,
     build_job_scheme,
+    check_job,
     scheme_jobs,
 )
 from skyshare.experiments.jobs import Experiment, Job, load_result
@@ -194,4 +195,5 @@ EXPERIMENT = Experiment(
     write_table1,
     summary_table,
     SCHEMES,
+    check_job=check_job,
 )

@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from skyshare.checks import MAX_SEED
 from skyshare.config import StrictModel, build_config, preset_names
-from skyshare.errors import SkyshareError
+from skyshare.errors import ConfigError, SkyshareError
 from skyshare.runtime import keep_freed_memory
 
 __all__ = [
@@ -109,6 +109,10 @@ class Experiment:
         table: ``table(summary) -> (title, columns, rows)``: the summary table the CLI prints.
         schemes: the scheme names a run may be restricted to (a tuple, or a scheme
             :class:`~skyshare.schemes.base.Registry`, read when the run starts).
+        check_job: ``check_job(job)``: build what the job's nested parameters configure
+            (scenario, env and learner configs; nothing large) so that a bad value raises
+            a :class:`~skyshare.errors.SkyshareError` before anything is written (None: the
+            preset model checks everything).
     """
 
     name: str
@@ -119,6 +123,7 @@ class Experiment:
     finish: Callable[[Path, list[Job], dict[str, Any]], Any]
     table: Callable[[dict[str, Any]], tuple[str, list[str], list[list[str]]]]
     schemes: Collection[str]
+    check_job: Callable[[Job], None] | None = None
 
     @property
     def presets(self) -> list[str]:
@@ -154,9 +159,15 @@ class Experiment:
         execution: Execution | None = None,
         preset_name: str | None = None,
     ) -> dict[str, Any]:
-        """Resolve the preset (a name, or a ready preset object), write it to
+        """Resolve the preset (a name, or a ready preset object), check every job's
+        parameters (:attr:`check_job`) and the run directory (:func:`check_run_dir`), write
         ``run_dir/preset.yaml``, run the unfinished jobs as ``execution`` says, write
-        ``summary.json`` and the figures; return the summary."""
+        ``summary.json`` and the figures; return the summary.
+
+        Nothing is written before all of that input has been checked. A directory that
+        already holds a run must hold one of this experiment with the same resolved preset
+        (finished jobs are reused); a run restricted to some schemes or seeds keeps the other
+        results of the directory's summary in the new one (the figure shows them all)."""
         if isinstance(preset, str):
             preset_name = preset_name or preset
             resolved = self.load_preset(preset, file=config, overrides=overrides)
@@ -166,24 +177,131 @@ class Experiment:
         selected = self.jobs(resolved, preset_name, schemes)
         if seeds is not None:
             selected = with_seeds(selected, seeds)
+        self.check_jobs(selected)
         run_dir = Path(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
         dumped = resolved.model_dump(mode="json")
+        earlier = check_run_dir(run_dir, self.name, dumped)
+        run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "preset.yaml").write_text(
             f"# {self.name}, preset {preset_name!r} as resolved for this run\n"
             + yaml.safe_dump(dumped, sort_keys=False)
         )
         results = run_jobs(selected, self.run_job, run_dir, execution)
+        ids = {job.job_id for job in selected}
+        kept = [(job, result) for job, result in earlier if job.job_id not in ids]
+        everything = [job for job, _ in kept] + list(selected)
         summary = {
             "experiment": self.name,
             "preset": preset_name,
             "params": dumped,
-            "results": {job.job_id: results[job.job_id] for job in selected},
+            "results": {
+                **{job.job_id: result for job, result in kept},
+                **{job.job_id: results[job.job_id] for job in selected},
+            },
         }
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-        if selected:
-            self.finish(run_dir, selected, summary)
+        if everything:
+            self.finish(run_dir, everything, summary)
         return summary
+
+    def check_jobs(self, jobs: Sequence[Job]) -> None:
+        """:attr:`check_job` once per distinct (scheme, parameters) of ``jobs`` (seeds
+        aside); a pydantic error becomes a :class:`~skyshare.errors.ConfigError` naming the
+        job."""
+        if self.check_job is None:
+            return
+        seen: set[str] = set()
+        for job in jobs:
+            rest = {key: value for key, value in job.params.items() if key != "seeds"}
+            key = json.dumps([job.scheme, rest], sort_keys=True, default=str)
+            if key in seen:
+                continue
+            seen.add(key)
+            try:
+                self.check_job(job)
+            except ValidationError as err:  # a model built without from_dict's formatting
+                raise ConfigError(f"{self.name}, job {job.job_id}: {err}") from None
+
+
+def check_run_dir(
+    run_dir: Path, experiment: str, params: dict[str, Any]
+) -> list[tuple[Job, dict[str, Any]]]:
+    """Refuse a run directory that holds another run, before anything is written; return the
+    directory's earlier finished jobs and their results (to keep in the new summary).
+
+    A directory whose ``summary.json`` (or, for a run stopped before its first summary,
+    ``preset.yaml``) names another experiment, or the same experiment with other resolved
+    parameters, is refused with the differing fields: writing there would replace that run's
+    preset and summary. An earlier job is kept when its folder still holds its ``job.json``
+    and ``result.json``."""
+    summary_path, preset_path = run_dir / "summary.json", run_dir / "preset.yaml"
+    if run_dir.exists() and not run_dir.is_dir():
+        raise SkyshareError(f"--out {run_dir} is a file, not a folder")
+    summary = _read_run_file(summary_path, json.loads)
+    if summary is not None:
+        before_experiment, before_params = summary.get("experiment"), summary.get("params")
+    else:
+        preset = _read_run_file(preset_path, yaml.safe_load)
+        if preset is None:
+            return []
+        header = preset_path.read_text().split("\n", 1)[0]  # "# <experiment>, preset ..."
+        before_experiment = header.removeprefix("# ").split(",", 1)[0]
+        before_params = preset
+    if before_experiment != experiment:
+        raise SkyshareError(
+            f"{run_dir} holds a {before_experiment} run; running {experiment} there would "
+            "replace its preset and summary: choose another --out"
+        )
+    if before_params != params:
+        changed = sorted(
+            key
+            for key in set(params) | set(before_params or {})
+            if (before_params or {}).get(key) != params.get(key)
+        )
+        details = "; ".join(
+            f"{key}: {json.dumps((before_params or {}).get(key))} there, "
+            f"{json.dumps(params.get(key))} now"
+            for key in changed[:4]
+        )
+        raise SkyshareError(
+            f"{run_dir} holds a {experiment} run with other parameters ({details}"
+            f"{'; ...' if len(changed) > 4 else ''}); its finished jobs would not be reused and "
+            "its preset and summary would be replaced: choose another --out, or rerun with "
+            "that run's preset and --set values"
+        )
+    earlier = []
+    for job_id in (summary or {}).get("results", {}):
+        folder = run_dir / "jobs" / str(job_id)
+        data = _read_json(folder / "job.json", f"the description of job {job_id}")
+        result = _read_json(folder / RESULT_FILE, f"the result of job {job_id}")
+        if data is None or result is None:
+            continue
+        try:
+            job = Job(**{key: data[key] for key in ("experiment", "scheme", "seed", "params")})
+        except (KeyError, TypeError):
+            continue  # not a job description this version wrote: the job is not kept
+        if job.job_id == job_id:
+            earlier.append((job, result))
+    return earlier
+
+
+def _read_run_file(path: Path, parse: Callable[[str], Any]) -> dict[str, Any] | None:
+    """``summary.json`` or ``preset.yaml`` of a run directory as a mapping (None if absent)."""
+    if not path.exists():
+        return None
+    try:
+        data = parse(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+        raise SkyshareError(
+            f"{path} is unreadable ({type(exc).__name__}); this folder holds a damaged run: "
+            "choose another --out, or delete that file to run here anew"
+        ) from None
+    if not isinstance(data, dict):
+        raise SkyshareError(
+            f"{path} holds a {type(data).__name__}, not a mapping: this folder holds a damaged "
+            "run; choose another --out, or delete that file to run here anew"
+        )
+    return data
 
 
 def with_seeds(jobs: Sequence[Job], seeds: Sequence[int]) -> list[Job]:
@@ -252,11 +370,11 @@ class Execution:
         if self.address is not None and self.executor != "ray":
             raise SkyshareError("address is a Ray cluster address: only with executor 'ray'")
         if not 1 <= self.workers <= 256:
-            raise SkyshareError(f"workers must be in [1, 256], got {self.workers}")
+            raise SkyshareError(f"workers (--workers) must be in [1, 256], got {self.workers}")
         if self.workers > 1 and self.executor != "local":
             raise SkyshareError("workers is for the local executor (Ray schedules its own)")
         if self.threads is not None and not 1 <= self.threads <= 1024:
-            raise SkyshareError(f"threads must be in [1, 1024], got {self.threads}")
+            raise SkyshareError(f"threads (--threads) must be in [1, 1024], got {self.threads}")
         self._check_device()
 
     @property
@@ -265,6 +383,31 @@ class Execution:
         numbers in-process, in worker processes and on Ray (torch's reductions depend on the
         thread count), and jobs side by side do not oversubscribe the cores."""
         return 1 if self.threads is None else self.threads
+
+    def check_address(self, timeout_s: float = 5.0) -> None:
+        """Refuse a Ray ``address`` of the form ``host:port`` or ``ray://host:port`` that
+        accepts no TCP connection within ``timeout_s`` (``ray.init`` would retry for minutes,
+        deaf to Ctrl-C). ``"auto"`` and a missing address are left to Ray."""
+        import socket
+
+        if self.executor != "ray" or self.address in (None, "auto", "local"):
+            return
+        target = self.address.removeprefix("ray://")
+        host, _, port = target.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise SkyshareError(
+                f"--address {self.address!r} is not a Ray address: give host:port (the GCS, "
+                "e.g. 10.0.0.1:6379), ray://host:port (Ray Client, port 10001) or auto"
+            )
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+                pass
+        except OSError as exc:
+            raise SkyshareError(
+                f"--address {self.address!r}: no Ray cluster answers there within "
+                f"{timeout_s:g} s ({exc.strerror or exc}); start it (ray start --head) or "
+                "fix the address"
+            ) from None
 
     def _check_device(self) -> None:
         import torch

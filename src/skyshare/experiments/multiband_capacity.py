@@ -320,7 +320,7 @@ def capacity_job(job: Job, folder: Path) -> dict[str, Any]:
     torch.set_num_threads(job.threads)
     p = job.params
     scenario_config = _scenario_config(p, job.seed)
-    env_config = MultibandEnvConfig(**p["env"])
+    env_config = MultibandEnvConfig.from_dict(p["env"], what="multiband env")
     learned = bool(MULTIBAND_SCHEMES.entry(job.scheme).tags.get("learns"))
     config = {
         "experiment": job.experiment,
@@ -495,9 +495,28 @@ def summary_table(summary: dict[str, Any]) -> tuple[str, list[str], list[list[st
     return title, columns, table
 
 
+def check_job(job: Job) -> None:
+    """The job's scenario, env and (learned schemes) TD3-MIX configs, built before the run
+    writes anything (``Experiment.check_job``)."""
+    from skyshare.envs.multiband import MultibandEnvConfig
+
+    _scenario_config(job.params, job.seed)
+    MultibandEnvConfig.from_dict(job.params["env"], what="multiband env")
+    if MULTIBAND_SCHEMES.entry(job.scheme).tags.get("learns"):
+        _learner_config(job.scheme, job.params)
+
+
 def _experiment(name: str, description: str) -> Experiment:
     return Experiment(
-        name, description, Preset, _jobs(name), capacity_job, _finish, summary_table, SCHEMES
+        name,
+        description,
+        Preset,
+        _jobs(name),
+        capacity_job,
+        _finish,
+        summary_table,
+        SCHEMES,
+        check_job=check_job,
     )
 
 

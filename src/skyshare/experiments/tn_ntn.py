@@ -213,6 +213,13 @@ def _trained_policy(run_dir: str, scheme: str, seed: int, setting: Any) -> Path:
     ``policies_from`` and what the run holds otherwise."""
     if isinstance(setting, dict):  # a job's scenario overrides
         setting = Setting(n_subchannels=setting["n_subchannels"], k_max=setting["k_max"])
+    if not Path(run_dir).is_dir():
+        raise ConfigError(
+            f"policies_from: {run_dir} "
+            + ("is not a folder" if Path(run_dir).exists() else "does not exist")
+            + " (give the run directory of a finished tn-ntn-fig3 run, e.g. "
+            "runs/tn-ntn-fig3-quick)"
+        )
     wanted = (scheme, int(seed), setting.n_subchannels, setting.k_max)
     found = []
     for description in sorted(Path(run_dir).glob("jobs/*/job.json")):
@@ -328,6 +335,16 @@ def fig4_job(job: Job, folder: Path) -> dict[str, Any]:
             "mean_active_users": float(run.active_users.mean()),
         }
     return out
+
+
+def _check_job(job: Job) -> None:
+    """The job's scenario and (learned schemes) MAPPO configs, built before the run writes
+    anything (``Experiment.check_job``)."""
+    from skyshare.rl.mappo import MappoConfig
+
+    _scenario_config(job.params["scenario"], job.seed)
+    if TN_NTN_SCHEMES.entry(job.scheme).tags.get("learns"):
+        MappoConfig.from_dict({"seed": job.seed, **job.params["learner"]}, what="learner")
 
 
 def _options(job: Job) -> TnNtnSchemeOptions:
@@ -451,6 +468,7 @@ EXPERIMENTS = {
         _fig3_finish,
         _fig3_table,
         TN_NTN_SCHEMES,
+        check_job=_check_job,
     ),
     "tn-ntn-fig4": Experiment(
         "tn-ntn-fig4",
@@ -461,5 +479,6 @@ EXPERIMENTS = {
         _fig4_finish,
         _fig4_table,
         TN_NTN_SCHEMES,
+        check_job=_check_job,
     ),
 }

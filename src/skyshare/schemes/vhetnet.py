@@ -158,7 +158,9 @@ def _distributed(options: dict[str, Any] | None = None) -> SolverScheme:
     from skyshare.solvers.pfbwd import PfbwdConfig, pfbwd
 
     extra = tuple(f.name for f in fields(PfbwdConfig))  # pfbwd's **options
-    return SolverScheme(pfbwd, options, "distributed", more_options=extra)
+    scheme = SolverScheme(pfbwd, options, "distributed", more_options=extra)
+    PfbwdConfig(**{k: v for k, v in scheme.options.items() if k in extra})  # values checked now
+    return scheme
 
 
 @VHETNET_SCHEMES.register(
