@@ -1,5 +1,7 @@
 """The CATN scheme registry and Algorithm 4's online loop (skyshare.schemes)."""
 
+import re
+
 import pytest
 import torch
 
@@ -208,6 +210,176 @@ def test_a_crafted_checkpoint_is_refused_and_runs_nothing(tmp_path):
     env = _env("SC-WMMSE", batch=1)
     with pytest.raises(ConfigError, match="refused without running"):
         run_online(env, build_scheme("SC-WMMSE", env), 3, checkpoint_path=path, seed=0)
+    assert not marker.exists()
+
+
+# --- checkpoints that do not fit the run -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cup_checkpoint(tmp_path_factory):
+    """A real checkpoint of d3qn+cup after 3 of 6 slots (the BS experience of slot 2 pending)."""
+    path = tmp_path_factory.mktemp("ckpt") / "checkpoint.pt"
+    env, scheme = _learned("d3qn+cup")
+    run_online(env, scheme, 3, seed=0, checkpoint_path=path)
+    return torch.load(path, weights_only=True)
+
+
+def _tamper_shape(state):
+    actor = state["scheme"]["beamforming"]["agents"]["actor"]
+    key = next(k for k, v in actor.items() if v.ndim >= 2)
+    shape = tuple(actor[key].shape)
+    wrong = (shape[0], shape[1] + 1, *shape[2:])
+    actor[key] = torch.zeros(wrong)
+    shapes = re.escape(f"shape {shape} expected, got {wrong}")
+    return rf"scheme\.beamforming\.agents\.actor\.{re.escape(key)} {shapes}"
+
+
+def _tamper_missing_actor(state):
+    del state["scheme"]["beamforming"]["agents"]["actor"]
+    return r"missing key 'actor' in scheme\.beamforming\.agents"
+
+
+def _tamper_missing_log(state):
+    del state["log"]
+    return r"missing key 'log'"
+
+
+def _tamper_nu(state):  # loads without complaint, fails in the next update
+    state["scheme"]["beamforming"]["agents"]["nu"] = torch.zeros(1)
+    return r"scheme\.beamforming\.agents\.nu shape \(\d+, \d+\) expected, got \(1,\)"
+
+
+def _tamper_env(state):
+    state["env"]["serving"] = state["env"]["serving"][:, :-1]
+    return r"env\.serving shape \(2, 7\) expected, got \(2, 6\)"
+
+
+def _tamper_short_log(state):  # slot 2 missing from every series, next_slot still 3
+    log = state["log"]
+    for key, value in log.items():
+        if isinstance(value, (list, torch.Tensor)):
+            log[key] = value[:-1]
+    return r"next_slot 3 expects a log of 3 slots \[0, 1, 2\], got 2 slots \[0, 1\]"
+
+
+def _tamper_short_series(state):  # the slot list intact, one series shortened
+    state["log"]["sum_rate"] = state["log"]["sum_rate"][:-1]
+    return r"log sum_rate shape \(3, 2\) expected for 3 slots, got \(2, 2\)"
+
+
+def _tamper_short_times(state):
+    state["log"]["beamforming_time_s"] = state["log"]["beamforming_time_s"][:1]
+    return r"log beamforming_time_s must hold 3 values \(one per slot\), got 1 values"
+
+
+def _tamper_negative_slot(state):
+    state["next_slot"] = -5
+    return r"next_slot -5 outside \[0, n_slots = 6\]"
+
+
+def _tamper_slot_behind_log(state):
+    state["next_slot"] = 2
+    return r"next_slot 2 expects a log of 2 slots \[0, 1\], got 3 slots \[0, 1, 2\]"
+
+
+def _tamper_float_slot(state):
+    state["next_slot"] = 3.0
+    return r"next_slot must be an int, got a float"
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        _tamper_shape,
+        _tamper_missing_actor,
+        _tamper_missing_log,
+        _tamper_nu,
+        _tamper_env,
+        _tamper_short_log,
+        _tamper_short_series,
+        _tamper_short_times,
+        _tamper_negative_slot,
+        _tamper_slot_behind_log,
+        _tamper_float_slot,
+    ],
+)
+def test_an_inconsistent_checkpoint_is_refused_before_anything_runs(
+    tmp_path, cup_checkpoint, tamper
+):
+    """A checkpoint whose agent state has another shape or lacks a key, whose log is shorter
+    than its next_slot, or whose next_slot is outside [0, n_slots], is refused when loaded
+    with a ConfigError naming the file and the problem: no slot runs, nothing is written."""
+    import copy
+
+    state = copy.deepcopy(cup_checkpoint)
+    problem = tamper(state)
+    path = tmp_path / "checkpoint.pt"
+    torch.save(state, path)
+    written = path.read_bytes()
+    env, scheme = _learned("d3qn+cup")
+    with pytest.raises(ConfigError) as error:
+        run_online(env, scheme, 6, seed=0, checkpoint_path=path, checkpoint_every=1)
+    message = str(error.value)
+    assert f"checkpoint {str(path)!r} is inconsistent" in message
+    assert re.search(problem, message), message
+    assert message.endswith("delete it to restart the job")
+    assert path.read_bytes() == written and sorted(tmp_path.iterdir()) == [path]
+
+
+def test_the_untampered_checkpoint_resumes(tmp_path, cup_checkpoint):
+    """The fixture's checkpoint itself passes the checks (and gives the uninterrupted run)."""
+    path = tmp_path / "checkpoint.pt"
+    torch.save(cup_checkpoint, path)
+    env, scheme = _learned("d3qn+cup")
+    resumed = run_online(env, scheme, 6, seed=0, checkpoint_path=path)
+    env, scheme = _learned("d3qn+cup")
+    assert _comparable(resumed) == _comparable(run_online(env, scheme, 6, seed=0))
+
+
+def test_a_checkpoint_logged_every_few_slots_resumes_and_is_checked(tmp_path):
+    """With evaluate_every = 2, next_slot 5 goes with the log of slots 0, 2, 4."""
+    path = tmp_path / "checkpoint.pt"
+    env = _env("SC-WMMSE", batch=1)
+    run_online(
+        env, build_scheme("SC-WMMSE", env), 5, seed=0, evaluate_every=2, checkpoint_path=path
+    )
+    state = torch.load(path, weights_only=True)
+    assert (state["next_slot"], state["log"]["slots"]) == (5, [0, 2, 4])
+    env = _env("SC-WMMSE", batch=1)
+    resumed = run_online(
+        env, build_scheme("SC-WMMSE", env), 8, seed=0, evaluate_every=2, checkpoint_path=path
+    )
+    env = _env("SC-WMMSE", batch=1)
+    reference = run_online(env, build_scheme("SC-WMMSE", env), 8, seed=0, evaluate_every=2)
+    assert resumed.slots == [0, 2, 4, 6] and resumed.mean("sum_rate") == reference.mean("sum_rate")
+    state["next_slot"] = 4  # slots 0, 2 expected
+    torch.save(state, path)
+    env = _env("SC-WMMSE", batch=1)
+    with pytest.raises(ConfigError, match=r"next_slot 4 expects a log of 2 slots \[0, 2\], got 3"):
+        run_online(env, build_scheme("SC-WMMSE", env), 8, evaluate_every=2, checkpoint_path=path)
+
+
+def test_a_checkpoint_pickled_with_another_protocol_is_refused_without_a_warning(tmp_path):
+    """A crafted file of pickle protocol 4 is refused with the clean message alone (torch's
+    'Detected pickle protocol' UserWarning is not printed before it)."""
+    import os
+    import pickle
+    import warnings
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "checkpoint.pt"
+    path.write_bytes(pickle.dumps({"format": 2, "x": Payload()}, protocol=4))
+    env = _env("SC-WMMSE", batch=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ConfigError, match="refused without running"):
+            run_online(env, build_scheme("SC-WMMSE", env), 3, checkpoint_path=path, seed=0)
     assert not marker.exists()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,14 @@ def read_checkpoint(path: str | Path, map_location: Any = None) -> Any:
     """
     path = Path(path)
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            # a file pickled with another protocol than torch.save's (crafted or foreign)
+            # loads, or is refused below with a clear message; torch's warning about the
+            # protocol would only be noise before that message
+            warnings.filterwarnings(
+                "ignore", message="Detected pickle protocol", category=UserWarning
+            )
+            return torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise ConfigError(f"checkpoint {str(path)!r} does not exist") from None
     except IsADirectoryError:

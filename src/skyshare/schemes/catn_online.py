@@ -20,6 +20,9 @@ optimisers, generators, replay memory, trajectory collector, warm-start point), 
 observations, the last BS experience, the slot index and the log so far. They are written
 atomically every ``checkpoint_every`` slots and after the last slot; a call that finds the file
 resumes from it, with the same numbers as an uninterrupted run (only measured times differ).
+A checkpoint that does not fit the run (a missing key, a tensor of another shape, a slot index
+outside [0, n_slots] or a log of another length) is refused with a :class:`ConfigError` naming
+the file and the problem, before anything is restored or written.
 """
 
 from __future__ import annotations
@@ -393,7 +396,12 @@ def _save(
 def _load(
     path: Path, identity: dict[str, Any], n_slots: int, env: CatnEnv, scheme: CatnScheme
 ) -> tuple[int, torch.Tensor, dict[str, torch.Tensor] | None, OnlineLog]:
-    """Restore env and scheme in place; return (next slot, tu_obs, previous, log)."""
+    """Restore env and scheme in place; return (next slot, tu_obs, previous, log).
+
+    The whole checkpoint is checked before anything is restored: its keys, the shapes and
+    dtypes of the env's and the scheme's tensors (against the state of this env, reset, and of
+    this scheme), the slot index and the lengths of the log. Any inconsistency raises a
+    :class:`ConfigError` naming the file and what is wrong."""
     state = read_checkpoint(path, map_location=env.device)
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
@@ -401,16 +409,192 @@ def _load(
             f"checkpoint {path} has format {found}, this version writes {CHECKPOINT_FORMAT}; "
             "delete it to start that job afresh"
         )
+    missing = [key for key in _CHECKPOINT_KEYS if key not in state]
+    if missing:
+        raise _inconsistent(path, f"missing key {missing[0]!r}")
     if state["identity"] != identity:
         raise ConfigError(
             f"checkpoint {path} was written by {state['identity']}, this run is {identity}; "
             "delete it to start afresh"
         )
-    if state["next_slot"] > n_slots:
-        raise ConfigError(
-            f"checkpoint {path} is at slot {state['next_slot']}, beyond n_slots = {n_slots}"
-        )
-    env.load_state_dict(state["env"])
-    scheme.load_state_dict(state["scheme"])
-    log = OnlineLog.from_state_dict(state["log"])
+    try:
+        _check_checkpoint(state, n_slots, identity["evaluate_every"], env, scheme)
+        # what the checks cannot see (values, not layouts) fails here, before any slot runs
+        env.load_state_dict(state["env"])
+        scheme.load_state_dict(state["scheme"])
+        log = OnlineLog.from_state_dict(state["log"])
+    except _Inconsistent as exc:
+        raise _inconsistent(path, str(exc)) from None
+    except (KeyError, IndexError, RuntimeError, TypeError, ValueError, AttributeError) as exc:
+        raise _inconsistent(path, f"{type(exc).__name__}: {_one_line(exc)}") from None
     return state["next_slot"], state["tu_obs"], state["previous"], log
+
+
+_CHECKPOINT_KEYS = ("format", "identity", "next_slot", "tu_obs", "previous", "log", "env", "scheme")
+_EXPERIENCE_KEYS = ("obs", "actions", "reward", "cost")
+# values of the env state that must equal this env's (its configs, batch and shards)
+_ENV_IDENTITY = frozenset({"config", "batch_size", "sizes"})
+
+
+class _Inconsistent(Exception):
+    """A checkpoint that does not fit the run (its message says what)."""
+
+
+def _inconsistent(path: Path, problem: str) -> ConfigError:
+    return ConfigError(
+        f"checkpoint {str(path)!r} is inconsistent ({problem}); delete it to restart the job"
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line (torch's load_state_dict lists its problems on the
+    lines after the first)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _check_checkpoint(
+    state: dict[str, Any], n_slots: int, evaluate_every: int, env: CatnEnv, scheme: CatnScheme
+) -> None:
+    """Raise :class:`_Inconsistent` unless ``state`` fits this run: a slot index in
+    [0, n_slots], the env's configuration and batch, the layouts of this env (reset: its
+    layout does not depend on the slot), of the TU observations, the BS experience and this
+    scheme, and a log of exactly the slots before the slot index."""
+    next_slot = state["next_slot"]
+    if isinstance(next_slot, bool) or not isinstance(next_slot, int):
+        raise _Inconsistent(f"next_slot must be an int, got {_kind(next_slot)}")
+    if next_slot > n_slots:
+        raise _Inconsistent(f"next_slot {next_slot} beyond n_slots = {n_slots}")
+    if next_slot < 0:
+        raise _Inconsistent(f"next_slot {next_slot} outside [0, n_slots = {n_slots}]")
+    tu_obs = env.reset()  # overwritten by the restore; only the layout is used here
+    _check_like(state["env"], env.state_dict(), "env", equal=_ENV_IDENTITY)
+    _check_like(state["tu_obs"], tu_obs, "tu_obs")
+    previous = state["previous"]
+    if previous is not None:
+        if not isinstance(previous, dict) or set(previous) != set(_EXPERIENCE_KEYS):
+            found = sorted(previous) if isinstance(previous, dict) else type(previous).__name__
+            raise _Inconsistent(f"previous must hold {list(_EXPERIENCE_KEYS)}, got {found}")
+        B, N, dtype = env.B, env.N, env.dtype
+        experience = {
+            "obs": torch.empty(B, N, env.bs_obs_dim, dtype=dtype),
+            "actions": None
+            if previous["actions"] is None
+            else torch.empty(B, N, env.action_dim, dtype=dtype),
+            "reward": torch.empty(B, N, dtype=dtype),
+            "cost": torch.empty(B, N, env.L, dtype=dtype),
+        }
+        _check_like(previous, experience, "previous")
+    _check_like(state["scheme"], scheme.state_dict(), "scheme")
+    _check_log(state["log"], next_slot, evaluate_every, env)
+
+
+def _check_log(log: Any, next_slot: int, evaluate_every: int, env: CatnEnv) -> None:
+    """The log of slots [0, next_slot): every ``evaluate_every``-th slot, each series as long
+    as its slot list, each per-slot tensor (B, ...) of this env."""
+    if not isinstance(log, dict):
+        raise _Inconsistent(f"log must be a dict, got {type(log).__name__}")
+    for f in fields(OnlineLog):
+        if f.name not in log:
+            raise _Inconsistent(f"missing key {f.name!r} in log")
+    expected = list(range(0, next_slot, evaluate_every))
+    slots = log["slots"]
+    if not isinstance(slots, list):
+        raise _Inconsistent(f"log slots must be a list, got {type(slots).__name__}")
+    if not _equal(slots, expected):
+        raise _Inconsistent(
+            f"next_slot {next_slot} expects a log of {len(expected)} slots {_span(expected)}, "
+            f"got {len(slots)} slots {_span(slots)}"
+        )
+    _check_series(log, len(expected), env)
+    _check_like(log["updates"], 0, "log.updates")
+    _check_like(log["stats"], {}, "log.stats")
+
+
+def _check_series(log: dict[str, Any], S: int, env: CatnEnv) -> None:
+    """Each per-slot series of the log: S entries, tensors (S, B, ...) of this env."""
+    per_slot = dict.fromkeys(_PER_SLOT_TENSORS, (env.B,)) | {
+        "au_interference_ratio": (env.B, env.L)
+    }
+    for name, shape in per_slot.items():
+        value = log[name]
+        if value is None and S == 0:
+            continue
+        if not torch.is_tensor(value) or tuple(value.shape) != (S, *shape):
+            found = tuple(value.shape) if torch.is_tensor(value) else _kind(value)
+            raise _Inconsistent(
+                f"log {name} shape {(S, *shape)} expected for {S} slots, got {found}"
+            )
+    for name in ("iterations", "association_time_s", "beamforming_time_s"):
+        value = log[name]
+        if not isinstance(value, list) or len(value) != S:
+            found = f"{len(value)} values" if isinstance(value, list) else _kind(value)
+            raise _Inconsistent(f"log {name} must hold {S} values (one per slot), got {found}")
+
+
+def _span(slots: list[Any]) -> str:
+    """``[0, 1, 2]``, or ``[0, ..., 99]`` for more than three slots."""
+    return f"[{slots[0]}, ..., {slots[-1]}]" if len(slots) > 3 else str(slots)
+
+
+def _equal(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except (RuntimeError, TypeError, ValueError):  # e.g. a tensor of several values
+        return False
+
+
+def _check_like(saved: Any, expected: Any, where: str, equal: frozenset[str] = frozenset()) -> None:
+    """Raise :class:`_Inconsistent` where ``saved`` departs from the layout of ``expected``:
+    a missing (string) key, a tensor of another shape or dtype, a list of another length, or
+    another kind of value. Not compared: what ``expected`` holds as None (absent in a fresh
+    state), entries of per-parameter optimiser states present in only one of them, the
+    collector's trajectory (of any length) and extra keys of ``saved``. The values of the
+    keys in ``equal`` must be equal (e.g. the env's configuration)."""
+    if expected is None:
+        return
+    if torch.is_tensor(expected):
+        _check_tensor(saved, expected, where)
+    elif isinstance(expected, dict):
+        _check_dict(saved, expected, where, equal)
+    elif isinstance(expected, (list, tuple)):
+        if not isinstance(saved, (list, tuple)) or len(saved) != len(expected):
+            found = f"{len(saved)}" if isinstance(saved, (list, tuple)) else _kind(saved)
+            raise _Inconsistent(f"{where} must hold {len(expected)} items, got {found}")
+        for i, (a, b) in enumerate(zip(saved, expected, strict=True)):
+            _check_like(a, b, f"{where}[{i}]", equal)
+    elif isinstance(expected, (bool, int, float)) and not isinstance(saved, (bool, int, float)):
+        raise _Inconsistent(f"{where} must be a number, got {_kind(saved)}")
+    elif isinstance(expected, str) and not isinstance(saved, str):
+        raise _Inconsistent(f"{where} must be a string, got {_kind(saved)}")
+
+
+def _check_tensor(saved: Any, expected: torch.Tensor, where: str) -> None:
+    if not torch.is_tensor(saved):
+        raise _Inconsistent(f"{where} must be a tensor, got {_kind(saved)}")
+    if saved.shape != expected.shape:
+        raise _Inconsistent(
+            f"{where} shape {tuple(expected.shape)} expected, got {tuple(saved.shape)}"
+        )
+    if saved.dtype != expected.dtype:
+        raise _Inconsistent(f"{where} dtype {expected.dtype} expected, got {saved.dtype}")
+
+
+def _check_dict(saved: Any, expected: dict, where: str, equal: frozenset[str]) -> None:
+    if not isinstance(saved, dict):
+        raise _Inconsistent(f"{where} must be a dict, got {_kind(saved)}")
+    for key, value in expected.items():
+        if key not in saved:
+            if isinstance(key, str):
+                raise _Inconsistent(f"missing key {key!r} in {where}")
+            continue  # e.g. an optimiser's state of a parameter not stepped yet
+        if key in equal and not _equal(saved[key], value):
+            raise _Inconsistent(
+                f"{where}.{key} differs from this run's: it was written with another "
+                "configuration or batch size"
+            )
+        if key != "trajectory":  # the collector's slots so far: any number
+            _check_like(saved[key], value, f"{where}.{key}", equal)
+
+
+def _kind(value: Any) -> str:
+    return "None" if value is None else f"a {type(value).__name__}"
