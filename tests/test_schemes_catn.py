@@ -288,9 +288,21 @@ def _tamper_float_slot(state):
     return r"next_slot must be an int, got a float"
 
 
+def _tamper_nan_observation(state):
+    state["tu_obs"][0, 0, 0] = float("nan")
+    return r"tu_obs holds non-finite values"
+
+
+def _tamper_inf_experience(state):
+    state["previous"]["obs"][0, 1, 2] = float("inf")
+    return r"previous\.obs holds non-finite values"
+
+
 @pytest.mark.parametrize(
     "tamper",
     [
+        _tamper_nan_observation,
+        _tamper_inf_experience,
         _tamper_shape,
         _tamper_missing_actor,
         _tamper_missing_log,

@@ -142,7 +142,13 @@ def _parser() -> argparse.ArgumentParser:
         choices=sorted(EXPERIMENTS),
         help="; ".join(f"{name}: {exp.description}" for name, exp in sorted(EXPERIMENTS.items())),
     )
-    run.add_argument("--preset", default="quick", help="quick (minutes) or paper (default: quick)")
+    run.add_argument(
+        "--preset",
+        default="quick",
+        help="quick (a reduced setting: about a minute for catn-fig4 on two cores, up to half "
+        "an hour for tn-ntn-fig3) or paper (the paper's settings: hours; docs/experiments); "
+        "default: quick",
+    )
     _add_override_arguments(run, "n_slots=600 or --set scenario.n_tu=7")
     run.add_argument("--executor", choices=["local", "ray"], default="local")
     run.add_argument("--address", help="Ray cluster address (default: a local Ray instance)")

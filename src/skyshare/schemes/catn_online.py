@@ -484,8 +484,18 @@ def _check_checkpoint(
             "cost": torch.empty(B, N, env.L, dtype=dtype),
         }
         _check_like(previous, experience, "previous")
+    _check_finite(state["tu_obs"], "tu_obs")  # observations and rewards are finite numbers
+    for name, value in (previous or {}).items():
+        _check_finite(value, f"previous.{name}")
     _check_like(state["scheme"], scheme.state_dict(), "scheme")
     _check_log(state["log"], next_slot, evaluate_every, env)
+
+
+def _check_finite(value: Any, where: str) -> None:
+    """An env output (observation, reward, cost) restored from a checkpoint must be finite:
+    a crafted NaN would otherwise flow into the learners unnoticed."""
+    if torch.is_tensor(value) and value.is_floating_point() and not bool(value.isfinite().all()):
+        raise _Inconsistent(f"{where} holds non-finite values")
 
 
 def _check_log(log: Any, next_slot: int, evaluate_every: int, env: CatnEnv) -> None:
