@@ -362,6 +362,7 @@ def test_ctrl_c_stops_worker_processes_at_once(tmp_path):
 
 class _ToyPreset(ExperimentPreset):
     xs: list[int] = Field(default_factory=lambda: [2, 3])
+    note: str | None = None  # an option "added later": None when unset
 
 
 def _toy_experiment(name="toy", finished=None):
@@ -431,3 +432,13 @@ def test_a_run_of_some_schemes_keeps_the_folders_other_results(tmp_path):
         out, _ToyPreset(), seeds=[1], schemes=["b"], execution=QUIET
     )
     assert set(full["results"]) < set(more["results"]) and len(more["results"]) == 6
+
+
+def test_a_folder_written_before_an_option_existed_is_still_the_same_run(tmp_path):
+    out = tmp_path / "run"
+    first = _toy_experiment().run(out, _ToyPreset(), execution=QUIET)
+    summary = json.loads((out / "summary.json").read_text())
+    del summary["params"]["note"]  # as an older version wrote it
+    (out / "summary.json").write_text(json.dumps(summary))
+    again = _toy_experiment().run(out, _ToyPreset(), execution=QUIET)
+    assert again["results"] == first["results"]

@@ -252,15 +252,15 @@ def check_run_dir(
             f"{run_dir} holds a {before_experiment} run; running {experiment} there would "
             "replace its preset and summary: choose another --out"
         )
-    if before_params != params:
-        changed = sorted(
-            key
-            for key in set(params) | set(before_params or {})
-            if (before_params or {}).get(key) != params.get(key)
-        )
+    before_params = before_params if isinstance(before_params, dict) else {}
+    # a key absent on one side and None on the other is the same setting: an option added by
+    # a later version is None when unset (and not part of a job's id)
+    changed = sorted(
+        key for key in set(params) | set(before_params) if before_params.get(key) != params.get(key)
+    )
+    if changed:
         details = "; ".join(
-            f"{key}: {json.dumps((before_params or {}).get(key))} there, "
-            f"{json.dumps(params.get(key))} now"
+            f"{key}: {json.dumps(before_params.get(key))} there, {json.dumps(params.get(key))} now"
             for key in changed[:4]
         )
         raise SkyshareError(
