@@ -320,3 +320,34 @@ def test_policies_from_a_missing_folder_says_so(tmp_path, capsys):
     argv = ["run", "tn-ntn-fig4", "--set", f"policies_from={missing}", "--out", str(tmp_path / "o")]
     assert main(argv) == 2
     assert f"policies_from: {missing} does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (
+            ["run", "vhetnet-fig3", "--set", "points=[{options: {nosuch: {rho_over_beta: 1}}}]"],
+            "points[0].options: unknown scheme(s) nosuch",
+        ),
+        (["run", "tn-ntn-fig3", "--set", "reference.nosuch=1"], "unknown option(s) nosuch"),
+    ],
+)
+def test_run_refuses_options_for_unknown_names_before_writing(argv, needle, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main([*argv, "--out", str(out)]) == 2
+    assert needle in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_an_infinite_override_stays_infinite_in_the_jobs():
+    """``inf`` ("no constraint" for i_max_mw) survives the preset's JSON dump into the job
+    parameters (pydantic's default would write null) and passes the up-front job checks."""
+    import math
+
+    from skyshare.experiments.registry import get_experiment
+
+    experiment = get_experiment("catn-fig4")
+    preset = experiment.load_preset("quick", overrides=["scenario.i_max_mw=inf"])
+    jobs = experiment.jobs(preset, "quick", None)
+    experiment.check_jobs(jobs)
+    assert all(math.isinf(job.params["scenario"]["i_max_mw"]) for job in jobs)

@@ -298,11 +298,30 @@ def _tamper_inf_experience(state):
     return r"previous\.obs holds non-finite values"
 
 
+def _tamper_nan_weight(state):
+    weight = state["scheme"]["beamforming"]["agents"]["actor"]["net.net.0.weight"]
+    weight[0, 0, 0] = float("nan")
+    return r"scheme\.beamforming\.agents\.actor\.net\.net\.0\.weight holds non-finite values"
+
+
+def _tamper_bad_phase(state):
+    state["env"]["phase"] = "bogus"
+    return r"phase 'bogus' is not reset, associate or beamform"
+
+
+def _tamper_serving_index(state):
+    state["env"]["serving"][0, 0] = 99
+    return r"serving BS indices must lie in \[0, 6\]"  # 7 BSs
+
+
 @pytest.mark.parametrize(
     "tamper",
     [
         _tamper_nan_observation,
         _tamper_inf_experience,
+        _tamper_nan_weight,
+        _tamper_bad_phase,
+        _tamper_serving_index,
         _tamper_shape,
         _tamper_missing_actor,
         _tamper_missing_log,

@@ -433,9 +433,8 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     for row in rows:
         table.add_row(*row)
     console.print(table)
-    figures = sorted(path.name for path in Path(out).glob("*.png"))
-    written = ", ".join([*figures, "summary.json", "jobs/ (per-job series and results)"])
-    console.print(f"{written} in {out}")
+    files = sorted(p.name for p in Path(out).iterdir() if p.is_file() and p.name != "preset.yaml")
+    console.print(f"{', '.join(files)} and jobs/ (each job's series and result) in {out}")
     return 0
 
 

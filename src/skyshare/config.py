@@ -38,8 +38,15 @@ class StrictModel(BaseModel):
     (pydantic would read ``true`` as 1).
     """
 
+    # ser_json_inf_nan: a dump in JSON mode keeps inf (a field that allows it, or an override
+    # dict holding it) as a float instead of pydantic's default null, which would turn "no
+    # constraint" into a missing value in a job's parameters and config files
     model_config = ConfigDict(
-        extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+        allow_inf_nan=False,
+        ser_json_inf_nan="constants",
     )
 
     @model_validator(mode="before")

@@ -317,10 +317,15 @@ class CatnEnv:
                 "the saved catn env state was written with another env configuration; "
                 "build the env as for the saved run"
             )
+        if state["phase"] not in ("reset", "associate", "beamform"):
+            raise ValueError(f"phase {state['phase']!r} is not reset, associate or beamform")
+        serving = state["serving"]
+        if serving.numel() and not 0 <= int(serving.min()) <= int(serving.max()) < self.N:
+            raise ValueError(f"serving BS indices must lie in [0, {self.N - 1}]")
         self.scenario.load_state_dict(state["scenario"])
         self.state = self.scenario.state
         self._phase, self._episodes = str(state["phase"]), int(state["episodes"])
-        self.serving = state["serving"].to(self.device)
+        self.serving = serving.to(self.device)
         previous = state["previous"]
         self.previous = (
             None

@@ -181,12 +181,20 @@ class Experiment:
         run_dir = Path(run_dir)
         dumped = resolved.model_dump(mode="json")
         earlier = check_run_dir(run_dir, self.name, dumped)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "preset.yaml").write_text(
-            f"# {self.name}, preset {preset_name!r} as resolved for this run\n"
-            + yaml.safe_dump(dumped, sort_keys=False)
-        )
-        results = run_jobs(selected, self.run_job, run_dir, execution)
+        execution = execution or Execution()
+        started_ray = execution.connect()  # a cluster that cannot be reached: nothing written
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "preset.yaml").write_text(
+                f"# {self.name}, preset {preset_name!r} as resolved for this run\n"
+                + yaml.safe_dump(dumped, sort_keys=False)
+            )
+            results = run_jobs(selected, self.run_job, run_dir, execution)
+        finally:
+            if started_ray:  # as run_jobs does for a Ray instance it started itself
+                import ray
+
+                ray.shutdown()
         ids = {job.job_id for job in selected}
         kept = [(job, result) for job, result in earlier if job.job_id not in ids]
         everything = [job for job, _ in kept] + list(selected)
@@ -283,6 +291,10 @@ def check_run_dir(
         if job.job_id == job_id:
             earlier.append((job, result))
     return earlier
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _read_run_file(path: Path, parse: Callable[[str], Any]) -> dict[str, Any] | None:
@@ -408,6 +420,36 @@ class Execution:
                 f"{timeout_s:g} s ({exc.strerror or exc}); start it (ray start --head) or "
                 "fix the address"
             ) from None
+
+    def connect(self) -> bool:
+        """Ray executor: connect to (or start) the Ray instance now, so that a failure is a
+        :class:`~skyshare.errors.SkyshareError` before a run writes anything; the jobs then use
+        this connection. Returns whether this call initialised Ray (the caller then shuts it
+        down). Nothing for the local executor."""
+        if self.executor != "ray":
+            return False
+        try:
+            import ray
+        except ImportError:
+            raise SkyshareError(
+                "the ray executor needs Ray: pip install -c constraints.txt -e '.[ray]'"
+            ) from None
+        if ray.is_initialized():
+            return False
+        try:
+            ray.init(
+                address=self.address,
+                include_dashboard=False,
+                log_to_driver=False,
+                ignore_reinit_error=True,
+            )
+        except (ConnectionError, OSError, RuntimeError, ValueError) as exc:
+            raise SkyshareError(
+                f"--executor ray --address {self.address or '(a new local instance)'}: Ray "
+                f"cannot connect ({_first_line(exc)}); start a cluster (ray start --head) or "
+                "fix the address"
+            ) from None
+        return True
 
     def _check_device(self) -> None:
         import torch

@@ -40,6 +40,7 @@ from skyshare.experiments.jobs import Experiment, ExperimentPreset, Job
 from skyshare.schemes.tn_ntn import (
     TN_NTN_SCHEMES,
     TnNtnSchemeOptions,
+    check_reference_options,
     run_tn_ntn,
     scheme_formulation,
 )
@@ -343,6 +344,7 @@ def _check_job(job: Job) -> None:
     from skyshare.rl.mappo import MappoConfig
 
     _scenario_config(job.params["scenario"], job.seed)
+    check_reference_options(job.params["reference"])  # used by greedy-BR, the reference
     if TN_NTN_SCHEMES.entry(job.scheme).tags.get("learns"):
         MappoConfig.from_dict({"seed": job.seed, **job.params["learner"]}, what="learner")
 

@@ -34,6 +34,7 @@ import torch
 from pydantic import Field
 
 from skyshare.config import StrictModel
+from skyshare.errors import ConfigError
 from skyshare.experiments.jobs import Experiment, ExperimentPreset, Job
 from skyshare.experiments.vhetnet_report import FINISH, TABLES, aggregate
 from skyshare.schemes.vhetnet import VHETNET_SCHEMES, VhetnetRealizations, run_vhetnet
@@ -77,6 +78,15 @@ def _jobs(experiment: str):
         for name in names:
             VHETNET_SCHEMES.entry(name)  # an unknown name fails before any job runs
         out = []
+        for where, options in [("options", preset.options)] + [
+            (f"points[{i}].options", point.options) for i, point in enumerate(preset.points)
+        ]:
+            unknown = sorted(set(options) - set(VHETNET_SCHEMES.names()))
+            if unknown:
+                raise ConfigError(
+                    f"{where}: unknown scheme(s) {', '.join(unknown)}; options are keyed by "
+                    f"scheme name: {', '.join(VHETNET_SCHEMES.names())}"
+                )
         for point in preset.points:
             scenario = {**preset.scenario, **point.scenario}
             _check_scenario(scenario)

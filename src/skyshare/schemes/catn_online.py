@@ -484,18 +484,26 @@ def _check_checkpoint(
             "cost": torch.empty(B, N, env.L, dtype=dtype),
         }
         _check_like(previous, experience, "previous")
-    _check_finite(state["tu_obs"], "tu_obs")  # observations and rewards are finite numbers
-    for name, value in (previous or {}).items():
-        _check_finite(value, f"previous.{name}")
     _check_like(state["scheme"], scheme.state_dict(), "scheme")
+    for name in ("tu_obs", "previous", "env", "scheme", "log"):  # every tensor a run writes
+        _check_finite(state[name], name)  # is finite: a crafted NaN would spread silently
     _check_log(state["log"], next_slot, evaluate_every, env)
 
 
 def _check_finite(value: Any, where: str) -> None:
-    """An env output (observation, reward, cost) restored from a checkpoint must be finite:
-    a crafted NaN would otherwise flow into the learners unnoticed."""
-    if torch.is_tensor(value) and value.is_floating_point() and not bool(value.isfinite().all()):
-        raise _Inconsistent(f"{where} holds non-finite values")
+    """Every floating-point or complex tensor under ``value`` (dicts, lists) is finite: the
+    observations, rewards, channels, network weights, optimiser moments, normaliser
+    statistics and multipliers a run writes are (a config's ``inf``, e.g. ``i_max_mw``, is a
+    number, not a tensor, and is not checked here)."""
+    if torch.is_tensor(value):
+        if (value.is_floating_point() or value.is_complex()) and not bool(value.isfinite().all()):
+            raise _Inconsistent(f"{where} holds non-finite values")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(item, f"{where}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_finite(item, f"{where}[{i}]")
 
 
 def _check_log(log: Any, next_slot: int, evaluate_every: int, env: CatnEnv) -> None:

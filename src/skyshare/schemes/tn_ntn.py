@@ -121,6 +121,20 @@ def _round_robin(env: Any, options: TnNtnSchemeOptions | None = None) -> FrameRu
     return FrameRule(env, lambda e: round_robin_allocation(e.state.active, e.n_subchannels))
 
 
+def check_reference_options(reference: dict[str, Any]) -> None:
+    """A ConfigError for a keyword that greedy-BR's solver
+    (:func:`~skyshare.solvers.ofdm_allocation.greedy_best_response`) does not take."""
+    from skyshare.solvers.ofdm_allocation import greedy_best_response
+
+    allowed = set(greedy_best_response.__kwdefaults__ or {}) - {"generator"}
+    unknown = sorted(set(reference) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"greedy-BR (reference): unknown option(s) {', '.join(unknown)}; allowed: "
+            f"{', '.join(sorted(allowed))}"
+        )
+
+
 @TN_NTN_SCHEMES.register(
     "greedy-BR", learns=False, description="centralized full-CSI greedy + best response"
 )
@@ -130,13 +144,7 @@ def _greedy_best_response(env: Any, options: TnNtnSchemeOptions | None = None) -
     from skyshare.solvers.ofdm_allocation import OfdmAllocationProblem, greedy_best_response
 
     options = options or TnNtnSchemeOptions()
-    allowed = set(greedy_best_response.__kwdefaults__ or {}) - {"generator"}
-    unknown = sorted(set(options.reference) - allowed)
-    if unknown:
-        raise ConfigError(
-            f"greedy-BR: unknown option(s) {', '.join(unknown)}; allowed: "
-            f"{', '.join(sorted(allowed))}"
-        )
+    check_reference_options(options.reference)
     generator = torch.Generator(device=env.device)
     generator.manual_seed(int(options.seed))
 

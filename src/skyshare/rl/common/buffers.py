@@ -349,6 +349,11 @@ class TrajectoryCollector:
         stacked = state["trajectory"]
         if stacked is None:
             return
+        if stacked["obs"].shape[0] > self.capacity:
+            raise ValueError(
+                f"the saved trajectory holds {stacked['obs'].shape[0]} slots, more than the "
+                f"collector's capacity {self.capacity}"
+            )
         for i in range(stacked["obs"].shape[0]):
             self._slots.append({k: None if v is None else v[i] for k, v in stacked.items()})
 
