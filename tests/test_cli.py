@@ -351,3 +351,28 @@ def test_an_infinite_override_stays_infinite_in_the_jobs():
     jobs = experiment.jobs(preset, "quick", None)
     experiment.check_jobs(jobs)
     assert all(math.isinf(job.params["scenario"]["i_max_mw"]) for job in jobs)
+
+
+def test_an_empty_policies_from_is_refused(tmp_path, capsys):
+    out = tmp_path / "o"
+    assert main(["run", "tn-ntn-fig4", "--set", "policies_from=", "--out", str(out)]) == 2
+    assert "policies_from" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_training_curves_table_names_the_seed_when_a_run_holds_several():
+    from skyshare.experiments.catn_schemes import training_curves_table
+
+    result = {
+        "scheme": "SC-CUP",
+        "mean_sum_rate_last": 100.0,
+        "mean_rho_over_imax_last": [0.5],
+        "violation_share_last": 0.1,
+    }
+    summary = {"preset": "quick", "results": {"a": result, "b": result}}
+    _, _, rows = training_curves_table("catn-fig4", {**summary, "seeds": {"a": 0, "b": 0}})
+    assert [row[0] for row in rows] == ["SC-CUP", "SC-CUP"]
+    _, _, rows = training_curves_table("catn-fig4", {**summary, "seeds": {"a": 0, "b": 1}})
+    assert [row[0] for row in rows] == ["SC-CUP, seed 0", "SC-CUP, seed 1"]
+    _, _, rows = training_curves_table("catn-fig4", summary)  # an older summary: no seeds
+    assert [row[0] for row in rows] == ["SC-CUP", "SC-CUP"]

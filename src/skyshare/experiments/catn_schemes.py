@@ -373,14 +373,16 @@ def training_curves_table(
     """(title, columns, rows) of a training-curves experiment: per curve (its ``label``), the
     means over the last sixth of the training slots and the share of slots over I_max."""
     columns = ["curve", "sum rate (bit/s/Hz)", "rho / I_max per AU", "slots over I_max (%)"]
+    seeds = summary.get("seeds", {})  # job id -> seed (summaries of older versions: none)
+    several = len(set(seeds.values())) > 1
     rows = [
         [
-            r.get("label", r["scheme"]),
+            r.get("label", r["scheme"]) + (f", seed {seeds[key]}" if several else ""),
             f"{r['mean_sum_rate_last']:.4g}",
             ", ".join(f"{x:.3g}" for x in r["mean_rho_over_imax_last"]),
             f"{100 * r['violation_share_last']:.3g}",
         ]
-        for r in summary["results"].values()
+        for key, r in summary["results"].items()
     ]
     return f"{experiment} ({summary['preset']}): last sixth of the training slots", columns, rows
 

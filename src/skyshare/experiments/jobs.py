@@ -202,6 +202,7 @@ class Experiment:
             "experiment": self.name,
             "preset": preset_name,
             "params": dumped,
+            "seeds": {job.job_id: job.seed for job in everything},  # --seeds may add some
             "results": {
                 **{job.job_id: result for job, result in kept},
                 **{job.job_id: results[job.job_id] for job in selected},

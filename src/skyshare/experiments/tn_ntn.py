@@ -100,6 +100,7 @@ class Fig4Preset(_Common):
     test_batch: int = Field(1, ge=1, le=256, description="independent test realizations")
     policies_from: str | None = Field(
         None,
+        min_length=1,
         description="a tn-ntn-fig3 run directory: its policies trained at this setting (same "
         "scheme and seed) are tested instead of training anew",
     )
@@ -346,7 +347,7 @@ def _check_job(job: Job) -> None:
     _scenario_config(job.params["scenario"], job.seed)
     check_reference_options(job.params["reference"])  # used by greedy-BR, the reference
     if TN_NTN_SCHEMES.entry(job.scheme).tags.get("learns"):
-        MappoConfig.from_dict({"seed": job.seed, **job.params["learner"]}, what="learner")
+        MappoConfig(**{"seed": job.seed, **job.params["learner"]})  # a ConfigError if bad
 
 
 def _options(job: Job) -> TnNtnSchemeOptions:
