@@ -731,20 +731,9 @@ EXIT_PARENT_GONE = 70  # a worker that ends because its parent died
 
 
 def _run_ray(jobs, fn, run_dir, execution, max_retries) -> dict[str, dict[str, Any]]:
-    try:
-        import ray
-    except ImportError:
-        raise SkyshareError(
-            "the ray executor needs Ray: pip install -c constraints.txt -e '.[ray]'"
-        ) from None
-    started_here = not ray.is_initialized()
-    if started_here:
-        ray.init(
-            address=execution.address,
-            include_dashboard=False,
-            log_to_driver=False,
-            ignore_reinit_error=True,
-        )
+    started_here = execution.connect()  # Ray is importable and initialised from here on
+    import ray
+
     try:
         remote = ray.remote(max_retries=max_retries, retry_exceptions=True)(_run_one)
         refs = {remote.remote(fn, job, str(run_dir)): job for job in jobs}
