@@ -461,3 +461,46 @@ def test_one_projection_epoch_is_loss_7_by_hand():
     # (7) at theta = theta'': KL(pi_theta || pi_theta'') = 0
     loss = (coefficient * ratio * (cost_adv * nu[:, None, :]).sum(-1)).mean(1)  # (N,)
     assert stats["project_loss"] == pytest.approx(float(loss.mean()), rel=1e-4, abs=1e-7)
+
+
+def test_an_update_with_factored_first_layer_gradients_is_the_dense_update():
+    """A first layer of >= 2^20 weights per agent (the paper's 3996 x 512) takes the factored
+    gradient path (LowRankGrad) in CUP's update; one update equals the same update with
+    dense gradients up to float rounding, and the path was taken."""
+    from skyshare.rl.common.networks import GroupLinear
+    from skyshare.rl.common.optim import low_rank_grad
+
+    D, hidden = 2048, (512, 8, 8)
+    trajectory = random_trajectory(T=10, B=1, N=2, D=D, d=3, L=1)
+    config = small_config(
+        hidden_sizes=hidden,
+        actor_activations=("relu", "relu", "sigmoid"),
+        epochs=2,
+        collector_size=10,
+        minibatch_size=5,
+    )
+    agents, dense = (CupAgents(D, 3, 2, 1, config) for _ in range(2))
+
+    def networks(a):
+        return (a.actor, a.reward_critic, a.cost_critic)
+
+    layers = [m for n in networks(dense) for m in n.modules() if isinstance(m, GroupLinear)]
+    deferred = [m for n in networks(agents) for m in n.modules() if isinstance(m, GroupLinear)]
+    assert sum(m.deferred_weight_grad for m in deferred) == 3  # the three first layers
+    for layer in layers:
+        layer.deferred_weight_grad = False
+    seen = []
+    first = agents.actor.net.net[0]
+    original = agents.actor_optimizer.step
+
+    def spy(active=None):  # the factors are there when the optimiser steps
+        seen.append(low_rank_grad(first.weight) is not None and first.weight.grad is None)
+        original(active)
+
+    agents.actor_optimizer.step = spy
+    agents.update(trajectory)
+    dense.update(trajectory)
+    assert seen and all(seen)
+    for net, twin in zip(networks(agents), networks(dense), strict=True):
+        for p, q in zip(net.parameters(), twin.parameters(), strict=True):
+            torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
