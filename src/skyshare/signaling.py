@@ -155,6 +155,4 @@ class SignalingLedger:
 
 def _plus(a: float | torch.Tensor, b: float | torch.Tensor) -> float | torch.Tensor:
     """Sum of two counts; two uniform counts stay a number (no tensor operation)."""
-    if isinstance(a, float) and isinstance(b, float):
-        return a + b
-    return a + b if isinstance(a, torch.Tensor) else b + a
+    return a + b

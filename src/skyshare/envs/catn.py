@@ -320,7 +320,7 @@ class CatnEnv:
         if state["phase"] not in ("reset", "associate", "beamform"):
             raise ValueError(f"phase {state['phase']!r} is not reset, associate or beamform")
         serving = state["serving"]
-        if serving.numel() and not 0 <= int(serving.min()) <= int(serving.max()) < self.N:
+        if serving.numel() and not _within(serving, 0, self.N - 1):
             raise ValueError(f"serving BS indices must lie in [0, {self.N - 1}]")
         self.scenario.load_state_dict(state["scenario"])
         self.state = self.scenario.state
