@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from skyshare.rl.common.networks import GroupLinear, GroupMLP
+from skyshare.rl.common import networks
+from skyshare.rl.common.networks import GroupLinear, GroupMLP, weight_left_product
 
 
 def test_group_linear_equals_independent_linears():
@@ -37,9 +38,21 @@ def test_shape_errors_and_bad_activation():
         GroupMLP(1, (2, 3, 1), activations="swishy")
 
 
+def test_weight_left_product_follows_the_cpu_vendor(tmp_path):
+    for vendor, expected in (("GenuineIntel", True), ("AuthenticAMD", False)):
+        cpuinfo = tmp_path / vendor
+        cpuinfo.write_text(f"processor\t: 0\nvendor_id\t: {vendor}\ncpu family\t: 6\n")
+        assert weight_left_product(cpuinfo) is expected
+    assert weight_left_product(tmp_path / "missing") is False
+
+
 @pytest.mark.parametrize("reuse_grad_buffer", [False, True])
 @pytest.mark.parametrize("transposed_storage", [False, True])
-def test_speed_options_give_the_default_values_and_gradients(reuse_grad_buffer, transposed_storage):
+@pytest.mark.parametrize("weight_left", [False, True])
+def test_speed_options_give_the_default_values_and_gradients(
+    reuse_grad_buffer, transposed_storage, weight_left, monkeypatch
+):
+    monkeypatch.setattr(networks, "weight_left_product", lambda: weight_left)  # either CPU
     torch.manual_seed(2)
     reference = GroupMLP(3, (6, 16, 8, 2), activations=("relu", "sigmoid"))
     fast = GroupMLP(
@@ -55,7 +68,7 @@ def test_speed_options_give_the_default_values_and_gradients(reuse_grad_buffer, 
     with torch.no_grad():
         for p, q in zip(fast.parameters(), reference.parameters(), strict=True):
             p.copy_(q)
-    for batch in (1, 5):  # one row takes the x W product, several rows W^T x^T
+    for batch in (1, 5):  # one row takes the x W product, several rows either form
         x = torch.randn(3, batch, 6)
         torch.testing.assert_close(fast(x), reference(x))
         for model in (fast, reference):

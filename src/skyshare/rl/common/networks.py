@@ -20,9 +20,9 @@ N x 3996 x 512 floats, 57 MB), both giving the same values as the default path:
   such a weight is not supported (use ``.backward()``).
 * ``transposed_storage=True``: the weight is kept in memory as (A, out, in) (``nn.Linear``'s
   orientation); ``weight`` is still the (A, in, out) tensor, a transposed view. For a few
-  rows against a wide weight (the CUP minibatch of 10 slots) MKL's batched GEMM is 2-3x faster
-  as ``W^T x^T`` on this layout (measured 7 ms vs 18 ms per 57 MB layer, and 6 vs 10 ms for the
-  weight gradient); for one row it computes ``x W`` on the same memory.
+  rows against a wide weight (the CUP minibatch of 10 slots) the faster form of the product
+  depends on the CPU (:func:`weight_left_product`): ``W^T x^T`` on an Intel Xeon (7 ms vs 18
+  ms per 57 MB layer), ``x W`` on an AMD EPYC (8.4 ms vs 14 ms); one row is always ``x W``.
 * ``deferred_weight_grad=True`` (with ``reuse_grad_buffer``, CPU only): a layer of at least
   :data:`DEFERRED_MIN_WEIGHTS` weights per agent whose backward pass has few rows leaves its
   weight gradient as the factors ``x`` and ``dy`` (:class:`~skyshare.rl.common.optim.LowRankGrad`
@@ -35,8 +35,10 @@ N x 3996 x 512 floats, 57 MB), both giving the same values as the default path:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -55,6 +57,7 @@ __all__ = [
     "activation",
     "init_orthogonal",
     "init_uniform",
+    "weight_left_product",
 ]
 
 DEFERRED_MIN_WEIGHTS = 1 << 20
@@ -214,16 +217,39 @@ class GroupLinear(nn.Module):
         return f"agents={self.n_agents}, in={self.in_features}, out={self.out_features}"
 
 
+@functools.cache
+def weight_left_product(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether a few rows against a weight stored (A, out, in) run as ``(W^T x^T)^T`` (True)
+    or as ``x W`` on the transposed view (False, MKL's transB case).
+
+    Same values up to float rounding; which is faster depends on the kernels MKL dispatches,
+    and MKL dispatches by CPU vendor. Measured for the seed-000 first layers (7 x 3996 x 512,
+    10 rows, one thread): ``W^T x^T`` 7 ms against 18 ms for ``x W`` on the Intel Xeon host of
+    the earlier sessions, ``x W`` 8.4 ms against 14 ms on the AMD EPYC host (and 10.5 against
+    22 ms at 50 rows; docs/rl/cup.md, "Forward form"). Decided once per process from the
+    vendor in ``cpuinfo`` (GenuineIntel: True; any other CPU, or no such file: False), so one
+    machine always computes the same form.
+    """
+    try:
+        with cpuinfo.open() as lines:
+            for line in lines:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip() == "GenuineIntel"
+    except OSError:
+        pass
+    return False
+
+
 def _affine(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, transposed: bool
 ) -> torch.Tensor:
     """``bias + x @ weight`` batched over agents: (A, batch, in), (A, in, out) -> (A, batch, out).
 
-    ``transposed``: the weight is stored as (A, out, in); with more than one row the product is
-    then computed as ``(W^T x^T)^T`` (MKL's fast case for a wide left operand) and returned as
-    an (A, batch, out) view of an (A, out, batch) tensor.
+    ``transposed``: the weight is stored as (A, out, in); with more than one row on a CPU where
+    :func:`weight_left_product` holds, the product is then computed as ``(W^T x^T)^T`` and
+    returned as an (A, batch, out) view of an (A, out, batch) tensor.
     """
-    if transposed and x.shape[1] > 1:
+    if transposed and x.shape[1] > 1 and (x.device.type != "cpu" or weight_left_product()):
         product = torch.baddbmm(bias.transpose(1, 2), weight.transpose(1, 2), x.transpose(1, 2))
         return product.transpose(1, 2)
     return torch.baddbmm(bias, x, weight)
