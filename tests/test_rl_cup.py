@@ -225,6 +225,34 @@ def test_kl_early_stops_fire_with_a_huge_learning_rate_and_not_with_a_tiny_one()
     assert torch.all(stats["kl_improve"] <= 0.02) and torch.all(stats["kl_project"] <= 0.02)
 
 
+def test_step_2_skips_the_agents_whose_nu_is_zero():
+    """nu = 0 makes (7) the KL to theta'' alone: the agent keeps its step-1 actor, while an
+    agent with nu > 0 runs the same projection epochs as with the literal loop."""
+    trajectory = random_trajectory(N=2)
+    trajectory.costs[:, :, 1] = -100.0  # agent 1: nu = clip(0.5 - 6, 0, 10) = 0 at line 6
+    config = {"nu_init": 0.5, "lr_actor": 3e-3}
+    literal = CupAgents(4, 3, 2, 1, small_config(skip_unconstrained_projection=False, **config))
+    skipping = CupAgents(4, 3, 2, 1, small_config(**config))
+    literal_stats, stats = literal.update(trajectory), skipping.update(trajectory)
+    torch.testing.assert_close(stats["nu"], torch.tensor([[0.5 + 0.06 * stats["J_C"][0, 0]], [0]]))
+    assert stats["epochs_project"].tolist()[1] == 0 and stats["epochs_project"][0] > 0
+    assert literal_stats["epochs_project"][1] > 0
+    assert float(stats["kl_project"][1]) < 1e-6  # the policy step 1 left, untouched
+    torch.testing.assert_close(stats["kl_total"][1], stats["kl_improve"][1])
+    # step 1 is the same in both; agent 0 then runs the same projection, agent 1 none
+    for p, q in zip(skipping.actor.parameters(), literal.actor.parameters(), strict=True):
+        torch.testing.assert_close(p[0], q[0])
+        assert not torch.allclose(p[1], q[1])
+    critics = skipping.reward_critic.parameters(), literal.reward_critic.parameters()
+    for p, q in zip(*critics, strict=True):
+        torch.testing.assert_close(p, q)
+    # every agent at nu = 0: no projection epoch at all
+    trajectory.costs[:, :, 0] = -100.0
+    stats = CupAgents(4, 3, 2, 1, small_config(**config)).update(trajectory)
+    assert stats["epochs_project"].tolist() == [0, 0] and stats["project_loss"] == 0.0
+    assert float(stats["kl_project"].max()) < 1e-6
+
+
 def collect(agents, collector, obs, gen, n_updates):
     """Bandit slots (reward sum(a), cost a_0 - 0.3) until ``n_updates`` updates are done."""
     actions_seen, stats = [], []

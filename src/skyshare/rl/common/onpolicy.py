@@ -422,6 +422,7 @@ class OnPolicyAgents:
         reference: IndependentBeta,
         step: MinibatchStep,
         minibatch_samples: int,
+        taking_part: torch.Tensor | None = None,
     ) -> EpochsResult:
         """B_e epochs of ``step`` over shuffled minibatches with a per-agent KL early stop.
 
@@ -435,16 +436,23 @@ class OnPolicyAgents:
             reference: the policy the KL is measured to (concentrations (N, S, d)).
             step: one gradient step on a minibatch (:data:`MinibatchStep`).
             minibatch_samples: samples per minibatch.
+            taking_part: (N,) bool, the agents that run the loop (all when None); the others
+                run no epoch and keep their networks (epochs 0, their KL measured once).
         """
         cfg = self.config
         N, S = obs.shape[:2]
         active = torch.ones(N, dtype=torch.bool)  # host side
+        if taking_part is not None:
+            active &= taking_part.cpu().bool()
         epochs = torch.zeros(N, dtype=torch.long)
         kl_last = torch.zeros(N)
         zero = torch.zeros((), device=self.device)
         sums: dict[str, torch.Tensor] = {}
         steps = 0
+        final = None
         for _ in range(cfg.epochs):
+            if not bool(active.any()):
+                break
             weight = (active.float() / active.float().sum()).to(self.device)
             for minibatch in self._minibatches(S, minibatch_samples):
                 stats = step(minibatch, active)
@@ -459,8 +467,12 @@ class OnPolicyAgents:
             epochs += active.long()
             if cfg.kl_bound is not None:
                 active &= kl <= cfg.kl_bound  # a non-finite KL stops the agent too
-                if not bool(active.any()):
-                    break
+        if final is None:  # no agent took part: the policy as it is
+            with torch.no_grad():
+                final = self.actor(obs)
+        if bool((epochs == 0).any()):  # agents that ran no epoch: their KL as they are
+            with torch.no_grad():
+                kl_last = torch.where(epochs > 0, kl_last, final.kl(reference).mean(1).cpu())
         return EpochsResult(final, kl_last, epochs, sums, steps)
 
     def ppo_epochs(
