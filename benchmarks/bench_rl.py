@@ -234,6 +234,46 @@ def _adam_floor_ms(agents: CupAgents) -> tuple[float, float, float]:
     return seconds * 1e3, gigabytes, gigabytes / seconds
 
 
+def _update_row(threads: int, what: str, seconds: float, stats: dict) -> list[str]:
+    """A (b) row: an update's time, its gradient steps and each agent's epochs."""
+    improve, project = stats["epochs_improve"], stats["epochs_project"]
+    steps = 5 * (int(improve.max()) + int(project.max()))
+    return [
+        f"(b) training, {threads} thread(s)",
+        what,
+        "1",
+        f"{fmt(seconds * 1e3)} ({steps} gradient steps; epochs per agent: step 1 "
+        f"{improve.tolist()}, step 2 {project.tolist()})",
+        "-",
+        "-",
+    ]
+
+
+def _unconstrained_update_rows(
+    section: Section, threads: int, env: CatnEnv, trajectory: Trajectory, start_state: dict
+) -> None:
+    """The update of the later part of a run: every AU constraint met (the trajectory's costs
+    made non-positive) and nu = 0, so loss (7) is the KL to theta'' alone; with the literal
+    loop of Algorithm 3 (every step-2 epoch run) and with ``skip_unconstrained_projection``."""
+    met = copy.copy(trajectory)
+    met.costs = -trajectory.costs.abs()
+    state = copy.deepcopy(start_state)
+    state["nu"] = torch.zeros_like(state["nu"])
+    dims = (env.bs_obs_dim, env.action_dim, env.N, env.L)
+    for skip, what in (
+        (False, "CUP update, nu = 0 (later updates), literal step 2"),
+        (True, "CUP update, nu = 0 (later updates), step 2 skipped (default)"),
+    ):
+        agents = CupAgents(*dims, CupConfig(seed=0, skip_unconstrained_projection=skip))
+        seconds, stats = [], None
+        for _ in range(3):
+            agents.load_state_dict(copy.deepcopy(state))
+            start = time.perf_counter()
+            stats = agents.update(met)
+            seconds.append(time.perf_counter() - start)
+        section.rows.append(_update_row(threads, what, sorted(seconds)[1], stats))
+
+
 def _training_rows(section: Section, threads: int) -> tuple[float, float]:
     """Rows of (b) at ``threads`` intra-op threads; returns (CUP update s, D3QN step s)."""
     torch.set_num_threads(threads)
@@ -248,19 +288,8 @@ def _training_rows(section: Section, threads: int) -> tuple[float, float]:
         stats = agents.update(trajectory)
         seconds.append(time.perf_counter() - start)
     update_s = sorted(seconds)[1]
-    improve, project = stats["epochs_improve"], stats["epochs_project"]
-    steps = 5 * (int(improve.max()) + int(project.max()))
-    section.rows.append(
-        [
-            f"(b) training, {threads} thread(s)",
-            "CUP update (Algorithm 3, 50 slots)",
-            "1",
-            f"{fmt(update_s * 1e3)} ({steps} gradient steps; epochs per agent: step 1 "
-            f"{improve.tolist()}, step 2 {project.tolist()})",
-            "-",
-            "-",
-        ]
-    )
+    section.rows.append(_update_row(threads, "CUP update (Algorithm 3, 50 slots)", update_s, stats))
+    _unconstrained_update_rows(section, threads, env, trajectory, start_state)
 
     x = agents.normalizer(torch.randn(agents.n_agents, 10, agents.obs_dim))
     acts = torch.rand(agents.n_agents, 10, agents.act_dim).clamp(0.01, 0.99)
@@ -406,6 +435,14 @@ def run() -> Section:
         "in cache (LowRankGrad, docs/rl/cup.md): 1.08 GB per step-1 step (1.25 GB with dense "
         "first-layer gradients); each forward reads the 3 x 57 MB first-layer weights. The "
         "'Adam, 3 networks' figure includes the first layers' chunk GEMMs.",
+        "Rows 'nu = 0': the same update with nu = 0 and the trajectory's costs made "
+        "non-positive (every AU constraint met), as in the later updates of a run (nu reaches "
+        "0 near update 34 of 119): loss (7) is then the KL to theta'' alone and the literal "
+        "step 2 runs all 20 epochs (100 actor steps); CupConfig.skip_unconstrained_projection "
+        "(the default) skips it (docs/rl/cup.md, 'Step 2 when no constraint is active').",
+        "First layers with more than one row: x W on the transposed view on this AMD CPU, "
+        "W^T x^T on Intel CPUs (networks.weight_left_product; MKL's faster form differs by "
+        "vendor).",
         "Tried earlier for B = 1 (the 7 x 3996 x 512 first layer alone): torch.sparse.addmm on "
         "the non-zero inputs 3.7 ms and gathers 4.3-8.8 ms against 5.8 ms dense, bf16/fp16 "
         "weights 7.6-7.9 ms; the compact rows' embedding_bag over the changed inputs (below) is "

@@ -34,10 +34,10 @@ def _env(name, batch=2, n_slots=200):
     return build_catn_env(name, _scenario(n_slots), {"k_out": 1}, batch_size=batch)
 
 
-def _learned(name, batch=2, seed=3, collector=5):
+def _learned(name, batch=2, seed=3, collector=5, **cup):
     """A fresh env and a small learned scheme, as a restarted process would build them."""
     env = _env(name, batch)
-    small = {"hidden_sizes": (16, 8, 8), "epochs": 2, "minibatch_size": 5, "seed": seed}
+    small = {"hidden_sizes": (16, 8, 8), "epochs": 2, "minibatch_size": 5, "seed": seed, **cup}
     tu = D3QNAgents(env.tu_obs_dim, env.N, env.K, D3QNConfig(batch_size=8, memory_size=64, seed=5))
     dims = (env.bs_obs_dim, env.action_dim, env.N, env.L)
     if name.endswith("cup"):
@@ -175,6 +175,24 @@ def test_interrupted_run_resumes_exactly(tmp_path, name):
     assert _comparable(again) == _comparable(reference) and env3.ledger.slots == n
     with pytest.raises(ConfigError, match="beyond n_slots"):
         run_online(env3, scheme3, 5, checkpoint_path=path)
+
+
+def test_cup_checkpoints_record_the_step_2_rule(tmp_path):
+    """A checkpoint of the literal step-2 loop (as every one written before the option) resumes
+    only with the literal loop; the scheme option reaches CUP's config."""
+    path = tmp_path / "c.pt"
+    env, scheme = _learned("d3qn+cup", skip_unconstrained_projection=False)
+    run_online(env, scheme, 6, seed=0, checkpoint_path=path)
+    env, scheme = _learned("d3qn+cup")  # the default: skip
+    with pytest.raises(ConfigError, match="was written by"):
+        run_online(env, scheme, 8, seed=0, checkpoint_path=path)
+    env, scheme = _learned("d3qn+cup", skip_unconstrained_projection=False)
+    assert len(run_online(env, scheme, 8, seed=0, checkpoint_path=path).slots) == 8
+    options = {"hidden_sizes": (8, 8, 8), "skip_unconstrained_projection": False}
+    built = build_scheme("D3QN-CUP", _env("D3QN-CUP", batch=1), options)
+    assert built.beamforming.agents.config.skip_unconstrained_projection is False
+    built = build_scheme("D3QN-CUP", _env("D3QN-CUP", batch=1), {"hidden_sizes": (8, 8, 8)})
+    assert built.beamforming.agents.config.skip_unconstrained_projection is True
 
 
 def test_checkpoint_of_another_scheme_or_config_is_refused(tmp_path):

@@ -96,6 +96,8 @@ class CatnSchemeOptions(StrictModel):
             and exploration keep the float32 networks). Off by default (docs/rl/compact.md).
         compact_weights: the compact first layer's storage, "fp32" (exact up to summation
             order) or "int8" (row-wise quantised, CPU).
+        skip_unconstrained_projection: CUP skips step 2 for agents whose nu is all 0
+            (:class:`~skyshare.rl.cup.CupConfig`; False: the literal loop of Algorithm 3).
     """
 
     seed: int = Field(0, ge=0, le=MAX_SEED)
@@ -105,6 +107,7 @@ class CatnSchemeOptions(StrictModel):
     max_iter: int | None = Field(None, ge=1, le=10_000)
     compact_inference: bool = False
     compact_weights: Literal["fp32", "int8"] = "fp32"
+    skip_unconstrained_projection: bool = True
 
 
 @dataclass
@@ -281,7 +284,11 @@ def _compact(options: CatnSchemeOptions) -> CompactWeights | None:
 
 
 def _cup(env: CatnEnv, options: CatnSchemeOptions) -> LearnedBeamforming:
-    config = CupConfig(hidden_sizes=options.hidden_sizes, seed=options.seed)
+    config = CupConfig(
+        hidden_sizes=options.hidden_sizes,
+        seed=options.seed,
+        skip_unconstrained_projection=options.skip_unconstrained_projection,
+    )
     agents = CupAgents(*_bs_dims(env), config, device=env.device)
     return LearnedBeamforming(agents, compact=_compact(options))
 

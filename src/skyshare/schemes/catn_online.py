@@ -201,6 +201,12 @@ def run_online(
     identity["hidden_sizes"] = list(identity["hidden_sizes"])
     if not identity["compact_inference"]:  # off: the identity of runs before the option
         del identity["compact_inference"], identity["compact_weights"]
+    # CUP's step-2 shortcut, read from the learner itself; absent: the literal loop, as in the
+    # checkpoints written before the option (they resume only with the literal loop)
+    del identity["skip_unconstrained_projection"]
+    agents_config = getattr(getattr(scheme.beamforming, "agents", None), "config", None)
+    if getattr(agents_config, "skip_unconstrained_projection", False):
+        identity["skip_unconstrained_projection"] = True
     path = None if checkpoint_path is None else Path(checkpoint_path)
     if path is not None and path.exists():
         first, tu_obs, previous, log = _load(path, identity, n_slots, env, scheme)
