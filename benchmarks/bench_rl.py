@@ -265,13 +265,18 @@ def _unconstrained_update_rows(
         (True, "CUP update, nu = 0 (later updates), step 2 skipped (default)"),
     ):
         agents = CupAgents(*dims, CupConfig(seed=0, skip_unconstrained_projection=skip))
-        seconds, stats = [], None
-        for _ in range(3):
-            agents.load_state_dict(copy.deepcopy(state))
-            start = time.perf_counter()
-            stats = agents.update(met)
-            seconds.append(time.perf_counter() - start)
-        section.rows.append(_update_row(threads, what, sorted(seconds)[1], stats))
+        section.rows.append(_update_row(threads, what, *_timed_update(agents, state, met)))
+
+
+def _timed_update(agents: CupAgents, state: dict, trajectory: Trajectory) -> tuple[float, dict]:
+    """Median seconds of three updates on ``trajectory``, each from ``state``; the stats."""
+    seconds, stats = [], {}
+    for _ in range(3):
+        agents.load_state_dict(copy.deepcopy(state))
+        start = time.perf_counter()
+        stats = agents.update(trajectory)
+        seconds.append(time.perf_counter() - start)
+    return sorted(seconds)[1], stats
 
 
 def _training_rows(section: Section, threads: int) -> tuple[float, float]:
@@ -281,13 +286,7 @@ def _training_rows(section: Section, threads: int) -> tuple[float, float]:
     agents = _cup_agents(env)
     trajectory = _trajectory(env, agents)
     start_state = copy.deepcopy(agents.state_dict())
-    seconds, stats = [], None
-    for _ in range(3):
-        agents.load_state_dict(copy.deepcopy(start_state))
-        start = time.perf_counter()
-        stats = agents.update(trajectory)
-        seconds.append(time.perf_counter() - start)
-    update_s = sorted(seconds)[1]
+    update_s, stats = _timed_update(agents, start_state, trajectory)
     section.rows.append(_update_row(threads, "CUP update (Algorithm 3, 50 slots)", update_s, stats))
     _unconstrained_update_rows(section, threads, env, trajectory, start_state)
 
