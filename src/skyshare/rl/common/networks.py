@@ -225,8 +225,8 @@ def weight_left_product(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     Same values up to float rounding; which is faster depends on the kernels MKL dispatches,
     and MKL dispatches by CPU vendor. Measured for the seed-000 first layers (7 x 3996 x 512,
     10 rows, one thread): ``W^T x^T`` 7 ms against 18 ms for ``x W`` on the Intel Xeon host of
-    the earlier sessions, ``x W`` 8.4 ms against 14 ms on the AMD EPYC host (and 10.5 against
-    22 ms at 50 rows; docs/rl/cup.md, "Forward form"). Decided once per process from the
+    the earlier sessions, ``x W`` 8.4 ms against 14 ms on the AMD EPYC host (19 against 22 ms
+    at 50 rows; docs/rl/cup.md, "Forward form per CPU"). Decided once per process from the
     vendor in ``cpuinfo`` (GenuineIntel: True; any other CPU, or no such file: False), so one
     machine always computes the same form.
     """
