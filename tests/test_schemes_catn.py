@@ -184,7 +184,8 @@ def test_cup_checkpoints_record_the_step_2_rule(tmp_path):
     env, scheme = _learned("d3qn+cup", skip_unconstrained_projection=False)
     run_online(env, scheme, 6, seed=0, checkpoint_path=path)
     env, scheme = _learned("d3qn+cup")  # the default: skip
-    with pytest.raises(ConfigError, match="was written by"):
+    rule = r"skip_unconstrained_projection \(checkpoint: absent, this run: True\)"
+    with pytest.raises(ConfigError, match=rf"was written by another run \({rule}\)"):
         run_online(env, scheme, 8, seed=0, checkpoint_path=path)
     env, scheme = _learned("d3qn+cup", skip_unconstrained_projection=False)
     assert len(run_online(env, scheme, 8, seed=0, checkpoint_path=path).slots) == 8

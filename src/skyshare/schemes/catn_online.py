@@ -419,8 +419,15 @@ def _load(
     if missing:
         raise _inconsistent(path, f"missing key {missing[0]!r}")
     if state["identity"] != identity:
+        saved = state["identity"] if isinstance(state["identity"], dict) else {}
+        differs = ", ".join(
+            f"{key} (checkpoint: {saved.get(key, 'absent')}, "
+            f"this run: {identity.get(key, 'absent')})"
+            for key in sorted(set(saved) | set(identity))
+            if saved.get(key, _ABSENT) != identity.get(key, _ABSENT)
+        )
         raise ConfigError(
-            f"checkpoint {path} was written by {state['identity']}, this run is {identity}; "
+            f"checkpoint {path} was written by another run ({differs or state['identity']}); "
             "delete it to start afresh"
         )
     try:
@@ -436,6 +443,7 @@ def _load(
     return state["next_slot"], state["tu_obs"], state["previous"], log
 
 
+_ABSENT = object()  # a key one of two identities lacks
 _CHECKPOINT_KEYS = ("format", "identity", "next_slot", "tu_obs", "previous", "log", "env", "scheme")
 _EXPERIENCE_KEYS = ("obs", "actions", "reward", "cost")
 # values of the env state that must equal this env's (its configs, batch and shards)
