@@ -253,6 +253,30 @@ def test_step_2_skips_the_agents_whose_nu_is_zero():
     assert float(stats["kl_project"].max()) < 1e-6
 
 
+def test_agents_not_taking_part_report_their_kl_as_they_are():
+    """kl_stopped_epochs with taking_part: an agent outside runs no epoch and reports its KL to
+    the reference measured on its unchanged policy (not a placeholder 0)."""
+    agents = CupAgents(4, 3, 2, 1, small_config())
+    obs = normalized(torch.randn(2, 20, 4, generator=torch.Generator().manual_seed(3)))
+    with torch.no_grad():
+        current = agents.actor(obs)
+    reference = IndependentBeta(current.alpha + 0.5, current.beta)  # another policy
+    expected = beta_kl(current.alpha, current.beta, reference.alpha, reference.beta).sum(-1)
+    expected = expected.mean(1)  # (N,) mean over the samples of the summed per-dimension KL
+
+    def no_step(minibatch, active):
+        return {}
+
+    result = agents.kl_stopped_epochs(obs, reference, no_step, 10, torch.tensor([True, False]))
+    assert result.epochs.tolist()[1] == 0 and result.epochs[0] >= 1 and result.steps >= 2
+    torch.testing.assert_close(result.kl, expected)
+    assert float(result.kl[1]) > 0.01
+    result = agents.kl_stopped_epochs(obs, reference, no_step, 10, torch.tensor([False, False]))
+    assert result.epochs.tolist() == [0, 0] and result.steps == 0
+    torch.testing.assert_close(result.kl, expected)
+    torch.testing.assert_close(result.final.alpha, current.alpha)
+
+
 def collect(agents, collector, obs, gen, n_updates):
     """Bandit slots (reward sum(a), cost a_0 - 0.3) until ``n_updates`` updates are done."""
     actions_seen, stats = [], []

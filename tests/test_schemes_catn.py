@@ -183,6 +183,9 @@ def test_cup_checkpoints_record_the_step_2_rule(tmp_path):
     path = tmp_path / "c.pt"
     env, scheme = _learned("d3qn+cup", skip_unconstrained_projection=False)
     run_online(env, scheme, 6, seed=0, checkpoint_path=path)
+    state = torch.load(path, weights_only=True)  # as written before the option: no such field
+    del state["scheme"]["beamforming"]["agents"]["config"]["skip_unconstrained_projection"]
+    torch.save(state, path)
     env, scheme = _learned("d3qn+cup")  # the default: skip
     rule = r"skip_unconstrained_projection \(checkpoint: absent, this run: True\)"
     with pytest.raises(ConfigError, match=rf"was written by another run \({rule}\)"):

@@ -580,8 +580,10 @@ def _check_like(saved: Any, expected: Any, where: str, equal: frozenset[str] = f
     a missing (string) key, a tensor of another shape or dtype, a list of another length, or
     another kind of value. Not compared: what ``expected`` holds as None (absent in a fresh
     state), entries of per-parameter optimiser states present in only one of them, the
-    collector's trajectory (of any length) and extra keys of ``saved``. The values of the
-    keys in ``equal`` must be equal (e.g. the env's configuration)."""
+    collector's trajectory (of any length), the learners' recorded ``config`` (a description
+    that loading does not use; what must match is the run's identity, e.g. CUP's step-2 rule,
+    so a field added since keeps older checkpoints loadable) and extra keys of ``saved``. The
+    values of the keys in ``equal`` must be equal (e.g. the env's configuration)."""
     if expected is None:
         return
     if torch.is_tensor(expected):
@@ -624,6 +626,8 @@ def _check_dict(saved: Any, expected: dict, where: str, equal: frozenset[str]) -
                 f"{where}.{key} differs from this run's: it was written with another "
                 "configuration or batch size"
             )
+        if key == "config" and where.endswith(".agents"):  # a learner's recorded config
+            continue
         if key != "trajectory":  # the collector's slots so far: any number
             _check_like(saved[key], value, f"{where}.{key}", equal)
 
