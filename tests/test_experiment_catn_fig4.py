@@ -133,6 +133,27 @@ def test_cli_run_config_and_set_are_validated_before_anything_is_written(tmp_pat
     assert config["scheme_options"]["warm_start"] is False  # recorded: the preset's default
 
 
+def test_cup_step_2_rule_is_a_preset_option_outside_the_default_job_id(tmp_path, tiny, capsys):
+    base = ["run", "catn-fig4", "--config", str(tiny), "--schemes", "SC-CUP", "--set", "n_slots=3"]
+    assert main([*base, "--out", str(tmp_path / "a")]) == 0
+    default = next((tmp_path / "a").glob("jobs/*/config.json"))
+    literal = ["--set", "skip_unconstrained_projection=false", "--out", str(tmp_path / "b")]
+    assert main([*base, *literal]) == 0
+    other = next((tmp_path / "b").glob("jobs/*/config.json"))
+    assert json.loads(default.read_text())["bs_agents"]["skip_unconstrained_projection"] is True
+    assert json.loads(other.read_text())["bs_agents"]["skip_unconstrained_projection"] is False
+    assert default.parent.name != other.parent.name  # another job
+    # unset, the option is not in the job's parameters (jobs of earlier runs keep their ids)
+    assert (
+        "skip_unconstrained_projection"
+        not in json.loads((default.parent / "job.json").read_text())["params"]
+    )
+    bad = ["--set", "skip_unconstrained_projection=maybe", "--out", str(tmp_path / "c")]
+    assert main([*base, *bad]) == 2
+    assert "skip_unconstrained_projection" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
+
+
 def test_sigkill_mid_job_then_rerun_recomputes_nothing_and_loses_nothing(tmp_path, tiny):
     """A job killed with SIGKILL after a checkpoint resumes from it on the rerun and ends with
     exactly the series of an uninterrupted run (decision times aside); the finished job of the

@@ -121,12 +121,14 @@ def check_job(job: Job) -> None:
 def build_job_scheme(env: CatnEnv, scheme: str, params: dict[str, Any], seed: int) -> CatnScheme:
     """Fresh (untrained) components of ``scheme`` on ``env``: learners seeded by ``seed`` with
     ``params["hidden_sizes"]`` (BS actor and critics) and ``params["ppo_penalty"]`` (zeta);
-    solvers cold-started unless ``params["warm_start"]``."""
+    solvers cold-started unless ``params["warm_start"]``; CUP's step-2 rule from
+    ``params["skip_unconstrained_projection"]`` (absent: skip)."""
     options = {
         "seed": seed,
         "hidden_sizes": tuple(params["hidden_sizes"]),
         "ppo_penalty": params.get("ppo_penalty", 10.0),
         "warm_start": params.get("warm_start", False),
+        "skip_unconstrained_projection": params.get("skip_unconstrained_projection", True),
     }
     return build_scheme(scheme, env, options)
 
@@ -416,6 +418,13 @@ class CatnPreset(ExperimentPreset):
     )
     checkpoint_every: int | None = Field(
         None, ge=1, description="slots between checkpoints (None: a tenth of the run)"
+    )
+    skip_unconstrained_projection: bool | None = Field(
+        None,
+        description=(
+            "CUP: no step-2 epochs for agents whose nu is all 0 (None: true; false: the "
+            "literal loop of Algorithm 3; docs/rl/cup.md)"
+        ),
     )
 
     def job_params(self, preset_name: str, *, exclude: set[str] = frozenset()) -> dict[str, Any]:
