@@ -328,7 +328,25 @@ def _tamper_nan_weight(state):
 
 def _tamper_bad_phase(state):
     state["env"]["phase"] = "bogus"
-    return r"phase 'bogus' is not reset, associate or beamform"
+    return r"env\.phase is 'bogus'; a checkpoint is written between slots \('associate'\)"
+
+
+def _tamper_slot_index(state):  # the channels one slot ahead of the run: a shifted horizon
+    state["env"]["scenario"]["t"] += 1
+    return (
+        r"env\.scenario\.t is 5; next_slot 3 with \d+ slots per episode \(scenario n_slots - 1\) "
+        r"expects t = 4"
+    )
+
+
+def _tamper_slot_past_the_horizon(state):
+    state["env"]["scenario"]["t"] = 10**6
+    return r"env\.scenario\.t is 1000000; next_slot 3 .* expects t = 4"
+
+
+def _tamper_mid_slot_phase(state):
+    state["env"]["phase"] = "beamform"
+    return r"env\.phase is 'beamform'; a checkpoint is written between slots"
 
 
 def _tamper_serving_index(state):
@@ -344,6 +362,9 @@ def _tamper_serving_index(state):
         _tamper_nan_weight,
         _tamper_bad_phase,
         _tamper_serving_index,
+        _tamper_slot_index,
+        _tamper_slot_past_the_horizon,
+        _tamper_mid_slot_phase,
         _tamper_shape,
         _tamper_missing_actor,
         _tamper_missing_log,

@@ -472,7 +472,8 @@ def _check_checkpoint(
     """Raise :class:`_Inconsistent` unless ``state`` fits this run: a slot index in
     [0, n_slots], the env's configuration and batch, the layouts of this env (reset: its
     layout does not depend on the slot), of the TU observations, the BS experience and this
-    scheme, and a log of exactly the slots before the slot index."""
+    scheme, a log of exactly the slots before the slot index, and the env between slots at the
+    channel slot that index puts it at (:func:`_check_slot_alignment`)."""
     next_slot = state["next_slot"]
     if isinstance(next_slot, bool) or not isinstance(next_slot, int):
         raise _Inconsistent(f"next_slot must be an int, got {_kind(next_slot)}")
@@ -502,6 +503,34 @@ def _check_checkpoint(
     for name in ("tu_obs", "previous", "env", "scheme", "log"):  # every tensor a run writes
         _check_finite(state[name], name)  # is finite: a crafted NaN would spread silently
     _check_log(state["log"], next_slot, evaluate_every, env)
+    _check_slot_alignment(state["env"], next_slot, env)
+
+
+def _check_slot_alignment(env_state: dict[str, Any], next_slot: int, env: CatnEnv) -> None:
+    """The env of a checkpoint stands where ``next_slot`` puts it: between slots (phase
+    ``associate``) at channel slot ``t = 1 + next_slot mod (n_slots - 1)``, in every shard.
+
+    ``run_online`` resets the env at slot 0 (the reset plays channel slot 0 and steps to t =
+    1), plays channel slots 1 .. n_slots - 1 of the scenario (n_slots - 1 run slots per
+    episode) and resets again; a checkpoint is written after a whole slot. A crafted ``t``
+    would shift the horizon (a reset at another run slot) or step past the scenario's end
+    mid-run."""
+    shards = env_state["shards"] if "shards" in env_state else [env_state]
+    per_episode = shards[0]["scenario"]["config"]["n_slots"] - 1  # checked equal to env's
+    expected = 1 + next_slot % per_episode
+    for i, shard in enumerate(shards):
+        where = "env" if "shards" not in env_state else f"env.shards[{i}]"
+        if shard["phase"] != "associate":
+            raise _Inconsistent(
+                f"{where}.phase is {shard['phase']!r}; a checkpoint is written between slots "
+                "('associate')"
+            )
+        t = shard["scenario"]["t"]
+        if isinstance(t, bool) or not isinstance(t, int) or t != expected:
+            raise _Inconsistent(
+                f"{where}.scenario.t is {t!r}; next_slot {next_slot} with {per_episode} slots "
+                f"per episode (scenario n_slots - 1) expects t = {expected}"
+            )
 
 
 def _check_finite(value: Any, where: str) -> None:
