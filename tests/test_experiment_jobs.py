@@ -419,6 +419,21 @@ def test_a_folder_of_another_run_is_refused_and_left_as_it_was(tmp_path):
         _toy_experiment().run(out, _ToyPreset(), execution=QUIET)
 
 
+def test_a_resumed_run_leaves_its_preset_file_untouched(tmp_path):
+    """Rerunning the same preset (to resume, or after a refused job) does not rewrite
+    preset.yaml; a run under another preset name with the same values records that name."""
+    import os
+
+    out = tmp_path / "run"
+    _toy_experiment().run(out, _ToyPreset(), execution=QUIET)
+    preset = out / "preset.yaml"
+    os.utime(preset, ns=(10**9, 10**9))  # an old time stamp, so a rewrite would show
+    _toy_experiment().run(out, _ToyPreset(), execution=QUIET)
+    assert preset.stat().st_mtime_ns == 10**9
+    _toy_experiment().run(out, _ToyPreset(), execution=QUIET, preset_name="renamed")
+    assert preset.stat().st_mtime_ns != 10**9 and "'renamed'" in preset.read_text()
+
+
 def test_a_run_of_some_schemes_keeps_the_folders_other_results(tmp_path):
     out = tmp_path / "run"
     finished: list[list[str]] = []

@@ -185,10 +185,11 @@ class Experiment:
         started_ray = execution.connect()  # a cluster that cannot be reached: nothing written
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "preset.yaml").write_text(
-                f"# {self.name}, preset {preset_name!r} as resolved for this run\n"
-                + yaml.safe_dump(dumped, sort_keys=False)
-            )
+            preset_path = run_dir / "preset.yaml"
+            text = f"# {self.name}, preset {preset_name!r} as resolved for this run\n"
+            text += yaml.safe_dump(dumped, sort_keys=False)
+            if not preset_path.is_file() or preset_path.read_text() != text:
+                preset_path.write_text(text)  # a resumed run leaves its own file untouched
             results = run_jobs(selected, self.run_job, run_dir, execution)
         finally:
             if started_ray:  # as run_jobs does for a Ray instance it started itself
