@@ -193,6 +193,77 @@ def test_execution_rejects_bad_settings():
             Execution(device="cuda")
 
 
+class _OneAnswerServer:
+    """A TCP server on localhost that answers every connection with ``reply`` (bytes, or
+    None: nothing) after reading what the client sends, on a daemon thread."""
+
+    def __init__(self, reply: bytes | None) -> None:
+        import socket
+        import threading
+
+        self.reply = reply
+        self.connections: list = []  # kept open until the test ends
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            connection.recv(64)
+            if self.reply is not None:
+                connection.sendall(self.reply)
+            self.connections.append(connection)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [None, b"HTTP/1.1 400 Bad Request\r\n\r\n", b"\x00\x00\x06\x01\x04\x00\x00\x00\x01"],
+    ids=["silent", "http1", "h2-headers-frame"],
+)
+def test_an_address_that_is_not_a_ray_cluster_is_refused_at_once(reply, monkeypatch):
+    """A port that accepts TCP but does not answer the HTTP/2 preface with a SETTINGS frame
+    (a silent service, an HTTP/1 server, another frame first) is refused within the timeout,
+    before ray.init would wait ~20 s on it."""
+    import time
+
+    from skyshare.errors import SkyshareError
+
+    monkeypatch.delenv("RAY_USE_TLS", raising=False)
+    server = _OneAnswerServer(reply)
+    try:
+        execution = Execution(executor="ray", address=f"127.0.0.1:{server.port}")
+        start = time.monotonic()
+        with pytest.raises(SkyshareError, match="does not answer as a Ray cluster"):
+            execution.check_address(timeout_s=0.5)
+        assert time.monotonic() - start < 3.0
+    finally:
+        server.close()
+
+
+def test_an_address_that_answers_http2_passes_the_check(monkeypatch):
+    """A server whose first frame is SETTINGS (gRPC's, so Ray's) passes; with RAY_USE_TLS set,
+    where the cluster expects a TLS handshake, only the TCP connection is checked."""
+    monkeypatch.delenv("RAY_USE_TLS", raising=False)
+    settings = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+    for reply, tls in ((settings, None), (None, "1")):
+        if tls:
+            monkeypatch.setenv("RAY_USE_TLS", tls)
+        server = _OneAnswerServer(reply)
+        try:
+            Execution(executor="ray", address=f"ray://127.0.0.1:{server.port}").check_address(
+                timeout_s=0.5
+            )
+        finally:
+            server.close()
+
+
 def test_device_is_not_part_of_the_job_identity(tmp_path):
     job = Job("t", "s", 0, {"x": 2})
     assert Job("t", "s", 0, {"x": 2}, device="cuda").job_id == job.job_id

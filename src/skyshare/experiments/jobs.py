@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import time
 import traceback
 from collections.abc import Callable, Collection, Sequence
@@ -349,6 +350,30 @@ def with_seeds(jobs: Sequence[Job], seeds: Sequence[int]) -> list[Job]:
 EXECUTORS = ("local", "ray")
 
 
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+"""The HTTP/2 client connection preface and an empty SETTINGS frame (RFC 9113 §3.4)."""
+
+
+def _answers_http2(connection: socket.socket, timeout_s: float) -> bool:
+    """Whether the server on ``connection`` answers the HTTP/2 preface with a SETTINGS frame,
+    as every gRPC server (Ray's GCS, Ray Client) does at once: RFC 9113 §3.4, the server's
+    preface is a SETTINGS frame (type 0x4, stream 0). A plain TCP service sends nothing or
+    something else, on which ``ray.init`` would wait ~20 s before failing."""
+    connection.settimeout(timeout_s)
+    deadline = time.monotonic() + timeout_s
+    header = b""
+    try:
+        connection.sendall(_HTTP2_PREFACE)
+        while len(header) < 9 and time.monotonic() < deadline:
+            chunk = connection.recv(9 - len(header))
+            if not chunk:
+                break
+            header += chunk
+    except OSError:
+        return False
+    return len(header) == 9 and header[3] == 0x04 and header[5:9] == bytes(4)
+
+
 @dataclass(frozen=True)
 class Execution:
     """How and where an experiment's jobs run.
@@ -402,8 +427,6 @@ class Execution:
         """Refuse a Ray ``address`` of the form ``host:port`` or ``ray://host:port`` that
         accepts no TCP connection within ``timeout_s`` (``ray.init`` would retry for minutes,
         deaf to Ctrl-C). ``"auto"`` and a missing address are left to Ray."""
-        import socket
-
         if self.executor != "ray" or self.address in (None, "auto", "local"):
             return
         target = self.address.removeprefix("ray://")
@@ -414,14 +437,22 @@ class Execution:
                 "e.g. 10.0.0.1:6379), ray://host:port (Ray Client, port 10001) or auto"
             )
         try:
-            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
-                pass
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s) as s:
+                # a TLS-enabled cluster answers a TLS handshake, not the plain preface
+                tls = os.environ.get("RAY_USE_TLS", "0") not in ("0", "")
+                speaks_grpc = tls or _answers_http2(s, timeout_s)
         except OSError as exc:
             raise SkyshareError(
                 f"--address {self.address!r}: no Ray cluster answers there within "
                 f"{timeout_s:g} s ({exc.strerror or exc}); start it (ray start --head) or "
                 "fix the address"
             ) from None
+        if not speaks_grpc:
+            raise SkyshareError(
+                f"--address {self.address!r}: a server accepts connections there but does not "
+                f"answer as a Ray cluster (gRPC) within {timeout_s:g} s; check the port (the "
+                "GCS, e.g. 6379, or 10001 with ray://)"
+            )
 
     def connect(self) -> bool:
         """Ray executor: connect to (or start) the Ray instance now, so that a failure is a
