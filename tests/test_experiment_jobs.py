@@ -220,6 +220,8 @@ class _OneAnswerServer:
 
     def close(self) -> None:
         self.listener.close()
+        for connection in self.connections:
+            connection.close()
 
 
 @pytest.mark.parametrize(

@@ -266,7 +266,7 @@ def test_interrupted_learned_job_resumes_from_its_checkpoint(tmp_path, monkeypat
         assert torch.equal(loaded[0][key], value)
     assert trained_steps == [2, 2]
     assert result["resumed_from_checkpoint"] == 1 and result["train_steps"] == 4
-    assert len(list(csv.DictReader(open(folder / "train.csv")))) == 4
+    assert len(list(csv.DictReader((folder / "train.csv").read_text().splitlines()))) == 4
 
     # A finished checkpoint: a rerun (result.json lost) evaluates without training at all.
     result = mc.capacity_job(job, folder)
