@@ -473,6 +473,21 @@ def test_a_bad_job_parameter_fails_before_anything_is_written(tmp_path):
     assert not out.exists()
 
 
+def test_a_job_given_twice_is_refused_before_anything_is_written(tmp_path):
+    """A preset list with a repeated value or a scheme named twice would run one job twice:
+    refused naming what repeats, with no folder created (a preset.yaml written first would
+    lock the folder against the corrected command)."""
+    from skyshare.errors import ConfigError
+
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match=r"same job twice: xs \[2, 3, 2\] lists 2 twice"):
+        _toy_experiment().run(out, _ToyPreset(xs=[2, 3, 2]), execution=QUIET)
+    with pytest.raises(ConfigError, match="same job twice: --schemes lists a twice"):
+        _toy_experiment().run(out, _ToyPreset(), schemes=["a", "b", "a"], execution=QUIET)
+    assert not out.exists()
+    _toy_experiment().run(out, _ToyPreset(xs=[2, 3]), schemes=["a", "b"], execution=QUIET)
+
+
 def test_a_folder_of_another_run_is_refused_and_left_as_it_was(tmp_path):
     from skyshare.errors import SkyshareError
 

@@ -178,6 +178,7 @@ class Experiment:
         selected = self.jobs(resolved, preset_name, schemes)
         if seeds is not None:
             selected = with_seeds(selected, seeds)
+        check_distinct_jobs(selected, resolved.model_dump(mode="json"), schemes)
         self.check_jobs(selected)
         run_dir = Path(run_dir)
         dumped = resolved.model_dump(mode="json")
@@ -232,6 +233,46 @@ class Experiment:
                 self.check_job(job)
             except ValidationError as err:  # a model built without from_dict's formatting
                 raise ConfigError(f"{self.name}, job {job.job_id}: {err}") from None
+
+
+def check_distinct_jobs(
+    jobs: Sequence[Job], preset: dict[str, Any], schemes: Collection[str] | None = None
+) -> None:
+    """Refuse, before anything is written, a job list that holds one job twice, naming what
+    repeats: a scheme given twice in ``schemes`` (``--schemes``), or a list in the resolved
+    ``preset`` with a repeated value (``seeds: [0, 0]``, a sweep of ``[1, 1]``)."""
+    seen: set[str] = set()
+    twice = [job for job in jobs if job.job_id in seen or seen.add(job.job_id)]
+    if not twice:
+        return
+    causes = [
+        f"--schemes lists {name} twice"
+        for name in dict.fromkeys(schemes or [])
+        if list(schemes or []).count(name) > 1
+    ]
+    for key, value in _flat_items(preset):
+        if isinstance(value, list):
+            items = [json.dumps(item, sort_keys=True) for item in value]
+            repeated = next((v for i, v in enumerate(value) if items[i] in items[:i]), _NONE)
+            if repeated is not _NONE:
+                causes.append(f"{key} {json.dumps(value)} lists {json.dumps(repeated)} twice")
+    job = twice[0]
+    cause = "; ".join(causes) or f"job {job.job_id} (scheme {job.scheme}, seed {job.seed})"
+    raise ConfigError(f"the run would play the same job twice: {cause}; give each value once")
+
+
+_NONE = object()
+
+
+def _flat_items(tree: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """(dotted key, value) of every leaf of a nested dict (lists are leaves)."""
+    items: list[tuple[str, Any]] = []
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            items += _flat_items(value, f"{prefix}{key}.")
+        else:
+            items.append((f"{prefix}{key}", value))
+    return items
 
 
 def check_run_dir(
