@@ -326,13 +326,26 @@ def test_checkpoint_loads_with_weights_only_and_continues_bit_identically():
         CupAgents(5, 3, 2, 1, small_config()).load_state_dict(agents.state_dict())
 
 
+def test_actor_activations_follow_another_depth_when_unset():
+    """§VI's actor is relu, relu, sigmoid over 512-128-64; with other hidden_sizes and no
+    activations given, every hidden layer but the last is relu and the last sigmoid, and the
+    actor built from that config has exactly those modules."""
+    assert CupConfig().actor_activations == ("relu", "relu", "sigmoid")
+    assert CupConfig(hidden_sizes=(8,)).actor_activations == ("sigmoid",)
+    four = CupConfig(hidden_sizes=(16, 8, 8, 4), seed=0)
+    assert four.actor_activations == ("relu", "relu", "relu", "sigmoid")
+    agents = CupAgents(5, 3, 2, 1, four)
+    kinds = [type(m).__name__ for m in agents.actor.modules() if not list(m.children())]
+    assert [k for k in kinds if k in ("ReLU", "Sigmoid")] == ["ReLU", "ReLU", "ReLU", "Sigmoid"]
+
+
 def test_config_validation():
     with pytest.raises(ConfigError, match="gamma"):
         CupConfig(gamma=1.0)
     with pytest.raises(ConfigError, match="nu_init"):
         CupConfig(nu_init=11.0)
-    with pytest.raises(ConfigError, match="actor_activations"):
-        CupConfig(hidden_sizes=(8, 8))
+    with pytest.raises(ConfigError, match="actor_activations needs one name per hidden layer"):
+        CupConfig(hidden_sizes=(8, 8), actor_activations=("relu", "relu", "sigmoid"))
     defaults = CupConfig()
     assert (defaults.gamma, defaults.gae_lambda, defaults.lr_nu) == (0.5, 0.1, 0.06)
     assert (defaults.nu_init, defaults.nu_max, defaults.kl_bound) == (1.0, 10.0, 0.02)

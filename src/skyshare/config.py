@@ -165,7 +165,9 @@ def format_validation_error(
             lines.append(f"  - {message}")
             continue
         info = _field_info(model, loc)
-        bounds = _bounds(info.metadata) if info is not None else None
+        # a field validator's own message states the rule the value broke (e.g. whole
+        # hexagonal rings); the field's numeric bounds were met, so they would mislead there
+        bounds = _bounds(info.metadata) if info is not None and kind != "value_error" else None
         range_text = f" (allowed range: {bounds[0]}, {bounds[1]})" if bounds else ""
         description = f" [{info.description}]" if info is not None and info.description else ""
         lines.append(f"  - {path} = {given!r}: {message}{range_text}{description}")

@@ -70,6 +70,21 @@ from skyshare.units import (
 MIN_I_MAX_OVER_NOISE = 1e-20  # smallest I_max, in noise powers, that computations represent
 
 
+def hexagonal_rings_message(name: str, value: int) -> str:
+    """The rule a cell count on a hexagonal grid breaks, with its allowed values and the
+    nearest ones around ``value``: ``1 + 3 r (r + 1)`` cells for ``r`` whole rings."""
+    counts = [1 + 3 * r * (r + 1) for r in range(5)]
+    text = (
+        f"{name} must fill whole hexagonal rings: {', '.join(map(str, counts))}, ... "
+        f"(3r(r+1)+1 for r rings around the centre cell), got {value}"
+    )
+    rings = 0
+    while 1 + 3 * (rings + 1) * (rings + 2) <= value:
+        rings += 1
+    below, above = 1 + 3 * rings * (rings + 1), 1 + 3 * (rings + 1) * (rings + 2)
+    return text + (f"; nearest: {below} or {above}" if value > 1 else "")
+
+
 class CatnConfig(StrictModel):
     """CATN parameters; defaults are seed 000 §VI unless the description says "choice"."""
 
@@ -127,7 +142,7 @@ class CatnConfig(StrictModel):
         try:
             hex_ring_count(n_bs)
         except ConfigError:
-            raise ValueError("n_bs must fill whole hexagonal rings (1, 7, 19, 37, ...)") from None
+            raise ValueError(hexagonal_rings_message("n_bs", n_bs)) from None
         return n_bs
 
     @model_validator(mode="after")

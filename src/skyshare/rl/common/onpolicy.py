@@ -72,7 +72,10 @@ class OnPolicyConfig(LearnerConfig):
         (512, 128, 64), min_length=1, description="actor and critics' hidden widths (§VI)"
     )
     actor_activations: tuple[ActivationName, ...] = Field(
-        ("relu", "relu", "sigmoid"), description="one per hidden layer of the actor (§VI)"
+        ("relu", "relu", "sigmoid"),
+        description="one per hidden layer of the actor (§VI: relu, relu, sigmoid); when "
+        "unset with other hidden_sizes, relu on every hidden layer but the last and sigmoid "
+        "on the last (§VI's pattern at that depth; choice)",
     )
     critic_activation: ActivationName = Field("relu", description="critics' activation (§VI)")
     standardize_advantages: bool = Field(
@@ -90,6 +93,20 @@ class OnPolicyConfig(LearnerConfig):
     observation_clip: float = Field(
         10.0, gt=0.0, description="bound of the normalised observations (Gymnasium)"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _activations_follow_the_depth(cls, data: Any) -> Any:
+        """Unset ``actor_activations`` with ``hidden_sizes`` of another depth than §VI's
+        three: relu on every hidden layer, sigmoid on the last (§VI's relu, relu, sigmoid)."""
+        if isinstance(data, dict) and "actor_activations" not in data:
+            try:
+                depth = len(data["hidden_sizes"])
+            except (KeyError, TypeError):
+                return data  # the default depth, or a value the field itself refuses
+            if depth >= 1:
+                data = {**data, "actor_activations": ("relu",) * (depth - 1) + ("sigmoid",)}
+        return data
 
     @model_validator(mode="after")
     def _one_activation_per_hidden_layer(self) -> OnPolicyConfig:
