@@ -376,3 +376,18 @@ def test_training_curves_table_names_the_seed_when_a_run_holds_several():
     assert [row[0] for row in rows] == ["SC-CUP, seed 0", "SC-CUP, seed 1"]
     _, _, rows = training_curves_table("catn-fig4", summary)  # an older summary: no seeds
     assert [row[0] for row in rows] == ["SC-CUP", "SC-CUP"]
+
+
+def test_fig4_and_table1_tables_name_the_seed_when_a_run_holds_several():
+    from skyshare.experiments import catn_fig4, catn_table1
+
+    fig4 = {"scheme": "D3QN-CUP", "mean_sum_rate_last": 100.0, "mean_rho_over_imax_last": [0.5]}
+    fig4["mean_decision_time_s"] = 1e-3
+    table1 = {"scheme": "D3QN-CUP", "signaling_tu": 1.0, "signaling_bs": 2.0}
+    table1 |= {"decision_time_s": 1e-3, "paper": {"tu": 1, "bs": 2, "time_s": 0.08}}
+    for module, result in ((catn_fig4, fig4), (catn_table1, table1)):
+        summary = {"preset": "quick", "results": {"a": result, "b": result}}
+        _, _, rows = module.summary_table({**summary, "seeds": {"a": 0, "b": 1}})
+        assert [row[0] for row in rows] == ["D3QN-CUP, seed 0", "D3QN-CUP, seed 1"], module
+        _, _, rows = module.summary_table({**summary, "seeds": {"a": 0, "b": 0}})
+        assert [row[0] for row in rows] == ["D3QN-CUP", "D3QN-CUP"], module

@@ -110,3 +110,20 @@ def test_training_curves_colour_per_scheme_and_width_per_seed(tmp_path, monkeypa
     for s in range(6):
         assert lines[f"S{s}, seed 1"][0] == lines[f"S{s}, seed 0"][0]
         assert lines[f"S{s}, seed 1"][1] < lines[f"S{s}, seed 0"][1]
+
+
+def test_training_curves_title_names_the_window_actually_used(tmp_path, monkeypatch):
+    """The moving average spans min(41, slots): a 30-slot run says 30, a 100-slot run 41."""
+    from skyshare.plots import figures
+
+    titles = []
+
+    def spy(figure, path):
+        titles.append(figure.axes[0].get_title())
+        return figures.Path(path)
+
+    monkeypatch.setattr(figures, "save_figure", spy)
+    for n in (30, 100):
+        curve = figures.TrainingCurve("S", list(range(n)), [1.0] * n, [[0.5] * n], 1e-10)
+        figures.plot_training_curves([curve], tmp_path / "c.png", "run")
+    assert titles == ["run, moving average over 30 slots", "run, moving average over 41 slots"]

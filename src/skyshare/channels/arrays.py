@@ -135,7 +135,7 @@ def upa_steering(
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.complex64,
 ) -> torch.Tensor:
-    """Steering vector of the seed-003 uniform planar array (UPA), notes/seed-003-math.md.
+    """Steering vector of the seed-003 uniform planar array (UPA); docs/channels/arrays.md.
 
     ``a(theta, phi)_(m, n) = c exp(j 2 pi (d_h n sin(theta) cos(phi) + d_v m cos(theta)))``
 

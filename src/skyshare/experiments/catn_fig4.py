@@ -15,7 +15,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from skyshare.experiments.catn_schemes import CatnPreset, scheme_jobs, training_curves_experiment
+from skyshare.experiments.catn_schemes import (
+    CatnPreset,
+    scheme_jobs,
+    training_curves_experiment,
+    with_seed,
+)
 from skyshare.experiments.jobs import Job
 from skyshare.schemes.catn import SCHEMES
 
@@ -48,12 +53,12 @@ def summary_table(summary: dict[str, Any]) -> tuple[str, list[str], list[list[st
     columns = ["scheme", "sum rate (bit/s/Hz)", "rho / I_max per AU", "decision time (ms)"]
     rows = [
         [
-            result["scheme"],
+            with_seed(summary, key, result["scheme"]),
             f"{result['mean_sum_rate_last']:.4g}",
             ", ".join(f"{x:.3g}" for x in result["mean_rho_over_imax_last"]),
             f"{result['mean_decision_time_s'] * 1e3:.3g}",
         ]
-        for result in summary["results"].values()
+        for key, result in summary["results"].items()
     ]
     return f"catn-fig4 ({summary['preset']}): last sixth of the slots", columns, rows
 

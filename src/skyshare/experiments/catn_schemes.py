@@ -369,17 +369,22 @@ def training_curves(run_dir: str | Path, jobs: list[Job]) -> list[TrainingCurve]
     return curves
 
 
+def with_seed(summary: dict[str, Any], job_id: str, label: str) -> str:
+    """``label`` of a table row, with ", seed N" when the summary holds several seeds (its
+    ``seeds``: job id -> seed; summaries of older versions have none)."""
+    seeds = summary.get("seeds", {})
+    return label + (f", seed {seeds[job_id]}" if len(set(seeds.values())) > 1 else "")
+
+
 def training_curves_table(
     experiment: str, summary: dict[str, Any]
 ) -> tuple[str, list[str], list[list[str]]]:
     """(title, columns, rows) of a training-curves experiment: per curve (its ``label``), the
     means over the last sixth of the training slots and the share of slots over I_max."""
     columns = ["curve", "sum rate (bit/s/Hz)", "rho / I_max per AU", "slots over I_max (%)"]
-    seeds = summary.get("seeds", {})  # job id -> seed (summaries of older versions: none)
-    several = len(set(seeds.values())) > 1
     rows = [
         [
-            r.get("label", r["scheme"]) + (f", seed {seeds[key]}" if several else ""),
+            with_seed(summary, key, r.get("label", r["scheme"])),
             f"{r['mean_sum_rate_last']:.4g}",
             ", ".join(f"{x:.3g}" for x in r["mean_rho_over_imax_last"]),
             f"{100 * r['violation_share_last']:.3g}",

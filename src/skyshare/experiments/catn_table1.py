@@ -35,6 +35,7 @@ from skyshare.experiments.catn_schemes import (
     build_job_scheme,
     check_job,
     scheme_jobs,
+    with_seed,
 )
 from skyshare.experiments.jobs import Experiment, Job, load_result
 from skyshare.schemes.catn import split_scheme
@@ -182,7 +183,10 @@ def write_table1(
 
 def summary_table(summary: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
     """(title, columns, rows): Table I measured next to the paper."""
-    columns, rows = _rows(list(summary["results"].values()))
+    results = summary["results"]
+    columns, rows = _rows(
+        [{**r, "scheme": with_seed(summary, key, r["scheme"])} for key, r in results.items()]
+    )
     return f"catn-table1 ({summary['preset']}): per agent and slot", columns, rows
 
 

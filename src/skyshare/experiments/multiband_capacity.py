@@ -50,6 +50,7 @@ from typing import Any, Literal
 import torch
 from pydantic import Field
 
+from skyshare.errors import ConfigError, ShapeError
 from skyshare.experiments.jobs import Experiment, ExperimentPreset, Job
 from skyshare.schemes.multiband import MULTIBAND_SCHEMES, td3_mix_config
 
@@ -75,6 +76,7 @@ SCHEMES = MULTIBAND_SCHEMES
 CHECKPOINT_FILE = "checkpoint.pt"  # removed once the job has finished (Job.keep_checkpoints)
 NETWORKS_FILE = "networks.pt"
 TRAIN_STATE_FILE = "train.json"
+TRAIN_LOG_FILE = "train.csv"
 
 # ---------------------------------------------------------------------------------------------
 # Presets (YAML under skyshare/configs/experiments/multiband-fig*/) and jobs
@@ -139,6 +141,101 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+_RESTART = (
+    "delete it and rerun the same command: that job trains again from step 0, the other jobs "
+    "are kept"
+)
+
+
+def _corrupt(path: Path, problem: str) -> ConfigError:
+    """The error of a file a learned job resumes from that cannot be used (not retried)."""
+    return ConfigError(f"{path} is corrupt ({problem}); {_RESTART}")
+
+
+def _read_train_state(path: Path, total: int) -> dict[str, Any]:
+    """``train.json`` of an interrupted learned job, checked: a JSON object with
+    ``steps_done`` (an integer in [0, train_steps]), ``train_time_s`` (a finite number >= 0)
+    and optionally ``resumed`` (an integer >= 0); a :class:`ConfigError` naming the file and
+    the bad field otherwise."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _corrupt(path, f"not readable as JSON: {type(exc).__name__}: {exc}") from None
+    if not isinstance(data, dict):
+        raise _corrupt(path, f"holds a JSON {type(data).__name__}, not an object")
+
+    def number(key: str, *, integer: bool, high: float = math.inf, default: Any = None):
+        if key not in data and default is None:
+            raise _corrupt(path, f"missing key {key!r}")
+        value = data.get(key, default)
+        kind = "an integer" if integer else "a number"
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int if integer else (int, float))
+            or not 0 <= value <= high
+            or not math.isfinite(value)
+        ):
+            allowed = f"[0, {high:g}]" if math.isfinite(high) else "[0, inf)"
+            raise _corrupt(path, f"{key} = {value!r}: must be {kind} in {allowed}")
+        return value
+
+    return {
+        "steps_done": number("steps_done", integer=True, high=total),
+        "train_time_s": float(number("train_time_s", integer=False)),
+        "resumed": number("resumed", integer=True, default=0),
+    }
+
+
+def _load_checkpoint(learner: Any, path: Path) -> None:
+    """``learner.load(path)`` with a :class:`ConfigError` naming the file when it is not a
+    checkpoint of these agents (a corrupt file is refused by ``read_checkpoint`` itself)."""
+    try:
+        learner.load(path)
+    except ConfigError:
+        raise  # read_checkpoint's message names the file and says to delete it
+    except (ShapeError, KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise _corrupt(
+            path, f"not a TD3-MIX checkpoint of this job: {type(exc).__name__}: {text}"
+        ) from None
+
+
+def _checkpoint_steps(
+    learner: Any, checkpoint: Path, state_file: Path, steps_done: int, total: int, batch: int
+) -> int:
+    """The training steps the loaded checkpoint holds (each step adds ``batch`` transitions).
+
+    ``train.json`` is written right after the checkpoint, so a run stopped between the two
+    leaves the checkpoint one chunk ahead: its count wins (``train.csv`` already holds those
+    steps' rows). A checkpoint behind ``train.json`` or off the step grid does not belong to
+    it: a :class:`ConfigError` naming both files."""
+    transitions = int(learner.n_transitions)
+    steps, rest = divmod(transitions, batch)
+    if rest or not steps_done <= steps <= total:
+        raise ConfigError(
+            f"{checkpoint} holds {transitions} transitions ({transitions / batch:g} steps of "
+            f"{batch}) but {state_file} records steps_done = {steps_done} of {total}: they do "
+            "not belong together; delete either and rerun the same command: that job trains "
+            "again from step 0, the other jobs are kept"
+        )
+    return steps
+
+
+def _trim_train_log(path: Path, steps_done: int) -> None:
+    """Keep the header and the first ``steps_done`` rows of ``train.csv``: rows of a chunk
+    logged before its checkpoint was written would otherwise appear twice."""
+    if not path.exists():
+        return
+    try:
+        lines = path.read_text().splitlines(keepends=True)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _corrupt(path, f"{type(exc).__name__}: {exc}") from None
+    if len(lines) > steps_done + 1:
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text("".join(lines[: steps_done + 1]))
+        tmp.replace(path)
+
+
 def _train_or_resume(job: Job, folder: Path, scenario_config, env_config) -> tuple[Any, dict]:
     """The trained learner of a learned scheme: trains ``train_steps`` steps of Algorithm 1,
     checkpointing every ``checkpoint_every`` steps; a checkpoint in ``folder`` is loaded and
@@ -155,18 +252,24 @@ def _train_or_resume(job: Job, folder: Path, scenario_config, env_config) -> tup
     config = _learner_config(job.scheme, p).replace(seed=int(job.seed))
     learner = TD3MixAgents.for_env(env, config)
     checkpoint, state_file = folder / CHECKPOINT_FILE, folder / TRAIN_STATE_FILE
+    total = int(p["train_steps"])
     state = {"steps_done": 0, "train_time_s": 0.0, "resumed": 0}
     if checkpoint.exists() and state_file.exists():
-        learner.load(checkpoint)
-        state = json.loads(state_file.read_text())
-        state["resumed"] = int(state.get("resumed", 0)) + 1
+        # everything read is checked before anything is written: a corrupt file stops the
+        # job with a ConfigError naming it (not retried), and the folder stays as it was
+        state = _read_train_state(state_file, total)
+        _load_checkpoint(learner, checkpoint)
+        state["steps_done"] = _checkpoint_steps(
+            learner, checkpoint, state_file, state["steps_done"], total, int(p["train_batch"])
+        )
+        state["resumed"] += 1
+        _trim_train_log(folder / TRAIN_LOG_FILE, state["steps_done"])
         _write_json(state_file, state)
-    total = int(p["train_steps"])
     every = max(1, int(p["checkpoint_every"]))
     remaining = total - int(state["steps_done"])
-    new_file = not (folder / "train.csv").exists() or state["steps_done"] == 0
+    new_file = not (folder / TRAIN_LOG_FILE).exists() or state["steps_done"] == 0
     with (
-        open(folder / "train.csv", "w" if new_file else "a", newline="") as handle,
+        open(folder / TRAIN_LOG_FILE, "w" if new_file else "a", newline="") as handle,
         tqdm(
             total=total,
             initial=int(state["steps_done"]),

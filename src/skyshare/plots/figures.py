@@ -127,7 +127,7 @@ def plot_training_curves(
         member = members[group] = members.get(group, -1) + 1
         width, alpha = max(0.5, 1.4 - 0.45 * member), max(0.35, 1.0 - 0.3 * member)
         slots = curve.slots
-        sparse = len(slots) > 1 and slots[1] - slots[0] > 1
+        sparse = _sparse(slots)
         marker = "." if sparse else None
 
         def smooth(x: list[float], sparse: bool = sparse) -> list[float]:
@@ -158,13 +158,20 @@ def plot_training_curves(
         if round(i_max_dbm, 3) not in limits_drawn:
             limits_drawn.add(round(i_max_dbm, 3))
             bottom.axhline(i_max_dbm, color=colour, lw=1, ls=":")
-    top.set(ylabel="TU sum rate (bit/s/Hz)", title=f"{title}, moving average over {span} slots")
+    longest = max((len(c.slots) for c in curves if not _sparse(c.slots)), default=0)
+    used = max(1, min(span, longest))  # moving_average's window on the longest smoothed curve
+    top.set(ylabel="TU sum rate (bit/s/Hz)", title=f"{title}, moving average over {used} slots")
     bottom.set(
         xlabel="training slot", ylabel="received interference power (dBm)", title="dotted: I_max"
     )
     top.legend(fontsize=7, ncol=2)
     bottom.legend(fontsize=6, ncol=2)
     return save_figure(fig, path)
+
+
+def _sparse(slots: list[float]) -> bool:
+    """A curve logged on spaced slots (drawn unsmoothed, with markers)."""
+    return len(slots) > 1 and slots[1] - slots[0] > 1
 
 
 def plot_fig8_bars(

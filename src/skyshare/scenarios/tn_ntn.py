@@ -9,7 +9,7 @@ subchannel f is eq. (3):
     R_{k,n,f} = W log2(1 + |h_{k,n,f}|^2 p_{k,n,f} / (g_{k,n,f} + W N_0)),
     g_{k,n,f} = sum_{l != n} |h_{k,l,f}|^2 p_{l,f}   (the power BS l puts on subchannel f)
 
-Channels, per 10 ms frame (§II, §IV, with the choices of ``notes/seed-001-setup.md``):
+Channels, per 10 ms frame (§II, §IV, with the choices of ``docs/scenarios/tn_ntn.md``):
 
     TBS -> user:   h = 10^(-(PL_C2 + X)/20) h_small,           h_small ~ CN(0, 1) per subchannel
     NTBS -> user:  h = 10^(-PL_A2G/20) (sqrt(K/(K+1)) e^{-j 2 pi d/lambda}

@@ -3,7 +3,7 @@
 One high-altitude platform station (HAPS, transmitter 0) at 20 km above the centre of a square
 urban area and ``n_mbs`` macro base stations (MBSs, transmitters 1..n_mbs) jointly serve K
 single-antenna UEs on the same time-frequency resource (cell-free coherent joint transmission).
-The equations of the seed text were lost in conversion; ``notes/seed-003-math.md`` restores
+The equations of the seed text were lost in conversion; ``docs/scenarios/vhetnet.md`` restores
 them and the equation numbers below are the seed's.
 
 Channels (noise-normalised: divided by sigma, so the noise power is 1):

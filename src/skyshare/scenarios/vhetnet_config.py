@@ -1,6 +1,6 @@
 """Configuration and state of the cell-free HAPS + macro-BS vHetNet (seed 003 §II and §VI).
 
-:class:`VhetnetConfig` holds the parameters (the values of ``notes/seed-003-math.md``; fields
+:class:`VhetnetConfig` holds the parameters (the values of ``docs/scenarios/vhetnet.md``; fields
 whose value is a reconstruction say "choice"), :class:`VhetnetState` one batch of realizations.
 The scenario itself, :class:`skyshare.scenarios.vhetnet.VhetnetScenario`, re-exports both.
 """
@@ -20,7 +20,8 @@ __all__ = ["VhetnetConfig", "VhetnetState"]
 
 class VhetnetConfig(StrictModel):
     """vHetNet parameters. Seed 003's Table I was lost; the defaults are the values of
-    ``notes/seed-003-math.md``, and fields whose value is a reconstruction say "choice"."""
+    ``docs/scenarios/vhetnet.md`` ("Parameters"), and fields whose value is a reconstruction say
+    "choice"."""
 
     seed: int = Field(0, ge=0, description="random seed of UE drops, shadowing and fading")
     n_ue: int = Field(16, ge=1, le=4096, description="K, single-antenna UEs (choice: 16)")

@@ -10,7 +10,7 @@ beamformer ``w_{t,k}``. With noise-normalised channels (``h / sigma``, so the no
 
     SINR_k = |sum_t h_{t,k}^H w_{t,k}|^2 / (sum_{j != k} |sum_t h_{t,k}^H w_{t,j}|^2 + 1)
 
-(``notes/seed-003-math.md``; the seed text lost its equations). :class:`CellFreeProblem` holds
+(``docs/scenarios/vhetnet.md``; the seed text lost its equations). :class:`CellFreeProblem` holds
 the tensors the solvers read and nothing of the scenario's process: the scenario builds it with
 ``VhetnetState.problem()``; a test can build one by hand. Solvers never import a scenario.
 

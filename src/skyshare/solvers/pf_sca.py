@@ -2,7 +2,7 @@
 
 Seed 003 §III solves the PFBWD problem of :mod:`skyshare.solvers.cellfree_problem` centrally with
 slacks r, s, t (the paper: CVX + MOSEK; here CVXPY + Clarabel by default). Its equations were
-lost; ``notes/seed-003-math.md`` ("Reformulation", steps 1-3) restores them; the seed's numbers
+lost; ``docs/solvers/pfbwd.md`` ("Reformulation", steps 1-4) restores them; the seed's numbers
 are in brackets. Noise-normalised channels, so sigma^2 = 1:
 
     maximize  sum_k ln r_k                                          (step 1: objective)

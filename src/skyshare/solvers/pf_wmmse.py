@@ -1,11 +1,11 @@
 """Proportional-fair WMMSE for cell-free coherent joint transmission with per-BS budgets (seed 003).
 
-The PFBWD problem of :mod:`skyshare.solvers.cellfree_problem` (``notes/seed-003-math.md``,
-"Problem") solved as a sequence of weighted-sum-rate problems by WMMSE (Shi, Razaviyayn, Luo, He,
-"An iteratively weighted MMSE approach to distributed sum-utility maximization for a MIMO
-interfering broadcast channel", IEEE TSP 59(9), 2011, Algorithm 1 with the utility
-``sum_k ln SE_k``: UE k's weight is the utility's derivative ``1 / SE_k`` at the current point,
-updated every round, so a fixed point is a KKT point of the PF problem without gamma_min).
+The PFBWD problem of :mod:`skyshare.solvers.cellfree_problem` (``docs/scenarios/vhetnet.md``,
+"Received signal, SINR and PF objective") solved as a sequence of weighted-sum-rate problems by
+WMMSE (Shi, Razaviyayn, Luo, He, "An iteratively weighted MMSE approach to distributed sum-utility
+maximization for a MIMO interfering broadcast channel", IEEE TSP 59(9), 2011, Algorithm 1 with the
+utility ``sum_k ln SE_k``: UE k's weight is the utility's derivative ``1 / SE_k`` at the current
+point, updated every round, so a fixed point is a KKT point of the PF problem without gamma_min).
 
 Layout and scaling (shared with :mod:`skyshare.solvers.pf_sca`): UE k's beam over all BSs is one
 vector of N = sum_t min(M_t, K) coordinates, ``w_{t,k} = sqrt(P_t) Phi_t v_{t,k}`` with

@@ -1,6 +1,7 @@
 """Two-level distributed PFBWD (seed 003 Algorithms 2-3; Sun & Sun 2023, Comput. Optim. Appl.).
 
-Problem (per realization, noise-normalised; ``notes/seed-003-math.md``): maximize sum_k ln SE_k
+Problem (per realization, noise-normalised; ``docs/scenarios/vhetnet.md`` and
+``docs/solvers/pfbwd.md``, "Reformulation"): maximize sum_k ln SE_k
 over the beamformers of T BSs with per-BS budgets and SINR_k >= gamma_min, with the Jensen bound
 ``|sum_t x_t|^2 <= T sum_t |x_t|^2`` on the interference (so each BS bounds its own).
 
