@@ -58,7 +58,10 @@ def test_cli_run_resumes_and_rejects_bad_input(tmp_path, tiny, capsys):
     stamp = marker.stat().st_mtime_ns
     assert main(argv) == 0  # resumed: the finished job is not recomputed
     assert marker.stat().st_mtime_ns == stamp
-    assert "SC-WMMSE" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "SC-WMMSE" in printed
+    # the table names the preset, and a line under it that --config changed it
+    assert f"preset quick changed by --config {tiny}" in "".join(printed.split("\n"))
     assert main(["run", "catn-fig4", "--preset", "huge"]) == 2
     assert main(["run", "catn-fig4", "--config", str(tiny), "--schemes", "MAGIC"]) == 2
     assert "unknown scheme(s) MAGIC" in capsys.readouterr().err

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from skyshare.cli import main
+from skyshare.errors import ConfigError
 from skyshare.experiments import multiband_capacity as mc
 from skyshare.experiments.jobs import Execution, job_folder
 from skyshare.rl.td3_mix import TD3MixAgents as TD3Mix
@@ -272,3 +273,159 @@ def test_interrupted_learned_job_resumes_from_its_checkpoint(tmp_path, monkeypat
     result = mc.capacity_job(job, folder)
     assert trained_steps == [2, 2] and len(loaded) == 2
     assert result["resumed_from_checkpoint"] == 2
+
+
+def _interrupted_job(tmp_path, monkeypatch, scheme="TD3-MIX"):
+    """A learned job stopped during its second training chunk: its folder holds the
+    checkpoint and ``train.json`` of the first chunk (2 of 4 steps)."""
+    job = _jobs("multiband-fig5", [scheme])[0]
+    folder = job_folder(tmp_path, job)
+    folder.mkdir(parents=True)
+    original_train = TD3Mix.train
+    calls = []
+
+    def interrupted_after_first_chunk(self, env, n_steps, **kwargs):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(n_steps)
+        return original_train(self, env, n_steps, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(TD3Mix, "train", interrupted_after_first_chunk)
+        with pytest.raises(KeyboardInterrupt):
+            mc.capacity_job(job, folder)
+    assert json.loads((folder / "train.json").read_text())["steps_done"] == 2
+    return job, folder
+
+
+def _snapshot(folder):
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ('{"steps_done": \n', "not readable as JSON: JSONDecodeError"),
+        ("[2, 0.5]", "holds a JSON list, not an object"),
+        ('{"train_time_s": 0.5}', "missing key 'steps_done'"),
+        ('{"steps_done": 2}', "missing key 'train_time_s'"),
+        (
+            '{"steps_done": "2", "train_time_s": 0.5}',
+            "steps_done = '2': must be an integer in [0, 4]",
+        ),
+        ('{"steps_done": 9, "train_time_s": 0.5}', "steps_done = 9: must be an integer in [0, 4]"),
+        ('{"steps_done": true, "train_time_s": 0.5}', "steps_done = True: must be an integer"),
+        (
+            '{"steps_done": 2, "train_time_s": -1}',
+            "train_time_s = -1: must be a number in [0, inf)",
+        ),
+        ('{"steps_done": 2, "train_time_s": Infinity}', "train_time_s = inf: must be a number"),
+        ('{"steps_done": 2, "train_time_s": 1, "resumed": -3}', "resumed = -3: must be an integer"),
+    ],
+)
+def test_a_corrupt_train_json_is_refused_naming_it_and_nothing_changes(
+    tmp_path, monkeypatch, text, needle
+):
+    job, folder = _interrupted_job(tmp_path, monkeypatch)
+    state_file = folder / "train.json"
+    state_file.write_text(text)
+    before = _snapshot(folder)
+    with pytest.raises(ConfigError) as info:
+        mc.capacity_job(job, folder)
+    message = str(info.value)
+    assert f"{state_file} is corrupt" in message and needle in message
+    assert "delete it and rerun the same command" in message and "\n" not in message
+    assert _snapshot(folder) == before  # nothing written: the files are as they were
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        ({"dims": [1, 2, 3, 4]}, "not a TD3-MIX checkpoint of this job: ShapeError"),
+        ({"format": 1}, "not a TD3-MIX checkpoint of this job: KeyError: 'dims'"),
+        ([1, 2, 3], "not a TD3-MIX checkpoint of this job: TypeError"),
+    ],
+)
+def test_a_checkpoint_of_something_else_is_refused_naming_it(
+    tmp_path, monkeypatch, content, needle
+):
+    job, folder = _interrupted_job(tmp_path, monkeypatch)
+    checkpoint = folder / "checkpoint.pt"
+    torch.save(content, checkpoint)
+    before = _snapshot(folder)
+    with pytest.raises(ConfigError) as info:
+        mc.capacity_job(job, folder)
+    message = str(info.value)
+    assert f"{checkpoint} is corrupt" in message and needle in message
+    assert "delete it and rerun" in message
+    assert _snapshot(folder) == before
+
+
+def test_train_json_ahead_of_its_checkpoint_is_refused(tmp_path, monkeypatch):
+    job, folder = _interrupted_job(tmp_path, monkeypatch)
+    (folder / "train.json").write_text('{"steps_done": 4, "train_time_s": 0.5}')
+    before = _snapshot(folder)
+    with pytest.raises(ConfigError, match="records steps_done = 4 of 4: they do not belong"):
+        mc.capacity_job(job, folder)
+    assert _snapshot(folder) == before
+
+
+def test_a_checkpoint_one_chunk_ahead_of_train_json_resumes_from_the_checkpoint(
+    tmp_path, monkeypatch
+):
+    """Stopped between the checkpoint and train.json writes (and after train.csv rows of a
+    chunk the checkpoint does not hold): the checkpoint's step count wins, train.csv keeps
+    one row per step."""
+    job, folder = _interrupted_job(tmp_path, monkeypatch)
+    (folder / "train.json").write_text('{"steps_done": 0, "train_time_s": 0.0}')
+    with open(folder / "train.csv", "a") as handle:
+        handle.write("2,9.9,9.9,\n3,9.9,9.9,\n")  # logged, then stopped before the checkpoint
+    trained = []
+    original_train = TD3Mix.train
+
+    def counting_train(self, env, n_steps, **kwargs):
+        trained.append(n_steps)
+        return original_train(self, env, n_steps, **kwargs)
+
+    monkeypatch.setattr(TD3Mix, "train", counting_train)
+    result = mc.capacity_job(job, folder)
+    assert trained == [2]  # the 2 steps the checkpoint lacks, not 4
+    assert result["train_steps"] == 4 and result["resumed_from_checkpoint"] == 1
+    rows = list(csv.DictReader((folder / "train.csv").read_text().splitlines()))
+    assert [int(row["step"]) for row in rows] == [0, 1, 2, 3]
+    assert all(row["capacity_per_cell"] != "9.9" for row in rows)
+
+
+def test_cli_corrupt_train_json_exits_2_without_traceback_then_restarts(
+    tmp_path, tiny, monkeypatch, capsys
+):
+    out = tmp_path / "run"
+    argv = ["run", "multiband-fig7", "--config", str(tiny["multiband-fig7"]), "--out", str(out)]
+    argv += ["--schemes", "TD3-MIX", "--threads", "1"]
+    original_train = TD3Mix.train
+    calls = []
+
+    def interrupted_after_first_chunk(self, env, n_steps, **kwargs):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(n_steps)
+        return original_train(self, env, n_steps, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(TD3Mix, "train", interrupted_after_first_chunk)
+        assert main(argv) == 130
+    (state_file,) = out.glob("jobs/*/train.json")
+    state_file.write_text('{"steps_done": ')
+    capsys.readouterr()
+    calls_before = len(calls)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{state_file} is corrupt" in err and "delete it and rerun" in err
+    assert "Traceback" not in err and "attempts" not in err  # not retried
+    assert len(calls) == calls_before
+    assert state_file.read_text() == '{"steps_done": '  # left for the user to look at
+    state_file.unlink()  # as the message says: the job trains again from step 0
+    assert main(argv) == 0
+    results = [json.loads(path.read_text()) for path in out.glob("jobs/*/result.json")]
+    assert len(results) == len(TINY["multiband-fig7"]["points"])
+    assert all(r["train_steps"] == 4 and r["resumed_from_checkpoint"] == 0 for r in results)

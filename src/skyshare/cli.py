@@ -115,22 +115,22 @@ def _parser() -> argparse.ArgumentParser:
     env.add_argument(
         "--formulation",
         choices=["decomposed", "per_bs"],
-        default="decomposed",
-        help="tn_ntn: SRB agents acting in turn (RL2) or one agent per BS (RL1)",
+        default=None,
+        help="tn_ntn only: SRB agents acting in turn (RL2, the default) or one agent per BS (RL1)",
     )
     env.add_argument("--slots", type=int, default=20, help="slots (frames) to play (20)")
     env.add_argument("--batch", type=int, default=1, help="parallel environments (1)")
     env.add_argument(
         "--tu-info",
         choices=["d3qn", "dcd", "sc"],
-        default="d3qn",
-        help="what the TUs receive for association (signaling ledger)",
+        default=None,
+        help="catn only: what the TUs receive for association (signaling ledger; d3qn)",
     )
     env.add_argument(
         "--bs-info",
         choices=["exchange", "global_csi"],
-        default="exchange",
-        help="observation exchange (CUP/PPO) or global CSI (WMMSE/FP)",
+        default=None,
+        help="catn only: observation exchange (CUP/PPO, the default) or global CSI (WMMSE/FP)",
     )
     _add_config_arguments(env)
 
@@ -319,6 +319,16 @@ def _cmd_inspect(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _check_env_options(args: argparse.Namespace) -> None:
+    """Refuse the ``env`` options of the other scenario (they would be ignored)."""
+    if args.scenario == "tn_ntn":
+        given = [f for f, v in (("--tu-info", args.tu_info), ("--bs-info", args.bs_info)) if v]
+        if given:
+            raise SkyshareError(f"{' and '.join(given)}: catn only (tn_ntn has no such option)")
+    elif args.formulation is not None:
+        raise SkyshareError("--formulation: tn_ntn only (catn has one formulation)")
+
+
 def _cmd_env(args: argparse.Namespace, console: Console) -> int:
     import torch
     from tqdm.auto import tqdm
@@ -331,12 +341,15 @@ def _cmd_env(args: argparse.Namespace, console: Console) -> int:
     _in_range(args.batch, 1, 4096, "--batch")
     _in_range(args.seed, 0, MAX_SEED, "--seed")
     config = cls.config_from(args.preset, file=args.config, overrides=args.overrides)
+    _check_env_options(args)
     if args.scenario == "tn_ntn":
         return _cmd_env_tn_ntn(args, config, console)
     if args.policy not in ("random", "heuristic"):
         raise SkyshareError(f"--policy for catn must be random or heuristic, got {args.policy}")
     _check_slots(args.slots, config.n_slots)
-    env_config = CatnEnvConfig(tu_information=args.tu_info, bs_information=args.bs_info)
+    env_config = CatnEnvConfig(
+        tu_information=args.tu_info or "d3qn", bs_information=args.bs_info or "exchange"
+    )
     env = CatnEnv(config, env_config, batch_size=args.batch)
     generator = torch.Generator().manual_seed(0 if args.seed is None else args.seed)
     env.reset(seed=args.seed)
@@ -433,6 +446,10 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     for row in rows:
         table.add_row(*row)
     console.print(table)
+    changed = [f"--set {o}" for o in args.overrides or []]
+    changed += [f"--config {args.config}"] if args.config else []
+    if changed:  # the title names the preset: say that it did not run as shipped
+        console.print(f"preset {args.preset} changed by {', '.join(changed)}")
     files = sorted(p.name for p in Path(out).iterdir() if p.is_file() and p.name != "preset.yaml")
     console.print(f"{', '.join(files)} and jobs/ (each job's series and result) in {out}")
     return 0
@@ -448,12 +465,13 @@ def _cmd_env_tn_ntn(args: argparse.Namespace, config: Any, console: Console) -> 
     if args.policy == "heuristic":
         raise SkyshareError("--policy for tn_ntn must be random, round-robin or greedy-BR")
     _in_range(args.slots, 1, 10_000_000, "--slots")
-    env = TnNtnEnv(TnNtnScenario(config, batch_size=args.batch), formulation=args.formulation)
+    formulation = args.formulation or "decomposed"
+    env = TnNtnEnv(TnNtnScenario(config, batch_size=args.batch), formulation=formulation)
     seed = 0 if args.seed is None else args.seed
     scheme = TN_NTN_SCHEMES.build(args.policy, env, TnNtnSchemeOptions(seed=seed))
     run = run_tn_ntn(env, scheme, args.slots, seed=args.seed, progress=True)
     title = (
-        f"tn_ntn env ({args.formulation}, {env.n_turns} turns per frame), {args.policy}: "
+        f"tn_ntn env ({formulation}, {env.n_turns} turns per frame), {args.policy}: "
         f"{args.slots} frames, B={args.batch}"
     )
     table = Table(title=title)

@@ -182,7 +182,9 @@ def format_validation_error(
 def parse_override(text: str) -> tuple[str, Any]:
     """Parse ``key.sub=value`` (value read as YAML, so ``3``, ``1e-3``, ``[1, 2]`` work)."""
     if "=" not in text:
-        raise ConfigError(f"override {text!r} must look like key=value (e.g. p_max_dbm=40)")
+        raise ConfigError(
+            f"override {text!r} must look like key=value (a field and its value, e.g. seed=3)"
+        )
     key, raw = text.split("=", 1)
     key = key.strip()
     if not key:
