@@ -63,6 +63,11 @@ def test_cli_run_resumes_and_rejects_bad_input(tmp_path, tiny, capsys):
     # the table names the preset, and a line under it that --config changed it
     assert f"preset quick changed by --config {tiny}" in "".join(printed.split("\n"))
     assert main(["run", "catn-fig4", "--preset", "huge"]) == 2
+    huge = ["--schemes", "D3QN-CUP", "--set", "hidden_sizes=[100000,100000,100000]"]
+    assert main(["run", "catn-fig4", "--out", str(tmp_path / "huge"), *huge]) == 2
+    err = capsys.readouterr().err
+    assert "(BS agents, hidden_sizes [100000, 100000, 100000]) needs about" in err
+    assert not (tmp_path / "huge").exists() and "Traceback" not in err
     assert main(["run", "catn-fig4", "--config", str(tiny), "--schemes", "MAGIC"]) == 2
     assert "unknown scheme(s) MAGIC" in capsys.readouterr().err
 

@@ -222,3 +222,76 @@ def test_centralized_jensen_scheme_solves_the_distributed_algorithms_problem():
         "interference": "jensen",
         "max_iter": 3,
     }
+
+
+def _fake_clock(monkeypatch, call_times):
+    """``mrt``'s timer reads start, start + t for each solver call's time t in turn."""
+    import types
+
+    import skyshare.schemes.vhetnet as schemes
+
+    readings = iter([v for i, t in enumerate(call_times) for v in (10.0 * i, 10.0 * i + t)])
+    monkeypatch.setattr(schemes, "time", types.SimpleNamespace(perf_counter=lambda: next(readings)))
+
+
+def test_time_is_measured_per_solver_call_and_reported_without_a_spread(tmp_path, monkeypatch):
+    """5 realizations in calls of 2, 2, 1 taking 0.2, 0.6, 0.1 s: the result keeps every
+    call's time, the table gives (0.2 + 0.6 + 0.1) / 5 = 0.18 s per realization, once, with
+    no ± (the realizations of a call share one measurement)."""
+    _fake_clock(monkeypatch, [0.2, 0.6, 0.1])
+    experiment = get_experiment("vhetnet-table3")
+    summary = experiment.run(
+        tmp_path, "quick", schemes=["mrt"], overrides=["realizations=5", "batch=2"]
+    )
+    (result,) = summary["results"].values()
+    assert result["call_sizes"] == [2, 2, 1]
+    assert result["call_time_s"] == pytest.approx([0.2, 0.6, 0.1])
+    assert result["time_s"] == pytest.approx([0.1, 0.1, 0.3, 0.3, 0.1])  # shares, kept
+    (row,) = json.loads((tmp_path / "summary.json").read_text())["table"]
+    assert row["time_per_realization_s"] == pytest.approx(0.18)
+    assert row["solver_calls"] == 3 and row["time_per_call_s"] == pytest.approx(0.3)
+    assert "time_s" not in row  # no (mean, half-width) pair: there is no spread to report
+    title, columns, rows = experiment.table(summary)
+    cell = rows[0][columns.index("s/realization")]
+    assert cell == "0.18" and "±" not in cell
+    assert "measured once per call, so no ± spread" in title
+
+
+def test_one_solver_call_gives_one_time_for_all_its_realizations(tmp_path, monkeypatch):
+    _fake_clock(monkeypatch, [2.67])
+    experiment = get_experiment("vhetnet-fig3")
+    summary = experiment.run(tmp_path, "quick", schemes=["mrt"], overrides=["realizations=3"])
+    (result,) = summary["results"].values()
+    assert result["call_sizes"] == [3] and result["call_time_s"] == pytest.approx([2.67])
+    title, columns, rows = experiment.table(summary)
+    assert rows[0][columns.index("s/realization")] == "0.89"  # 2.67 s / 3, not "2.67 ± 0"
+    assert "no ± spread" in title
+
+
+def test_tables_still_read_a_summary_written_before_call_times(tmp_path, monkeypatch):
+    """An older summary.json: results without call_time_s, table rows with time_s as
+    (mean, half-width). Both the stored table and one aggregated anew print the mean time per
+    realization without a spread."""
+    _fake_clock(monkeypatch, [0.4, 0.2])
+    experiment = get_experiment("vhetnet-table3")
+    summary = experiment.run(
+        tmp_path, "quick", schemes=["mrt"], overrides=["realizations=4", "batch=2"]
+    )
+    old = json.loads(json.dumps(summary))
+    for result in old["results"].values():
+        del result["call_time_s"], result["call_sizes"]
+    old["table"] = [
+        {key: value for key, value in row.items() if "time" not in key and key != "solver_calls"}
+        | {"time_s": [0.15, 0.0]}
+        for row in summary["table"]
+    ]
+    _, columns, rows = experiment.table(old)
+    assert rows[0][columns.index("s/realization")] == "0.15"
+    del old["table"]  # aggregated from the older results: the shares' total / realizations
+    _, columns, rows = experiment.table(old)
+    assert rows[0][columns.index("s/realization")] == "0.15"
+    from skyshare.experiments.vhetnet_report import aggregate
+
+    (row,) = aggregate(old)
+    assert row["time_per_realization_s"] == pytest.approx(0.15)
+    assert row["solver_calls"] is None and row["time_per_call_s"] is None

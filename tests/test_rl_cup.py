@@ -569,3 +569,16 @@ def test_an_update_with_factored_first_layer_gradients_is_the_dense_update():
     for net, twin in zip(networks(agents), networks(dense), strict=True):
         for p, q in zip(net.parameters(), twin.parameters(), strict=True):
             torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
+
+
+def test_memory_estimate_counts_the_networks_and_their_training_state(monkeypatch):
+    """The estimate is 4 float32 copies (weights, gradient, Adam's two moments) of exactly the
+    parameters CUP builds (actor, reward critic, cost critic); agents over the memory limit
+    are refused by name before anything is allocated."""
+    agents = CupAgents(7, 3, 2, 2, CupConfig(hidden_sizes=(16, 8), seed=0))
+    networks = (agents.actor, agents.reward_critic, agents.cost_critic)
+    n_parameters = sum(p.numel() for net in networks for p in net.parameters())
+    assert CupAgents.memory_estimate(7, 3, 2, 2, (16, 8)) == 16 * n_parameters
+    monkeypatch.setenv("SKYSHARE_MEMORY_LIMIT_GB", "0.5")  # the paper's agents need ~0.71 GB
+    with pytest.raises(ConfigError, match=r"CupAgents \(7 agents, hidden_sizes \[512, 128, 64\]"):
+        CupAgents(3996, 46, 7, 2, CupConfig())

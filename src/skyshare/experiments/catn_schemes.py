@@ -37,10 +37,12 @@ from typing import Annotated, Any
 import torch
 from pydantic import Field, create_model
 
+from skyshare.checks import check_memory
 from skyshare.envs.catn import CatnEnv
 from skyshare.errors import SkyshareError
 from skyshare.experiments.jobs import Experiment, ExperimentPreset, Job
 from skyshare.plots import TrainingCurve, plot_training_curves
+from skyshare.rl.common.onpolicy import OnPolicyAgents
 from skyshare.scenarios.catn import CatnScenario
 from skyshare.schemes.catn import (
     SCHEMES,
@@ -114,8 +116,16 @@ def build_env(
 def check_job(job: Job) -> None:
     """Build the job's game at B = 1 (a few ms): a bad scenario or env override, or an unknown
     scenario preset, fails before the run writes anything (``Experiment.check_job``)."""
-    n_slots = job.params["dfp_slots" if split_scheme(job.scheme)[1] == "fp" else "n_slots"]
-    build_env(job.scheme, job.params, job.seed, int(n_slots))
+    beamforming = split_scheme(job.scheme)[1]
+    n_slots = job.params["dfp_slots" if beamforming == "fp" else "n_slots"]
+    env = build_env(job.scheme, job.params, job.seed, int(n_slots))
+    if beamforming in ("cup", "ppo"):  # the BS networks of a learned scheme fit in memory
+        dims = (env.bs_obs_dim, env.action_dim, env.N, env.L)
+        hidden = job.params["hidden_sizes"]
+        check_memory(
+            OnPolicyAgents.memory_estimate(*dims, hidden),
+            f"job {job.job_id} (BS agents, hidden_sizes {list(hidden)})",
+        )
 
 
 def build_job_scheme(env: CatnEnv, scheme: str, params: dict[str, Any], seed: int) -> CatnScheme:

@@ -19,12 +19,17 @@ use 100 per point (choice), and every table gives the 95 % confidence half-width
 * ``vhetnet-fig9``: minimum SE per UE vs the HAPS power;
 * ``vhetnet-table3``: signaling (measured by the ledger) and computation, both algorithms.
 
-Outputs: ``jobs/<job_id>/result.json`` (per realization: SE per UE, PF objective, time,
-iterations, flags, signaling; the mean traces), ``<figure>.png`` and ``summary.json``.
+Outputs: ``jobs/<job_id>/result.json`` (per realization: SE per UE, PF objective, its share
+of its solver call's wall time, iterations, flags, signaling; the wall time and size of every
+solver call, ``call_time_s`` and ``call_sizes``; the mean traces), ``<figure>.png`` and
+``summary.json``. The solvers handle ``batch`` realizations per call, so time is measured once
+per call: the tables report it per realization as the calls' total time over the realizations,
+without a confidence interval.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -87,6 +92,7 @@ def _jobs(experiment: str):
                     f"{where}: unknown scheme(s) {', '.join(unknown)}; options are keyed by "
                     f"scheme name: {', '.join(VHETNET_SCHEMES.names())}"
                 )
+        _check_swept_fields(preset)
         for point in preset.points:
             scenario = {**preset.scenario, **point.scenario}
             _check_scenario(scenario)
@@ -105,6 +111,29 @@ def _jobs(experiment: str):
         return out
 
     return jobs
+
+
+def _check_swept_fields(preset: Preset) -> None:
+    """Refuse a fixed field (``scenario.<name>``, ``options.<scheme>.<name>``) that a sweep
+    point sets too: the point's value wins, so the fixed one (e.g. ``--set scenario.n_ue=0``
+    on ``vhetnet-fig6``, whose points sweep ``n_ue``) would be silently ignored there."""
+    fixed = [(("scenario",), preset.scenario, lambda point: point.scenario)]
+    fixed += [
+        (("options", scheme), values, lambda point, scheme=scheme: point.options.get(scheme, {}))
+        for scheme, values in preset.options.items()
+    ]
+    for where, values, of_point in fixed:
+        for name in values:
+            swept = [of_point(point)[name] for point in preset.points if name in of_point(point)]
+            if not swept:
+                continue
+            path = ".".join((*where, name))
+            shown = ", ".join(json.dumps(value) for value in swept)
+            raise ConfigError(
+                f"{path} is swept by this experiment (points[].{path}: {shown}), so the "
+                f"value given would be ignored; set the points' values instead (points[i].{path}, "
+                f"e.g. in a --config file) or leave {path} out"
+            )
 
 
 def _check_scenario(overrides: dict[str, Any]) -> None:
@@ -156,6 +185,21 @@ def _signaling_per_bs(run: VhetnetRealizations) -> list[float] | None:
     return torch.as_tensor(rows, dtype=torch.float64).reshape(len(rows), -1).mean(0).tolist()
 
 
+def _solver_calls(run: VhetnetRealizations, batch: int) -> tuple[list[float], list[int]]:
+    """(wall time of every solver call, realizations it solved): :func:`run_vhetnet` solves
+    the realizations in calls of ``batch`` (the last one cut) and splits a call's time equally
+    over its realizations, so a call's time is the sum of its realizations' shares."""
+    total = int(run.time_s.numel())
+    sizes = [min(batch, total - start) for start in range(0, total, batch)]
+    times, start = [], 0
+    for size in sizes:
+        times.append(float(run.time_s[start : start + size].sum()))
+        start += size
+    if len(sizes) != len(run.info):  # run_vhetnet's chunking changed: fix this reading of it
+        raise RuntimeError(f"{len(run.info)} solver calls, {len(sizes)} expected")
+    return times, sizes
+
+
 def realizations_job(job: Job, folder: Path) -> dict[str, Any]:
     """Play ``job.scheme`` on the job's realizations; the result (also ``result.json``)."""
     from skyshare.scenarios.vhetnet import VhetnetScenario
@@ -167,11 +211,11 @@ def realizations_job(job: Job, folder: Path) -> dict[str, Any]:
     config = VhetnetScenario.config_from(
         "paper", overrides={**params["scenario"], "seed": int(job.seed)}
     )
-    scenario = VhetnetScenario(
-        config, batch_size=min(params["batch"], params["realizations"]), device=job.device
-    )
+    batch = min(params["batch"], params["realizations"])
+    scenario = VhetnetScenario(config, batch_size=batch, device=job.device)
     scheme = VHETNET_SCHEMES.build(job.scheme, params["options"])
     run = run_vhetnet(scenario, scheme, params["realizations"], seed=int(job.seed))
+    call_time_s, call_sizes = _solver_calls(run, batch)
     traces = {
         name: _mean_trace(chunks, hold_last="objective" in name)
         for name, chunks in run.traces.items()
@@ -192,7 +236,11 @@ def realizations_job(job: Job, folder: Path) -> dict[str, Any]:
         "options": params["options"],
         "se": run.se.tolist(),
         "pf_objective": run.pf_objective.tolist(),
+        # per realization, its share of its solver call's time (not a measurement of its own:
+        # the realizations of a call are solved together); the calls' times are below
         "time_s": run.time_s.tolist(),
+        "call_time_s": call_time_s,
+        "call_sizes": call_sizes,
         "iterations": run.iterations.tolist(),
         "converged": run.converged.tolist(),
         "infeasible": run.infeasible.tolist(),

@@ -21,6 +21,7 @@ the loss (7).
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -28,6 +29,7 @@ from typing import Any, Literal
 import torch
 from pydantic import Field, PositiveInt, model_validator
 
+from skyshare.checks import check_memory
 from skyshare.errors import ConfigError, ShapeError
 from skyshare.rl.common.buffers import Trajectory, from_agent_major, to_agent_major
 from skyshare.rl.common.config import LearnerConfig, plain
@@ -282,6 +284,11 @@ class OnPolicyAgents:
         ):
             if value < 1:
                 raise ConfigError(f"{name} must be >= 1, got {value}")
+        check_memory(
+            self.memory_estimate(obs_dim, act_dim, n_agents, n_costs, config.hidden_sizes),
+            f"{type(self).__name__} ({n_agents} agents, hidden_sizes "
+            f"{list(config.hidden_sizes)}, {obs_dim} inputs)",
+        )
         self.obs_dim, self.act_dim, self.n_agents = obs_dim, act_dim, n_agents
         self.n_costs = n_costs
         self.config = config
@@ -317,6 +324,22 @@ class OnPolicyAgents:
         self.reward_critic_optimizer = self._adam(self.reward_critic, config.lr_critic)
         self.n_updates = 0
         self._build_extra(config)
+
+    @staticmethod
+    def memory_estimate(
+        obs_dim: int, act_dim: int, n_agents: int, n_costs: int, hidden_sizes: Sequence[int]
+    ) -> int:
+        """Bytes of the float32 networks of ``n_agents`` agents with their training state: the
+        actor (2 act_dim outputs, the Beta concentrations), the reward critic and a cost critic
+        (n_costs outputs; an upper bound for learners without one), each held as weights,
+        gradient buffer and Adam's two moments (4 copies)."""
+
+        def parameters(out: int) -> int:
+            sizes = [obs_dim, *hidden_sizes, out]
+            return sum(a * b + b for a, b in itertools.pairwise(sizes))
+
+        total = parameters(2 * act_dim) + parameters(1) + parameters(n_costs)
+        return 4 * 4 * n_agents * total
 
     def _build_extra(self, config: OnPolicyConfig) -> None:
         """Hook for what a subclass adds after the shared networks (CUP: its cost critic)."""
