@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import socket
+import sys
 import time
 import traceback
 from collections.abc import Callable, Collection, Sequence
@@ -727,25 +728,40 @@ def _run_in_workers(jobs, fn, run_dir, execution, max_retries) -> dict[str, dict
     from tqdm.auto import tqdm
 
     workers = min(execution.workers, len(jobs))
+    _quiet_resource_tracker()
     pool = ProcessPoolExecutor(
         max_workers=workers,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_worker_setup,
         initargs=(os.getpid(),),
     )
-    stopped = False
     try:
         with tqdm(
             total=len(jobs), desc=f"jobs ({workers} workers)", disable=not execution.progress
         ) as bar:
             return _gather(pool, jobs, fn, run_dir, max_retries, bar)
     except BaseException:  # Ctrl-C or a job that failed for good: stop the others now
-        stopped = True
-        for process in list(getattr(pool, "_processes", {}).values()):
+        processes = list(getattr(pool, "_processes", {}).values())
+        for process in processes:
             process.terminate()  # a job may run for hours; it resumes from its checkpoint
+        for process in processes:  # reaped, so that the pool can release its queues' locks
+            process.join(timeout=2.0)
         raise
     finally:
-        pool.shutdown(wait=not stopped, cancel_futures=True)
+        # after the workers are gone, waiting lets the pool close its queues (whose semaphores
+        # the resource tracker would otherwise report as leaked at exit)
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _quiet_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker (if not yet running) with its "leaked
+    semaphore" warning off. Workers stopped by Ctrl-C are terminated, so the locks of the
+    pool's queues that they had registered are never unregistered; the tracker then unlinks
+    them itself at exit and warns about it, which reads as an error after a clean stop. The
+    tracker is started with the parent's ``sys.warnoptions``."""
+    option = "ignore:resource_tracker:UserWarning:multiprocessing.resource_tracker"
+    if option not in sys.warnoptions:
+        sys.warnoptions.append(option)
 
 
 def _gather(pool, jobs, fn, run_dir, max_retries, bar) -> dict[str, dict[str, Any]]:
