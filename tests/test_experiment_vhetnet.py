@@ -257,6 +257,7 @@ def test_time_is_measured_per_solver_call_and_reported_without_a_spread(tmp_path
     assert "measured once per call, so no ± spread" in title
 
 
+@pytest.mark.filterwarnings("ignore:No artists with labels")  # mrt has no ADMM traces to draw
 def test_one_solver_call_gives_one_time_for_all_its_realizations(tmp_path, monkeypatch):
     _fake_clock(monkeypatch, [2.67])
     experiment = get_experiment("vhetnet-fig3")
@@ -295,3 +296,52 @@ def test_tables_still_read_a_summary_written_before_call_times(tmp_path, monkeyp
     (row,) = aggregate(old)
     assert row["time_per_realization_s"] == pytest.approx(0.15)
     assert row["solver_calls"] is None and row["time_per_call_s"] is None
+
+
+@pytest.mark.parametrize(
+    ("experiment", "override", "needle"),
+    [
+        ("vhetnet-fig6", "scenario.n_ue=0", "scenario.n_ue is swept by this experiment "
+         "(points[].scenario.n_ue: 4, 8, 16)"),
+        ("vhetnet-fig7", "scenario.n_mbs=3", "scenario.n_mbs is swept by this experiment "
+         "(points[].scenario.n_mbs: 1, 2, 4)"),
+        ("vhetnet-fig7", "scenario.with_haps=false", "(points[].scenario.with_haps: true, false)"),
+        ("vhetnet-fig8", "scenario.haps_n_v=4", "scenario.haps_n_v is swept"),
+        ("vhetnet-fig9", "scenario.haps_power_dbm=20", "scenario.haps_power_dbm is swept"),
+        ("vhetnet-table2", "options.distributed.rho_over_beta=1", "options.distributed."
+         "rho_over_beta is swept by this experiment (points[].options.distributed.rho_over_beta"),
+    ],
+)  # fmt: skip
+def test_a_fixed_field_the_sweep_sets_is_refused_before_anything_is_written(
+    tmp_path, capsys, experiment, override, needle
+):
+    out = tmp_path / "run"
+    assert main(["run", experiment, "--set", override, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "would be ignored" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_fixed_fields_the_sweep_leaves_alone_are_kept():
+    experiment = get_experiment("vhetnet-fig6")
+    preset = experiment.load_preset("quick", overrides=["scenario.n_mbs=2"])
+    jobs = experiment.jobs(preset, "quick", ["mrt"])
+    assert [job.params["scenario"] for job in jobs] == [{"n_mbs": 2, "n_ue": n} for n in (4, 8, 16)]
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ("points=[{scenario: {n_mbs: 2}}]", "points[0].scenario.n_ue: not set, but sweep = 'n_ue'"),
+        ("sweep=null", "sweep: vhetnet-fig6 draws its figure against a scenario field"),
+    ],
+)
+def test_a_sweep_figure_without_its_x_values_is_refused_before_any_job(
+    tmp_path, capsys, override, needle
+):
+    out = tmp_path / "run"
+    argv = ["run", "vhetnet-fig6", "--schemes", "mrt", "--set", override, "--out", str(out)]
+    assert main(argv) == 2
+    assert needle in capsys.readouterr().err
+    assert not out.exists()  # before: every job ran, then the figure failed

@@ -209,7 +209,7 @@ def test_paper_values():
 @pytest.mark.parametrize(
     ("override", "needle"),
     [
-        ({"n_bs": 8}, "n_bs must fill whole hexagonal rings"),
+        ({"n_bs": 8}, "n_bs must fill whole hexagonal rings: 1, 7, 19, 37, 61, ..."),
         ({"p_max_w": -1}, "p_max_w = -1"),
         ({"ar1_alpha": 1.5}, "ar1_alpha = 1.5"),
         ({"ura_rows": 0}, "ura_rows = 0"),
@@ -308,3 +308,33 @@ def test_an_aerial_track_through_a_bs_antenna_is_refused_naming_the_fields():
     with pytest.raises(ConfigError, match=r"au_altitude_m \(now 30\).*bs_height_m"):
         CatnScenario(config, batch_size=1).reset(0)
     CatnScenario(config.model_copy(update={"au_altitude_m": 60.0}), batch_size=1).reset(0)
+
+
+@pytest.mark.parametrize(
+    ("n_bs", "nearest"), [(2, "1 or 7"), (8, "7 or 19"), (36, "19 or 37"), (100, "91 or 127")]
+)
+def test_n_bs_off_the_hexagonal_rings_names_the_rule_not_a_range_it_meets(n_bs, nearest):
+    """n_bs = 8 is inside [1, inf): the message states the ring rule with its allowed values
+    (and the nearest ones), not that range."""
+    with pytest.raises(ConfigError) as info:
+        CatnScenario.config_from("paper", overrides={"n_bs": n_bs})
+    message = str(info.value)
+    assert (
+        f"n_bs = {n_bs}: n_bs must fill whole hexagonal rings: 1, 7, 19, 37, 61, ... "
+        f"(3r(r+1)+1 for r rings around the centre cell), got {n_bs}; nearest: {nearest}"
+    ) in message
+    assert "allowed range" not in message
+    for ok in (1, 7, 19, 37, 61):  # every value the message lists is accepted
+        assert CatnScenario.config_from("paper", overrides={"n_bs": ok}).n_bs == ok
+    # a bound a value breaks is still stated with its range
+    with pytest.raises(ConfigError, match=r"n_bs = 0: must be >= 1 \(allowed range: \[1, inf\)\)"):
+        CatnScenario.config_from("paper", overrides={"n_bs": 0})
+
+
+def test_cli_n_bs_off_the_rings_exits_2_with_the_rule(capsys):
+    from skyshare.cli import main
+
+    assert main(["inspect", "catn", "--set", "n_bs=8"]) == 2
+    err = capsys.readouterr().err
+    assert "n_bs must fill whole hexagonal rings: 1, 7, 19, 37, 61, ..." in err
+    assert "allowed range" not in err and "Traceback" not in err

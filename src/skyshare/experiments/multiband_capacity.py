@@ -35,6 +35,10 @@ curve), and ``result.json``; ``<figure>.png`` and ``summary.json`` at the top.
 Interrupted learned jobs resume from their last checkpoint (written every
 ``checkpoint_every`` training steps): the networks, optimisers and counters are restored and
 only the remaining steps are trained (the replay buffer is not checkpointed; it refills).
+What a job resumes from is checked before anything is written: a corrupt ``train.json`` (not
+JSON, a missing key, a value of the wrong type or range), a ``checkpoint.pt`` that is corrupt or
+not this job's agents, or a ``train.json`` ahead of its checkpoint raises a
+:class:`~skyshare.errors.ConfigError` naming the file and saying to delete it (not retried).
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ from pydantic import Field
 from skyshare.config import StrictModel
 from skyshare.errors import ConfigError
 from skyshare.experiments.jobs import Experiment, ExperimentPreset, Job
-from skyshare.experiments.vhetnet_report import FINISH, TABLES, aggregate
+from skyshare.experiments.vhetnet_report import FINISH, SWEEP_FIGURES, TABLES, aggregate, sweep_x
 from skyshare.schemes.vhetnet import VHETNET_SCHEMES, VhetnetRealizations, run_vhetnet
 
 __all__ = ["EXPERIMENTS", "Point", "Preset", "aggregate", "realizations_job"]
@@ -93,6 +93,7 @@ def _jobs(experiment: str):
                     f"scheme name: {', '.join(VHETNET_SCHEMES.names())}"
                 )
         _check_swept_fields(preset)
+        _check_sweep(experiment, preset)
         for point in preset.points:
             scenario = {**preset.scenario, **point.scenario}
             _check_scenario(scenario)
@@ -128,12 +129,33 @@ def _check_swept_fields(preset: Preset) -> None:
             if not swept:
                 continue
             path = ".".join((*where, name))
-            shown = ", ".join(json.dumps(value) for value in swept)
+            shown = ", ".join(dict.fromkeys(json.dumps(value) for value in swept))
             raise ConfigError(
                 f"{path} is swept by this experiment (points[].{path}: {shown}), so the "
                 f"value given would be ignored; set the points' values instead (points[i].{path}, "
                 f"e.g. in a --config file) or leave {path} out"
             )
+
+
+def _check_sweep(experiment: str, preset: Preset) -> None:
+    """A figure drawn against ``sweep`` needs it named and set by every point (its x value):
+    refused here, before any job runs, rather than when the figure is drawn."""
+    if experiment not in SWEEP_FIGURES:
+        return
+    if not preset.sweep:
+        raise ConfigError(
+            f"sweep: {experiment} draws its figure against a scenario field; name it (e.g. "
+            "sweep=n_ue, or haps_array for the HAPS antennas N_h x N_v)"
+        )
+    for i, point in enumerate(preset.points):
+        row = {"scenario": {**preset.scenario, **point.scenario}, "label": point.label}
+        try:
+            sweep_x(row, preset.sweep)
+        except ConfigError:
+            raise ConfigError(
+                f"points[{i}].scenario.{preset.sweep}: not set, but sweep = {preset.sweep!r} "
+                f"needs every point's x value; set it in each point or name another sweep"
+            ) from None
 
 
 def _check_scenario(overrides: dict[str, Any]) -> None:

@@ -246,7 +246,7 @@ def _finish_fig5(run_dir: Path, jobs: list[Any], summary: dict[str, Any]) -> Pat
     return plot_cdfs(panels, Path(run_dir) / "fig5.png", title, reference_line=1.0)
 
 
-def _sweep_x(row: dict[str, Any], sweep: str) -> float:
+def sweep_x(row: dict[str, Any], sweep: str) -> float:
     scenario = row["scenario"]
     if sweep == "haps_array":
         return float(scenario.get("haps_n_h", 8) * scenario.get("haps_n_v", 8))
@@ -274,9 +274,9 @@ def _finish_sweep(metrics: Sequence[tuple[str, str]], figure: str) -> Callable[.
         panels = []
         for key, ylabel in metrics:
             curves: dict[str, tuple[list[float], list[float], list[float]]] = {}
-            for row in sorted(rows, key=lambda r: _sweep_x(r, sweep)):
+            for row in sorted(rows, key=lambda r: sweep_x(r, sweep)):
                 x, mean, half = curves.setdefault(_curve_name(row, sweep), ([], [], []))
-                x.append(_sweep_x(row, sweep))
+                x.append(sweep_x(row, sweep))
                 mean.append(row[key][0])
                 half.append(row[key][1])
             panels.append((ylabel, curves))
@@ -369,6 +369,8 @@ FINISH: dict[str, Callable[..., Any]] = {
     "vhetnet-fig9": _finish_sweep([("min_se", "minimum SE per UE (bit/s/Hz)")], "9"),
     "vhetnet-table3": _finish_table3,
 }
+SWEEP_FIGURES = ("vhetnet-fig6", "vhetnet-fig7", "vhetnet-fig8", "vhetnet-fig9")
+"""The experiments whose figure is drawn against the preset's ``sweep`` (a scenario field)."""
 TABLES: dict[str, Callable[..., tuple[str, list[str], list[list[str]]]]] = {
     name: _main_table for name in FINISH
 }

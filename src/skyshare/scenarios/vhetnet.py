@@ -288,7 +288,7 @@ class VhetnetScenario(Scenario[VhetnetConfig]):
 
     name = "vhetnet"
     title = "Cell-free HAPS + macro-BS vHetNet (seed 003)"
-    source = "seed 003 (HAPS vHetNet, distributed PFBWD), §II and §VI; notes/seed-003-math.md"
+    source = "seed 003 (HAPS vHetNet, distributed PFBWD), §II and §VI; docs/scenarios/vhetnet.md"
     Config = VhetnetConfig
 
     def __init__(self, config: VhetnetConfig | None = None, **kwargs) -> None:
