@@ -4,6 +4,7 @@ positive capacities, the per-BS budget spent exactly, FLWF = mean over its start
 test realizations for every scheme); a rerun resumes without recomputing; an interrupted
 learned job resumes from its checkpoint; bad input through the CLI exits with status 2."""
 
+import contextlib
 import csv
 import json
 import math
@@ -275,12 +276,10 @@ def test_interrupted_learned_job_resumes_from_its_checkpoint(tmp_path, monkeypat
     assert result["resumed_from_checkpoint"] == 2
 
 
-def _interrupted_job(tmp_path, monkeypatch, scheme="TD3-MIX"):
-    """A learned job stopped during its second training chunk: its folder holds the
-    checkpoint and ``train.json`` of the first chunk (2 of 4 steps)."""
-    job = _jobs("multiband-fig5", [scheme])[0]
-    folder = job_folder(tmp_path, job)
-    folder.mkdir(parents=True)
+@contextlib.contextmanager
+def _second_training_chunk_interrupted(monkeypatch):
+    """``TD3Mix.train`` raises KeyboardInterrupt on its second call (a run stopped during its
+    second training chunk); yields the chunk sizes trained before."""
     original_train = TD3Mix.train
     calls = []
 
@@ -292,8 +291,17 @@ def _interrupted_job(tmp_path, monkeypatch, scheme="TD3-MIX"):
 
     with monkeypatch.context() as patch:
         patch.setattr(TD3Mix, "train", interrupted_after_first_chunk)
-        with pytest.raises(KeyboardInterrupt):
-            mc.capacity_job(job, folder)
+        yield calls
+
+
+def _interrupted_job(tmp_path, monkeypatch, scheme="TD3-MIX"):
+    """A learned job stopped during its second training chunk: its folder holds the
+    checkpoint and ``train.json`` of the first chunk (2 of 4 steps)."""
+    job = _jobs("multiband-fig5", [scheme])[0]
+    folder = job_folder(tmp_path, job)
+    folder.mkdir(parents=True)
+    with _second_training_chunk_interrupted(monkeypatch), pytest.raises(KeyboardInterrupt):
+        mc.capacity_job(job, folder)
     assert json.loads((folder / "train.json").read_text())["steps_done"] == 2
     return job, folder
 
@@ -402,27 +410,15 @@ def test_cli_corrupt_train_json_exits_2_without_traceback_then_restarts(
     out = tmp_path / "run"
     argv = ["run", "multiband-fig7", "--config", str(tiny["multiband-fig7"]), "--out", str(out)]
     argv += ["--schemes", "TD3-MIX", "--threads", "1"]
-    original_train = TD3Mix.train
-    calls = []
-
-    def interrupted_after_first_chunk(self, env, n_steps, **kwargs):
-        if calls:
-            raise KeyboardInterrupt
-        calls.append(n_steps)
-        return original_train(self, env, n_steps, **kwargs)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(TD3Mix, "train", interrupted_after_first_chunk)
+    with _second_training_chunk_interrupted(monkeypatch):
         assert main(argv) == 130
     (state_file,) = out.glob("jobs/*/train.json")
     state_file.write_text('{"steps_done": ')
     capsys.readouterr()
-    calls_before = len(calls)
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert f"{state_file} is corrupt" in err and "delete it and rerun" in err
     assert "Traceback" not in err and "attempts" not in err  # not retried
-    assert len(calls) == calls_before
     assert state_file.read_text() == '{"steps_done": '  # left for the user to look at
     state_file.unlink()  # as the message says: the job trains again from step 0
     assert main(argv) == 0
