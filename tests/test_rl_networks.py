@@ -170,3 +170,17 @@ def test_deferred_layer_falls_back_to_the_dense_gradient_for_many_rows():
         model(large).square().sum().backward()
     assert low_rank_grad(deferred.net[0].weight) is None
     torch.testing.assert_close(deferred.net[0].weight.grad, dense.net[0].weight.grad)
+
+
+def test_a_layer_over_the_memory_limit_is_refused_before_allocating(monkeypatch):
+    """4 float32 copies per weight (weights, gradient, two Adam moments) against the limit:
+    a 3 x 100000 x 100000 layer (480 GB) is refused by size, naming the layer; a small one
+    under a small limit is built."""
+    from skyshare.errors import ConfigError
+
+    monkeypatch.setenv("SKYSHARE_MEMORY_LIMIT_GB", "0.001")  # 1 MB
+    with pytest.raises(ConfigError, match=r"layer of 3 x 100000 x 100000 weights .* 480 GB"):
+        GroupLinear(3, 100000, 100000)
+    with pytest.raises(ConfigError, match=r"layer of 2 x 200 x 200 weights"):
+        GroupLinear(2, 200, 200)  # 16 x 2 x 201 x 200 bytes = 1.29 MB
+    GroupLinear(2, 100, 100)  # 0.32 MB

@@ -45,6 +45,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from skyshare.checks import check_memory
 from skyshare.rl.common.distributions import IndependentBeta
 from skyshare.rl.common.optim import LowRankGrad, low_rank_grad
 
@@ -120,6 +121,12 @@ class GroupLinear(nn.Module):
                 f"{n_agents}, {in_features}, {out_features}"
             )
         self.n_agents, self.in_features, self.out_features = n_agents, in_features, out_features
+        # weights, gradient and an optimiser's two moments: refused by size before allocating
+        check_memory(
+            4 * 4 * n_agents * (in_features + 1) * out_features,
+            f"a network layer of {n_agents} x {in_features} x {out_features} weights "
+            "(hidden_sizes too large?)",
+        )
         if transposed_storage:
             weight = torch.empty(n_agents, out_features, in_features).transpose(1, 2)
         else:
