@@ -236,3 +236,17 @@ def test_same_job_gives_bit_identical_series_in_process_in_workers_and_on_ray(tm
             assert config["execution"] == {"device": "cpu", "threads": 1}
     for (name, job_id), rows in series.items():
         assert len(rows) == 24 and rows == series["local", job_id], (name, job_id)
+
+
+def test_paths_and_overrides_with_brackets_print_verbatim(tmp_path, tiny, capsys):
+    """The lines after the table print user text as is (no rich markup): a --config under a
+    folder named like a markup tag and a list override."""
+    odd = tmp_path / "[old]" / "[bold]tiny.yaml"
+    odd.parent.mkdir()
+    odd.write_text(tiny.read_text())
+    out = tmp_path / "[red]run"
+    argv = ["run", "catn-fig4", "--config", str(odd), "--out", str(out), "--schemes", "SC-WMMSE"]
+    assert main([*argv, "--set", "hidden_sizes=[8,8,8]"]) == 0
+    printed = "".join(capsys.readouterr().out.split("\n"))
+    assert f"changed by --set hidden_sizes=[8,8,8], --config {odd}" in printed
+    assert f"in {out}" in printed

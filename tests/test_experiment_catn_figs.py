@@ -167,6 +167,16 @@ def test_table1_measures_the_closed_form_signaling(tmp_path, monkeypatch):
     assert "| D3QN-CUP | 7 | 7 | 3610 | 3610 |" in (tmp_path / "table1.md").read_text()
 
 
+def test_table1_files_name_the_seed_when_a_run_holds_several(tmp_path):
+    overrides = ["n_slots=2", "dfp_slots=1", "hidden_sizes=[8, 8, 8]", "seeds=[0, 1]"]
+    preset = catn_table1.EXPERIMENT.load_preset("quick", overrides=overrides)
+    catn_table1.EXPERIMENT.run(tmp_path, preset, schemes=["SC-CUP"], execution=QUIET)
+    with open(tmp_path / "table1.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["scheme"] for row in rows] == ["SC-CUP, seed 0", "SC-CUP, seed 1"]
+    assert "| SC-CUP, seed 1 | 0 | 0 | 3610 | 3610 |" in (tmp_path / "table1.md").read_text()
+
+
 def test_cli_runs_new_experiments_and_resumes(tmp_path, monkeypatch, capsys):
     tiny = tmp_path / "tiny.yaml"
     tiny.write_text(yaml.safe_dump({**SMALL, "n_slots": 4, "p_max_values_w": [5.0]}))

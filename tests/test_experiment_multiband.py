@@ -425,3 +425,19 @@ def test_cli_corrupt_train_json_exits_2_without_traceback_then_restarts(
     results = [json.loads(path.read_text()) for path in out.glob("jobs/*/result.json")]
     assert len(results) == len(TINY["multiband-fig7"]["points"])
     assert all(r["train_steps"] == 4 and r["resumed_from_checkpoint"] == 0 for r in results)
+
+
+def test_an_unreadable_train_log_names_what_deleting_it_does(tmp_path, monkeypatch):
+    """train.csv is only the log: its message says the job resumes from its checkpoint
+    without the earlier rows (not that it trains again), and the file is left as it was."""
+    job, folder = _interrupted_job(tmp_path, monkeypatch)
+    log = folder / "train.csv"
+    log.write_bytes(b"\xff\xfe not utf-8")
+    with pytest.raises(ConfigError, match=r"train\.csv is corrupt .* resumes from its checkpoint"):
+        mc.capacity_job(job, folder)
+    assert log.read_bytes() == b"\xff\xfe not utf-8"
+    log.unlink()
+    result = mc.capacity_job(job, folder)
+    assert result["resumed_from_checkpoint"] == 1 and result["train_steps"] == 4
+    rows = list(csv.DictReader(log.read_text().splitlines()))
+    assert [int(row["step"]) for row in rows] == [2, 3]  # the remaining steps only

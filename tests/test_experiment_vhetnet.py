@@ -323,6 +323,24 @@ def test_a_fixed_field_the_sweep_sets_is_refused_before_anything_is_written(
     assert not out.exists()
 
 
+def test_a_fixed_field_only_some_points_set_is_kept_for_the_others():
+    """A point's own value wins only for that point: the fixed value is not ignored when some
+    points leave the field unset, so it is accepted and used by them; a value every point
+    sets (even the same one) is refused."""
+    experiment = get_experiment("vhetnet-fig6")
+    points = "points=[{scenario: {n_ue: 4, n_mbs: 1}}, {scenario: {n_ue: 8}}]"
+    preset = experiment.load_preset("quick", overrides=[points, "scenario.n_mbs=2"])
+    jobs = experiment.jobs(preset, "quick", ["mrt"])
+    assert [job.params["scenario"] for job in jobs] == [
+        {"n_mbs": 1, "n_ue": 4},
+        {"n_mbs": 2, "n_ue": 8},
+    ]
+    every = "points=[{scenario: {n_ue: 4, n_mbs: 1}}, {scenario: {n_ue: 8, n_mbs: 1}}]"
+    preset = experiment.load_preset("quick", overrides=[every, "scenario.n_mbs=2"])
+    with pytest.raises(ConfigError, match=r"scenario.n_mbs is set by every point of this"):
+        experiment.jobs(preset, "quick", ["mrt"])
+
+
 def test_fixed_fields_the_sweep_leaves_alone_are_kept():
     experiment = get_experiment("vhetnet-fig6")
     preset = experiment.load_preset("quick", overrides=["scenario.n_mbs=2"])

@@ -302,3 +302,14 @@ def test_direction_vector_reconstructs_direction():
         norm = math.sqrt(sum(d * d for d in delta))
         assert u[b, r, t].tolist() == pytest.approx([d / norm for d in delta], abs=1e-12)
     assert torch.allclose(u.norm(dim=-1), torch.ones(4, 5, 3, dtype=torch.float64))
+
+
+def test_hex_rings_within_is_the_largest_whole_ring_count_at_any_size():
+    """1 + 3 r (r + 1) <= n < 1 + 3 (r + 1)(r + 2) for every n up to 5000 and for n far past
+    what a loop over rings could reach (the closed form with an integer square root)."""
+    from skyshare.geometry import hex_rings_within
+
+    for n in [*range(1, 5000), 10**18, 10**40 + 7]:
+        r = hex_rings_within(n)
+        assert 1 + 3 * r * (r + 1) <= n < 1 + 3 * (r + 1) * (r + 2), n
+    assert [hex_rings_within(n) for n in (1, 6, 7, 18, 19, 61)] == [0, 0, 1, 1, 2, 4]

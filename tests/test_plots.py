@@ -126,4 +126,10 @@ def test_training_curves_title_names_the_window_actually_used(tmp_path, monkeypa
     for n in (30, 100):
         curve = figures.TrainingCurve("S", list(range(n)), [1.0] * n, [[0.5] * n], 1e-10)
         figures.plot_training_curves([curve], tmp_path / "c.png", "run")
-    assert titles == ["run, moving average over 30 slots", "run, moving average over 41 slots"]
+    sparse = figures.TrainingCurve("DFP", [0.0, 60.0, 120.0], [1.0] * 3, [[0.5] * 3], 1e-10)
+    figures.plot_training_curves([sparse], tmp_path / "c.png", "run")  # drawn unsmoothed
+    assert titles == [
+        "run, moving average over 30 slots",
+        "run, moving average over 41 slots",
+        "run",
+    ]

@@ -330,10 +330,17 @@ def test_actor_activations_follow_another_depth_when_unset():
     """§VI's actor is relu, relu, sigmoid over 512-128-64; with other hidden_sizes and no
     activations given, every hidden layer but the last is relu and the last sigmoid, and the
     actor built from that config has exactly those modules."""
-    assert CupConfig().actor_activations == ("relu", "relu", "sigmoid")
-    assert CupConfig(hidden_sizes=(8,)).actor_activations == ("sigmoid",)
+    assert CupConfig().actor_activation_names() == ("relu", "relu", "sigmoid")
+    assert CupConfig(hidden_sizes=(8,)).actor_activation_names() == ("sigmoid",)
     four = CupConfig(hidden_sizes=(16, 8, 8, 4), seed=0)
-    assert four.actor_activations == ("relu", "relu", "relu", "sigmoid")
+    assert four.actor_activation_names() == ("relu", "relu", "relu", "sigmoid")
+    # unset stays unset through replace(), so another depth gets its own activations
+    assert CupConfig(hidden_sizes=(16, 8)).replace(hidden_sizes=[16, 8, 4, 2]) == four.replace(
+        hidden_sizes=[16, 8, 4, 2], seed=0
+    )
+    assert four.replace(hidden_sizes=[8]).actor_activation_names() == ("sigmoid",)
+    given = CupConfig(hidden_sizes=(8, 8), actor_activations=("relu", "relu"))
+    assert given.actor_activation_names() == ("relu", "relu")
     agents = CupAgents(5, 3, 2, 1, four)
     kinds = [type(m).__name__ for m in agents.actor.modules() if not list(m.children())]
     assert [k for k in kinds if k in ("ReLU", "Sigmoid")] == ["ReLU", "ReLU", "ReLU", "Sigmoid"]

@@ -310,12 +310,12 @@ def _cmd_inspect(args: argparse.Namespace, console: Console) -> int:
             "link_budget": [row.__dict__ for row in budget.rows],
         }
         args.json.write_text(json.dumps(payload, indent=2))
-        console.print(f"link budget written to {args.json}")
+        console.print(f"link budget written to {args.json}", markup=False)
     if args.plot is not None:
         from skyshare.plots import plot_topology
 
         plot_topology(scenario, args.plot)
-        console.print(f"topology plot written to {args.plot}")
+        console.print(f"topology plot written to {args.plot}", markup=False)
     return 0
 
 
@@ -449,9 +449,11 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     changed = [f"--set {o}" for o in args.overrides or []]
     changed += [f"--config {args.config}"] if args.config else []
     if changed:  # the title names the preset: say that it did not run as shipped
-        console.print(f"preset {args.preset} changed by {', '.join(changed)}")
+        console.print(f"preset {args.preset} changed by {', '.join(changed)}", markup=False)
     files = sorted(p.name for p in Path(out).iterdir() if p.is_file() and p.name != "preset.yaml")
-    console.print(f"{', '.join(files)} and jobs/ (each job's series and result) in {out}")
+    console.print(
+        f"{', '.join(files)} and jobs/ (each job's series and result) in {out}", markup=False
+    )
     return 0
 
 
@@ -560,12 +562,12 @@ def _cmd_solve(args: argparse.Namespace, console: Console) -> int:
             "au_interference_ratio": ratio,
         }
         args.json.write_text(json.dumps(payload, indent=2))
-        console.print(f"summary written to {args.json}")
+        console.print(f"summary written to {args.json}", markup=False)
     if args.plot is not None:
         from skyshare.plots import plot_online_log
 
         plot_online_log(log.slots, sum_rate, ratio, args.plot, title=f"{title} (seed 000 §VI)")
-        console.print(f"plot written to {args.plot}")
+        console.print(f"plot written to {args.plot}", markup=False)
     return 0
 
 

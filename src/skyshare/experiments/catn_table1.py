@@ -156,7 +156,13 @@ def write_table1(
     """``table1.csv`` and ``table1.md`` from the finished jobs."""
     run_dir = Path(run_dir)
     results = [load_result(run_dir, job) for job in selected]
-    columns, rows = _rows(results)
+    several = len({job.seed for job in selected}) > 1  # rows named by seed, as the CLI's
+    columns, rows = _rows(
+        [
+            {**r, "scheme": f"{r['scheme']}, seed {job.seed}" if several else r["scheme"]}
+            for job, r in zip(selected, results, strict=True)
+        ]
+    )
     with open(run_dir / "table1.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(columns)

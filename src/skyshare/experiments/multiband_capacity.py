@@ -232,8 +232,12 @@ def _trim_train_log(path: Path, steps_done: int) -> None:
         return
     try:
         lines = path.read_text().splitlines(keepends=True)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise _corrupt(path, f"{type(exc).__name__}: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:  # the training log only: resuming keeps on
+        raise ConfigError(
+            f"{path} is corrupt ({type(exc).__name__}: {exc}); delete it and rerun the same "
+            "command: the job resumes from its checkpoint and logs the remaining steps only "
+            "(delete the job's folder to train it again with a whole log)"
+        ) from None
     if len(lines) > steps_done + 1:
         tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_text("".join(lines[: steps_done + 1]))

@@ -115,9 +115,10 @@ def _jobs(experiment: str):
 
 
 def _check_swept_fields(preset: Preset) -> None:
-    """Refuse a fixed field (``scenario.<name>``, ``options.<scheme>.<name>``) that a sweep
-    point sets too: the point's value wins, so the fixed one (e.g. ``--set scenario.n_ue=0``
-    on ``vhetnet-fig6``, whose points sweep ``n_ue``) would be silently ignored there."""
+    """Refuse a fixed field (``scenario.<name>``, ``options.<scheme>.<name>``) that every
+    point sets too: the points' values win, so the fixed one (e.g. ``--set scenario.n_ue=0``
+    on ``vhetnet-fig6``, whose points sweep ``n_ue``) would be silently ignored. A field only
+    some points set is kept: the other points use it."""
     fixed = [(("scenario",), preset.scenario, lambda point: point.scenario)]
     fixed += [
         (("options", scheme), values, lambda point, scheme=scheme: point.options.get(scheme, {}))
@@ -126,13 +127,15 @@ def _check_swept_fields(preset: Preset) -> None:
     for where, values, of_point in fixed:
         for name in values:
             swept = [of_point(point)[name] for point in preset.points if name in of_point(point)]
-            if not swept:
+            if not swept or len(swept) < len(preset.points):
                 continue
             path = ".".join((*where, name))
-            shown = ", ".join(dict.fromkeys(json.dumps(value) for value in swept))
+            distinct = list(dict.fromkeys(json.dumps(value) for value in swept))
+            shown = ", ".join(distinct)
+            what = "swept by" if len(distinct) > 1 else "set by every point of"
             raise ConfigError(
-                f"{path} is swept by this experiment (points[].{path}: {shown}), so the "
-                f"value given would be ignored; set the points' values instead (points[i].{path}, "
+                f"{path} is {what} this experiment (points[].{path}: {shown}), so the value "
+                f"given would be ignored; set the points' values instead (points[i].{path}, "
                 f"e.g. in a --config file) or leave {path} out"
             )
 

@@ -17,6 +17,7 @@ from skyshare.geometry.layouts import (
     drop_in_square,
     hex_grid,
     hex_ring_count,
+    hex_rings_within,
     with_height,
 )
 from skyshare.geometry.mobility import (
@@ -42,6 +43,7 @@ __all__ = [
     "elevation",
     "hex_grid",
     "hex_ring_count",
+    "hex_rings_within",
     "poisson_arrivals",
     "poisson_population",
     "random_walk",

@@ -31,11 +31,24 @@ __all__ = [
     "drop_in_square",
     "hex_grid",
     "hex_ring_count",
+    "hex_rings_within",
     "with_height",
 ]
 
 _CANDIDATES_PER_ROUND = 2**24
 _SQRT3 = math.sqrt(3.0)
+
+
+def hex_rings_within(n_cells: int) -> int:
+    """The most whole rings ``r`` whose hexagonal grid has at most ``n_cells`` cells (the
+    largest ``r`` with ``1 + 3 r (r + 1) <= n_cells``, n_cells >= 1), in closed form: ``r =
+    (sqrt(12 n - 3) - 3) / 6`` rounded down, with an integer square root (any size at once)."""
+    rings = max(0, (math.isqrt(12 * n_cells - 3) - 3) // 6)
+    while 1 + 3 * (rings + 1) * (rings + 2) <= n_cells:  # integer rounding guards
+        rings += 1
+    while rings > 0 and 1 + 3 * rings * (rings + 1) > n_cells:
+        rings -= 1
+    return rings
 
 
 def hex_ring_count(n_cells: int) -> int:
@@ -45,9 +58,7 @@ def hex_ring_count(n_cells: int) -> int:
     """
     if isinstance(n_cells, bool) or not isinstance(n_cells, int) or n_cells < 1:
         raise ConfigError(f"n_cells must be an integer >= 1, got {n_cells!r}")
-    rings = 0
-    while 1 + 3 * rings * (rings + 1) < n_cells:
-        rings += 1
+    rings = hex_rings_within(n_cells)
     if 1 + 3 * rings * (rings + 1) != n_cells:
         valid = ", ".join(str(1 + 3 * r * (r + 1)) for r in range(8))
         raise ConfigError(

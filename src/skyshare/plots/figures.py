@@ -159,8 +159,9 @@ def plot_training_curves(
             limits_drawn.add(round(i_max_dbm, 3))
             bottom.axhline(i_max_dbm, color=colour, lw=1, ls=":")
     longest = max((len(c.slots) for c in curves if not _sparse(c.slots)), default=0)
-    used = max(1, min(span, longest))  # moving_average's window on the longest smoothed curve
-    top.set(ylabel="TU sum rate (bit/s/Hz)", title=f"{title}, moving average over {used} slots")
+    if longest:  # moving_average's window on the longest smoothed curve
+        title = f"{title}, moving average over {max(1, min(span, longest))} slots"
+    top.set(ylabel="TU sum rate (bit/s/Hz)", title=title)
     bottom.set(
         xlabel="training slot", ylabel="received interference power (dBm)", title="dotted: I_max"
     )

@@ -54,6 +54,7 @@ from skyshare.geometry import (
     drop_in_hexagon,
     hex_grid,
     hex_ring_count,
+    hex_rings_within,
     smooth_random_trajectories,
     with_height,
 )
@@ -78,9 +79,7 @@ def hexagonal_rings_message(name: str, value: int) -> str:
         f"{name} must fill whole hexagonal rings: {', '.join(map(str, counts))}, ... "
         f"(3r(r+1)+1 for r rings around the centre cell), got {value}"
     )
-    rings = 0
-    while 1 + 3 * (rings + 1) * (rings + 2) <= value:
-        rings += 1
+    rings = hex_rings_within(value) if value >= 1 else 0
     below, above = 1 + 3 * rings * (rings + 1), 1 + 3 * (rings + 1) * (rings + 2)
     return text + (f"; nearest: {below} or {above}" if value > 1 else "")
 

@@ -21,8 +21,9 @@ observations, the last BS experience, the slot index and the log so far. They ar
 atomically every ``checkpoint_every`` slots and after the last slot; a call that finds the file
 resumes from it, with the same numbers as an uninterrupted run (only measured times differ).
 A checkpoint that does not fit the run (a missing key, a tensor of another shape, a slot index
-outside [0, n_slots] or a log of another length) is refused with a :class:`ConfigError` naming
-the file and the problem, before anything is restored or written.
+outside [0, n_slots], a log of another length, or an env at another channel slot or turn than
+the slot index implies) is refused with a :class:`ConfigError` naming the file and the
+problem, before anything is restored or written.
 """
 
 from __future__ import annotations

@@ -73,11 +73,11 @@ class OnPolicyConfig(LearnerConfig):
     hidden_sizes: tuple[PositiveInt, ...] = Field(
         (512, 128, 64), min_length=1, description="actor and critics' hidden widths (§VI)"
     )
-    actor_activations: tuple[ActivationName, ...] = Field(
-        ("relu", "relu", "sigmoid"),
-        description="one per hidden layer of the actor (§VI: relu, relu, sigmoid); when "
-        "unset with other hidden_sizes, relu on every hidden layer but the last and sigmoid "
-        "on the last (§VI's pattern at that depth; choice)",
+    actor_activations: tuple[ActivationName, ...] | None = Field(
+        None,
+        description="one per hidden layer of the actor; None: relu on every hidden layer but "
+        "the last and sigmoid on the last (§VI: relu, relu, sigmoid for 512-128-64; the same "
+        "pattern at other depths is a choice)",
     )
     critic_activation: ActivationName = Field("relu", description="critics' activation (§VI)")
     standardize_advantages: bool = Field(
@@ -96,23 +96,19 @@ class OnPolicyConfig(LearnerConfig):
         10.0, gt=0.0, description="bound of the normalised observations (Gymnasium)"
     )
 
-    @model_validator(mode="before")
-    @classmethod
-    def _activations_follow_the_depth(cls, data: Any) -> Any:
-        """Unset ``actor_activations`` with ``hidden_sizes`` of another depth than §VI's
-        three: relu on every hidden layer, sigmoid on the last (§VI's relu, relu, sigmoid)."""
-        if isinstance(data, dict) and "actor_activations" not in data:
-            try:
-                depth = len(data["hidden_sizes"])
-            except (KeyError, TypeError):
-                return data  # the default depth, or a value the field itself refuses
-            if depth >= 1:
-                data = {**data, "actor_activations": ("relu",) * (depth - 1) + ("sigmoid",)}
-        return data
+    def actor_activation_names(self) -> tuple[str, ...]:
+        """The actor's activations, one per hidden layer: ``actor_activations``, or when None
+        relu on every hidden layer but the last and sigmoid on the last (§VI's relu, relu,
+        sigmoid at the paper's depth of three)."""
+        if self.actor_activations is not None:
+            return self.actor_activations
+        return ("relu",) * (len(self.hidden_sizes) - 1) + ("sigmoid",)
 
     @model_validator(mode="after")
     def _one_activation_per_hidden_layer(self) -> OnPolicyConfig:
-        if len(self.actor_activations) != len(self.hidden_sizes):
+        if self.actor_activations is not None and len(self.actor_activations) != len(
+            self.hidden_sizes
+        ):
             raise ValueError(
                 f"actor_activations needs one name per hidden layer: {len(self.hidden_sizes)} "
                 f"hidden sizes, {len(self.actor_activations)} activations"
@@ -300,7 +296,7 @@ class OnPolicyAgents:
             obs_dim,
             act_dim,
             config.hidden_sizes,
-            config.actor_activations,
+            config.actor_activation_names(),
             init_generator,
             deferred_weight_grad=True,  # stepped by GroupAdam only
         ).to(self.device)
