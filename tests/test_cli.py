@@ -394,3 +394,21 @@ def test_fig4_and_table1_tables_name_the_seed_when_a_run_holds_several():
         assert [row[0] for row in rows] == ["D3QN-CUP, seed 0", "D3QN-CUP, seed 1"], module
         _, _, rows = module.summary_table({**summary, "seeds": {"a": 0, "b": 0}})
         assert [row[0] for row in rows] == ["D3QN-CUP", "D3QN-CUP"], module
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["multiband-fig5", "--set", "td3={hidden_sizes: [100000, 100000]}"], "TD3-MIX networks"),
+        (["tn-ntn-fig3", "--set", "learner={hidden_sizes: [100000, 100000]}"], "MAPPO networks"),
+    ],
+)
+def test_learner_widths_that_cannot_fit_are_refused_before_anything_is_written(
+    tmp_path, capsys, monkeypatch, argv, needle
+):
+    monkeypatch.setenv("SKYSHARE_MEMORY_LIMIT_GB", "8")  # whatever this machine has free
+    out = tmp_path / "run"
+    assert main(["run", *argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"({needle}): hidden_sizes [100000, 100000] needs about 160 GB" in err
+    assert "Traceback" not in err and not out.exists()

@@ -184,3 +184,16 @@ def test_a_layer_over_the_memory_limit_is_refused_before_allocating(monkeypatch)
     with pytest.raises(ConfigError, match=r"layer of 2 x 200 x 200 weights"):
         GroupLinear(2, 200, 200)  # 16 x 2 x 201 x 200 bytes = 1.29 MB
     GroupLinear(2, 100, 100)  # 0.32 MB
+
+
+def test_hidden_layers_memory_is_a_lower_bound_checked_before_building(monkeypatch):
+    """The hidden-to-hidden layers of one agent: 16 bytes per weight and bias; refused above
+    the limit, naming the widths, and equal to what GroupLinear checks for those layers."""
+    from skyshare.errors import ConfigError
+    from skyshare.rl.common.networks import check_hidden_layers_memory
+
+    monkeypatch.setenv("SKYSHARE_MEMORY_LIMIT_GB", str(16 * (101 * 50 + 51 * 20) / 1e9))
+    check_hidden_layers_memory((100, 50, 20), "job x")  # exactly at the limit: accepted
+    with pytest.raises(ConfigError, match=r"job x: hidden_sizes \[100, 50, 21\] needs about"):
+        check_hidden_layers_memory((100, 50, 21), "job x")
+    check_hidden_layers_memory((10**9,), "one hidden layer")  # no hidden-to-hidden layer

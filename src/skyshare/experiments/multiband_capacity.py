@@ -614,7 +614,10 @@ def check_job(job: Job) -> None:
     _scenario_config(job.params, job.seed)
     MultibandEnvConfig.from_dict(job.params["env"], what="multiband env")
     if MULTIBAND_SCHEMES.entry(job.scheme).tags.get("learns"):
-        _learner_config(job.scheme, job.params)
+        from skyshare.rl.common.networks import check_hidden_layers_memory
+
+        config = _learner_config(job.scheme, job.params)
+        check_hidden_layers_memory(config.hidden_sizes, f"job {job.job_id} (TD3-MIX networks)")
 
 
 def _experiment(name: str, description: str) -> Experiment:

@@ -347,7 +347,10 @@ def _check_job(job: Job) -> None:
     _scenario_config(job.params["scenario"], job.seed)
     check_reference_options(job.params["reference"])  # used by greedy-BR, the reference
     if TN_NTN_SCHEMES.entry(job.scheme).tags.get("learns"):
-        MappoConfig(**{"seed": job.seed, **job.params["learner"]})  # a ConfigError if bad
+        from skyshare.rl.common.networks import check_hidden_layers_memory
+
+        config = MappoConfig(**{"seed": job.seed, **job.params["learner"]})  # ConfigError if bad
+        check_hidden_layers_memory(config.hidden_sizes, f"job {job.job_id} (MAPPO networks)")
 
 
 def _options(job: Job) -> TnNtnSchemeOptions:

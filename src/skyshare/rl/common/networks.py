@@ -36,6 +36,7 @@ N x 3996 x 512 floats, 57 MB), both giving the same values as the default path:
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,6 +57,7 @@ __all__ = [
     "GroupLinear",
     "GroupMLP",
     "activation",
+    "check_hidden_layers_memory",
     "init_orthogonal",
     "init_uniform",
     "weight_left_product",
@@ -222,6 +224,19 @@ class GroupLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"agents={self.n_agents}, in={self.in_features}, out={self.out_features}"
+
+
+def check_hidden_layers_memory(hidden_sizes: Sequence[int], what: str) -> None:
+    """Refuse ``hidden_sizes`` whose hidden-to-hidden layers alone, for one agent, need more
+    memory than the limit: the bytes :class:`GroupLinear` checks when built (weights,
+    gradient, two Adam moments), summed over the consecutive pairs. A lower bound on what a
+    learner with these widths allocates, so it refuses only sizes that cannot fit; for the
+    checks that run before an experiment writes anything (the layers next to the inputs and
+    outputs need the env's sizes and are checked when the networks are built)."""
+    pairs = itertools.pairwise(hidden_sizes)
+    check_memory(
+        16 * sum((a + 1) * b for a, b in pairs), f"{what}: hidden_sizes {list(hidden_sizes)}"
+    )
 
 
 @functools.cache
