@@ -17,6 +17,7 @@ job's identity: a job interrupted on one device resumes on another.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -33,7 +34,7 @@ import yaml
 from pydantic import Field, ValidationError
 
 from skyshare.checks import MAX_SEED
-from skyshare.config import StrictModel, build_config, preset_names
+from skyshare.config import StrictModel, build_config, preset_names, set_dotted
 from skyshare.errors import ConfigError, SkyshareError
 from skyshare.runtime import keep_freed_memory
 
@@ -271,12 +272,15 @@ def check_distinct_jobs(
         if rebuild is not None:
             once = [v for i, v in enumerate(value) if items[i] not in items[:i]]
             try:
-                if _duplicates(rebuild(_with_item(preset, key, once))) >= duplicates:
+                data = copy.deepcopy(preset)
+                set_dotted(data, key, once)
+                if _duplicates(rebuild(data)) >= duplicates:
                     continue  # the repeat does not make jobs repeat (e.g. hidden sizes)
             except (ValidationError, SkyshareError, ValueError, TypeError):
                 continue
         causes.append(f"{key} {json.dumps(value)} lists {json.dumps(repeated)} twice")
-    job = next(j for j in jobs if [i.job_id for i in jobs].count(j.job_id) > 1)
+    seen: set[str] = set()
+    job = next(j for j in jobs if j.job_id in seen or seen.add(j.job_id))  # a repeated one
     cause = "; ".join(causes) or f"job {job.job_id} (scheme {job.scheme}, seed {job.seed})"
     raise ConfigError(f"the run would play the same job twice: {cause}; give each value once")
 
@@ -284,12 +288,6 @@ def check_distinct_jobs(
 def _duplicates(jobs: Sequence[Job]) -> int:
     """How many jobs of ``jobs`` repeat an earlier job id."""
     return len(jobs) - len({job.job_id for job in jobs})
-
-
-def _with_item(tree: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
-    """A copy of the nested dict ``tree`` with the leaf at ``dotted`` ("a.b") replaced."""
-    head, _, rest = dotted.partition(".")
-    return {**tree, head: _with_item(tree[head], rest, value) if rest else value}
 
 
 _NONE = object()

@@ -60,6 +60,7 @@ __all__ = [
     "check_hidden_layers_memory",
     "init_orthogonal",
     "init_uniform",
+    "training_bytes",
     "weight_left_product",
 ]
 
@@ -125,7 +126,7 @@ class GroupLinear(nn.Module):
         self.n_agents, self.in_features, self.out_features = n_agents, in_features, out_features
         # weights, gradient and an optimiser's two moments: refused by size before allocating
         check_memory(
-            4 * 4 * n_agents * (in_features + 1) * out_features,
+            training_bytes(n_agents, (in_features, out_features)),
             f"a network layer of {n_agents} x {in_features} x {out_features} weights "
             "(hidden_sizes too large?)",
         )
@@ -226,6 +227,12 @@ class GroupLinear(nn.Module):
         return f"agents={self.n_agents}, in={self.in_features}, out={self.out_features}"
 
 
+def training_bytes(n_agents: int, sizes: Sequence[int]) -> int:
+    """Bytes of ``n_agents`` float32 MLPs of widths ``sizes`` (input, hidden..., output) with
+    their training state: weights and biases, gradient and Adam's two moments (4 copies)."""
+    return 16 * n_agents * sum((a + 1) * b for a, b in itertools.pairwise(sizes))
+
+
 def check_hidden_layers_memory(hidden_sizes: Sequence[int], what: str) -> None:
     """Refuse ``hidden_sizes`` whose hidden-to-hidden layers alone, for one agent, need more
     memory than the limit: the bytes :class:`GroupLinear` checks when built (weights,
@@ -233,10 +240,7 @@ def check_hidden_layers_memory(hidden_sizes: Sequence[int], what: str) -> None:
     learner with these widths allocates, so it refuses only sizes that cannot fit; for the
     checks that run before an experiment writes anything (the layers next to the inputs and
     outputs need the env's sizes and are checked when the networks are built)."""
-    pairs = itertools.pairwise(hidden_sizes)
-    check_memory(
-        16 * sum((a + 1) * b for a, b in pairs), f"{what}: hidden_sizes {list(hidden_sizes)}"
-    )
+    check_memory(training_bytes(1, hidden_sizes), f"{what}: hidden_sizes {list(hidden_sizes)}")
 
 
 @functools.cache

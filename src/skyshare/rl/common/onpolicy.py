@@ -21,7 +21,6 @@ the loss (7).
 from __future__ import annotations
 
 import copy
-import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -34,7 +33,12 @@ from skyshare.errors import ConfigError, ShapeError
 from skyshare.rl.common.buffers import Trajectory, from_agent_major, to_agent_major
 from skyshare.rl.common.config import LearnerConfig, plain
 from skyshare.rl.common.distributions import ACTION_EPS, IndependentBeta
-from skyshare.rl.common.networks import ActivationName, BetaActorGroup, CriticGroup
+from skyshare.rl.common.networks import (
+    ActivationName,
+    BetaActorGroup,
+    CriticGroup,
+    training_bytes,
+)
 from skyshare.rl.common.normalizers import ObservationNormalizer
 from skyshare.rl.common.optim import GroupAdam
 
@@ -329,13 +333,10 @@ class OnPolicyAgents:
         actor (2 act_dim outputs, the Beta concentrations), the reward critic and a cost critic
         (n_costs outputs; an upper bound for learners without one), each held as weights,
         gradient buffer and Adam's two moments (4 copies)."""
-
-        def parameters(out: int) -> int:
-            sizes = [obs_dim, *hidden_sizes, out]
-            return sum(a * b + b for a, b in itertools.pairwise(sizes))
-
-        total = parameters(2 * act_dim) + parameters(1) + parameters(n_costs)
-        return 4 * 4 * n_agents * total
+        return sum(
+            training_bytes(n_agents, (obs_dim, *hidden_sizes, out))
+            for out in (2 * act_dim, 1, n_costs)
+        )
 
     def _build_extra(self, config: OnPolicyConfig) -> None:
         """Hook for what a subclass adds after the shared networks (CUP: its cost critic)."""
