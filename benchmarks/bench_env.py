@@ -110,8 +110,8 @@ def run() -> Section:
     section.notes.append("Target (issue 4): well under 1 ms amortised per slot at B >= 64.")
     section.notes.append(
         "Target (issue 15): >= 10,000 env-slots/s at a large batch: compare the sharded "
-        "rows. Over alternated runs on this VM 2 shards of 512 gave 8,700-10,600 "
-        "(docs/envs/catn.md, 'Sharded env'), so the target holds in some runs, not all."
+        "rows. Over the runs on this VM quoted in docs/envs/catn.md ('Sharded env') 2 shards of "
+        "512 gave 8,650-10,560, so the target holds in some runs, not all."
     )
     section.notes.append(
         "Before the per-slot optimisation (docs/envs/catn.md, 'Speed'): 941 / 576 ops per slot "

@@ -1,8 +1,9 @@
 """The same code on a CUDA device (skipped where there is none, as in CI).
 
-DESIGN.md: code runs on the CPU, a GPU is a bonus. These checks run on a machine with a GPU:
-the deterministic solvers give the CPU's answer on the GPU, and the learners, the online loop
-and the experiment runner (worker processes sharing the GPU) run end to end on it.
+The project's rule (docs/concepts.md): code runs on the CPU, a GPU is a bonus. These checks run
+on a machine with a GPU: the deterministic solvers give the CPU's answer on the GPU, and the
+learners, the online loop and the experiment runner (worker processes sharing the GPU) run end
+to end on it.
 """
 
 import json

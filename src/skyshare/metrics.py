@@ -3,7 +3,7 @@
 One kernel serves every system in skyshare. Channels ``H`` and beamformers ``W`` give the
 effective gain matrix
 
-    A[b, k, j] = sum_t h_{t,k}^H w_{t,j}                                    (DESIGN.md)
+    A[b, k, j] = sum_t h_{t,k}^H w_{t,j}                                    (docs/concepts.md)
 
 (receiver k, stream j, transmitters t), from which the desired power ``|A_kk|^2``, the
 interference ``sum_{j != k} |A_kj|^2``, the SINR and the rate follow. The special cases:
@@ -106,7 +106,8 @@ def gather_pays(n_bs: int, n_antennas: int, *, reused: bool = False) -> bool:
     ``R J M`` channel entries (memory bound). Measured on the CPU (``benchmarks/bench_kernels.py``,
     docs/concepts.md) the gather wins for single-antenna BSs at every N (the GEMM's inner
     dimension 1 is pure overhead) and otherwise once ``N^2 >= 6 M`` (seed-000 network N = 7,
-    M = 16: the GEMM, ~2x faster; N = 13, M = 16 or N = 61, M = 256: the gather).
+    M = 16: the GEMM, ~3x faster at B = 1024 and equal at B = 64; N = 13, M = 16 or N = 61,
+    M = 256: the gather).
 
     ``reused=True``: the served channels are gathered once and contracted with many beams (an
     iterative solver with fixed H and association), so only the contraction counts: the

@@ -90,7 +90,8 @@ class TnNtnConfig(StrictModel):
         100,
         ge=1,
         le=10_000_000,
-        description="frames per run (§IV: episode of 100; Fig. 4: 30 min = 180000)",
+        description="frames per run (§IV: episode of 100; 30 min of 10 ms frames = 180000; the "
+        "tn-ntn-fig4 test plays 1800 frames of 1 s)",
     )
     fading_correlation: float | None = Field(
         None,
