@@ -2,6 +2,7 @@
 
 import cmath
 import math
+import statistics
 
 import pytest
 import torch
@@ -187,6 +188,72 @@ def test_link_budget_matches_hand_values(scenario):
     assert rows["TUs per loaded BS (SC)"] >= 1.0
     for value in rows.values():
         assert math.isfinite(value)
+
+
+def _db(x: float) -> float:
+    return 10 * math.log10(x)
+
+
+def _lower_median(values: list[float]) -> float:
+    """torch.median's convention: the lower of the two middle values."""
+    ordered = sorted(values)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def test_link_budget_rows_equal_a_per_user_recomputation(scenario):
+    """Every derived row of the link budget, recomputed one realization, user and beam at a
+    time in float64 from the state's channels and positions: strongest-channel association
+    (largest ||h_{n,k}||^2), MRT at P_max split equally over a BS's users, SINR_k =
+    |h_k^H w_k|^2 / (1 + sum_{j != k} |h_{n_j,k}^H w_j|^2) (channels in noise units), the
+    free-space path loss of TR 38.811 eq. (6.6-1), 32.45 + 20 log10(f_c / GHz) + 20 log10(d / m),
+    over the 3-D BS-AU distances."""
+    state = scenario.state
+    rows = scenario.link_budget().as_dict()
+    cfg = scenario.config
+    H = state.H.to(torch.complex128).numpy()
+    G = state.G.to(torch.complex128).numpy()
+    pl_tu = state.pathloss_tu_db.double().numpy()
+    p_max = cfg.p_max_w
+    i_max_normalized = 10 ** ((rows["I_max"] - rows["noise power sigma^2"]) / 10)
+    B, K, N, _ = H.shape
+    L = G.shape[1]
+    sinr_db, snr_db, pl_serving, sum_rates, loads, inr_db, over_db, fspl = ([] for _ in range(8))
+    for b in range(B):
+        strength = [[float((abs(H[b, k, n]) ** 2).sum()) for n in range(N)] for k in range(K)]
+        serving = [max(range(N), key=lambda n, k=k: strength[k][n]) for k in range(K)]
+        users = {n: [k for k in range(K) if serving[k] == n] for n in set(serving)}
+        loads += [len(u) for u in users.values()]
+        w = {}
+        for n, members in users.items():
+            for k in members:
+                h = H[b, k, n]
+                w[k] = math.sqrt(p_max / len(members)) * h / math.sqrt(strength[k][n])
+        rate = 0.0
+        for k in range(K):
+            gains = [abs((H[b, k, serving[j]].conj() * w[j]).sum()) ** 2 for j in range(K)]
+            sinr = gains[k] / (1 + sum(gains) - gains[k])
+            sinr_db.append(_db(sinr))
+            snr_db.append(_db(p_max * strength[k][serving[k]]))
+            pl_serving.append(pl_tu[b, k, serving[k]])
+            rate += math.log2(1 + sinr)
+        sum_rates.append(rate)
+        for l_ in range(L):
+            rho = sum(abs((G[b, l_, serving[j]].conj() * w[j]).sum()) ** 2 for j in range(K))
+            inr_db.append(_db(rho))
+            over_db.append(_db(rho / i_max_normalized))
+            for n in range(N):
+                d = math.dist(state.au_positions[b, l_].tolist(), state.bs_positions[b, n].tolist())
+                fspl.append(32.45 + 20 * math.log10(cfg.fc_ghz) + 20 * math.log10(d))
+    mean = statistics.fmean
+    assert rows["AU path loss (FSPL)"] == pytest.approx(mean(fspl), abs=1e-3)
+    assert rows["TUs per loaded BS (SC)"] == pytest.approx(mean(loads), rel=1e-12)
+    assert rows["TU path loss to serving BS"] == pytest.approx(mean(pl_serving), abs=1e-3)
+    assert rows["TU LoS links"] == pytest.approx(100 * state.los.double().mean().item())
+    assert rows["TU SNR, full power MRT, alone"] == pytest.approx(_lower_median(snr_db), abs=1e-3)
+    assert rows["TU SINR, SC + MRT equal power"] == pytest.approx(_lower_median(sinr_db), abs=1e-3)
+    assert rows["TU sum rate, SC + MRT equal power"] == pytest.approx(mean(sum_rates), rel=1e-4)
+    assert rows["AU interference-to-noise"] == pytest.approx(mean(inr_db), abs=1e-3)
+    assert rows["AU interference / I_max"] == pytest.approx(mean(over_db), abs=1e-3)
 
 
 def test_paper_preset_equals_defaults():

@@ -402,6 +402,23 @@ def test_link_budget_numbers_against_hand_calculation():
     # With ICI at SIR 0 dB the SINR is about a(M-U+1)/((C-1) U a) = 17/32 (-2.7 dB).
     assert rows["SINR, equal power"] == pytest.approx(10 * math.log10(17 / 32), abs=1.0)
     assert rows["cell capacity, equal power"] < 0.2 * rows["cell capacity, no ICI"]
+    # the SINR row exactly, from the channels and ZF beams in float64 (not the kernel):
+    # A[k, j, f] = w_j[f]^H h_{cell(j),k}[f]; SINR = p_k |A_kk|^2 / (noise + sum_j!=k p_j |A_kj|^2)
+    state = scenario.state
+    gains = (
+        torch.einsum(
+            "bcjfm,bkcfm->bkjf", state.W.to(torch.complex128).conj(), state.H.to(torch.complex128)
+        )
+        .abs()
+        .square()
+    )
+    power = scenario.equal_power(state).double()  # (B, K, F)
+    received = gains * power[:, None, :, :]  # stream j's power at user k
+    signal = torch.diagonal(received, dim1=1, dim2=2).transpose(1, 2)  # (B, K, F)
+    noise = scenario.problem(state).noise
+    sinr_db = 10 * torch.log10(signal / (noise + received.sum(2) - signal))
+    lower_median = sinr_db.flatten().sort().values[(sinr_db.numel() - 1) // 2]
+    assert rows["SINR, equal power"] == pytest.approx(float(lower_median), abs=1e-4)
 
 
 @pytest.mark.parametrize(

@@ -291,6 +291,17 @@ def test_link_budget_array_gain_when_float32_channel_powers_overflow():
     rows = scen.link_budget().as_dict()
     assert rows["MBS array gain of matched beams"] == pytest.approx(10 * math.log10(4), abs=1.0)
     assert math.isfinite(rows["MBS per-element SNR at full power"])
+    # both rows recomputed in float64 from the state: ||h||^2 per link, P_b ||h||^2 / M in dB
+    # (mean over links), and mean ||h||^2 over the per-element gain 10^(-(PL - X)/10) / sigma^2
+    cfg = scen.config
+    strength = state.H_mbs.to(torch.complex128).abs().square().sum(-1)  # (B, K, N)
+    power_w = 10 ** ((cfg.mbs_power_dbm - 30) / 10)
+    snr_db = 10 * torch.log10(power_w * strength / 4)
+    element_gain = 10 ** (-(state.pathloss_mbs_db.double() - state.shadowing_mbs_db) / 10)
+    array_gain_db = 10 * math.log10(float((strength / (element_gain / scen.noise_w)).mean()))
+    snr_row = rows["MBS per-element SNR at full power"]
+    assert snr_row == pytest.approx(float(snr_db.mean()), abs=1e-6)
+    assert rows["MBS array gain of matched beams"] == pytest.approx(array_gain_db, abs=1e-6)
 
 
 def test_haps_alone_with_larger_mbs_arrays_pads_and_transmits():
