@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 
+from inspect_check import assert_inspect_json_is_the_link_budget
 from skyshare import cli
 from skyshare.beamforming import per_cell_zero_forcing
 from skyshare.errors import ConfigError, ShapeError
@@ -452,3 +453,6 @@ def test_cli_inspect(monkeypatch, tmp_path):
     argv = ["inspect", "multiband", "--preset", "quick", "--batch", "2", "--slot", "1"]
     assert cli.main([*argv, "--plot", str(tmp_path / "t.png")]) == 0
     assert cli.main(["inspect", "multiband", "--set", "users_per_cell=40"]) == 2
+    assert_inspect_json_is_the_link_budget(
+        MultibandScenario, tmp_path, preset="quick", batch=2, seed=5, slot=1
+    )

@@ -21,6 +21,7 @@ import time
 import pytest
 import torch
 
+from inspect_check import assert_inspect_json_is_the_link_budget
 from skyshare import cli
 from skyshare.channels.arrays import los_phase
 from skyshare.channels.fading import rician
@@ -717,6 +718,7 @@ def test_cli_inspect(monkeypatch, tmp_path):
         == 0
     )
     assert plot.stat().st_size > 0
+    assert_inspect_json_is_the_link_budget(TnNtnScenario, tmp_path, preset="quick", batch=2, seed=4)
 
 
 @pytest.mark.parametrize("threads, draw_ahead", [(1, True), (2, False), (2, True)])

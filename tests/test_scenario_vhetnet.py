@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from inspect_check import assert_inspect_json_is_the_link_budget
 from skyshare.channels.arrays import upa_steering
 from skyshare.channels.pathloss import fspl_db
 from skyshare.config import load_preset
@@ -408,3 +409,6 @@ def test_cli_inspect(monkeypatch, tmp_path):
     assert cli.main(["inspect", "vhetnet", "--preset", "quick", "--plot", str(plot)]) == 0
     assert plot.exists()
     assert cli.main(["inspect", "vhetnet", "--set", "n_ue=0"]) == 2
+    assert_inspect_json_is_the_link_budget(
+        VhetnetScenario, tmp_path, preset="quick", batch=2, seed=3, slot=1
+    )
