@@ -170,7 +170,8 @@ def test_pf_wmmse_is_close_to_and_below_the_sca_solution():
     wmmse = pf_wmmse(problem)
     sca = sca_centralized(problem)
     gap = (sca.pf_objective - wmmse.pf_objective) / sca.pf_objective.abs()
-    assert bool((gap >= -1e-4).all()) and bool((gap <= 0.02).all())
+    # measured gaps 1.31e-3, 3.5e-4, 5.4e-4, 4.3e-4: bound at ~2x the largest
+    assert bool((gap >= -1e-4).all()) and bool((gap <= 3e-3).all())
     polished = sca_centralized(problem, W0=wmmse.W, max_iter=3)
     assert bool((polished.pf_objective > wmmse.pf_objective + 1e-4).all())
 

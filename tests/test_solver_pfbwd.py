@@ -82,12 +82,16 @@ def test_single_ue_reaches_the_closed_form():
 
 
 def test_reaches_the_centralized_objective(recorded):
-    """Within a few percent of the centralized SCA on the same (Jensen) model."""
+    """At the centralized SCA's objective on the same (Jensen) model: measured gaps 1.2e-5 and
+    7.6e-5 (relative, PFBWD below; 1.4e-5 and 7.8e-5 against SCA run to tol 1e-10). On the
+    other side PFBWD may beat SCA only by SCA's own stopping tolerance (1e-4): both are local
+    methods of the same model, neither certifies a global optimum."""
     pf_sca = pytest.importorskip("skyshare.solvers.pf_sca")
     problem, result, _ = recorded
     reference = pf_sca.sca_centralized(problem, interference="jensen")
     gap = (reference.pf_objective - result.pf_objective) / reference.pf_objective.abs()
-    assert bool((gap < 0.03).all()), gap
+    assert bool((gap < 3e-4).all()), gap
+    assert bool((gap >= -1e-4).all()), gap
 
 
 def test_residuals_vanish_and_outputs_are_feasible(recorded):

@@ -1,24 +1,72 @@
 """Warm starts of the beamforming solvers (seed 000 §VI's dynamic setting), alone and as the
 two-stage schemes of the online loop."""
 
+import torch
+
 from skyshare.scenarios import CatnScenario
 from skyshare.schemes.catn import build_catn_env, build_scheme
 from skyshare.schemes.catn_online import run_online
+from skyshare.solvers.association_dcd import associate_dcd
+from skyshare.solvers.problem import BeamformingProblem
+from skyshare.solvers.wmmse_lite import wmmse_lite
 
 
 def _two_stage(name, slots, batch=2, seed=1, **options):
+    return _recorded(name, slots, batch, seed, **options)[1]
+
+
+def _recorded(name, slots, batch=2, seed=1, **options):
+    """(env, log, calls): ``calls`` holds, per slot, the problem the scheme's solver received
+    (channels cloned), the keyword arguments it was passed and its result."""
     env = build_catn_env(name, CatnScenario.config_from("quick"), batch_size=batch)
-    return run_online(env, build_scheme(name, env, options), slots, train=False, seed=seed)
+    scheme = build_scheme(name, env, options)
+    solve, calls = scheme.beamforming.solve, []
+
+    def recording(problem, **kwargs):
+        result = solve(problem, **kwargs)
+        kept = BeamformingProblem(
+            problem.H.clone(), problem.G.clone(), problem.serving.clone(), env.p_max, env.i_max
+        )
+        calls.append((kept, dict(kwargs), result))
+        return result
+
+    scheme.beamforming.solve = recording
+    log = run_online(env, scheme, slots, train=False, seed=seed)
+    assert len(calls) == slots
+    return env, log, calls
 
 
 def test_two_stage_dcd_wmmse_lite_is_feasible_every_slot():
-    log = _two_stage("DCD-WMMSE", 3)
+    env, log, calls = _recorded("DCD-WMMSE", 3)
     assert log.stacked("sum_rate").shape == (3, 2)
     assert log.stacked("au_interference_ratio").shape == (3, 2, 2)
     assert bool(log.stacked("feasible").all())
     assert float(log.stacked("au_interference_ratio").max()) <= 1.0 + 1e-3
     assert float(log.stacked("sum_rate").min()) > 0
     assert log.slots == [0, 1, 2]
+    # Replay each slot from its channels alone: DCD's association (with power control, as the
+    # scheme runs it), then wmmse_lite warm-started by hand (previous beams where the user kept
+    # its BS, zeros otherwise; previous mu). The played sum rates are those of the replay.
+    previous, handed_over = None, 0
+    for t, (problem, _, _) in enumerate(calls):
+        serving = associate_dcd(problem.H, p_max=env.p_max, n_antennas=env.M).serving
+        assert torch.equal(serving, problem.serving), f"slot {t}: not DCD's association"
+        rebuilt = BeamformingProblem(problem.H, problem.G, serving, env.p_max, env.i_max)
+        start = {}
+        if previous is not None:
+            kept = serving == previous[1]
+            handed_over += int((~kept).sum())
+            start = {
+                "w0": previous[0].w * kept[..., None],
+                "mu0": previous[0].multipliers["mu"],
+            }
+        replay = wmmse_lite(rebuilt, **start)
+        torch.testing.assert_close(log.sum_rate[t], replay.sum_rate, rtol=1e-6, atol=0.0)
+        torch.testing.assert_close(
+            log.au_interference_ratio[t], replay.au_interference / env.i_max, rtol=1e-6, atol=0.0
+        )
+        previous = (replay, serving)
+    assert handed_over > 0  # the replay exercises the zeroing of handed-over users' beams
 
 
 def test_warm_start_keeps_slack_and_only_scales_down():
@@ -84,3 +132,24 @@ def test_two_stage_passes_the_budget_and_warm_multipliers():
     assert max(budget.iterations) <= 4
     assert bool(budget.stacked("feasible").all())
     assert float(budget.stacked("au_interference_ratio").max()) <= 1.0 + 1e-3
+    # What the scheme hands its solver: the budget every slot; from slot 1 on the previous
+    # slot's beams (zeroed for users that changed BS) and multipliers mu, eta. Seed 2 has no
+    # handover, seed 3 has some at slots 1 and 2 (SC follows the fading).
+    handed_over = 0
+    for seed in (2, 3):
+        _, log, calls = _recorded("sc+wmmse", 3, seed=seed, max_iter=4)
+        assert bool(log.stacked("feasible").all())
+        assert calls[0][1] == {"max_iter": 4}  # slot 0: cold start (MRT, zero multipliers)
+        for t in (1, 2):
+            (before, _, result), (problem, kwargs, _) = calls[t - 1], calls[t]
+            assert sorted(kwargs) == ["eta0", "max_iter", "mu0", "w0"]
+            assert kwargs["max_iter"] == 4
+            kept = problem.serving == before.serving
+            handed_over += int((~kept).sum())
+            expected = torch.where(kept[..., None], result.w, torch.zeros_like(result.w))
+            assert torch.equal(kwargs["w0"], expected)
+            assert bool((kwargs["w0"].abs().sum(-1)[kept] > 0).all())
+            assert torch.equal(kwargs["mu0"], result.multipliers["mu"])
+            assert torch.equal(kwargs["eta0"], result.multipliers["eta"])
+            assert float(kwargs["mu0"].max()) > 0  # priced AUs: a non-trivial warm start
+    assert handed_over > 0
