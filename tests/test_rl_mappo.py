@@ -453,6 +453,24 @@ def test_baselines_run_through_updates(overrides, n_turns, block_size):
     for name in ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction"):
         assert math.isfinite(log.updates[-1][name]), name
     assert log.multipliers[-1].shape == (2, 2) and env.masked_plays == 0
+    # what makes each baseline itself: the critic reads the agent's own observation (IPPO,
+    # one critic per actor group) or the global state (MAPPO, one critic per turn), and the
+    # actor is one network per BS or one for all
+    from skyshare.rl.common.networks import GroupLinear
+
+    def first_layer(module):
+        return next(m for m in module.modules() if isinstance(m, GroupLinear))
+
+    spec = agents.spec
+    assert spec.state_dim != spec.obs_dim  # so that the widths below tell the critics apart
+    groups = 1 if overrides.get("actor_sharing") == "all" else spec.n_bs
+    critic_in = first_layer(agents.critic)
+    actor_layers = [m for m in agents.actor.modules() if isinstance(m, GroupLinear)]
+    assert {layer.n_agents for layer in actor_layers} == {groups}
+    if overrides.get("critic") == "local":
+        assert (critic_in.n_agents, critic_in.in_features) == (groups, spec.obs_dim)
+    else:
+        assert (critic_in.n_agents, critic_in.in_features) == (n_turns, spec.state_dim)
 
 
 def test_mappo_lagrangian_lowers_the_cost_and_beats_a_random_policy():

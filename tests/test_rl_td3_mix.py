@@ -361,8 +361,24 @@ def test_variants_train_and_keep_shapes(config, env_config):
     state_dim = 2 * 4 if config.get("mixer_state") == "interference" else 2 * env.obs_dim
     assert learner.mixers.state_dim == state_dim
     obs = env.observe()
-    assert learner.q_total(obs, learner.act(obs)).shape == (2, 2)
+    actions = learner.act(obs)
+    assert learner.q_total(obs, actions).shape == (2, 2)
     assert all(math.isfinite(x) for x in log.critic_loss + log.actor_loss)
+    # the mixer's state: every cell's interference features (log10 c) or whole observation
+    features = env.interference_features if "mixer_state" in config else slice(None)
+    state = torch.cat([obs[:, b, features] for b in range(env.n_agents)], -1)
+    assert torch.equal(learner.global_state(obs), state)
+    # QMIX (Rashid et al. 2018) with the configured non-negative map of the hypernetworks:
+    # Q_tot = w2 . elu(sum_a Q_a W1[a] + b1) + V(s), W = |hyper(s)| or softplus(hyper(s))
+    mixers = learner.mixers
+    positive = functional.softplus if "mixing_weight_activation" in config else torch.abs
+    states = state.unsqueeze(0).expand(2, -1, -1)
+    w1 = positive(mixers.hyper_w1(states)).reshape(2, 2, env.n_agents, -1)
+    w2 = positive(mixers.hyper_w2(states))
+    q = learner.agent_values(obs, actions)  # (2, N, C)
+    hidden = functional.elu((q[..., None] * w1).sum(2) + mixers.hyper_b1(states))
+    expected = (hidden * w2).sum(-1) + mixers.value(states)[..., 0]
+    torch.testing.assert_close(learner.q_total(obs, actions), expected)
 
 
 # ---------------------------------------------------------------------------------------------
