@@ -227,8 +227,17 @@ def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
         preexec_fn=_default_sigint,  # a background runner may hand SIGINT down ignored
     )
     deadline = time.monotonic() + 120
-    while not list(out.glob("jobs/*/checkpoint.pt")) and time.monotonic() < deadline:
+    while (
+        not list(out.glob("jobs/*/checkpoint.pt"))
+        and process.poll() is None
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.05)
+    if not list(out.glob("jobs/*/checkpoint.pt")):  # clean up before failing
+        process.kill()
+        _, err = process.communicate(timeout=60)
+        pytest.fail(f"the run wrote no checkpoint before the SIGINT; stderr:\n{err}")
+    assert process.poll() is None, "the run ended before the SIGINT"
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
@@ -239,7 +248,6 @@ def test_memory_guard_refuses_before_allocating(monkeypatch, capsys):
     """Issue 12 item 4: sizes whose tensors would not fit are refused from the config, with
     the estimate, before anything is allocated (these took > 10 GB before failing)."""
     import resource
-    import time
 
     from skyshare.checks import MEMORY_LIMIT_ENV
 
@@ -247,12 +255,10 @@ def test_memory_guard_refuses_before_allocating(monkeypatch, capsys):
     # main(["--memory-limit", ...]) writes the variable for the process and its workers
     monkeypatch.setenv(MEMORY_LIMIT_ENV, "")
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    start = time.perf_counter()
     assert main(["inspect", "catn", "--set", "n_bs=3003001"]) == 2
     assert main(["env", "catn", "--set", "n_tu=4096", "--batch", "4096", "--slots", "1"]) == 2
     err = capsys.readouterr().err
     assert err.count("GB for its largest tensors, above the limit") == 2
-    assert time.perf_counter() - start < 60
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert grown_mb < 1000  # refused from the estimate: nothing big was allocated
     # the limit is a flag (and 0 disables the check): a tiny limit refuses the quick preset

@@ -140,10 +140,19 @@ def test_inference_mode_reaches_the_worker_threads():
     with torch.inference_mode():
         obs = env.reset(seed=1)
         tu, bs = _actions(env, g)
-        env.associate(tu)
+        bs_obs = env.associate(tu)
         out = env.beamform(bs)
     assert obs.is_inference() and out.bs_reward.is_inference()
-    assert torch.isfinite(out.bs_reward).all()
+    assert bs_obs.is_inference() and out.tu_obs.is_inference()
+    # the same turns on a fresh env outside inference mode give the same numbers
+    fresh = ShardedCatnEnv(_config(), batch_size=4, shards=2, dtype=torch.float64)
+    assert torch.equal(fresh.reset(seed=1), obs)
+    assert torch.equal(fresh.associate(tu), bs_obs)
+    ref = fresh.beamform(bs)
+    assert not ref.bs_reward.is_inference()
+    for name in OUTCOME_FIELDS:
+        if name != "truncated":
+            assert torch.equal(getattr(out, name), getattr(ref, name)), name
 
 
 @pytest.mark.parametrize(
@@ -165,10 +174,66 @@ def test_the_online_loop_runs_a_learned_and_a_solver_scheme_on_the_sharded_env(s
 
     config = CatnScenario.config_from("quick", overrides={"n_slots": 30})
     env = ShardedCatnEnv(config, scheme_env_config(scheme_name), batch_size=4, shards=2)
-    log = run_online(env, build_scheme(scheme_name, env, {"seed": 0}), 6, seed=0)
+    scheme = build_scheme(scheme_name, env, {"seed": 0})
+    chosen = []  # the associations of every slot
+    decide = scheme.association.decide
+
+    def record(env_, obs, *, explore):
+        actions = decide(env_, obs, explore=explore)
+        chosen.append(actions.clone())
+        return actions
+
+    scheme.association.decide = record
+    log = run_online(env, scheme, 6, seed=0)
     assert log.slots == list(range(6))
     rates = torch.stack(log.sum_rate)
     assert rates.shape == (6, 4) and bool((rates > 0).all())
+    if scheme.beamforming.learns:
+        return
+    # the solver is deterministic: the shards as standalone CatnEnvs, seeded as the sharded
+    # env seeds them and given the same associations, solve to the same joined sum rates
+    parts = [env._split(actions) for actions in chosen]
+    seeds = shard_seeds(0, env.n_shards)
+    joined = []
+    for i, (shard_seed, size) in enumerate(
+        zip(shard_seeds(config.seed, env.n_shards), env.sizes, strict=True)
+    ):
+        ref = CatnEnv(
+            config.model_copy(update={"seed": shard_seed}),
+            scheme_env_config(scheme_name),
+            batch_size=size,
+        )
+        ref_scheme = build_scheme(scheme_name, ref, {"seed": 0})
+        replay = _ReplayAssociation([p[i] for p in parts])
+        ref_log = run_online(
+            ref, dataclasses.replace(ref_scheme, association=replay), 6, seed=seeds[i]
+        )
+        assert replay.left() == 0
+        joined.append(ref_log)
+    for name in ("sum_rate", "effective_sum_rate", "au_interference_ratio", "handovers"):
+        expected = torch.cat([ref_log.stacked(name) for ref_log in joined], 1)
+        torch.testing.assert_close(log.stacked(name), expected, rtol=1e-5, atol=1e-6, msg=name)
+    assert torch.equal(
+        log.stacked("feasible"), torch.cat([r.stacked("feasible") for r in joined], 1)
+    )
+
+
+class _ReplayAssociation:
+    """An association component that plays given actions, slot by slot."""
+
+    learns = False
+
+    def __init__(self, actions):
+        self.actions = list(actions)
+
+    def decide(self, env, obs, *, explore):
+        return self.actions.pop(0)
+
+    def left(self):
+        return len(self.actions)
+
+    def state_dict(self):
+        return {}
 
 
 def test_intra_op_threads_beside_the_shards_are_warned_about():
@@ -244,9 +309,17 @@ def test_a_turn_that_fails_inside_a_shard_waits_for_all_and_asks_for_reset(monke
     with pytest.raises(RuntimeError, match=r"next call must be reset\(\)"):
         env.associate(tu)
     monkeypatch.undo()
-    env.reset(seed=1)  # and a reset brings every shard back
-    env.associate(tu)
-    assert torch.isfinite(env.beamform(bs).bs_reward).all()
+    obs = env.reset(seed=1)  # and a reset brings every shard back
+    bs_obs = env.associate(tu)
+    out = env.beamform(bs)
+    # exactly where a fresh env stands after the same seeded reset and turns
+    fresh = ShardedCatnEnv(_config(n_slots=20), batch_size=4, shards=2, dtype=torch.float64)
+    assert torch.equal(obs, fresh.reset(seed=1))
+    assert torch.equal(bs_obs, fresh.associate(tu))
+    ref = fresh.beamform(bs)
+    for name in OUTCOME_FIELDS:
+        if name != "truncated":
+            assert torch.equal(getattr(out, name), getattr(ref, name)), name
 
 
 def test_a_catn_env_state_or_a_bad_seed_is_refused_by_name():

@@ -8,7 +8,8 @@ import yaml
 
 from skyshare.cli import main
 from skyshare.experiments import catn_fig4
-from skyshare.experiments.jobs import Execution
+from skyshare.experiments.catn_schemes import read_series
+from skyshare.experiments.jobs import Execution, job_folder
 
 QUIET = Execution(progress=False)
 
@@ -36,11 +37,34 @@ def test_every_scheme_runs_and_figure_is_written(tmp_path):
     )
     results = summary["results"]
     assert {r["scheme"] for r in results.values()} == set(catn_fig4.FIG4_SCHEMES)
-    for result in results.values():
+    for job in catn_fig4.jobs(catn_fig4.Preset(**TINY), "tiny"):
+        result = results[job.job_id]
+        assert result["scheme"] == job.scheme
         assert result["mean_sum_rate_last"] >= 0
         # DFP on dfp_slots equally spaced slots (every 12 // 3 = 4th), the others on all 12
         expected_slots = TINY["dfp_slots"] if result["scheme"] == "DCD-DFP" else 12
         assert result["slots"] == expected_slots
+        # the summary follows from the job's series: means over the last sixth of the slots
+        series = read_series(job_folder(tmp_path, job) / "series.csv")
+        every = 4 if result["scheme"] == "DCD-DFP" else 1
+        assert series["slot"] == [float(t) for t in range(0, 12, every)]
+        tail = max(1, expected_slots // 6)
+        last_rate = series["sum_rate"][-tail:]
+        assert result["mean_sum_rate_last"] == pytest.approx(sum(last_rate) / tail, rel=1e-6)
+        n_au = len(result["mean_rho_over_imax_last"])
+        assert n_au >= 1
+        assert sorted(k for k in series if k.startswith("au")) == [
+            f"au{l_}_rho_over_imax" for l_ in range(n_au)
+        ]
+        rho = [series[f"au{l_}_rho_over_imax"][-tail:] for l_ in range(n_au)]
+        for l_ in range(n_au):
+            mean = result["mean_rho_over_imax_last"][l_]
+            assert mean == pytest.approx(sum(rho[l_]) / tail, rel=1e-9)
+            assert result["max_rho_over_imax_last"][l_] == pytest.approx(max(rho[l_]), rel=1e-9)
+        violated = sum(any(r > 1.0 + 1e-3 for r in slot) for slot in zip(*rho, strict=True))
+        assert result["violation_share_last"] == pytest.approx(violated / tail, rel=1e-9)
+        times = series["decision_time_s"]
+        assert result["mean_decision_time_s"] == pytest.approx(sum(times) / len(times), rel=1e-5)
         if result["scheme"].endswith(("WMMSE", "DFP")):  # the solvers keep (2c)
             assert max(result["mean_rho_over_imax_last"]) <= 1.0 + 1e-3
             assert result["violation_share_last"] == 0.0  # rounding at I_max is no violation

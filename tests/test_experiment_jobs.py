@@ -203,6 +203,7 @@ class _OneAnswerServer:
 
         self.reply = reply
         self.connections: list = []  # kept open until the test ends
+        self.received: list[bytes] = []  # the first bytes each client sent
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         threading.Thread(target=self._serve, daemon=True).start()
@@ -213,7 +214,7 @@ class _OneAnswerServer:
                 connection, _ = self.listener.accept()
             except OSError:
                 return
-            connection.recv(64)
+            self.received.append(connection.recv(64))
             if self.reply is not None:
                 connection.sendall(self.reply)
             self.connections.append(connection)
@@ -232,21 +233,45 @@ class _OneAnswerServer:
 def test_an_address_that_is_not_a_ray_cluster_is_refused_at_once(reply, monkeypatch):
     """A port that accepts TCP but does not answer the HTTP/2 preface with a SETTINGS frame
     (a silent service, an HTTP/1 server, another frame first) is refused within the timeout,
-    before ray.init would wait ~20 s on it."""
+    before ray.init would wait ~20 s on it: the refusal is the HTTP/2 probe's, with the
+    check's timeout, and Ray is never initialised."""
+    import sys
     import time
+    import types
 
     from skyshare.errors import SkyshareError
+    from skyshare.experiments import jobs as jobs_module
 
     monkeypatch.delenv("RAY_USE_TLS", raising=False)
+    probes = []  # (timeout_s, answer) of each HTTP/2 probe
+    probe = jobs_module._answers_http2
+
+    def spy(connection, timeout_s):
+        answer = probe(connection, timeout_s)
+        probes.append((timeout_s, answer))
+        return answer
+
+    monkeypatch.setattr(jobs_module, "_answers_http2", spy)
+    inits = []  # a stand-in Ray: the check must not get as far as ray.init
+    fake_ray = types.ModuleType("ray")
+    fake_ray.init = lambda *args, **kwargs: inits.append((args, kwargs))
+    fake_ray.is_initialized = lambda: False
+    monkeypatch.setitem(sys.modules, "ray", fake_ray)
     server = _OneAnswerServer(reply)
     try:
         execution = Execution(executor="ray", address=f"127.0.0.1:{server.port}")
-        start = time.monotonic()
         with pytest.raises(SkyshareError, match="does not answer as a Ray cluster"):
             execution.check_address(timeout_s=0.5)
-        assert time.monotonic() - start < 3.0
+        deadline = time.monotonic() + 10  # the server thread records what it read
+        while not server.received and time.monotonic() < deadline:
+            time.sleep(0.01)
     finally:
         server.close()
+    assert probes == [(0.5, False)]  # one probe, bounded by the check's timeout, said no
+    assert inits == []
+    # the probe sent the HTTP/2 client preface (RFC 9113 §3.4) on its one connection
+    assert len(server.received) == 1
+    assert server.received[0].startswith(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
 
 
 def test_an_address_that_answers_http2_passes_the_check(monkeypatch):
@@ -418,16 +443,36 @@ def test_ctrl_c_stops_worker_processes_at_once(tmp_path):
         "except KeyboardInterrupt:\n"
         "    sys.exit(130)\n"
     )
+    from pathlib import Path
+
     from test_cli import _default_sigint  # SIGINT handled even under a background runner
 
     parent = subprocess.Popen([sys.executable, "-c", script], preexec_fn=_default_sigint)
+
+    def children():
+        path = Path(f"/proc/{parent.pid}/task/{parent.pid}/children")
+        return [int(pid) for pid in path.read_text().split()] if path.exists() else []
+
     deadline = time.monotonic() + 60
     while len(list(tmp_path.glob("jobs/*/job.json"))) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)  # both workers are running their job
-    start = time.monotonic()
+    workers = children()
+    assert len(list(tmp_path.glob("jobs/*/job.json"))) == 2, "the workers never started"
+    assert len(workers) >= 2, f"worker processes not found: {workers}"
     parent.send_signal(signal.SIGINT)
-    assert parent.wait(timeout=30) == 130
-    assert time.monotonic() - start < 10  # not after the 600 s jobs
+    try:  # the 600 s jobs are stopped, not waited for
+        assert parent.wait(timeout=30) == 130
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    deadline = time.monotonic() + 10
+    alive = workers
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [pid for pid in workers if _running(pid)]
+    for pid in alive:  # clean up before failing
+        os.kill(pid, signal.SIGKILL)
+    assert alive == [], "worker processes outlived the Ctrl-C"
 
 
 # --- Experiment.run: checks before writing, and the run directory's earlier results -----------

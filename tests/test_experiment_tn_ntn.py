@@ -35,10 +35,28 @@ def small_env(formulation: str = "decomposed", batch: int = 2, **overrides) -> T
 def test_every_scheme_plays_valid_frames(name):
     env = small_env(scheme_formulation(name))
     scheme = TN_NTN_SCHEMES.build(name, env, TnNtnSchemeOptions(seed=3))
+    results = []  # every turn's result, as the env returned it
+    act = env.act
+
+    def keep(actions):
+        result = act(actions)
+        results.append(result)
+        return result
+
+    env.act = keep
     run = run_tn_ntn(env, scheme, 5, seed=1)  # crosses an episode end (horizon 3)
     assert run.reward.shape == (5, 2) and run.decision_time_s.shape == (5,)
     assert bool((run.throughput >= 0).all()) and bool((run.cost >= 0).all())
     assert bool((run.qos_miss <= run.active_users).all())
+    # each frame's row is its last turn's result, aggregated as documented (TnNtnRun)
+    assert len(results) == 5 * env.n_turns
+    for t in range(5):
+        result = results[(t + 1) * env.n_turns - 1]
+        assert torch.equal(run.reward[t], result.reward.sum(-1).double()), t
+        assert torch.equal(run.cost[t], result.cost.sum((-2, -1)).double()), t
+        assert torch.equal(run.throughput[t], result.throughput.double()), t
+        assert torch.equal(run.qos_miss[t], result.qos_miss.double()), t
+        assert torch.equal(run.active_users[t], result.active.sum((-2, -1)).double()), t
 
 
 def test_frame_rule_plays_its_full_frame_assignment_srb_by_srb():

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
-import time
 
 import pytest
 import torch
@@ -17,19 +16,16 @@ from skyshare.fuzz import TARGETS, FuzzCase, generate_case, run_case, run_fuzz
 from skyshare.fuzz.configs import field_range
 
 NO_LIMIT = ("--memory-limit-gb", "0")  # no rlimit on the pytest process
-BOUNDED_CASES = 540  # 30 per target; ~20 s on a loaded 2-core CPU (bound: 2 minutes)
+BOUNDED_CASES = 540  # 30 per target; ~20 s on a loaded 2-core CPU
 
 
 def test_bounded_run_has_no_failure():
-    start = time.perf_counter()
     report = run_fuzz(BOUNDED_CASES, seed=12)
-    elapsed = time.perf_counter() - start
     assert not report.failures, report.render()
     assert report.n_cases == BOUNDED_CASES
     assert sorted(report.counts) == sorted(TARGETS)
     for name, counts in report.counts.items():  # every target runs most of its cases
         assert counts["ok"] >= 0.4 * (counts["ok"] + counts["rejected"]), name
-    assert elapsed < 120
 
 
 def test_cases_are_reproducible_and_within_the_size_caps():

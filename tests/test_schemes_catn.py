@@ -76,6 +76,15 @@ def test_d3qn_cup_trains_through_algorithm_4():
     cup = scheme.beamforming.agents
     d3qn = scheme.association.agents
     nu0 = cup.nu.clone()
+    played = []  # every slot's outcome, as the env returned it
+    beamform = env.beamform
+
+    def keep(actions):
+        outcome = beamform(actions)
+        played.append(outcome)
+        return outcome
+
+    env.beamform = keep
     log = run_online(env, scheme, 25, seed=0)
     assert len(log.slots) == 25 and log.au_interference_ratio[0].shape == (2, env.L)
     assert log.updates == 2  # slots 2..11 and 12..21 fill the collector of 10 twice
@@ -84,20 +93,65 @@ def test_d3qn_cup_trains_through_algorithm_4():
     assert all(r >= 0 for r in log.mean("sum_rate"))
     # the logged sum rate is the env's, recomputed from the per-environment records
     assert log.stacked("sum_rate").shape == (25, 2)
+    assert len(played) == 25  # one beamforming turn per slot (horizon 200: no reset)
+    for t, outcome in enumerate(played):
+        assert torch.equal(log.sum_rate[t], outcome.rates.sum(-1)), t
+        assert torch.equal(log.effective_sum_rate[t], outcome.effective_rates.sum(-1)), t
+        assert torch.equal(log.au_interference_ratio[t], outcome.au_interference / env.i_max), t
+        assert torch.equal(log.tu_reward[t], outcome.tu_reward.mean(-1)), t
     assert log.iterations == [0] * 25  # a policy has no solver iterations
 
 
-@pytest.mark.parametrize("warm", [True, False])
-def test_solver_scheme_keeps_the_constraints_and_warm_starts_cut_iterations(warm):
-    env = _env("SC-WMMSE", batch=2)
-    scheme = build_scheme("SC-WMMSE", env, {"warm_start": warm})
-    log = run_online(env, scheme, 6, seed=1)
-    assert float(log.stacked("au_interference_ratio").max()) <= 1.0 + 1e-3
-    assert bool(log.stacked("feasible").all())
-    assert bool(scheme.beamforming.previous) == warm
-    if warm:  # the solver state is the warm-start point: tensors only
-        state = scheme.state_dict()["beamforming"]["previous"]
-        assert set(state) == {"w", "serving", "multiplier_mu"}
+def _solve_calls(scheme):
+    """Spy on the solver of a SolverBeamforming: the list of (serving, start, result)."""
+    calls = []
+    solve = scheme.beamforming.solve
+
+    def spy(problem, **kwargs):
+        result = solve(problem, **kwargs)
+        start = {k: v.clone() for k, v in kwargs.items() if k.endswith("0")}
+        calls.append((problem.serving.clone(), start, result))
+        return result
+
+    scheme.beamforming.solve = spy
+    return calls
+
+
+def test_solver_scheme_keeps_the_constraints_and_warm_starts_cut_iterations():
+    logs, calls = {}, {}
+    for warm in (True, False):
+        env = _env("SC-WMMSE", batch=2)
+        scheme = build_scheme("SC-WMMSE", env, {"warm_start": warm})
+        calls[warm] = _solve_calls(scheme)
+        log = logs[warm] = run_online(env, scheme, 6, seed=1)
+        assert float(log.stacked("au_interference_ratio").max()) <= 1.0 + 1e-3
+        assert bool(log.stacked("feasible").all())
+        assert bool(scheme.beamforming.previous) == warm
+        # the log's iterations are the solver's, slot by slot
+        assert log.iterations == [int(result.iterations) for _, _, result in calls[warm]]
+        if warm:  # the solver state is the warm-start point: tensors only
+            state = scheme.state_dict()["beamforming"]["previous"]
+            assert set(state) == {"w", "serving", "multiplier_mu"}
+            serving, _, last = calls[warm][-1]  # the last decision's beams and multipliers
+            assert torch.equal(state["w"], last.w) and torch.equal(state["serving"], serving)
+            assert torch.equal(state["multiplier_mu"], last.multipliers["mu"])
+            assert torch.equal(serving, env.serving)
+    # cold: every slot starts from scratch; warm: from the previous slot's solution where a
+    # TU kept its BS (zero, i.e. MRT, for the others) and from the previous multipliers
+    assert all(start == {} for _, start, _ in calls[False])
+    assert calls[True][0][1] == {}
+    for (serving0, _, before), (serving, start, _) in zip(
+        calls[True][:-1], calls[True][1:], strict=True
+    ):
+        assert set(start) == {"w0", "mu0"}
+        kept = (serving == serving0)[..., None].expand_as(before.w)
+        assert torch.equal(start["w0"][kept], before.w[kept])
+        assert bool((start["w0"][~kept] == 0).all())
+        assert torch.equal(start["mu0"], before.multipliers["mu"])
+    # same first slot; from the second on the warm start needs fewer iterations in total
+    warm_iterations, cold_iterations = logs[True].iterations, logs[False].iterations
+    assert warm_iterations[0] == cold_iterations[0]
+    assert sum(warm_iterations[1:]) < sum(cold_iterations[1:]), (warm_iterations, cold_iterations)
 
 
 def test_warm_and_cold_solve_the_same_slots():
