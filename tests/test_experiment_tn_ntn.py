@@ -22,6 +22,7 @@ from skyshare.schemes.tn_ntn import (
     scheme_formulation,
 )
 from skyshare.solvers.ofdm_allocation import round_robin_allocation
+from spy import returns_of
 
 SMALL = {"n_subchannels": 8, "k_max": 3, "srb_size": 4, "horizon_slots": 3}
 
@@ -35,15 +36,7 @@ def small_env(formulation: str = "decomposed", batch: int = 2, **overrides) -> T
 def test_every_scheme_plays_valid_frames(name):
     env = small_env(scheme_formulation(name))
     scheme = TN_NTN_SCHEMES.build(name, env, TnNtnSchemeOptions(seed=3))
-    results = []  # every turn's result, as the env returned it
-    act = env.act
-
-    def keep(actions):
-        result = act(actions)
-        results.append(result)
-        return result
-
-    env.act = keep
+    results = returns_of(env, "act")  # every turn's result, as the env returned it
     run = run_tn_ntn(env, scheme, 5, seed=1)  # crosses an episode end (horizon 3)
     assert run.reward.shape == (5, 2) and run.decision_time_s.shape == (5,)
     assert bool((run.throughput >= 0).all()) and bool((run.cost >= 0).all())

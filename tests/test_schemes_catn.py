@@ -22,6 +22,7 @@ from skyshare.schemes.catn import (
     scheme_env_config,
 )
 from skyshare.schemes.catn_online import OnlineLog, run_online
+from spy import returns_of
 
 
 def _scenario(n_slots=200):
@@ -76,15 +77,7 @@ def test_d3qn_cup_trains_through_algorithm_4():
     cup = scheme.beamforming.agents
     d3qn = scheme.association.agents
     nu0 = cup.nu.clone()
-    played = []  # every slot's outcome, as the env returned it
-    beamform = env.beamform
-
-    def keep(actions):
-        outcome = beamform(actions)
-        played.append(outcome)
-        return outcome
-
-    env.beamform = keep
+    played = returns_of(env, "beamform")  # every slot's outcome, as the env returned it
     log = run_online(env, scheme, 25, seed=0)
     assert len(log.slots) == 25 and log.au_interference_ratio[0].shape == (2, env.L)
     assert log.updates == 2  # slots 2..11 and 12..21 fill the collector of 10 twice
