@@ -246,3 +246,20 @@ def test_mosek_when_installed(problem, exact):
     result = sca_centralized(problem, tol=1e-7, solver="mosek")
     assert result.solver == "sca-mosek"
     assert torch.allclose(result.pf_objective, exact.pf_objective, rtol=1e-5)
+
+
+def test_a_model_over_the_memory_limit_is_refused_before_cvxpy_builds_it(monkeypatch):
+    """The fitted estimate (100 MB + 2.36e-3 MB K^3 + 2.25e-3 MB K^2 N) against the limit:
+    1024 UEs with 5 x 16 coordinates (about 2.7 TB) are refused at once, naming K and the
+    way out; the paper-sized K = 16 passes a limit of 1 GB."""
+    from skyshare.solvers.pf_sca import model_memory_bytes
+
+    assert model_memory_bytes(128, 80) / 1e9 == pytest.approx(
+        0.1 + 2.36e-3 * 128**3 / 1e3 + 2.25e-3 * 128**2 * 80 / 1e3
+    )
+    monkeypatch.setenv("SKYSHARE_MEMORY_LIMIT_GB", "1")
+    config = VhetnetScenario.config_from("quick", overrides={"n_ue": 1024})
+    problem = VhetnetScenario(config, batch_size=1).reset(seed=0).problem()
+    with pytest.raises(ConfigError, match=r"K = 1024 UEs and 5 x 16 .* about 2\.72e\+03 GB"):
+        sca_centralized(problem, max_iter=1)
+    assert model_memory_bytes(16, 80) < 1e9
