@@ -441,3 +441,97 @@ def test_an_unreadable_train_log_names_what_deleting_it_does(tmp_path, monkeypat
     assert result["resumed_from_checkpoint"] == 1 and result["train_steps"] == 4
     rows = list(csv.DictReader(log.read_text().splitlines()))
     assert [int(row["step"]) for row in rows] == [2, 3]  # the remaining steps only
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["multiband-fig5", "--set", "scenario.n_antennas=2"],
+         "scenario.n_antennas is swept by this experiment (points[].n_antennas: 8, 16, 32)"),
+        (["multiband-fig7", "--set", "scenario.sir_db=3"],
+         "scenario.sir_db is swept by this experiment (points[].sir_db: 0.0, 6.0, 12.0)"),
+        (["multiband-fig5", "--set", "sweep=sir_db"],
+         "points[0].sir_db: not set, but sweep = 'sir_db'"),
+        (["multiband-fig7", "--schemes", "SSWF", "--set", "points=[{sir_db: 0}, {n_freq: 3}]"],
+         "points[1].sir_db: not set, but sweep = 'sir_db'"),
+        (["multiband-fig6", "--set", "points=[{n_antennas: 8, users_per_cell: 4}]"],
+         "points[0].n_freq: not set, but sweep = 'n_freq'"),
+        (["multiband-fig5", "--set", "flwf_starts=1000000000"],
+         "flwf_starts = 1000000000: must be <= 10000"),
+    ],
+)  # fmt: skip
+def test_a_preset_the_figure_cannot_use_is_refused_before_anything_is_written(
+    tmp_path, capsys, argv, needle
+):
+    """Before: the fixed value was silently ignored (exit 0; M = 2 < U = 4 even accepted), a
+    sweep the points do not set ran every job and crashed in matplotlib (exit 1), and a huge
+    flwf_starts crashed in the allocator after the run folder was created."""
+    out = tmp_path / "run"
+    assert main(["run", *argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_a_fixed_field_only_some_points_set_is_kept():
+    preset = mc.Preset(**{**TINY["multiband-fig7"], "points": [{"sir_db": 0.0}, {"sir_db": 6.0,
+                          "n_freq": 3}]})  # fmt: skip
+    jobs = mc.FIG7.jobs(preset, "tiny", ["SSWF"])
+    assert [job.params["point"] for job in jobs] == [{"sir_db": 0.0}, {"sir_db": 6.0, "n_freq": 3}]
+    assert {mc._scenario_config(job.params, 0).n_freq for job in jobs} == {2, 3}
+
+
+def test_flwf_memory_is_checked_before_anything_is_written(tmp_path, capsys, monkeypatch):
+    """flwf_starts x test_batch starts play in one batch: refused against the memory limit
+    (here 1 GB) naming the job, as the other memory checks do."""
+    monkeypatch.setenv("SKYSHARE_MEMORY_LIMIT_GB", "1")
+    out = tmp_path / "run"
+    argv = ["run", "multiband-fig5", "--set", "flwf_starts=10000", "--set", "test_batch=1000"]
+    assert main([*argv, "--schemes", "FLWF", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "(FLWF, flwf_starts, test_batch) needs about" in err and "above the limit of 1" in err
+    assert not out.exists()
+    job = _jobs("multiband-fig5", ["FLWF", "SSWF"])[0]
+    scenario = mc._scenario_config(job.params, 0)
+    # 2 cells x 1 user x 3 channels, 4 starts x 2 realizations, 40 iterations
+    assert mc.flwf_memory_estimate(job, scenario) == 8.0 * 8 * (12 * 2 * 3 + 2 * 41)
+    sswf = _jobs("multiband-fig5", ["SSWF"])[0]
+    assert mc.flwf_memory_estimate(sswf, scenario) == 0.0
+
+
+def _summary_of(resumed):
+    results = {}
+    for seed, again in enumerate(resumed):
+        for scheme, capacity in (("FLWF", 100.0), ("TD3-MIX", 90.0 + seed)):
+            result = {"scheme": scheme, "seed": seed, "point": {"sir_db": 6.0},
+                      "capacity_per_cell": capacity, "capacity_std": 1.0}  # fmt: skip
+            if scheme == "TD3-MIX":
+                result |= {"train_time_s": 1.0, "resumed_from_checkpoint": again}
+            results[f"{scheme}-s{seed}"] = result
+    return {"experiment": "multiband-fig7", "preset": "quick", "results": results}
+
+
+def test_the_table_marks_a_learned_job_resumed_from_a_checkpoint():
+    """A resumed job is not bit-identical to an uninterrupted one (docs/experiments/
+    multiband.md): the printed table marks it with a footnote. Before: no sign at all."""
+    title, columns, rows = mc.summary_table(_summary_of([0, 1]))
+    capacity = {row[1]: row[columns.index("cap/cell")] for row in rows}
+    assert capacity == {"FLWF": "100", "TD3-MIX": "90.5" + mc.RESUMED_MARK}
+    assert "*: resumed from a checkpoint" in title and "not bit-identical" in title
+    assert [row["n_resumed"] for row in mc.aggregate(_summary_of([0, 1]))] == [0, 1]
+    title, columns, rows = mc.summary_table(_summary_of([0, 0]))
+    assert "*" not in "".join(row[columns.index("cap/cell")] for row in rows)
+    assert "resumed" not in title
+
+
+def test_an_n_freq_figure_without_m_u_families_is_drawn(tmp_path):
+    """Fig. 6's families come from the points' (M, U); points that leave them to the fixed
+    scenario draw one line per scheme (before: KeyError 'n_antennas')."""
+    from skyshare.plots import plot_capacity_sweep
+
+    rows = [
+        {"point": {"n_freq": f}, "scheme": "SSWF", "capacity_per_cell": 1.0 + f,
+         "capacity_std_over_starts": None}
+        for f in (2, 3)
+    ]  # fmt: skip
+    assert plot_capacity_sweep(rows, "n_freq", "t", tmp_path / "f.png").exists()

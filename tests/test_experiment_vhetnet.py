@@ -363,3 +363,113 @@ def test_a_sweep_figure_without_its_x_values_is_refused_before_any_job(
     assert main(argv) == 2
     assert needle in capsys.readouterr().err
     assert not out.exists()  # before: every job ran, then the figure failed
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ("options.distributed.executor=bogus",
+         "options.distributed.executor: must be one of local, ray, got 'bogus'"),
+        ("options.centralized.solver=MOSEK",
+         "options.centralized.solver: must be an installed conic solver, got 'MOSEK'"),
+        ("options.centralized.interference=bogus",
+         "options.centralized.interference: must be one of ('exact', 'jensen'), got 'bogus'"),
+        ("options.distributed.progress=abc",
+         "options.distributed.progress: must be true or false, got 'abc'"),
+        ("options.centralized.progress=1", "options.centralized.progress: must be true or false"),
+        ("options.distributed.rho_over_beta=-1",
+         "options.distributed.rho_over_beta: must be a finite number > 0, got -1"),
+        ("options.distributed.omega=abc", "options.distributed.omega: must be a number, got 'abc'"),
+        ("options.distributed.agents=3", "options.distributed.agents: takes an agent group"),
+        ("options.distributed.ledger=x", "options.distributed.ledger: takes a SignalingLedger"),
+        ("options.pf-wmmse.tol=2", "options.pf-wmmse.tol: must be a number in [0, 1), got 2"),
+    ],
+)  # fmt: skip
+def test_a_bad_option_value_is_refused_naming_its_path_before_anything_is_written(
+    tmp_path, capsys, override, needle
+):
+    """Before: executor, solver, interference failed inside the job (after preset.yaml and
+    job.json were written, blocking the corrected rerun), progress=abc ran, and agents/ledger
+    crashed with a traceback after 3 retries. pf-wmmse is keyed but not run (--schemes
+    leaves it out): its options are checked all the same."""
+    out = tmp_path / "run"
+    assert main(["run", "vhetnet-table3", "--set", override, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("scheme", ["centralized", "centralized-jensen"])
+def test_a_centralized_model_over_the_memory_limit_is_refused_before_anything_is_written(
+    tmp_path, capsys, monkeypatch, scheme
+):
+    """1024 UEs with table3's arrays: the SCA's CVXPY model (about K^3; 3.3 TB by the fitted
+    estimate) was built inside the job until the kernel killed it at ~20 GB; now the job
+    check refuses it by the same estimate, and the distributed scheme (no such model) passes
+    that check."""
+    from skyshare.experiments.jobs import Job
+    from skyshare.experiments.vhetnet_pf import _check_job
+    from skyshare.solvers.pf_sca import model_memory_bytes
+
+    monkeypatch.setenv("SKYSHARE_MEMORY_LIMIT_GB", "8")
+    out = tmp_path / "run"
+    argv = ["run", "vhetnet-table3", "--schemes", scheme, "--out", str(out)]
+    assert main([*argv, "--set", "scenario.n_ue=1024"]) == 2
+    err = capsys.readouterr().err
+    estimate = model_memory_bytes(1024, 5 * 64) / 1e9
+    assert "K = 1024 UEs and 5 x 64 antenna coordinates" in err
+    assert f"needs about {estimate:.3g} GB" in err and "Traceback" not in err
+    assert not out.exists()
+    params = {"scenario": {"n_ue": 1024}, "options": {}}
+    _check_job(Job("vhetnet-table3", "distributed", 0, params))  # builds no CVXPY model
+
+
+def test_a_bad_option_set_by_a_point_is_named_by_the_points_path():
+    from skyshare.experiments.vhetnet_pf import Preset
+
+    experiment = get_experiment("vhetnet-table3")
+    preset = Preset(
+        schemes=["distributed"],
+        options={"distributed": {"max_outer": 2}},
+        points=[{}, {"options": {"distributed": {"executor": "bogus"}}}],
+    )
+    with pytest.raises(ConfigError, match=r"^points\[1\]\.options\.distributed\.executor: "):
+        experiment.jobs(preset, "custom", None)
+    preset = Preset(schemes=["distributed"], options={"distributed": {"max_outer": 0}})
+    with pytest.raises(ConfigError, match=r"^options\.distributed\.max_outer: must be an integer"):
+        experiment.jobs(preset, "custom", None)
+
+
+def test_python_object_options_still_work_when_building_a_scheme_in_python():
+    from skyshare.signaling import SignalingLedger
+
+    problem = small_problem()
+    ledger = SignalingLedger({"bs": problem.shape[2]}, problem.shape[0])
+    scheme = VHETNET_SCHEMES.build("distributed", {"ledger": ledger, "max_outer": 1})
+    assert scheme.options["ledger"] is ledger
+    with pytest.raises(ConfigError, match="option executor: must be one of local, ray"):
+        VHETNET_SCHEMES.build("distributed", {"executor": "bogus"})
+
+
+@pytest.mark.parametrize(
+    ("sweep", "label", "integer"),
+    [("n_ue", "number of UEs", True), ("n_mbs", "number of MBSs", True),
+     ("haps_power_dbm", "HAPS transmit power (dBm)", False)],
+)  # fmt: skip
+def test_sweep_figures_label_the_x_axis_readably_with_integer_ticks_for_counts(
+    tmp_path, monkeypatch, sweep, label, integer
+):
+    """Before: the x axis read ``n_ue`` / ``n_mbs`` and Fig. 7 ticked 1.5, 2.5 MBSs."""
+    import skyshare.plots.vhetnet as plots
+    from skyshare.experiments.vhetnet_report import sweep_axis
+
+    assert sweep_axis(sweep) == (label, integer)
+    figures = []
+    monkeypatch.setattr(plots, "save_figure", lambda figure, path: figures.append(figure) or path)
+    curves = {"mrt": ([1.0, 2.0, 4.0], [1.0, 2.0, 3.0], [0.1, 0.1, 0.1])}
+    plots.plot_sweep([("SE", curves)], label, tmp_path / "f.png", "t", integer_x=integer)
+    (axis,) = figures[0].axes
+    assert axis.get_xlabel() == label
+    ticks = [t for t in axis.get_xticks() if 1 <= t <= 4]
+    assert all(float(t).is_integer() for t in ticks) == integer

@@ -54,8 +54,10 @@ from typing import Any, Literal
 import torch
 from pydantic import Field
 
+from skyshare.checks import check_memory
 from skyshare.errors import ConfigError, ShapeError
 from skyshare.experiments.jobs import Experiment, ExperimentPreset, Job
+from skyshare.experiments.sweeps import check_sweep_points, check_swept_fields
 from skyshare.schemes.multiband import MULTIBAND_SCHEMES, td3_mix_config
 
 __all__ = [
@@ -88,6 +90,13 @@ TRAIN_LOG_FILE = "train.csv"
 
 
 Sweep = Literal["(M, U)", "n_freq", "sir_db"]  # the x axis of Figs. 5, 6 and 7
+SWEEP_FIELDS: dict[str, tuple[str, ...]] = {
+    "(M, U)": ("n_antennas", "users_per_cell"),
+    "n_freq": ("n_freq",),
+    "sir_db": ("sir_db",),
+}
+"""The scenario fields every point must set for its x value, per sweep."""
+MAX_FLWF_STARTS = 10_000  # 100x the paper's 100; the memory estimate (check_job) bounds more
 
 
 class Preset(ExperimentPreset):
@@ -104,7 +113,9 @@ class Preset(ExperimentPreset):
     checkpoint_every: int = Field(100, ge=1, description="training steps between checkpoints")
     test_batch: int = Field(10, ge=1, le=65536, description="parallel test environments")
     test_seed: int = Field(1_000_000, ge=0, description="seed of the held-out test channels")
-    flwf_starts: int = Field(100, ge=1, description="FLWF random initializations (§V: 100)")
+    flwf_starts: int = Field(
+        100, ge=1, le=MAX_FLWF_STARTS, description="FLWF random initializations (§V: 100)"
+    )
     flwf_max_iter: int = Field(3000, ge=1, description="FLWF iterations per start")
     flwf_tol: float = Field(1e-4, gt=0, description="FLWF stopping tolerance")
     sweep: Sweep = Field(..., description="the figure's x axis")
@@ -117,6 +128,7 @@ def _jobs(experiment: str) -> Callable[[Preset, str, Sequence[str] | None], list
         holds ``point`` (the sweep point's scenario overrides), the preset's other fields and
         ``preset`` (its name)."""
         names = list(schemes) if schemes else MULTIBAND_SCHEMES.names()
+        _check_points(experiment, preset)
         settings = preset.model_dump(mode="json", exclude={"points"})
         return [
             Job(experiment, name, seed, {**settings, "point": dict(point), "preset": preset_name})
@@ -126,6 +138,21 @@ def _jobs(experiment: str) -> Callable[[Preset, str, Sequence[str] | None], list
         ]
 
     return jobs
+
+
+def _check_points(experiment: str, preset: Preset) -> None:
+    """Before any job runs: a fixed ``scenario`` field that every point sets too would be
+    ignored (refused, :func:`~skyshare.experiments.sweeps.check_swept_fields`), and every
+    point must set the field(s) the figure's x axis reads (:data:`SWEEP_FIELDS`)."""
+    check_swept_fields("scenario", preset.scenario, "points[]", preset.points)
+    check_sweep_points(
+        experiment,
+        preset.sweep,
+        SWEEP_FIELDS[preset.sweep],
+        "points[]",
+        preset.points,
+        example=f"one of {', '.join(SWEEP_FIELDS)}",
+    )
 
 
 def _scenario_config(params: dict[str, Any], seed: int):
@@ -513,6 +540,8 @@ def aggregate(summary: dict[str, Any]) -> list[dict[str, Any]]:
                 "point": json.loads(point_key),
                 "scheme": scheme,
                 "n_seeds": len(results),
+                # seeds whose learned job resumed from a checkpoint (not bit-identical)
+                "n_resumed": sum(1 for r in results if r.get("resumed_from_checkpoint", 0)),
                 **{
                     name: mean(name)
                     for name in (
@@ -547,6 +576,10 @@ def _finish(run_dir: Path, selected: list[Job], summary: dict[str, Any]) -> Path
     return plot_capacity_sweep(summary["table"], params["sweep"], title, path)
 
 
+RESUMED_MARK = " *"
+"""Marks the capacity of a (point, scheme) whose learned job resumed from a checkpoint."""
+
+
 def _fmt(value: float | None, spec: str = ".4g") -> str:
     return (
         "-"
@@ -559,6 +592,7 @@ def summary_table(summary: dict[str, Any]) -> tuple[str, list[str], list[list[st
     """(title, columns, rows): one row per (sweep point, scheme), means over seeds; the ratio
     columns compare with FLWF's mean over starts and with TD3-MIX at the same point."""
     rows = summary.get("table") or aggregate(summary)
+    resumed = any(row.get("n_resumed") for row in rows)
     reference: dict[str, dict[str, float]] = {}
     for row in rows:
         key = json.dumps(row["point"], sort_keys=True)
@@ -584,7 +618,7 @@ def summary_table(summary: dict[str, Any]) -> tuple[str, list[str], list[list[st
             [
                 _point_label(row["point"]),
                 row["scheme"],
-                _fmt(capacity),
+                _fmt(capacity) + (RESUMED_MARK if row.get("n_resumed") else ""),
                 _fmt(std, ".3g"),
                 _fmt(capacity / flwf_ref if flwf_ref else None, ".3f"),
                 _fmt(capacity / td3_ref if td3_ref else None, ".2f"),
@@ -603,16 +637,43 @@ def summary_table(summary: dict[str, Any]) -> tuple[str, list[str], list[list[st
         "on held-out test blocks; std over starts (FLWF) or blocks; /FLWF: ratio to FLWF's "
         "mean over starts; ms/block: decision time for the test batch; iters: FLWF iterations"
     )
+    if resumed:
+        title += (
+            f"; {RESUMED_MARK.strip()}: resumed from a checkpoint (in at least one seed), not "
+            "bit-identical to an uninterrupted run (docs/experiments/multiband.md)"
+        )
     return title, columns, table
+
+
+def flwf_memory_estimate(job: Job, scenario: Any) -> float:
+    """Bytes of the largest FLWF tensors of a job: ``FLWF`` plays ``flwf_starts`` starts of
+    each of the ``test_batch`` realizations in one batch, ``TD3-MIX+FLWF`` one start per
+    environment (training and test); about a dozen (B, S, K, F) float64 tensors alive at
+    once plus the (B, S) capacity trace of every iteration (kept, twice when stacked).
+    0 for the schemes that do not run FLWF."""
+    p = job.params
+    if job.scheme == "FLWF":
+        rows = int(p["test_batch"]) * int(p["flwf_starts"])
+    elif job.scheme == "TD3-MIX+FLWF":
+        rows = max(int(p["train_batch"]), int(p["test_batch"]))
+    else:
+        return 0.0
+    users = scenario.n_cells * scenario.users_per_cell
+    per_row = 12 * users * scenario.n_freq + 2 * (int(p["flwf_max_iter"]) + 1)
+    return 8.0 * rows * per_row
 
 
 def check_job(job: Job) -> None:
     """The job's scenario, env and (learned schemes) TD3-MIX configs, built before the run
-    writes anything (``Experiment.check_job``)."""
+    writes anything (``Experiment.check_job``), and FLWF's memory
+    (:func:`flwf_memory_estimate`) against the limit (:func:`~skyshare.checks.check_memory`)."""
     from skyshare.envs.multiband import MultibandEnvConfig
 
-    _scenario_config(job.params, job.seed)
+    scenario = _scenario_config(job.params, job.seed)
     MultibandEnvConfig.from_dict(job.params["env"], what="multiband env")
+    check_memory(
+        flwf_memory_estimate(job, scenario), f"job {job.job_id} (FLWF, flwf_starts, test_batch)"
+    )
     if MULTIBAND_SCHEMES.entry(job.scheme).tags.get("learns"):
         from skyshare.rl.common.networks import check_hidden_layers_memory
 

@@ -29,7 +29,6 @@ without a confidence interval.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,8 +40,15 @@ from pydantic import Field
 from skyshare.config import StrictModel
 from skyshare.errors import ConfigError
 from skyshare.experiments.jobs import Experiment, ExperimentPreset, Job
-from skyshare.experiments.vhetnet_report import FINISH, SWEEP_FIGURES, TABLES, aggregate, sweep_x
-from skyshare.schemes.vhetnet import VHETNET_SCHEMES, VhetnetRealizations, run_vhetnet
+from skyshare.experiments.sweeps import check_sweep_points, check_swept_fields
+from skyshare.experiments.vhetnet_report import FINISH, SWEEP_FIGURES, TABLES, aggregate
+from skyshare.schemes.vhetnet import (
+    VHETNET_SCHEMES,
+    OptionError,
+    VhetnetRealizations,
+    check_preset_options,
+    run_vhetnet,
+)
 
 __all__ = ["EXPERIMENTS", "Point", "Preset", "aggregate", "realizations_job"]
 
@@ -94,12 +100,13 @@ def _jobs(experiment: str):
                 )
         _check_swept_fields(preset)
         _check_sweep(experiment, preset)
-        for point in preset.points:
+        for i, point in enumerate(preset.points):
             scenario = {**preset.scenario, **point.scenario}
             _check_scenario(scenario)
+            for name in dict.fromkeys([*names, *preset.options, *point.options]):
+                _check_options(preset, i, name)  # also of schemes --schemes leaves out
             for name in names:
                 options = {**preset.options.get(name, {}), **point.options.get(name, {})}
-                VHETNET_SCHEMES.build(name, options)  # unknown option names fail here
                 params = {
                     "scenario": scenario,
                     "options": options,
@@ -114,30 +121,37 @@ def _jobs(experiment: str):
     return jobs
 
 
+def _check_options(preset: Preset, i: int, name: str) -> None:
+    """Build scheme ``name`` with its options at point ``i``: an unknown option name, a
+    Python-object option (``agents``, ``ledger``, ``W0``) or a bad value (``executor=bogus``,
+    ``solver=MOSEK`` when not installed, ``progress=abc``...) is refused before any job runs,
+    the message naming the option's full path (``options.distributed.executor``, or
+    ``points[i].options...`` when the point sets it)."""
+    point = preset.points[i].options.get(name, {})
+    options = {**preset.options.get(name, {}), **point}
+    try:
+        check_preset_options(name, options)
+        VHETNET_SCHEMES.build(name, options)
+    except OptionError as exc:
+        where = f"points[{i}].options" if exc.option in point else "options"
+        raise exc.at(f"{where}.{name}.{exc.option}") from None
+
+
 def _check_swept_fields(preset: Preset) -> None:
     """Refuse a fixed field (``scenario.<name>``, ``options.<scheme>.<name>``) that every
     point sets too: the points' values win, so the fixed one (e.g. ``--set scenario.n_ue=0``
-    on ``vhetnet-fig6``, whose points sweep ``n_ue``) would be silently ignored. A field only
-    some points set is kept: the other points use it."""
-    fixed = [(("scenario",), preset.scenario, lambda point: point.scenario)]
-    fixed += [
-        (("options", scheme), values, lambda point, scheme=scheme: point.options.get(scheme, {}))
-        for scheme, values in preset.options.items()
-    ]
-    for where, values, of_point in fixed:
-        for name in values:
-            swept = [of_point(point)[name] for point in preset.points if name in of_point(point)]
-            if not swept or len(swept) < len(preset.points):
-                continue
-            path = ".".join((*where, name))
-            distinct = list(dict.fromkeys(json.dumps(value) for value in swept))
-            shown = ", ".join(distinct)
-            what = "swept by" if len(distinct) > 1 else "set by every point of"
-            raise ConfigError(
-                f"{path} is {what} this experiment (points[].{path}: {shown}), so the value "
-                f"given would be ignored; set the points' values instead (points[i].{path}, "
-                f"e.g. in a --config file) or leave {path} out"
-            )
+    on ``vhetnet-fig6``, whose points sweep ``n_ue``) would be silently ignored
+    (:func:`~skyshare.experiments.sweeps.check_swept_fields`)."""
+    check_swept_fields(
+        "scenario", preset.scenario, "points[].scenario", [p.scenario for p in preset.points]
+    )
+    for scheme, values in preset.options.items():
+        check_swept_fields(
+            f"options.{scheme}",
+            values,
+            f"points[].options.{scheme}",
+            [point.options.get(scheme, {}) for point in preset.points],
+        )
 
 
 def _check_sweep(experiment: str, preset: Preset) -> None:
@@ -145,20 +159,14 @@ def _check_sweep(experiment: str, preset: Preset) -> None:
     refused here, before any job runs, rather than when the figure is drawn."""
     if experiment not in SWEEP_FIGURES:
         return
-    if not preset.sweep:
-        raise ConfigError(
-            f"sweep: {experiment} draws its figure against a scenario field; name it (e.g. "
-            "sweep=n_ue, or haps_array for the HAPS antennas N_h x N_v)"
-        )
-    for i, point in enumerate(preset.points):
-        row = {"scenario": {**preset.scenario, **point.scenario}, "label": point.label}
-        try:
-            sweep_x(row, preset.sweep)
-        except ConfigError:
-            raise ConfigError(
-                f"points[{i}].scenario.{preset.sweep}: not set, but sweep = {preset.sweep!r} "
-                f"needs every point's x value; set it in each point or name another sweep"
-            ) from None
+    check_sweep_points(
+        experiment,
+        preset.sweep,
+        () if preset.sweep == "haps_array" else (preset.sweep,),  # haps_array has defaults
+        "points[].scenario",
+        [{**preset.scenario, **point.scenario} for point in preset.points],
+        example="e.g. sweep=n_ue, or haps_array for the HAPS antennas N_h x N_v",
+    )
 
 
 def _check_scenario(overrides: dict[str, Any]) -> None:
@@ -166,6 +174,19 @@ def _check_scenario(overrides: dict[str, Any]) -> None:
     from skyshare.scenarios.vhetnet import VhetnetScenario
 
     VhetnetScenario.config_from("paper", overrides=overrides)
+
+
+def _check_job(job: Job) -> None:
+    """Before anything is written (``Experiment.check_job``): a scheme that builds the
+    centralized SCA's CVXPY model (about K^3 in memory) checks its estimate against the limit."""
+    from skyshare.scenarios.vhetnet import VhetnetScenario
+    from skyshare.solvers.pf_sca import check_model_memory, sca_centralized
+
+    scheme = VHETNET_SCHEMES.build(job.scheme, job.params["options"])
+    if getattr(scheme, "solve", None) is sca_centralized:
+        config = VhetnetScenario.config_from("paper", overrides=job.params["scenario"])
+        m_max = max(config.m_haps if config.with_haps else 0, config.m_mbs if config.n_mbs else 0)
+        check_model_memory(config.n_ue, config.n_tx, m_max)
 
 
 def _label(scenario: dict[str, Any], options: dict[str, dict[str, Any]]) -> str:
@@ -290,6 +311,7 @@ def _experiment(name: str, description: str) -> Experiment:
         FINISH[name],
         TABLES[name],
         SCHEMES,
+        check_job=_check_job,
     )
 
 

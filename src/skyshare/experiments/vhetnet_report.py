@@ -255,6 +255,28 @@ def sweep_x(row: dict[str, Any], sweep: str) -> float:
     return float(scenario[sweep])
 
 
+SWEEP_LABELS = {
+    "n_ue": "number of UEs",
+    "n_mbs": "number of MBSs",
+    "haps_array": "HAPS antennas N_h x N_v",
+    "haps_n_h": "HAPS antennas N_h",
+    "haps_n_v": "HAPS antennas N_v",
+    "haps_power_dbm": "HAPS transmit power (dBm)",
+}
+"""Readable x-axis labels of the sweeps (a field not listed is shown by its name)."""
+
+
+def sweep_axis(sweep: str) -> tuple[str, bool]:
+    """(x-axis label, integer ticks) of a sweep: the label of :data:`SWEEP_LABELS`, else the
+    field's name; integer ticks for a count (an integer field of ``VhetnetConfig``, or
+    ``haps_array``)."""
+    from skyshare.scenarios.vhetnet import VhetnetConfig
+
+    field = VhetnetConfig.model_fields.get(sweep)
+    integer = sweep == "haps_array" or (field is not None and field.annotation is int)
+    return SWEEP_LABELS.get(sweep, sweep), integer
+
+
 def _curve_name(row: dict[str, Any], sweep: str) -> str:
     if sweep == "n_mbs":  # Fig. 7: vHetNet vs standalone terrestrial
         network = "vHetNet" if row["scenario"].get("with_haps", True) else "terrestrial"
@@ -280,9 +302,10 @@ def _finish_sweep(metrics: Sequence[tuple[str, str]], figure: str) -> Callable[.
                 mean.append(row[key][0])
                 half.append(row[key][1])
             panels.append((ylabel, curves))
-        xlabel = "HAPS antennas N_h x N_v" if sweep == "haps_array" else sweep
+        xlabel, integer = sweep_axis(sweep)
         title = _title(summary, f"seed 003 Fig. {figure}")
-        return plot_sweep(panels, xlabel, Path(run_dir) / f"fig{figure}.png", title)
+        path = Path(run_dir) / f"fig{figure}.png"
+        return plot_sweep(panels, xlabel, path, title, integer_x=integer)
 
     return finish
 

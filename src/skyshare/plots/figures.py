@@ -233,9 +233,8 @@ def _series(
     series: dict[tuple[str, str], list[tuple[float, float, float | None]]] = {}
     for row in rows:
         point = row["point"]
-        group = (
-            f"(M,U)=({point['n_antennas']},{point['users_per_cell']})" if sweep == "n_freq" else ""
-        )
+        family = sweep == "n_freq" and "n_antennas" in point and "users_per_cell" in point
+        group = f"(M,U)=({point['n_antennas']},{point['users_per_cell']})" if family else ""
         series.setdefault((row["scheme"], group), []).append(
             (_x_value(sweep, point), row["capacity_per_cell"], row["capacity_std_over_starts"])
         )

@@ -58,9 +58,17 @@ def plot_sweep(
     xlabel: str,
     path: str | Path,
     title: str,
+    *,
+    integer_x: bool = False,
 ) -> Path:
     """Line plots with 95 % confidence bars, one panel per ``(y label, {curve: (x, mean,
-    half-width)})`` (seed 003 Figs. 6-9)."""
+    half-width)})`` (seed 003 Figs. 6-9).
+
+    Args:
+        integer_x: the x values are counts (UEs, MBSs): integer ticks only (no 1.5).
+    """
+    from matplotlib.ticker import MaxNLocator
+
     figure, axes = new_figure(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False)
     markers = ("o", "s", "^", "D", "v", "P")
     for axis, (ylabel, curves) in zip(axes[0], panels, strict=True):
@@ -69,6 +77,8 @@ def plot_sweep(
                 x, mean, yerr=half, marker=markers[i % len(markers)], capsize=3, label=label
             )
         axis.set(xlabel=xlabel, ylabel=ylabel)
+        if integer_x:
+            axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
     figure.suptitle(title, fontsize=10)

@@ -40,14 +40,84 @@ if TYPE_CHECKING:
     from skyshare.scenarios.vhetnet import VhetnetScenario
 
 __all__ = [
+    "OBJECT_OPTIONS",
     "VHETNET_SCHEMES",
+    "OptionError",
     "SolverScheme",
     "VhetnetRealizations",
+    "check_preset_options",
     "mrt_beamformers",
     "run_vhetnet",
 ]
 
 VHETNET_SCHEMES: Registry[Any] = Registry("vhetnet scheme")
+
+OBJECT_OPTIONS = {
+    "agents": "an agent group (InProcessAgents, ray_agents(...), a SignalingProxy)",
+    "ledger": "a SignalingLedger",
+    "W0": "a tensor of initial beamformers",
+}
+"""Solver options that take Python objects: passed in Python, never from a preset."""
+
+
+class OptionError(ConfigError):
+    """A scheme option with a bad value. ``option`` is its name and ``problem`` what is wrong,
+    so that a caller can name its full path (:meth:`at`, e.g. ``options.distributed.executor``).
+    """
+
+    def __init__(self, scheme: str, option: str, problem: str) -> None:
+        self.scheme, self.option, self.problem = scheme, option, problem
+        super().__init__(f"{scheme}: option {option}: {problem}")
+
+    def at(self, path: str) -> ConfigError:
+        """The same error naming the option by ``path`` (its dotted path in the preset)."""
+        return ConfigError(f"{path}: {self.problem}")
+
+
+def check_preset_options(scheme: str, options: dict[str, Any]) -> None:
+    """Refuse the options that take Python objects (:data:`OBJECT_OPTIONS`) from a preset:
+    a plain value there (``--set options.distributed.agents=3``) would only fail inside the
+    solver. An :class:`OptionError` naming the option."""
+    for option in options:
+        if option in OBJECT_OPTIONS:
+            raise OptionError(
+                scheme,
+                option,
+                f"takes {OBJECT_OPTIONS[option]}, a Python object, not a preset value; leave "
+                f"it out (pass {option}= to the solver in Python instead)",
+            )
+
+
+def _clean(message: str, option: str) -> str:
+    """A solver's message without its prefix and leading option name (the path replaces it)."""
+    for prefix in ("pfbwd: ", f"{option} "):
+        if message.startswith(prefix):
+            message = message[len(prefix) :]
+    return message
+
+
+def _progress(option: str, value: Any) -> None:
+    """``progress`` (a progress bar) is a boolean: ``abc`` would otherwise pass as true."""
+    if option == "progress" and not isinstance(value, bool):
+        raise ConfigError(f"must be true or false, got {value!r}")
+
+
+def _with_defaults(check: Callable[..., Any], solve: Callable[..., Any]) -> Callable:
+    """``check_value(option, value)``: the solver's own argument check ``check(**arguments)``
+    with ``option`` set to ``value`` and its other arguments at the solver's defaults (an
+    option ``check`` does not take is left alone)."""
+    takes = set(inspect.signature(check).parameters)
+    defaults = {
+        parameter.name: parameter.default
+        for parameter in inspect.signature(solve).parameters.values()
+        if parameter.name in takes
+    }
+
+    def check_value(option: str, value: Any) -> None:
+        if option in defaults:
+            check(**{**defaults, option: value})
+
+    return check_value
 
 
 def mrt_beamformers(problem: CellFreeProblem) -> torch.Tensor:
@@ -76,6 +146,10 @@ class SolverScheme(Stateless):
             with the names it does take.
         name: the scheme's registered name (for messages).
         more_options: names the solver takes through ``**options`` (e.g. PfbwdConfig fields).
+        checks: ``check(option, value)`` functions raising a :class:`ConfigError` for a bad
+            value, run on every option but the Python objects (:data:`OBJECT_OPTIONS`) when the
+            scheme is built, so that a bad value fails before any solve: an
+            :class:`OptionError` naming the option.
     """
 
     def __init__(
@@ -85,6 +159,7 @@ class SolverScheme(Stateless):
         name: str,
         *,
         more_options: tuple[str, ...] = (),
+        checks: tuple[Callable[[str, Any], None], ...] = (),
     ) -> None:
         self.solve, self.name = solve, name
         self.options = dict(options or {})
@@ -99,6 +174,20 @@ class SolverScheme(Stateless):
             raise ConfigError(
                 f"{name}: unknown option(s) {', '.join(unknown)}; allowed: {', '.join(accepted)}"
             )
+        if "progress" in accepted:
+            checks = (*checks, _progress)
+        for option, value in self.options.items():
+            if option in OBJECT_OPTIONS:
+                continue
+            for check in checks:
+                try:
+                    check(option, value)
+                except OptionError:
+                    raise
+                except ConfigError as exc:
+                    raise OptionError(name, option, _clean(str(exc), option)) from None
+                except TypeError:  # a solver check comparing a value of the wrong type
+                    raise OptionError(name, option, f"wrong type: {value!r}") from None
 
     def decide(self, problem: CellFreeProblem) -> CellFreeResult:
         """The beamformers of every instance of ``problem``."""
@@ -128,9 +217,22 @@ def _mrt(problem: CellFreeProblem) -> CellFreeResult:
     "centralized", distributed=False, description="SCA over all BSs at once (CVXPY, Clarabel)"
 )
 def _centralized(options: dict[str, Any] | None = None) -> SolverScheme:
-    from skyshare.solvers.pf_sca import sca_centralized
+    return _sca_scheme(options, "centralized")
 
-    return SolverScheme(sca_centralized, options, "centralized")
+
+def _sca_scheme(options: dict[str, Any] | None, name: str) -> SolverScheme:
+    """``sca_centralized`` with its option values checked when built (max_iter, tol,
+    interference, log_form, soc_squarings, solver: installed, solver_options: a mapping)."""
+    from skyshare.solvers.pf_sca import _check_arguments, _check_solver, sca_centralized
+
+    def solver(option: str, value: Any) -> None:
+        if option == "solver":
+            _check_solver(value)
+        elif option == "solver_options" and value is not None and not isinstance(value, dict):
+            raise ConfigError(f"must be a mapping of cvxpy solve() arguments, got {value!r}")
+
+    checks = (_with_defaults(_check_arguments, sca_centralized), solver)
+    return SolverScheme(sca_centralized, options, name, checks=checks)
 
 
 @VHETNET_SCHEMES.register(
@@ -142,11 +244,7 @@ def _centralized_jensen(options: dict[str, Any] | None = None) -> SolverScheme:
     """The centralized SCA on the problem the distributed PFBWD solves (``interference=
     "jensen"``): its gap to ``distributed`` is the price of distribution alone, its gap to
     ``centralized`` the price of the per-BS interference bound."""
-    from skyshare.solvers.pf_sca import sca_centralized
-
-    return SolverScheme(
-        sca_centralized, {"interference": "jensen", **(options or {})}, "centralized-jensen"
-    )
+    return _sca_scheme({"interference": "jensen", **(options or {})}, "centralized-jensen")
 
 
 @VHETNET_SCHEMES.register(
@@ -155,10 +253,21 @@ def _centralized_jensen(options: dict[str, Any] | None = None) -> SolverScheme:
 def _distributed(options: dict[str, Any] | None = None) -> SolverScheme:
     from dataclasses import fields
 
+    from skyshare.solvers.pf_agents import EXECUTORS
     from skyshare.solvers.pfbwd import PfbwdConfig, pfbwd
 
     extra = tuple(f.name for f in fields(PfbwdConfig))  # pfbwd's **options
-    scheme = SolverScheme(pfbwd, options, "distributed", more_options=extra)
+
+    def check(option: str, value: Any) -> None:
+        if option in extra:
+            try:
+                PfbwdConfig(**{option: value})  # one field at a time: the message names it
+            except TypeError:  # e.g. omega = "abc" compared with numbers
+                raise ConfigError(f"must be a number, got {value!r}") from None
+        elif option == "executor" and (not isinstance(value, str) or value not in EXECUTORS):
+            raise ConfigError(f"must be one of {', '.join(EXECUTORS)}, got {value!r}")
+
+    scheme = SolverScheme(pfbwd, options, "distributed", more_options=extra, checks=(check,))
     PfbwdConfig(**{k: v for k, v in scheme.options.items() if k in extra})  # values checked now
     return scheme
 
@@ -167,9 +276,10 @@ def _distributed(options: dict[str, Any] | None = None) -> SolverScheme:
     "pf-wmmse", distributed=False, description="PF-weighted WMMSE, per-BS power (reference)"
 )
 def _pf_wmmse(options: dict[str, Any] | None = None) -> SolverScheme:
-    from skyshare.solvers.pf_wmmse import pf_wmmse
+    from skyshare.solvers.pf_wmmse import _check_arguments, pf_wmmse
 
-    return SolverScheme(pf_wmmse, options, "pf-wmmse")
+    checks = (_with_defaults(_check_arguments, pf_wmmse),)
+    return SolverScheme(pf_wmmse, options, "pf-wmmse", checks=checks)
 
 
 @VHETNET_SCHEMES.register(

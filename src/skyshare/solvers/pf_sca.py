@@ -87,6 +87,7 @@ __all__ = [
     "LOG_FORMS",
     "SubproblemModel",
     "build_subproblems",
+    "check_model_memory",
     "model_memory_bytes",
     "sca_centralized",
     "soc_exp_constraints",
@@ -127,6 +128,16 @@ def model_memory_bytes(K: int, n_coordinates: int) -> float:
     """
     megabytes = 100.0 + 2.36e-3 * K**3 + 2.25e-3 * K**2 * n_coordinates
     return megabytes * 1e6
+
+
+def check_model_memory(K: int, n_tx: int, m_max: int) -> None:
+    """A :class:`ConfigError` when the model for K UEs and ``n_tx`` BSs of up to ``m_max``
+    antennas would need more than the memory limit (:func:`model_memory_bytes`)."""
+    check_memory(
+        model_memory_bytes(K, n_tx * m_max),
+        f"the centralized SCA's CVXPY model for K = {K} UEs and {n_tx} x {m_max} antenna "
+        "coordinates (grows as K^3; the distributed PFBWD and PF-WMMSE do not build it)",
+    )
 
 
 def taylor_exp(x: np.ndarray | float, squarings: int) -> np.ndarray:
@@ -548,12 +559,7 @@ def sca_centralized(
     """
     _check_arguments(max_iter, tol, interference, log_form, soc_squarings)
     solver_name = _check_solver(solver)
-    K, T, M = problem.H.shape[1:]
-    check_memory(
-        model_memory_bytes(K, T * M),
-        f"the centralized SCA's CVXPY model for K = {K} UEs and {T} x {M} antenna coordinates "
-        "(grows as K^3; the distributed PFBWD and PF-WMMSE do not build it)",
-    )
+    check_model_memory(*problem.H.shape[1:])
     start = time.perf_counter()
     st = stack_channels(_on_cpu(problem))  # the conic solver runs on the CPU
     B, K = problem.shape[:2]
