@@ -293,7 +293,7 @@ def _default_sigint():
                 "--set",
                 "points=[{options: {distributed: {rho_over_beta: -2}}}]",
             ],
-            "rho_over_beta must be a finite number > 0",
+            "points[0].options.distributed.rho_over_beta: must be a finite number > 0",
         ),
         (["run", "catn-fig4", "--executor", "ray", "--address", "127.0.0.1:1"], "no Ray cluster"),
         (["run", "catn-fig4", "--executor", "ray", "--address", "nohost"], "not a Ray address"),
@@ -418,3 +418,58 @@ def test_learner_widths_that_cannot_fit_are_refused_before_anything_is_written(
     err = capsys.readouterr().err
     assert f"({needle}): hidden_sizes [100000, 100000] needs about 160 GB" in err
     assert "Traceback" not in err and not out.exists()
+
+
+def test_run_refuses_an_empty_out_and_threads_beyond_the_cpus(tmp_path, monkeypatch, capsys):
+    """--out '' would be this folder (Path('') is '.'); --threads above the CPUs makes a job
+    many times slower: both exit 2 naming the option, with nothing written."""
+    from skyshare.experiments.jobs import available_cpus
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "catn-fig4", "--out", ""]) == 2
+    assert "--out must name a folder, got an empty name" in capsys.readouterr().err
+    too_many = str(available_cpus() + 1)
+    assert main(["run", "catn-fig4", "--threads", too_many, "--out", "run"]) == 2
+    err = capsys.readouterr().err
+    assert f"(--threads) must be in [1, {available_cpus()}]" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_run_config_file_errors_name_the_nested_path_and_the_file(tmp_path, capsys):
+    config = tmp_path / "mine.yaml"
+    config.write_text("scenario: {n_ue: [4]}\n")
+    out = tmp_path / "out"
+    assert main(["run", "vhetnet-fig5", "--config", str(config), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "scenario.n_ue = [4]: Input should be a valid integer" in err
+    assert f"(from config file {config})" in err
+    assert main(["run", "vhetnet-fig5", "--set", "scenario.n_ue.x=5", "--out", str(out)]) == 2
+    assert "scenario.n_ue = {'x': 5}: Input should be" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_tables_are_not_cut_when_the_output_is_not_a_terminal(capsys, monkeypatch):
+    """Piped or logged (capsys: not a terminal) a result table keeps every cell whole, where
+    rich would cut it to 80 columns ("TD3-M…" for two schemes)."""
+    from skyshare.cli import _console, _print_table
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    names = ["TD3-MIX with a long learned mixer name", "TD3-MIX with another long name"]
+    rows = [[name, *[f"{1234.5678 + i:.4f}" for i in range(8)]] for name in names]
+    _print_table(_console(), "a wide table", ["scheme", *[f"metric {i}" for i in range(8)]], rows)
+    lines = capsys.readouterr().out.splitlines()
+    for name, row in zip(names, rows, strict=True):
+        assert any(name in line and row[-1] in line for line in lines)
+    assert "…" not in "\n".join(lines)
+
+
+def test_run_lists_only_the_files_it_wrote(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine, not the run's")
+    argv = ["run", "multiband-fig5", "--out", str(out), "--schemes", "FLWF"]
+    argv += ["--set", "flwf_starts=2", "--set", "flwf_max_iter=5"]
+    argv += ["--set", "points=[{n_antennas: 4, users_per_cell: 2}]"]
+    assert main(argv) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == f"fig5.png, summary.json and jobs/ (each job's series and result) in {out}"

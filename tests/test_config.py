@@ -104,3 +104,31 @@ def test_booleans_are_not_numbers_inside_lists_either():
     with pytest.raises(ConfigError, match="hidden_sizes = "):
         catn_fig6.Preset.from_dict({**bad, "i_max_values_mw": [1e-10]})
     assert ExperimentPreset.from_dict({"seeds": [0, 3]}).seeds == [0, 3]
+
+
+def test_a_nested_config_error_names_its_full_path_and_the_file(tmp_path):
+    """A model built from a part of a larger config (an experiment's scenario overrides)
+    names its fields by their path in that config, and a --config file's values by the
+    file; the error survives pickling (worker processes)."""
+    import pickle
+
+    from skyshare.config import InvalidConfigError, config_sources
+
+    with pytest.raises(InvalidConfigError) as info:
+        Radio.from_dict({"n_antennas": [4], "what": 1}, what="radio")
+    larger = {"radio": {"n_antennas": [4], "what": 1}, "points": [{"radio": {"n_antennas": [4]}}]}
+    message = str(info.value.located(larger))
+    assert "  - radio.n_antennas = [4]: Input should be a valid integer" in message
+    assert "  - points.0.radio.n_antennas = [4]:" in message
+    assert "  - radio.what: unknown key (allowed keys: fc_ghz, n_antennas)" in message
+    assert str(pickle.loads(pickle.dumps(info.value))) == str(info.value)
+
+    file = tmp_path / "mine.yaml"
+    file.write_text("radio: {n_antennas: 0}\nprobability: 0.5\n")
+    with pytest.raises(ConfigError, match=r"radio\.n_antennas = 0: .*\(from config file "):
+        build_config(Toy, "toy", preset=None, file=file)
+    with pytest.raises(ConfigError) as replaced:
+        build_config(Toy, "toy", preset=None, file=file, overrides=["radio.n_antennas=-1"])
+    assert "radio.n_antennas = -1" in str(replaced.value)
+    assert "config file" not in str(replaced.value)
+    assert config_sources(file, {"radio": {}}) == {("probability",): f"from config file {file}"}

@@ -2,11 +2,13 @@
 
 import json
 import os
+import re
 
 import pytest
 import torch
 from pydantic import Field
 
+from skyshare.config import StrictModel
 from skyshare.experiments import Job, JobFailed, load_result, run_jobs
 from skyshare.experiments.jobs import Execution, ExperimentPreset, with_seeds
 from skyshare.experiments.smoke import smoke_job, smoke_jobs
@@ -320,7 +322,10 @@ def uses_its_threads(job, folder):
     return {"threads": torch.get_num_threads()}
 
 
-def test_threads_default_to_one_for_every_executor(tmp_path):
+def test_threads_default_to_one_for_every_executor(tmp_path, monkeypatch):
+    from skyshare.experiments import jobs
+
+    monkeypatch.setattr(jobs, "available_cpus", lambda: 4)
     assert Execution().threads_per_job == 1
     assert Execution(workers=2).threads_per_job == 1
     assert Execution(executor="ray").threads_per_job == 1
@@ -600,3 +605,180 @@ def test_a_folder_written_before_an_option_existed_is_still_the_same_run(tmp_pat
     (out / "summary.json").write_text(json.dumps(summary))
     again = _toy_experiment().run(out, _ToyPreset(), execution=QUIET)
     assert again["results"] == first["results"]
+
+
+# --- damaged files of a run directory, nested config errors, --threads -------------------------
+
+
+class _Scenario(StrictModel):
+    n: int = Field(1, ge=1, le=8)
+
+
+class _NestedPreset(ExperimentPreset):
+    scenario: dict = Field(default_factory=dict)
+    xs: list[int] = Field(default_factory=lambda: [2, 3])
+
+
+def _drawing_experiment(check_result=None):
+    """An experiment whose table and figure read every result's ``value`` and whose jobs
+    build a nested ``scenario`` config (as the real ones build their scenario's)."""
+    from skyshare.experiments.jobs import Experiment
+
+    def jobs(preset, preset_name, schemes=None):
+        return [
+            Job("draw", "a", seed, {"x": x, "scenario": preset.scenario})
+            for x in preset.xs
+            for seed in preset.seeds
+        ]
+
+    def check_job(job):
+        _Scenario.from_dict(job.params["scenario"], what="toy scenario")
+
+    def finish(run_dir, selected, summary):
+        values = [result["value"] + 0 for result in summary["results"].values()]
+        (run_dir / "figure.txt").write_text(f"{sorted(values)}\n")
+
+    def table(summary):
+        return "draw", ["value"], [[f"{r['value'] + 0}"] for r in summary["results"].values()]
+
+    return Experiment(
+        "draw",
+        "toy",
+        _NestedPreset,
+        jobs,
+        smoke_job,
+        finish,
+        table,
+        ("a",),
+        check_job,
+        check_result,
+    )
+
+
+def _files(folder):
+    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("damage", ["{}", '{"value": "abc"}'])
+@pytest.mark.parametrize("hook", [False, True])
+def test_a_result_file_that_lacks_fields_is_named_and_nothing_is_overwritten(
+    damage, hook, tmp_path
+):
+    """A result.json that is a JSON object but not a result (edited, another version) is
+    named with the damaged-file message, before or while the figures are drawn, and the
+    summary and figures of the run stay as they were."""
+    from skyshare.errors import SkyshareError
+
+    def check_result(job, result):
+        result["value"] + 0
+
+    experiment = _drawing_experiment(check_result if hook else None)
+    out = tmp_path / "run"
+    experiment.run(out, _NestedPreset(), execution=QUIET)
+    marker = next((out / "jobs").iterdir()) / "result.json"
+    marker.write_text(damage)
+    before = _files(out)
+    with pytest.raises(SkyshareError) as info:
+        experiment.run(out, _NestedPreset(), execution=QUIET)
+    assert str(info.value).startswith(
+        f"{marker} (the result of job {marker.parent.name}) is damaged"
+    )
+    assert "delete it and rerun the same command: that job runs again" in str(info.value)
+    assert _files(out) == before
+    marker.unlink()
+    experiment.run(out, _NestedPreset(), execution=QUIET)  # that job runs again
+    assert "value" in json.loads(marker.read_text())
+
+
+def test_a_finish_that_fails_on_fresh_results_keeps_its_traceback_and_the_old_files(tmp_path):
+    """A finish that fails on the results this run computed is a bug, not a damaged file:
+    its own exception (with the one read back, seed 0, beside them), and the files it had
+    written are put back, summary.json included."""
+    from skyshare.experiments.jobs import Experiment
+
+    base = _drawing_experiment()
+
+    def finish(run_dir, selected, summary):
+        (run_dir / "figure.txt").write_text("half drawn")
+        (run_dir / "new.txt").write_text("half drawn")
+        raise ZeroDivisionError("a bug")
+
+    out = tmp_path / "run"
+    base.run(out, _NestedPreset(xs=[2]), execution=QUIET)
+    before = _files(out)
+    broken = Experiment(
+        *[getattr(base, f) for f in ("name", "description", "Preset", "jobs", "run_job")],
+        finish,
+        base.table,
+        base.schemes,
+        base.check_job,
+    )
+    with pytest.raises(ZeroDivisionError):
+        broken.run(out, _NestedPreset(xs=[2]), seeds=[0, 1], execution=QUIET)
+    after = {p: data for p, data in _files(out).items() if "jobs" not in p.parts}
+    assert after == {p: data for p, data in before.items() if "jobs" not in p.parts}
+
+
+def test_a_summary_that_parses_but_lacks_fields_is_damaged_not_another_run(tmp_path):
+    from skyshare.errors import SkyshareError
+
+    out = tmp_path / "run"
+    _toy_experiment().run(out, _ToyPreset(), execution=QUIET)
+    (out / "summary.json").write_text(json.dumps({"experiment": "toy"}))
+    with pytest.raises(SkyshareError, match=r"summary\.json is damaged: params missing") as info:
+        _toy_experiment().run(out, _ToyPreset(), execution=QUIET)
+    assert "other parameters" not in str(info.value)
+
+
+def test_a_damaged_job_file_says_what_a_rerun_does_and_the_rerun_does_it(tmp_path):
+    """job.json damaged: the message says the result is kept and job.json written again;
+    after deleting it, the rerun reuses the result and writes job.json."""
+    from skyshare.errors import SkyshareError
+
+    out = tmp_path / "run"
+    first = _toy_experiment().run(out, _ToyPreset(), execution=QUIET)
+    folder = next((out / "jobs").iterdir())
+    (folder / "job.json").write_text("{not json")
+    with pytest.raises(SkyshareError, match=r"job\.json is written again by the next run"):
+        _toy_experiment().run(out, _ToyPreset(), execution=QUIET)
+    (folder / "job.json").unlink()
+    result = (folder / "result.json").read_bytes()
+    again = _toy_experiment().run(out, _ToyPreset(), execution=QUIET)
+    assert again["results"] == first["results"]
+    assert (folder / "result.json").read_bytes() == result  # kept, not run again
+    description = json.loads((folder / "job.json").read_text())
+    assert Job(**description).job_id == folder.name
+
+
+def test_nested_config_errors_name_the_path_in_the_preset_and_the_config_file(tmp_path):
+    from skyshare.errors import ConfigError
+
+    out = tmp_path / "run"
+    experiment = _drawing_experiment()
+    with pytest.raises(ConfigError, match=r"  - scenario\.n = \{'x': 5\}: Input should be"):
+        experiment.run(out, None, overrides=["scenario.n.x=5"], execution=QUIET)
+    config = tmp_path / "mine.yaml"
+    config.write_text("scenario: {n: [4]}\n")
+    with pytest.raises(
+        ConfigError, match=rf"scenario\.n = \[4\]: .*from config file {re.escape(str(config))}"
+    ):
+        experiment.run(out, None, config=config, execution=QUIET)
+    with pytest.raises(ConfigError) as info:  # --set replaces the file's value
+        experiment.run(out, None, config=config, overrides=["scenario.n=0"], execution=QUIET)
+    assert "scenario.n = 0: must be >= 1" in str(info.value)
+    assert "config file" not in str(info.value)
+    assert not out.exists()
+
+
+def test_threads_are_bounded_by_the_cpus_for_the_local_executor(monkeypatch):
+    from skyshare.errors import SkyshareError
+    from skyshare.experiments import jobs
+
+    monkeypatch.setattr(jobs, "available_cpus", lambda: 2)
+    assert Execution(threads=2).threads_per_job == 2
+    with pytest.raises(SkyshareError, match=r"--threads\) must be in \[1, 2\] \(the 2 CPU"):
+        Execution(threads=3)
+    assert Execution(executor="ray", threads=3).threads_per_job == 3  # the cluster's cores
+    with pytest.raises(SkyshareError, match=r"must be in \[1, 1024\]"):
+        Execution(executor="ray", threads=1025)
+    assert 1 <= jobs.available_cpus() <= (os.cpu_count() or 1)

@@ -168,9 +168,11 @@ def _parser() -> argparse.ArgumentParser:
         "--threads",
         type=int,
         help="torch threads per job (default: 1, whatever the executor: the thread count "
-        "changes the numbers; a started job resumes only with the count it started with)",
+        "changes the numbers; a started job resumes only with the count it started with); "
+        "local executor: at most this machine's CPUs, ray: up to 1024 (the cluster's "
+        "machines run the jobs)",
     )
-    run.add_argument("--out", type=Path, help="run directory (default: runs/EXPERIMENT-PRESET)")
+    run.add_argument("--out", help="run directory (default: runs/EXPERIMENT-PRESET)")
     run.add_argument(
         "--keep-checkpoints",
         action="store_true",
@@ -421,7 +423,13 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
             f"unknown scheme(s) {', '.join(unknown)} for {args.experiment}; "
             f"available: {', '.join(experiment.schemes)}"
         )
-    out = args.out or Path("runs") / f"{args.experiment}-{args.preset}"
+    if args.out is not None and not args.out.strip():  # Path("") would be this folder
+        raise SkyshareError("--out must name a folder, got an empty name")
+    out = (
+        Path(args.out)
+        if args.out is not None
+        else Path("runs") / f"{args.experiment}-{args.preset}"
+    )
     _check_writable_folder(out, "--out")
     execution = Execution(  # validates --workers, --address and --device
         executor=args.executor,
@@ -432,32 +440,64 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         keep_checkpoints=args.keep_checkpoints,
     )
     execution.check_address()  # an unreachable cluster fails now, not after minutes
-    # validated before anything is written: a bad --config/--set exits 2 with nothing created
-    preset = experiment.load_preset(args.preset, file=args.config, overrides=args.overrides)
+    before = _file_times(out)
+    # the preset, --config and --set are validated before anything is written (exit 2 with
+    # nothing created), and an error names the --config file a bad value came from
     summary = experiment.run(
         out,
-        preset,
-        preset_name=args.preset,
+        args.preset,
+        config=args.config,
+        overrides=args.overrides,
         schemes=args.schemes,
         seeds=args.seeds,
         execution=execution,
     )
-    title, columns, rows = experiment.table(summary)
+    _print_table(console, *experiment.table(summary))
+    changed = [f"--set {o}" for o in args.overrides or []]
+    changed += [f"--config {args.config}"] if args.config else []
+    if changed:  # the title names the preset: say that it did not run as shipped
+        console.print(f"preset {args.preset} changed by {', '.join(changed)}", markup=False)
+    written = _file_times(out)
+    files = sorted(
+        name for name, time in written.items() if before.get(name) != time and name != "preset.yaml"
+    )
+    listed = f"{', '.join(files)} and jobs/" if files else "jobs/"
+    console.print(f"{listed} (each job's series and result) in {out}", markup=False)
+    return 0
+
+
+def _file_times(folder: Path) -> dict[str, int]:
+    """Name -> modification time (ns) of the files directly in ``folder`` (none if absent):
+    compared before and after a run, the files it wrote."""
+    if not folder.is_dir():
+        return {}
+    return {path.name: path.stat().st_mtime_ns for path in folder.iterdir() if path.is_file()}
+
+
+def _print_table(
+    console: Console, title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]
+) -> None:
+    """A result table: the first column left-aligned, the numbers right-aligned."""
     table = Table(title=title)
     for i, column in enumerate(columns):
         table.add_column(column, justify="left" if i == 0 else "right")
     for row in rows:
         table.add_row(*row)
     console.print(table)
-    changed = [f"--set {o}" for o in args.overrides or []]
-    changed += [f"--config {args.config}"] if args.config else []
-    if changed:  # the title names the preset: say that it did not run as shipped
-        console.print(f"preset {args.preset} changed by {', '.join(changed)}", markup=False)
-    files = sorted(p.name for p in Path(out).iterdir() if p.is_file() and p.name != "preset.yaml")
-    console.print(
-        f"{', '.join(files)} and jobs/ (each job's series and result) in {out}", markup=False
-    )
-    return 0
+
+
+WIDE_OUTPUT = 1000
+"""Columns of the output when it is not a terminal (a pipe, a log file): wide enough that no
+table cell is cut, where rich would assume 80 columns."""
+
+
+def _console() -> Console:
+    """Rich's console on stdout: a terminal's own width, else (piped, logged) wide enough
+    not to cut table cells (``COLUMNS`` set in the environment still wins)."""
+    console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(width=WIDE_OUTPUT)
+    return console
 
 
 def _cmd_env_tn_ntn(args: argparse.Namespace, config: Any, console: Console) -> int:
@@ -629,7 +669,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``skyshare`` command; returns the exit status."""
     args = _parser().parse_args(argv)
     keep_freed_memory()  # the command's own process (fewer page faults; values unchanged)
-    console = Console()
+    console = _console()
     from skyshare.checks import MEMORY_LIMIT_ENV
 
     previous_limit = os.environ.get(MEMORY_LIMIT_ENV)

@@ -69,7 +69,7 @@ class StrictModel(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as err:
-            raise ConfigError(format_validation_error(cls, err, what=what)) from None
+            raise InvalidConfigError.from_validation(cls, err, what=what) from None
 
     def replace(self: M, **changes: Any) -> M:
         """A validated copy with ``changes`` applied (nested keys as ``a.b=value`` strings)."""
@@ -144,34 +144,136 @@ def format_validation_error(
     model: type[BaseModel], err: ValidationError, *, what: str | None = None
 ) -> str:
     """One line per problem: field path, value given, what is allowed."""
-    title = what or model.__name__
-    lines = [f"{title} config is invalid:"]
-    for problem in err.errors():
-        loc = tuple(problem["loc"])
-        path = ".".join(str(p) for p in loc) or "<root>"
-        kind = problem["type"]
-        if kind == "extra_forbidden":
-            parent = _model_at(model, loc[:-1])
-            allowed = ", ".join(parent.model_fields) if parent is not None else "?"
-            lines.append(f"  - {path}: unknown key (allowed keys: {allowed})")
-            continue
-        given = problem.get("input")
-        message = problem["msg"].removeprefix("Value error, ")
-        ctx = problem.get("ctx") or {}
-        for op, word in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
-            if op in ctx and kind.startswith(("greater", "less")):
-                message = f"must be {word} {ctx[op]}"
-        if not loc:  # a check across several fields: its message names them
-            lines.append(f"  - {message}")
-            continue
-        info = _field_info(model, loc)
-        # a field validator's own message states the rule the value broke (e.g. whole
-        # hexagonal rings); the field's numeric bounds were met, so they would mislead there
-        bounds = _bounds(info.metadata) if info is not None and kind != "value_error" else None
-        range_text = f" (allowed range: {bounds[0]}, {bounds[1]})" if bounds else ""
-        description = f" [{info.description}]" if info is not None and info.description else ""
-        lines.append(f"  - {path} = {given!r}: {message}{range_text}{description}")
-    return "\n".join(lines)
+    return str(InvalidConfigError.from_validation(model, err, what=what))
+
+
+class InvalidConfigError(ConfigError):
+    """A :class:`ConfigError` from validating a config model, one problem per field.
+
+    Each problem is ``(path, given, text, shown)``: the field's path (a tuple of keys; empty
+    for a check across several fields), the value given, what is wrong and allowed, and
+    whether the message shows the value. A caller that built the model from a part of a
+    larger config names the fields by their full path (:meth:`located`) and the file a value
+    came from (:meth:`with_sources`)."""
+
+    def __init__(self, title: str, problems: list[tuple[tuple[Any, ...], Any, str, bool]]):
+        super().__init__(title, problems)  # both in args: the error pickles (worker processes)
+        self.title, self.problems = title, problems
+
+    def __str__(self) -> str:
+        lines = [f"{self.title} config is invalid:"]
+        for path, given, text, shown in self.problems:
+            dotted = ".".join(str(key) for key in path)
+            if not path:  # a check across several fields: its message names them
+                lines.append(f"  - {text}")
+            else:
+                lines.append(
+                    f"  - {dotted} = {given!r}: {text}" if shown else f"  - {dotted}: {text}"
+                )
+        return "\n".join(lines)
+
+    @classmethod
+    def from_validation(
+        cls, model: type[BaseModel], err: ValidationError, *, what: str | None = None
+    ) -> InvalidConfigError:
+        """The problems of pydantic's ``err`` for ``model`` (the title: ``what``)."""
+        problems = []
+        for problem in err.errors():
+            loc, given, kind = tuple(problem["loc"]), problem.get("input"), problem["type"]
+            if kind == "extra_forbidden":
+                parent = _model_at(model, loc[:-1])
+                allowed = ", ".join(parent.model_fields) if parent is not None else "?"
+                problems.append((loc, given, f"unknown key (allowed keys: {allowed})", False))
+                continue
+            message = problem["msg"].removeprefix("Value error, ")
+            ctx = problem.get("ctx") or {}
+            for op, word in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
+                if op in ctx and kind.startswith(("greater", "less")):
+                    message = f"must be {word} {ctx[op]}"
+            info = _field_info(model, loc) if loc else None
+            # a field validator's own message states the rule the value broke (e.g. whole
+            # hexagonal rings); the field's numeric bounds were met, so they would mislead there
+            bounds = _bounds(info.metadata) if info is not None and kind != "value_error" else None
+            range_text = f" (allowed range: {bounds[0]}, {bounds[1]})" if bounds else ""
+            description = f" [{info.description}]" if info is not None and info.description else ""
+            problems.append((loc, given, f"{message}{range_text}{description}", True))
+        return cls(what or model.__name__, problems)
+
+    def located(self, data: dict[str, Any]) -> InvalidConfigError:
+        """The same problems with each field named by its full path in ``data``, the larger
+        config this model was built from a part of: ``n_ue`` of a scenario config built from
+        an experiment's ``scenario`` overrides becomes ``scenario.n_ue``. A problem is
+        repeated for every path of ``data`` that ends with the field's path and holds the
+        value given, and kept as it was where none does."""
+        problems = []
+        for path, given, text, shown in self.problems:
+            found = _paths_holding(data, path, given) if path else []
+            problems += [(where, given, text, shown) for where in found or [path]]
+        return type(self)(self.title, problems)
+
+    def with_sources(self, sources: dict[tuple[str, ...], str]) -> InvalidConfigError:
+        """The same problems, each followed by where its value was set when a path of
+        ``sources`` (``("scenario", "n_ue")`` -> ``"from config file run.yaml"``) and the
+        problem's path lie one inside the other."""
+        problems = []
+        for path, given, text, shown in self.problems:
+            key = tuple(str(part) for part in path)
+            where = [
+                source
+                for at, source in sources.items()
+                if key and (key[: len(at)] == at or at[: len(key)] == key)
+            ]
+            where = list(dict.fromkeys(where))
+            text = f"{text} ({'; '.join(where)})" if where else text
+            problems.append((path, given, text, shown))
+        return type(self)(self.title, problems)
+
+
+def _paths_holding(
+    data: Any, suffix: tuple[Any, ...], value: Any, prefix: tuple[Any, ...] = ()
+) -> list[tuple[Any, ...]]:
+    """The paths in ``data`` (nested dicts and lists) that end with ``suffix`` and hold
+    ``value``."""
+    found = []
+    tail = tuple(str(key) for key in prefix[len(prefix) - len(suffix) :])
+    if len(prefix) >= len(suffix) and tail == tuple(str(key) for key in suffix):
+        if type(data) is type(value) and data == value:
+            found.append(prefix)
+    if isinstance(data, dict):
+        for key, child in data.items():
+            found += _paths_holding(child, suffix, value, (*prefix, key))
+    elif isinstance(data, list):
+        for i, child in enumerate(data):
+            found += _paths_holding(child, suffix, value, (*prefix, i))
+    return found
+
+
+def config_sources(
+    file: str | Path | None, overrides: list[str] | dict[str, Any] | None = None
+) -> dict[tuple[str, ...], str]:
+    """Where :func:`build_config` takes each value of the YAML ``file`` from: every path the
+    file sets -> ``"from config file FILE"``, except the paths ``overrides`` set again (for
+    :meth:`InvalidConfigError.with_sources`)."""
+    if file is None:
+        return {}
+    items = (
+        overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides or [])
+    )
+    overridden = [tuple(key.split(".")) for key, _ in items]
+    return {
+        path: f"from config file {file}"
+        for path in _leaf_paths(load_yaml(file))
+        if not any(path[: len(o)] == o or o[: len(path)] == path for o in overridden)
+    }
+
+
+def _leaf_paths(tree: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """The path of every leaf of a nested mapping (a list, or an empty mapping, is a leaf)."""
+    paths: list[tuple[str, ...]] = []
+    for key, value in tree.items():
+        path = (*prefix, str(key))
+        paths += _leaf_paths(value, path) if isinstance(value, dict) and value else [path]
+    return paths
 
 
 # --------------------------------------------------------------------------------------------
@@ -303,4 +405,7 @@ def build_config(
     )
     for key, value in items:
         set_dotted(data, key, value)
-    return model.from_dict(data, what=scenario)
+    try:
+        return model.from_dict(data, what=scenario)
+    except InvalidConfigError as err:  # name the file a bad value came from
+        raise err.with_sources(config_sources(file, overrides)) from None

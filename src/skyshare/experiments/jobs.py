@@ -34,7 +34,14 @@ import yaml
 from pydantic import Field, ValidationError
 
 from skyshare.checks import MAX_SEED
-from skyshare.config import StrictModel, build_config, preset_names, set_dotted
+from skyshare.config import (
+    InvalidConfigError,
+    StrictModel,
+    build_config,
+    config_sources,
+    preset_names,
+    set_dotted,
+)
 from skyshare.errors import ConfigError, SkyshareError
 from skyshare.runtime import keep_freed_memory
 
@@ -115,7 +122,14 @@ class Experiment:
         check_job: ``check_job(job)``: build what the job's nested parameters configure
             (scenario, env and learner configs; nothing large) so that a bad value raises
             a :class:`~skyshare.errors.SkyshareError` before anything is written (None: the
-            preset model checks everything).
+            preset model checks everything). A nested config's error names its fields by
+            their path in the preset (``scenario.n_ue``, not ``n_ue``) and the ``--config``
+            file that set them.
+        check_result: ``check_result(job, result)``: raise (KeyError, TypeError, ValueError)
+            when a ``result.json`` read back from the run directory lacks what
+            :attr:`finish` and :attr:`table` read, so that the damaged file is named before
+            they run (None: a finish or table that fails on results read back is retried
+            without each of them in turn to find the file, see :meth:`Experiment.run`).
     """
 
     name: str
@@ -127,6 +141,7 @@ class Experiment:
     table: Callable[[dict[str, Any]], tuple[str, list[str], list[list[str]]]]
     schemes: Collection[str]
     check_job: Callable[[Job], None] | None = None
+    check_result: Callable[[Job, dict[str, Any]], None] | None = None
 
     @property
     def presets(self) -> list[str]:
@@ -153,7 +168,7 @@ class Experiment:
     def run(
         self,
         run_dir: str | Path,
-        preset: str | ExperimentPreset = "quick",
+        preset: str | ExperimentPreset | None = "quick",
         *,
         config: str | Path | None = None,
         overrides: Sequence[str] | dict[str, Any] | None = None,
@@ -162,33 +177,43 @@ class Experiment:
         execution: Execution | None = None,
         preset_name: str | None = None,
     ) -> dict[str, Any]:
-        """Resolve the preset (a name, or a ready preset object), check every job's
-        parameters (:attr:`check_job`) and the run directory (:func:`check_run_dir`), write
-        ``run_dir/preset.yaml``, run the unfinished jobs as ``execution`` says, write
-        ``summary.json`` and the figures; return the summary.
+        """Resolve the preset (a name, None for the model's defaults, or a ready preset
+        object), check every job's parameters (:attr:`check_job`) and the run directory
+        (:func:`check_run_dir`), write ``run_dir/preset.yaml``, run the unfinished jobs as
+        ``execution`` says, draw the figures and tables (:attr:`finish`, :attr:`table`) and
+        then write ``summary.json``; return the summary.
 
-        Nothing is written before all of that input has been checked. A directory that
-        already holds a run must hold one of this experiment with the same resolved preset
-        (finished jobs are reused); a run restricted to some schemes or seeds keeps the other
-        results of the directory's summary in the new one (the figure shows them all)."""
-        if isinstance(preset, str):
-            preset_name = preset_name or preset
+        Nothing is written before all of that input has been checked; a nested config's error
+        names its fields by their path in the preset, and the ``config`` file that set them
+        (a preset given by name). A directory that already holds a run must hold one of this
+        experiment with the same resolved preset (finished jobs are reused); a run restricted
+        to some schemes or seeds keeps the other results of the directory's summary in the
+        new one (the figure shows them all). A finish that fails leaves the files it had
+        replaced as they were; when it fails on results read back from the run directory,
+        the damaged ``result.json`` is named (:meth:`_conclude`)."""
+        if not isinstance(preset, ExperimentPreset):  # a name, or None: the model's defaults
+            preset_name = preset_name or preset or "custom"
             resolved = self.load_preset(preset, file=config, overrides=overrides)
+            sources = config_sources(config, overrides)
         else:
             resolved = self.Preset.from_dict(preset.model_dump(), what=self.name)
             preset_name = preset_name or "custom"
-        selected = self.jobs(resolved, preset_name, schemes)
-        if seeds is not None:
-            selected = with_seeds(selected, seeds)
-
-        def rebuild(data: dict[str, Any]) -> list[Job]:
-            jobs = self.jobs(self.Preset.from_dict(data, what=self.name), preset_name, schemes)
-            return with_seeds(jobs, seeds) if seeds is not None else jobs
-
-        check_distinct_jobs(selected, resolved.model_dump(mode="json"), schemes, rebuild)
-        self.check_jobs(selected)
-        run_dir = Path(run_dir)
+            sources = {}
         dumped = resolved.model_dump(mode="json")
+        try:
+            selected = self.jobs(resolved, preset_name, schemes)
+            if seeds is not None:
+                selected = with_seeds(selected, seeds)
+
+            def rebuild(data: dict[str, Any]) -> list[Job]:
+                jobs = self.jobs(self.Preset.from_dict(data, what=self.name), preset_name, schemes)
+                return with_seeds(jobs, seeds) if seeds is not None else jobs
+
+            check_distinct_jobs(selected, dumped, schemes, rebuild)
+            self.check_jobs(selected)
+        except InvalidConfigError as err:  # a nested config (scenario, env): name its path
+            raise err.located(dumped).with_sources(sources) from None
+        run_dir = Path(run_dir)
         earlier = check_run_dir(run_dir, self.name, dumped)
         execution = execution or Execution()
         started_ray = execution.connect()  # a cluster that cannot be reached: nothing written
@@ -199,6 +224,10 @@ class Experiment:
             text += yaml.safe_dump(dumped, sort_keys=False)
             if not preset_path.is_file() or preset_path.read_text() != text:
                 preset_path.write_text(text)  # a resumed run leaves its own file untouched
+            on_disk = {job.job_id for job, _ in earlier}  # results read back, not computed
+            on_disk |= {
+                job.job_id for job in selected if (job_folder(run_dir, job) / RESULT_FILE).is_file()
+            }
             results = run_jobs(selected, self.run_job, run_dir, execution)
         finally:
             if started_ray:  # as run_jobs does for a Ray instance it started itself
@@ -218,10 +247,94 @@ class Experiment:
                 **{job.job_id: results[job.job_id] for job in selected},
             },
         }
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-        if everything:
-            self.finish(run_dir, everything, summary)
+        self._conclude(run_dir, everything, summary, on_disk)
         return summary
+
+    def _conclude(
+        self, run_dir: Path, jobs: list[Job], summary: dict[str, Any], on_disk: set[str]
+    ) -> None:
+        """Draw the figures and tables of ``summary`` (:attr:`finish`, :attr:`table`), then
+        write ``summary.json``.
+
+        A finish that fails puts back the files of ``run_dir`` (outside ``jobs/``) it had
+        written. A :class:`~skyshare.errors.SkyshareError` of theirs (e.g. a figure that needs
+        a scheme the run lacks) still writes ``summary.json``: the results are sound and a
+        later run of the other schemes keeps them. Any other error, on results read back from
+        the run directory (``on_disk``: job ids), names the damaged ``result.json``: found by
+        :attr:`check_result`, else by :meth:`_damaged_results`; when none can be singled out,
+        the message names the jobs folder. An error on this run's own results alone is
+        raised as it is (a bug)."""
+        results = summary["results"]
+        if self.check_result is not None:
+            for job in jobs:
+                if job.job_id not in on_disk:
+                    continue
+                try:
+                    self.check_result(job, results[job.job_id])
+                except (KeyError, TypeError, ValueError, IndexError) as exc:
+                    raise _damaged_result(run_dir, job, self.name, exc) from None
+        before = _snapshot(run_dir)
+        pristine = copy.deepcopy(summary)
+        try:
+            self._draw(run_dir, jobs, summary)
+        except SkyshareError:
+            _restore(run_dir, before)
+            _write_atomic(run_dir / "summary.json", _summary_text(pristine))
+            raise
+        except Exception as exc:
+            _restore(run_dir, before)
+            damaged = self._damaged_results(run_dir, jobs, pristine, on_disk)
+            if damaged is None:
+                raise  # not the results read back: a bug, shown with its traceback
+            if damaged:
+                raise _damaged_result(run_dir, damaged[0], self.name, exc, len(damaged)) from None
+            raise SkyshareError(
+                f"{self.name}: the figures and tables failed on the results read back from "
+                f"{run_dir / 'jobs'} ({type(exc).__name__}: {_first_line(exc)}); a "
+                f"{RESULT_FILE} there is damaged (edited, or written by another version). "
+                f"Delete the damaged ones and rerun the same command: those jobs run again, "
+                "the others are kept"
+            ) from None
+        _write_atomic(run_dir / "summary.json", _summary_text(summary))
+
+    def _draw(self, run_dir: Path, jobs: list[Job], summary: dict[str, Any]) -> None:
+        """The summary table (as the CLI prints it) and the figures of ``jobs``."""
+        if jobs:
+            self.table(summary)
+            self.finish(run_dir, jobs, summary)
+
+    def _damaged_results(
+        self, run_dir: Path, jobs: list[Job], summary: dict[str, Any], on_disk: set[str]
+    ) -> list[Job] | None:
+        """After the figures and tables failed: the jobs of ``on_disk`` whose result makes
+        them fail (those without which they succeed); [] when none can be singled out (e.g.
+        two damaged results), None when they fail on this run's own results alone (a bug)."""
+        fresh = [job for job in jobs if job.job_id not in on_disk]
+        if len(fresh) == len(jobs) or (fresh and not self._draws(run_dir, fresh, summary)):
+            return None
+        read_back = [job for job in jobs if job.job_id in on_disk]
+        if len(jobs) == 1:
+            return read_back
+        return [
+            job
+            for job in read_back
+            if self._draws(run_dir, [other for other in jobs if other is not job], summary)
+        ]
+
+    def _draws(self, run_dir: Path, jobs: list[Job], summary: dict[str, Any]) -> bool:
+        """Whether the figures and tables of ``jobs`` alone succeed (files put back after)."""
+        ids = {job.job_id for job in jobs}
+        trial = copy.deepcopy(summary)
+        for key in ("results", "seeds"):
+            trial[key] = {k: v for k, v in trial.get(key, {}).items() if k in ids}
+        before = _snapshot(run_dir)
+        try:
+            self._draw(run_dir, jobs, trial)
+            return True
+        except Exception:
+            return False
+        finally:
+            _restore(run_dir, before)
 
     def check_jobs(self, jobs: Sequence[Job]) -> None:
         """:attr:`check_job` once per distinct (scheme, parameters) of ``jobs`` (seeds
@@ -313,14 +426,14 @@ def check_run_dir(
     A directory whose ``summary.json`` (or, for a run stopped before its first summary,
     ``preset.yaml``) names another experiment, or the same experiment with other resolved
     parameters, is refused with the differing fields: writing there would replace that run's
-    preset and summary. An earlier job is kept when its folder still holds its ``job.json``
-    and ``result.json``."""
+    preset and summary. One whose ``summary.json`` lacks those fields is refused as damaged.
+    An earlier job is kept when its folder still holds its ``job.json`` and ``result.json``."""
     summary_path, preset_path = run_dir / "summary.json", run_dir / "preset.yaml"
     if run_dir.exists() and not run_dir.is_dir():
         raise SkyshareError(f"--out {run_dir} is a file, not a folder")
-    summary = _read_run_file(summary_path, json.loads)
+    summary = _read_summary(summary_path)
     if summary is not None:
-        before_experiment, before_params = summary.get("experiment"), summary.get("params")
+        before_experiment, before_params = summary["experiment"], summary["params"]
     else:
         preset = _read_run_file(preset_path, yaml.safe_load)
         if preset is None:
@@ -353,12 +466,12 @@ def check_run_dir(
     earlier = []
     for job_id in (summary or {}).get("results", {}):
         folder = run_dir / "jobs" / str(job_id)
-        data = _read_json(folder / "job.json", f"the description of job {job_id}")
+        data = _job_file(folder, str(job_id))
         result = _read_json(folder / RESULT_FILE, f"the result of job {job_id}")
         if data is None or result is None:
             continue
         try:
-            job = Job(**{key: data[key] for key in ("experiment", "scheme", "seed", "params")})
+            job = Job(**{key: data[key] for key in IDENTITY})
         except (KeyError, TypeError):
             continue  # not a job description this version wrote: the job is not kept
         if job.job_id == job_id:
@@ -377,16 +490,34 @@ def _read_run_file(path: Path, parse: Callable[[str], Any]) -> dict[str, Any] | 
     try:
         data = parse(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
-        raise SkyshareError(
-            f"{path} is unreadable ({type(exc).__name__}); this folder holds a damaged run: "
-            "choose another --out, or delete that file to run here anew"
-        ) from None
+        raise _damaged_run(path, f"is unreadable ({type(exc).__name__})") from None
     if not isinstance(data, dict):
-        raise SkyshareError(
-            f"{path} holds a {type(data).__name__}, not a mapping: this folder holds a damaged "
-            "run; choose another --out, or delete that file to run here anew"
-        )
+        raise _damaged_run(path, f"holds a {type(data).__name__}, not a mapping")
     return data
+
+
+def _read_summary(path: Path) -> dict[str, Any] | None:
+    """A run directory's ``summary.json`` (None if absent), with the fields a run reads back."""
+    summary = _read_run_file(path, json.loads)
+    if summary is None:
+        return None
+    expected = {"experiment": str, "params": dict, "results": dict}  # results: may be absent
+    wrong = [
+        key
+        for key, kind in expected.items()
+        if not isinstance(summary.get(key, {} if key == "results" else None), kind)
+    ]
+    if wrong:
+        raise _damaged_run(path, f"is damaged: {', '.join(wrong)} missing or of the wrong type")
+    return summary
+
+
+def _damaged_run(path: Path, problem: str) -> SkyshareError:
+    """The error for a damaged ``summary.json`` or ``preset.yaml`` of a run directory."""
+    return SkyshareError(
+        f"{path} {problem}: this folder holds a damaged run; choose another --out, or delete "
+        "that file to run here anew"
+    )
 
 
 def with_seeds(jobs: Sequence[Job], seeds: Sequence[int]) -> list[Job]:
@@ -418,6 +549,15 @@ def with_seeds(jobs: Sequence[Job], seeds: Sequence[int]) -> list[Job]:
 
 
 EXECUTORS = ("local", "ray")
+MAX_RAY_THREADS = 1024  # a Ray job's threads: the cluster's machines, not this one, run it
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the system has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 _HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
@@ -456,9 +596,11 @@ class Execution:
             after the other in this process). In [1, 256].
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``: where the jobs' tensors live. With
             ``workers > 1`` the workers share the device.
-        threads: torch threads per job, in [1, 1024]; None: 1, for every executor (the
-            thread count changes floating-point results; it is recorded in each job's
-            ``job.json`` and a started job resumes only with the same count).
+        threads: torch threads per job; None: 1, for every executor (the thread count
+            changes floating-point results; it is recorded in each job's ``job.json`` and a
+            started job resumes only with the same count). Local executor: at most this
+            machine's CPUs (:func:`available_cpus`; more threads than cores make a job many
+            times slower); Ray: up to 1024, as the cluster's machines may have more cores.
         progress: show progress bars.
         keep_checkpoints: keep finished jobs' checkpoints (default: removed, see :class:`Job`).
     """
@@ -482,8 +624,17 @@ class Execution:
             raise SkyshareError(f"workers (--workers) must be in [1, 256], got {self.workers}")
         if self.workers > 1 and self.executor != "local":
             raise SkyshareError("workers is for the local executor (Ray schedules its own)")
-        if self.threads is not None and not 1 <= self.threads <= 1024:
-            raise SkyshareError(f"threads (--threads) must be in [1, 1024], got {self.threads}")
+        if self.threads is not None:
+            most = available_cpus() if self.executor == "local" else MAX_RAY_THREADS
+            if not 1 <= self.threads <= most:
+                where = (
+                    f"the {most} CPU(s) this process may use"
+                    if self.executor == "local"
+                    else "Ray's limit"
+                )
+                raise SkyshareError(
+                    f"threads (--threads) must be in [1, {most}] ({where}), got {self.threads}"
+                )
         self._check_device()
 
     @property
@@ -605,23 +756,75 @@ def load_result(run_dir: str | Path, job: Job) -> dict[str, Any] | None:
     return _read_json(folder / RESULT_FILE, f"the result of job {job.job_id}")
 
 
-def _read_json(path: Path, what: str) -> dict[str, Any] | None:
+RERUN_JOB = "delete it and rerun the same command: that job runs again, the others are kept"
+"""What to do about a damaged ``result.json``."""
+
+REWRITE_JOB_FILE = (
+    "delete it and rerun the same command: the job's result (or checkpoint) is kept, and "
+    "job.json is written again by the next run that includes that job"
+)
+"""What to do about a damaged ``job.json`` (see :func:`run_jobs`)."""
+
+
+def _damaged(path: Path, what: str, problem: str, remedy: str = RERUN_JOB) -> SkyshareError:
+    """The error for a damaged file of a job: ``"<path> (<what>) <problem>; <remedy>"``."""
+    return SkyshareError(f"{path} ({what}) {problem}; {remedy}")
+
+
+def _damaged_result(
+    run_dir: Path, job: Job, experiment: str, exc: BaseException, count: int = 1
+) -> SkyshareError:
+    """A ``result.json`` that is a JSON object but not the result ``experiment`` reads."""
+    path = job_folder(run_dir, job) / RESULT_FILE
+    others = f" (and {count - 1} other result(s) of this run)" if count > 1 else ""
+    problem = (
+        f"is damaged{others}: {experiment} cannot read it as a job's result (a field missing "
+        f"or of the wrong type: {type(exc).__name__}: {_first_line(exc)})"
+    )
+    return _damaged(path, f"the result of job {job.job_id}", problem)
+
+
+def _read_json(path: Path, what: str, remedy: str = RERUN_JOB) -> dict[str, Any] | None:
     """A JSON object from ``path``, None when the file does not exist."""
     if not path.exists():
         return None
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SkyshareError(
-            f"{path} ({what}) is unreadable ({type(exc).__name__}: {exc}); delete it and rerun "
-            "the same command: that job runs again, the others are kept"
-        ) from None
+        raise _damaged(path, what, f"is unreadable ({type(exc).__name__}: {exc})", remedy) from None
     if not isinstance(data, dict):
-        raise SkyshareError(
-            f"{path} ({what}) holds a {type(data).__name__}, not a JSON object; delete it and "
-            "rerun the same command: that job runs again, the others are kept"
-        )
+        raise _damaged(path, what, f"holds a {type(data).__name__}, not a JSON object", remedy)
     return data
+
+
+def _job_file(folder: Path, job_id: str) -> dict[str, Any] | None:
+    """The ``job.json`` of a job's folder (None if absent)."""
+    return _read_json(folder / "job.json", f"the description of job {job_id}", REWRITE_JOB_FILE)
+
+
+def _snapshot(run_dir: Path) -> dict[Path, bytes]:
+    """Every file of ``run_dir`` outside ``jobs/`` (summary, figures, tables), with its bytes."""
+    if not run_dir.is_dir():
+        return {}
+    files = []
+    for child in run_dir.iterdir():
+        if child.name != "jobs":
+            files += [child] if child.is_file() else [p for p in child.rglob("*") if p.is_file()]
+    return {path: path.read_bytes() for path in files}
+
+
+def _restore(run_dir: Path, snapshot: dict[Path, bytes]) -> None:
+    """Put the files of ``run_dir`` outside ``jobs/`` back as :func:`_snapshot` found them:
+    those written since removed, those changed rewritten."""
+    for path in set(_snapshot(run_dir)) - set(snapshot):
+        path.unlink()
+    for path, data in snapshot.items():
+        if not path.is_file() or path.read_bytes() != data:
+            _write_atomic(path, data)
+
+
+def _summary_text(summary: dict[str, Any]) -> str:
+    return json.dumps(summary, indent=2, default=float)
 
 
 def _check_resume_execution(run_dir: Path, job: Job) -> None:
@@ -631,7 +834,7 @@ def _check_resume_execution(run_dir: Path, job: Job) -> None:
     folder = job_folder(run_dir, job)
     if not any(folder.glob("*checkpoint*.pt")):
         return
-    started = _read_json(folder / "job.json", f"the description of job {job.job_id}")
+    started = _job_file(folder, job.job_id)
     if started is None:
         return
     before = {key: started.get(key) for key in ("threads", "device")}
@@ -645,9 +848,23 @@ def _check_resume_execution(run_dir: Path, job: Job) -> None:
         )
 
 
-def _write_atomic(path: Path, text: str) -> None:
+IDENTITY = ("experiment", "scheme", "seed", "params")
+"""The fields of a :class:`Job` that make its id (what :func:`check_run_dir` reads back)."""
+
+
+def _restore_job_file(run_dir: Path, job: Job) -> None:
+    """Write again the ``job.json`` of a finished job whose file was deleted (as a damaged
+    one's message says to), with the fields of the job's identity: the threads and device it
+    ran with are not known any more, and only a started job's resumption reads them."""
+    path = job_folder(run_dir, job) / "job.json"
+    if not path.exists():
+        identity = {key: value for key, value in asdict(job).items() if key in IDENTITY}
+        _write_atomic(path, json.dumps(identity, indent=2))
+
+
+def _write_atomic(path: Path, content: str | bytes) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
+    tmp.write_bytes(content.encode() if isinstance(content, str) else content)
     os.replace(tmp, path)  # a crash never leaves a half-written marker
 
 
@@ -700,6 +917,7 @@ def run_jobs(
         stored = load_result(run_dir, job)
         if stored is not None:
             results[job.job_id] = stored
+            _restore_job_file(run_dir, job)
         else:
             pending.append(
                 replace(
