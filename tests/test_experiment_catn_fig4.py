@@ -111,6 +111,9 @@ def test_corrupt_checkpoint_is_a_clear_error_and_keeps_finished_jobs(tmp_path, t
     folder = out / "jobs" / job.job_id
     folder.mkdir(parents=True)
     (folder / "checkpoint.pt").write_bytes(b"not a checkpoint")  # e.g. a truncated copy
+    started = {"experiment": job.experiment, "scheme": job.scheme, "seed": job.seed}
+    started |= {"params": job.params, "threads": 1, "device": "cpu"}  # as the runner writes it
+    (folder / "job.json").write_text(json.dumps(started))
     argv = ["run", "catn-fig4", "--config", str(tiny), "--out", str(out)]
     argv += ["--schemes", "SC-WMMSE", "D3QN-CUP"]
     assert main(argv) == 2

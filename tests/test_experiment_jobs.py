@@ -660,19 +660,18 @@ def _files(folder):
 
 
 @pytest.mark.parametrize("damage", ["{}", '{"value": "abc"}'])
-@pytest.mark.parametrize("hook", [False, True])
-def test_a_result_file_that_lacks_fields_is_named_and_nothing_is_overwritten(
-    damage, hook, tmp_path
+def test_a_result_file_that_lacks_fields_is_named_by_the_hook_and_nothing_is_overwritten(
+    damage, tmp_path
 ):
     """A result.json that is a JSON object but not a result (edited, another version) is
-    named with the damaged-file message, before or while the figures are drawn, and the
-    summary and figures of the run stay as they were."""
+    named by the experiment's check_result with the damaged-file message before anything is
+    drawn, and the summary and figures of the run stay as they were."""
     from skyshare.errors import SkyshareError
 
     def check_result(job, result):
         result["value"] + 0
 
-    experiment = _drawing_experiment(check_result if hook else None)
+    experiment = _drawing_experiment(check_result)
     out = tmp_path / "run"
     experiment.run(out, _NestedPreset(), execution=QUIET)
     marker = next((out / "jobs").iterdir()) / "result.json"
@@ -688,6 +687,39 @@ def test_a_result_file_that_lacks_fields_is_named_and_nothing_is_overwritten(
     marker.unlink()
     experiment.run(out, _NestedPreset(), execution=QUIET)  # that job runs again
     assert "value" in json.loads(marker.read_text())
+
+
+@pytest.mark.parametrize("cause", ["damaged result", "plotting bug"])
+def test_without_the_hook_a_failed_drawing_blames_no_file(cause, tmp_path):
+    """Without check_result, a drawing that fails on results read back keeps its own
+    exception and traceback, with a note on what to check, and names no file: a plotting bug
+    (every result sound) looks the same as a damaged result, and guessing would tell the user
+    to delete good results. The files of the run stay as they were."""
+    from skyshare.experiments.jobs import Experiment
+
+    base = _drawing_experiment()
+    out = tmp_path / "run"
+    base.run(out, _NestedPreset(), execution=QUIET)
+    if cause == "damaged result":
+        experiment = base
+        next((out / "jobs").iterdir()).joinpath("result.json").write_text("{}")
+    else:
+
+        def finish(run_dir, selected, summary):
+            (run_dir / "figure.txt").write_text("half drawn")
+            raise ZeroDivisionError("a bug")
+
+        parts = ("name", "description", "Preset", "jobs", "run_job")
+        experiment = Experiment(
+            *[getattr(base, f) for f in parts], finish, base.table, base.schemes, base.check_job
+        )
+    before = _files(out)
+    with pytest.raises((KeyError, ZeroDivisionError)) as info:
+        experiment.run(out, _NestedPreset(), execution=QUIET)
+    note = " ".join(getattr(info.value, "__notes__", []))
+    assert "read back from" in note and "otherwise this is a bug" in note
+    assert "is damaged" not in str(info.value)
+    assert _files(out) == before
 
 
 def test_a_finish_that_fails_on_fresh_results_keeps_its_traceback_and_the_old_files(tmp_path):
@@ -750,6 +782,28 @@ def test_a_damaged_job_file_says_what_a_rerun_does_and_the_rerun_does_it(tmp_pat
     assert Job(**description).job_id == folder.name
 
 
+def test_a_started_job_without_its_job_file_is_not_resumed_blindly(tmp_path):
+    """A job with a checkpoint resumes only with the threads and device it started with,
+    which its job.json records: with that file missing (or reduced to the job's identity) the
+    runner refuses and asks for the job's folder to be deleted, instead of resuming with any
+    setting."""
+    from skyshare.errors import SkyshareError
+    from skyshare.experiments.jobs import _check_resume_execution, job_folder
+
+    job = Job("toy", "a", 0, {"x": 1}, threads=1, device="cpu")
+    folder = job_folder(tmp_path, job)
+    folder.mkdir(parents=True)
+    (folder / "checkpoint.pt").write_bytes(b"x")
+    with pytest.raises(SkyshareError, match=r"no record of the torch threads .* starts afresh"):
+        _check_resume_execution(tmp_path, job)
+    identity = {"experiment": "toy", "scheme": "a", "seed": 0, "params": {"x": 1}}
+    (folder / "job.json").write_text(json.dumps(identity))
+    with pytest.raises(SkyshareError, match=r"missing or incomplete"):
+        _check_resume_execution(tmp_path, job)
+    (folder / "job.json").write_text(json.dumps({**identity, "threads": 1, "device": "cpu"}))
+    _check_resume_execution(tmp_path, job)  # the same setting: resumed
+
+
 def test_nested_config_errors_name_the_path_in_the_preset_and_the_config_file(tmp_path):
     from skyshare.errors import ConfigError
 
@@ -770,15 +824,23 @@ def test_nested_config_errors_name_the_path_in_the_preset_and_the_config_file(tm
     assert not out.exists()
 
 
-def test_threads_are_bounded_by_the_cpus_for_the_local_executor(monkeypatch):
+def test_more_local_threads_than_cpus_are_warned_about(monkeypatch):
+    """Oversubscribing the CPUs (workers x threads) slows the jobs: a warning, not a refusal
+    (a job started elsewhere with more threads resumes only with its own count)."""
+    import warnings
+
     from skyshare.errors import SkyshareError
     from skyshare.experiments import jobs
 
     monkeypatch.setattr(jobs, "available_cpus", lambda: 2)
-    assert Execution(threads=2).threads_per_job == 2
-    with pytest.raises(SkyshareError, match=r"--threads\) must be in \[1, 2\] \(the 2 CPU"):
-        Execution(threads=3)
-    assert Execution(executor="ray", threads=3).threads_per_job == 3  # the cluster's cores
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert Execution(threads=2).threads_per_job == 2
+        assert Execution(executor="ray", threads=3).threads_per_job == 3  # the cluster's cores
+    with pytest.warns(RuntimeWarning, match=r"1 worker\(s\) x 3 torch thread\(s\) .* 2 CPU"):
+        assert Execution(threads=3).threads_per_job == 3
+    with pytest.warns(RuntimeWarning, match=r"2 worker\(s\) x 2 torch"):
+        Execution(workers=2, threads=2)
     with pytest.raises(SkyshareError, match=r"must be in \[1, 1024\]"):
         Execution(executor="ray", threads=1025)
     assert 1 <= jobs.available_cpus() <= (os.cpu_count() or 1)

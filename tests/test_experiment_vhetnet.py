@@ -473,3 +473,16 @@ def test_sweep_figures_label_the_x_axis_readably_with_integer_ticks_for_counts(
     assert axis.get_xlabel() == label
     ticks = [t for t in axis.get_xticks() if 1 <= t <= 4]
     assert all(float(t).is_integer() for t in ticks) == integer
+
+
+def test_an_option_error_survives_pickling():
+    """Raised in a worker process or a Ray task, it crosses a pickle: same type, text and
+    fields (the default exception pickling passes only the message to a 3-argument init)."""
+    import pickle
+
+    from skyshare.schemes.vhetnet import OptionError
+
+    error = OptionError("distributed", "executor", "must be one of ('local', 'ray')")
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is OptionError and str(copy) == str(error)
+    assert (copy.scheme, copy.option, copy.problem) == (error.scheme, error.option, error.problem)

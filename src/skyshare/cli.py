@@ -169,8 +169,8 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         help="torch threads per job (default: 1, whatever the executor: the thread count "
         "changes the numbers; a started job resumes only with the count it started with); "
-        "local executor: at most this machine's CPUs, ray: up to 1024 (the cluster's "
-        "machines run the jobs)",
+        "up to 1024; with the local executor, more workers x threads than this machine's "
+        "CPUs is warned about (the jobs then compete for cores)",
     )
     run.add_argument("--out", help="run directory (default: runs/EXPERIMENT-PRESET)")
     run.add_argument(

@@ -25,6 +25,7 @@ import socket
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -194,11 +195,10 @@ class Experiment:
         if not isinstance(preset, ExperimentPreset):  # a name, or None: the model's defaults
             preset_name = preset_name or preset or "custom"
             resolved = self.load_preset(preset, file=config, overrides=overrides)
-            sources = config_sources(config, overrides)
         else:
             resolved = self.Preset.from_dict(preset.model_dump(), what=self.name)
             preset_name = preset_name or "custom"
-            sources = {}
+            config = overrides = None  # a ready preset: its values came from no file
         dumped = resolved.model_dump(mode="json")
         try:
             selected = self.jobs(resolved, preset_name, schemes)
@@ -212,6 +212,7 @@ class Experiment:
             check_distinct_jobs(selected, dumped, schemes, rebuild)
             self.check_jobs(selected)
         except InvalidConfigError as err:  # a nested config (scenario, env): name its path
+            sources = config_sources(config, overrides) if config or overrides else {}
             raise err.located(dumped).with_sources(sources) from None
         run_dir = Path(run_dir)
         earlier = check_run_dir(run_dir, self.name, dumped)
@@ -256,14 +257,16 @@ class Experiment:
         """Draw the figures and tables of ``summary`` (:attr:`finish`, :attr:`table`), then
         write ``summary.json``.
 
-        A finish that fails puts back the files of ``run_dir`` (outside ``jobs/``) it had
-        written. A :class:`~skyshare.errors.SkyshareError` of theirs (e.g. a figure that needs
-        a scheme the run lacks) still writes ``summary.json``: the results are sound and a
-        later run of the other schemes keeps them. Any other error, on results read back from
-        the run directory (``on_disk``: job ids), names the damaged ``result.json``: found by
-        :attr:`check_result`, else by :meth:`_damaged_results`; when none can be singled out,
-        the message names the jobs folder. An error on this run's own results alone is
-        raised as it is (a bug)."""
+        A result read back from the run directory (``on_disk``: job ids) that
+        :attr:`check_result` refuses is named before anything is drawn. A finish that fails
+        puts back the top-level files of ``run_dir`` it had written (figures, tables). A
+        :class:`~skyshare.errors.SkyshareError` of theirs (e.g. a figure that needs a scheme
+        the run lacks) still writes ``summary.json``: the results are sound and a later run of
+        the other schemes keeps them. Any other error is raised with its traceback (it may be
+        a bug, and guessing a culprit could blame a good result); ``summary.json`` is then
+        written only when every result was computed in this run, and otherwise the error
+        carries a note on what to check (a ``result.json`` edited by hand or written by
+        another version)."""
         results = summary["results"]
         if self.check_result is not None:
             for job in jobs:
@@ -283,18 +286,18 @@ class Experiment:
             raise
         except Exception as exc:
             _restore(run_dir, before)
-            damaged = self._damaged_results(run_dir, jobs, pristine, on_disk)
-            if damaged is None:
-                raise  # not the results read back: a bug, shown with its traceback
-            if damaged:
-                raise _damaged_result(run_dir, damaged[0], self.name, exc, len(damaged)) from None
-            raise SkyshareError(
-                f"{self.name}: the figures and tables failed on the results read back from "
-                f"{run_dir / 'jobs'} ({type(exc).__name__}: {_first_line(exc)}); a "
-                f"{RESULT_FILE} there is damaged (edited, or written by another version). "
-                f"Delete the damaged ones and rerun the same command: those jobs run again, "
-                "the others are kept"
-            ) from None
+            read_back = [job.job_id for job in jobs if job.job_id in on_disk]
+            if not read_back:
+                _write_atomic(run_dir / "summary.json", _summary_text(pristine))
+                raise
+            exc.add_note(
+                f"{self.name}: the figures and tables failed with {len(read_back)} result(s) "
+                f"read back from {run_dir / 'jobs'}; the files of {run_dir} were left as they "
+                f"were. If a {RESULT_FILE} there was edited or written by another version of "
+                "skyshare, delete that job's folder and rerun the same command (that job runs "
+                "again, the others are kept); otherwise this is a bug: please report it"
+            )
+            raise
         _write_atomic(run_dir / "summary.json", _summary_text(summary))
 
     def _draw(self, run_dir: Path, jobs: list[Job], summary: dict[str, Any]) -> None:
@@ -302,39 +305,6 @@ class Experiment:
         if jobs:
             self.table(summary)
             self.finish(run_dir, jobs, summary)
-
-    def _damaged_results(
-        self, run_dir: Path, jobs: list[Job], summary: dict[str, Any], on_disk: set[str]
-    ) -> list[Job] | None:
-        """After the figures and tables failed: the jobs of ``on_disk`` whose result makes
-        them fail (those without which they succeed); [] when none can be singled out (e.g.
-        two damaged results), None when they fail on this run's own results alone (a bug)."""
-        fresh = [job for job in jobs if job.job_id not in on_disk]
-        if len(fresh) == len(jobs) or (fresh and not self._draws(run_dir, fresh, summary)):
-            return None
-        read_back = [job for job in jobs if job.job_id in on_disk]
-        if len(jobs) == 1:
-            return read_back
-        return [
-            job
-            for job in read_back
-            if self._draws(run_dir, [other for other in jobs if other is not job], summary)
-        ]
-
-    def _draws(self, run_dir: Path, jobs: list[Job], summary: dict[str, Any]) -> bool:
-        """Whether the figures and tables of ``jobs`` alone succeed (files put back after)."""
-        ids = {job.job_id for job in jobs}
-        trial = copy.deepcopy(summary)
-        for key in ("results", "seeds"):
-            trial[key] = {k: v for k, v in trial.get(key, {}).items() if k in ids}
-        before = _snapshot(run_dir)
-        try:
-            self._draw(run_dir, jobs, trial)
-            return True
-        except Exception:
-            return False
-        finally:
-            _restore(run_dir, before)
 
     def check_jobs(self, jobs: Sequence[Job]) -> None:
         """:attr:`check_job` once per distinct (scheme, parameters) of ``jobs`` (seeds
@@ -625,15 +595,20 @@ class Execution:
         if self.workers > 1 and self.executor != "local":
             raise SkyshareError("workers is for the local executor (Ray schedules its own)")
         if self.threads is not None:
-            most = available_cpus() if self.executor == "local" else MAX_RAY_THREADS
-            if not 1 <= self.threads <= most:
-                where = (
-                    f"the {most} CPU(s) this process may use"
-                    if self.executor == "local"
-                    else "Ray's limit"
-                )
+            if not 1 <= self.threads <= MAX_RAY_THREADS:
                 raise SkyshareError(
-                    f"threads (--threads) must be in [1, {most}] ({where}), got {self.threads}"
+                    f"threads (--threads) must be in [1, {MAX_RAY_THREADS}], got {self.threads}"
+                )
+            cpus = available_cpus()
+            if self.executor == "local" and self.workers * self.threads > cpus:
+                # a warning, not a refusal: a job started elsewhere with more threads resumes
+                # only with its own count (_check_resume_execution)
+                warnings.warn(
+                    f"{self.workers} worker(s) x {self.threads} torch thread(s) (--workers, "
+                    f"--threads) is more than the {cpus} CPU(s) this process may use: the "
+                    "threads will compete for cores and the jobs run slower",
+                    RuntimeWarning,
+                    stacklevel=2,
                 )
         self._check_device()
 
@@ -760,8 +735,9 @@ RERUN_JOB = "delete it and rerun the same command: that job runs again, the othe
 """What to do about a damaged ``result.json``."""
 
 REWRITE_JOB_FILE = (
-    "delete it and rerun the same command: the job's result (or checkpoint) is kept, and "
-    "job.json is written again by the next run that includes that job"
+    "delete it and rerun the same command: a finished job's result is kept, and job.json is "
+    "written again by the next run that includes that job (a started job, with a checkpoint, "
+    "then asks for its folder to be deleted)"
 )
 """What to do about a damaged ``job.json`` (see :func:`run_jobs`)."""
 
@@ -803,21 +779,19 @@ def _job_file(folder: Path, job_id: str) -> dict[str, Any] | None:
 
 
 def _snapshot(run_dir: Path) -> dict[Path, bytes]:
-    """Every file of ``run_dir`` outside ``jobs/`` (summary, figures, tables), with its bytes."""
+    """The top-level files of ``run_dir`` (summary, figures, tables: what a finish writes),
+    with their bytes; subfolders (``jobs/``, anything of the user's) are not read."""
     if not run_dir.is_dir():
         return {}
-    files = []
-    for child in run_dir.iterdir():
-        if child.name != "jobs":
-            files += [child] if child.is_file() else [p for p in child.rglob("*") if p.is_file()]
-    return {path: path.read_bytes() for path in files}
+    return {path: path.read_bytes() for path in run_dir.iterdir() if path.is_file()}
 
 
 def _restore(run_dir: Path, snapshot: dict[Path, bytes]) -> None:
-    """Put the files of ``run_dir`` outside ``jobs/`` back as :func:`_snapshot` found them:
-    those written since removed, those changed rewritten."""
-    for path in set(_snapshot(run_dir)) - set(snapshot):
-        path.unlink()
+    """Put the top-level files of ``run_dir`` back as :func:`_snapshot` found them: those
+    written since removed, those changed rewritten (subfolders untouched)."""
+    for path in run_dir.iterdir():
+        if path.is_file() and path not in snapshot:
+            path.unlink()
     for path, data in snapshot.items():
         if not path.is_file() or path.read_bytes() != data:
             _write_atomic(path, data)
@@ -834,9 +808,15 @@ def _check_resume_execution(run_dir: Path, job: Job) -> None:
     folder = job_folder(run_dir, job)
     if not any(folder.glob("*checkpoint*.pt")):
         return
-    started = _job_file(folder, job.job_id)
-    if started is None:
-        return
+    afresh = f"delete {folder} and rerun the same command: that job starts afresh"
+    what = f"the description of started job {job.job_id}"
+    started = _read_json(folder / "job.json", what, afresh)
+    if started is None or not {"threads", "device"} <= set(started):
+        raise SkyshareError(
+            f"job {job.job_id} has a checkpoint but no record of the torch threads and device it "
+            f"started with ({folder / 'job.json'} is missing or incomplete), and resuming with "
+            f"others would change its numbers; {afresh}"
+        )
     before = {key: started.get(key) for key in ("threads", "device")}
     now = {"threads": job.threads, "device": job.device}
     if before != now:

@@ -561,11 +561,10 @@ def aggregate(summary: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _finish(run_dir: Path, selected: list[Job], summary: dict[str, Any]) -> Path:
     """The figure (capacity per cell versus the sweep variable) and the aggregated table,
-    added to ``summary.json``."""
+    added to ``summary`` (the runner writes ``summary.json`` after the figures)."""
     from skyshare.plots import plot_capacity_sweep
 
     summary["table"] = aggregate(summary)
-    (Path(run_dir) / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     experiment, params = summary["experiment"], summary["params"]
     fixed = params["scenario"]
     fixed_text = ", ".join(

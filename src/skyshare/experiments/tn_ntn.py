@@ -374,8 +374,8 @@ def _tail_mean(values: list[float], share: float = 0.1) -> float:
 
 
 def _save(run_dir: Path, summary: dict[str, Any], **extra: Any) -> None:
+    """Add ``extra`` to ``summary`` (the runner writes ``summary.json`` after the figures)."""
     summary.update(extra)
-    (Path(run_dir) / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
 
 
 def _fig3_finish(run_dir: Path, jobs: list[Job], summary: dict[str, Any]) -> Path:

@@ -185,8 +185,7 @@ def _check_job(job: Job) -> None:
     scheme = VHETNET_SCHEMES.build(job.scheme, job.params["options"])
     if getattr(scheme, "solve", None) is sca_centralized:
         config = VhetnetScenario.config_from("paper", overrides=job.params["scenario"])
-        m_max = max(config.m_haps if config.with_haps else 0, config.m_mbs if config.n_mbs else 0)
-        check_model_memory(config.n_ue, config.n_tx, m_max)
+        check_model_memory(config.n_ue, config.n_tx, config.m_max)
 
 
 def _label(scenario: dict[str, Any], options: dict[str, dict[str, Any]]) -> str:

@@ -1,6 +1,7 @@
 """Tables and figures of the ``vhetnet-*`` experiments (:mod:`skyshare.experiments.vhetnet_pf`).
 
-Every ``finish`` adds its aggregated rows to ``summary.json`` and writes the paper's figure;
+Every ``finish`` adds its aggregated rows to the summary (written by the runner after the
+figures) and writes the paper's figure;
 every table function returns ``(title, columns, rows)`` for the CLI. Means are pooled over
 seeds and realizations with 95 % confidence half-widths ``1.96 s / sqrt(n)``.
 
@@ -12,7 +13,6 @@ realization (Table II) are the length of its ``primal_residual`` trace.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -156,8 +156,8 @@ def _require(summary: dict[str, Any], needed: Sequence[str]) -> None:
 
 
 def _save(run_dir: Path, summary: dict[str, Any], **extra: Any) -> None:
+    """Add ``extra`` to ``summary`` (the runner writes ``summary.json`` after the figures)."""
     summary.update(extra)
-    (Path(run_dir) / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
 
 
 def _title(summary: dict[str, Any], what: str) -> str:

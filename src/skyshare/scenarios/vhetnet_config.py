@@ -98,6 +98,11 @@ class VhetnetConfig(StrictModel):
         """Transmitters T: the HAPS (when present) plus the MBSs."""
         return int(self.with_haps) + self.n_mbs
 
+    @property
+    def m_max(self) -> int:
+        """The largest array among the transmitters present, ``M_max`` (0 without any)."""
+        return max(self.m_haps if self.with_haps else 0, self.m_mbs if self.n_mbs else 0)
+
 
 @dataclass
 class VhetnetState:

@@ -69,6 +69,9 @@ class OptionError(ConfigError):
         self.scheme, self.option, self.problem = scheme, option, problem
         super().__init__(f"{scheme}: option {option}: {problem}")
 
+    def __reduce__(self):  # picklable (raised in worker processes and Ray tasks)
+        return (type(self), (self.scheme, self.option, self.problem))
+
     def at(self, path: str) -> ConfigError:
         """The same error naming the option by ``path`` (its dotted path in the preset)."""
         return ConfigError(f"{path}: {self.problem}")

@@ -60,6 +60,7 @@ was found, not that none exists.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -121,7 +122,8 @@ def model_memory_bytes(K: int, n_coordinates: int) -> float:
     | 64 | 1.36 GB | 0.80 GB |
     | 128 | 8.4 GB | 5.1 GB |
 
-    Fit: 100 MB + 2.36e-3 MB K^3 + 2.25e-3 MB K^2 N (within 12 % at K = 64, 128). The model
+    Fit: 100 MB + 2.36e-3 MB K^3 + 2.25e-3 MB K^2 N (within 14 % at K = 64, 128; 21 % at
+    K = 32). The model
     is built once and reused for every instance of the batch, so B does not enter. At K =
     1024 (N = 80) this is about 2.7 TB: such networks are for the distributed PFBWD or
     PF-WMMSE.
@@ -138,6 +140,13 @@ def check_model_memory(K: int, n_tx: int, m_max: int) -> None:
         f"the centralized SCA's CVXPY model for K = {K} UEs and {n_tx} x {m_max} antenna "
         "coordinates (grows as K^3; the distributed PFBWD and PF-WMMSE do not build it)",
     )
+
+
+@functools.cache
+def _check_model_memory_once(K: int, n_tx: int, m_max: int) -> None:
+    """:func:`check_model_memory` once per process and size: a model that fitted when its job
+    started is not refused hours later because the free memory (the default limit) dropped."""
+    check_model_memory(K, n_tx, m_max)
 
 
 def taylor_exp(x: np.ndarray | float, squarings: int) -> np.ndarray:
@@ -559,7 +568,7 @@ def sca_centralized(
     """
     _check_arguments(max_iter, tol, interference, log_form, soc_squarings)
     solver_name = _check_solver(solver)
-    check_model_memory(*problem.H.shape[1:])
+    _check_model_memory_once(*problem.H.shape[1:])
     start = time.perf_counter()
     st = stack_channels(_on_cpu(problem))  # the conic solver runs on the CPU
     B, K = problem.shape[:2]

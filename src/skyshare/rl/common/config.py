@@ -6,8 +6,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError
 
-from skyshare.config import StrictModel, format_validation_error
-from skyshare.errors import ConfigError
+from skyshare.config import InvalidConfigError, StrictModel
 
 __all__ = ["LearnerConfig", "plain"]
 
@@ -28,7 +27,9 @@ class LearnerConfig(StrictModel):
         try:
             super().__init__(**data)
         except ValidationError as err:
-            raise ConfigError(format_validation_error(type(self), err)) from None
+            # an InvalidConfigError keeps the fields, so that a preset names their full
+            # path (td3.gamma), as for the scenario and env configs
+            raise InvalidConfigError.from_validation(type(self), err) from None
 
 
 def plain(value: Any) -> Any:
