@@ -41,7 +41,13 @@ from skyshare.config import StrictModel
 from skyshare.errors import ConfigError
 from skyshare.experiments.jobs import Experiment, ExperimentPreset, Job
 from skyshare.experiments.sweeps import check_sweep_points, check_swept_fields
-from skyshare.experiments.vhetnet_report import FINISH, SWEEP_FIGURES, TABLES, aggregate
+from skyshare.experiments.vhetnet_report import (
+    FINISH,
+    SWEEP_FIGURES,
+    TABLES,
+    aggregate,
+    sweep_fields,
+)
 from skyshare.schemes.vhetnet import (
     VHETNET_SCHEMES,
     OptionError,
@@ -162,7 +168,7 @@ def _check_sweep(experiment: str, preset: Preset) -> None:
     check_sweep_points(
         experiment,
         preset.sweep,
-        () if preset.sweep == "haps_array" else (preset.sweep,),  # haps_array has defaults
+        sweep_fields(preset.sweep),
         "points[].scenario",
         [{**preset.scenario, **point.scenario} for point in preset.points],
         example="e.g. sweep=n_ue, or haps_array for the HAPS antennas N_h x N_v",

@@ -246,9 +246,15 @@ def _finish_fig5(run_dir: Path, jobs: list[Any], summary: dict[str, Any]) -> Pat
     return plot_cdfs(panels, Path(run_dir) / "fig5.png", title, reference_line=1.0)
 
 
+def sweep_fields(sweep: str) -> tuple[str, ...]:
+    """The scenario fields every point must set for :func:`sweep_x` to read its x value:
+    none for ``haps_array`` (N_h N_v, each 8 when a point leaves it out), else ``sweep``."""
+    return () if sweep == "haps_array" else (sweep,)
+
+
 def sweep_x(row: dict[str, Any], sweep: str) -> float:
     scenario = row["scenario"]
-    if sweep == "haps_array":
+    if not sweep_fields(sweep):  # haps_array
         return float(scenario.get("haps_n_h", 8) * scenario.get("haps_n_v", 8))
     if sweep not in scenario:
         raise ConfigError(f"sweep {sweep!r}: point {row['label']!r} does not set it")
